@@ -1,0 +1,213 @@
+"""The daemon's configuration: one frozen `Config`, and the checks that reject a bad one at start.
+
+Everything here is plain data. `cli.py` turns flags and environment variables into a `Config`;
+`Config.validate()` raises `ConfigError` with one line an operator can act on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+DEFAULT_BROKER_URL = "redis://localhost:6379/0"
+DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                   120.0, 300.0, 600.0)  # fmt: skip
+DEFAULT_TRANSIENT_EXCEPTIONS = (
+    "ConnectionError",
+    "ConnectionRefusedError",
+    "ConnectionResetError",
+    "TimeoutError",
+    "OperationalError",
+    "SoftTimeLimitExceeded",
+    "TemporaryError",
+)
+
+# Schemes Celery/kombu accept for a broker, grouped by how we read queue depth.
+REDIS_SCHEMES = frozenset({"redis", "rediss", "sentinel", "redis+socket", "socket"})
+AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp", "librabbitmq"})
+BACKEND_REDIS_SCHEMES = frozenset({"redis", "rediss", "sentinel", "redis+socket", "socket"})
+
+
+class ConfigError(ValueError):
+    """A configuration mistake, worded as the one line printed before exiting."""
+
+
+def url_scheme(url: str) -> str:
+    """The scheme of a broker/backend URL; `sentinel://a;sentinel://b` lists take the first."""
+    first = url.split(";", 1)[0]
+    return urlsplit(first).scheme.lower()
+
+
+def broker_kind(url: str) -> str:
+    """`redis` or `amqp`: which queue-depth reader applies to this broker."""
+    scheme = url_scheme(url)
+    if scheme in REDIS_SCHEMES:
+        return "redis"
+    if scheme in AMQP_SCHEMES:
+        return "amqp"
+    raise ConfigError(
+        f"unsupported broker URL scheme {scheme!r}: use one of "
+        f"{', '.join(sorted(REDIS_SCHEMES | AMQP_SCHEMES))}"
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    # --- broker and backend -------------------------------------------------------------
+    broker_url: str = DEFAULT_BROKER_URL
+    # None: same as the broker when the broker is Redis, else no backend. "" disables it.
+    result_backend: str | None = None
+    broker_transport_options: dict[str, Any] = field(default_factory=dict)
+    broker_ssl_options: dict[str, Any] = field(default_factory=dict)
+    backend_transport_options: dict[str, Any] = field(default_factory=dict)
+    accept_content: tuple[str, ...] = ("json",)
+
+    # --- HTTP -----------------------------------------------------------------------------
+    host: str = "0.0.0.0"
+    port: int = 9808
+    # Optional second listener for /api and the page, so actions can stay internal.
+    api_listen: str | None = None
+    metrics_auth: str = "none"  # none | token | basic
+
+    # --- polling (the scrape loop) --------------------------------------------------------
+    poll_interval: float = 10.0
+    inspect_timeout: float = 1.0
+    queues: tuple[str, ...] = ()
+    worker_timeout: float = 300.0
+    purge_offline_worker_metrics: float = 600.0
+
+    # --- task ledger and its sources --------------------------------------------------------
+    events: bool = True
+    enable_events_interval: float = 0.0  # 0: never broadcast enable_events
+    results_pubsub: bool = True
+    reconcile_interval: float = 300.0  # 0: only at start
+    reconcile_batch: int = 1000
+    reconcile_max_keys_per_second: float = 200_000.0
+    ledger_max_tasks: int = 200_000
+    buckets: tuple[float, ...] = DEFAULT_BUCKETS
+    wait_buckets: tuple[float, ...] = DEFAULT_BUCKETS
+    success_window: float = 300.0
+    stuck_after: float = 600.0
+    max_task_names: int = 500
+    max_exception_types: int = 100
+    task_worker_label: bool = False
+
+    # --- API, remediation, auth -----------------------------------------------------------
+    # Tokens are never flags: they come from CE_*_TOKENS env vars or *_TOKEN_FILE files.
+    viewer_tokens: tuple[str, ...] = field(default=(), repr=False)
+    operator_tokens: tuple[str, ...] = field(default=(), repr=False)
+    metrics_tokens: tuple[str, ...] = field(default=(), repr=False)
+    recent_size: int = 1000
+    recent_failed_size: int = 1000
+    plan_ttl: float = 900.0
+    transient_exceptions: tuple[str, ...] = DEFAULT_TRANSIENT_EXCEPTIONS
+    show_task_args: bool = False
+    audit_max_entries: int = 10_000
+
+    # --- logging ----------------------------------------------------------------------------
+    log_level: str = "INFO"
+    log_format: str = "text"  # text | json
+
+    @property
+    def broker_kind(self) -> str:
+        return broker_kind(self.broker_url)
+
+    @property
+    def backend_url(self) -> str | None:
+        """The Redis result backend to read, or None when there is none we can read."""
+        if self.result_backend == "":
+            return None
+        if self.result_backend is None:
+            return self.broker_url if self.broker_kind == "redis" else None
+        return self.result_backend
+
+    @property
+    def global_keyprefix(self) -> str:
+        """kombu's `global_keyprefix`; Celery's Redis backend honours the same option."""
+        opts = self.backend_transport_options or self.broker_transport_options
+        return str(opts.get("global_keyprefix", ""))
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> Config:
+        """Return self, or raise ConfigError naming the first bad setting."""
+        broker_kind(self.broker_url)
+        backend = self.backend_url
+        if backend is not None and url_scheme(backend) not in BACKEND_REDIS_SCHEMES:
+            raise ConfigError(
+                f"unsupported result backend scheme {url_scheme(backend)!r}: only a Redis "
+                "result backend can be read (or pass --result-backend '' to disable)"
+            )
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"--port {self.port} is not a TCP port (1-65535)")
+        _check_host(self.host, "--host")
+        if self.api_listen is not None:
+            parse_listen(self.api_listen, "--api-listen")
+        for name in ("poll_interval", "inspect_timeout", "success_window", "stuck_after",
+                     "plan_ttl"):  # fmt: skip
+            value = getattr(self, name)
+            if not value > 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {value}")
+        for name in ("worker_timeout", "purge_offline_worker_metrics", "enable_events_interval",
+                     "reconcile_interval"):  # fmt: skip
+            value = getattr(self, name)
+            if value < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+        if self.inspect_timeout >= self.poll_interval * 4:
+            raise ConfigError(
+                f"--inspect-timeout {self.inspect_timeout} is too long for --poll-interval "
+                f"{self.poll_interval} (each poll makes several broadcasts)"
+            )
+        for name in ("reconcile_batch", "ledger_max_tasks", "max_task_names",
+                     "max_exception_types", "recent_size", "recent_failed_size",
+                     "audit_max_entries"):  # fmt: skip
+            value = getattr(self, name)
+            if value < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+        for name in ("buckets", "wait_buckets"):
+            values = getattr(self, name)
+            if not values or list(values) != sorted(set(values)) or values[0] <= 0:
+                raise ConfigError(
+                    f"--{name.replace('_', '-')} must be increasing positive numbers"
+                )
+        if self.metrics_auth not in ("none", "token", "basic"):
+            raise ConfigError(f"--metrics-auth must be none, token or basic, got {self.metrics_auth!r}")
+        if self.metrics_auth != "none" and not self.metrics_tokens:
+            raise ConfigError(
+                "--metrics-auth needs CE_METRICS_TOKENS or --metrics-token-file (none configured)"
+            )
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"--log-format must be text or json, got {self.log_format!r}")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ConfigError(f"--log-level {self.log_level!r} is not a logging level")
+        return self
+
+
+def parse_listen(value: str, flag: str) -> tuple[str, int]:
+    """`host:port` or `[v6]:port` -> (host, port), or ConfigError."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not port_text.isdigit():
+        raise ConfigError(f"{flag} {value!r} is not HOST:PORT")
+    host = host.strip("[]") or "0.0.0.0"
+    port = int(port_text)
+    if not 0 < port < 65536:
+        raise ConfigError(f"{flag} {value!r}: port must be 1-65535")
+    _check_host(host, flag)
+    return host, port
+
+
+def _check_host(host: str, flag: str) -> None:
+    try:
+        ipaddress.ip_address(host)
+        return
+    except ValueError:
+        pass
+    try:
+        socket.getaddrinfo(host, None)
+    except OSError as exc:
+        raise ConfigError(f"{flag} {host!r} does not resolve: {exc}") from None

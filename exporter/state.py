@@ -1,0 +1,73 @@
+"""The daemon's shared state: config, clock, ledger, the current snapshot and source health.
+
+Writers swap whole immutable objects (the snapshot) or call the ledger; readers (collectors,
+API) take references under no lock or a short one. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field, replace
+
+from exporter.clock import Clock, SystemClock
+from exporter.config import Config
+from exporter.ledger import Ledger
+from exporter.snapshot import EMPTY, Snapshot
+
+
+@dataclass(frozen=True)
+class SourceHealth:
+    """Health of one task source (events, pubsub, reconcile) as the source last reported it."""
+
+    name: str
+    enabled: bool
+    up: bool = False
+    last_error: str | None = None
+    last_message_at: float | None = None  # wall-clock seconds
+    messages_total: int = 0
+    errors_total: int = 0
+    # Per-source extra counters, e.g. {"skipped_pickle": 3} or {"keys_scanned": 10_000}.
+    detail: dict[str, float] = field(default_factory=dict)
+
+
+class State:
+    def __init__(self, config: Config, clock: Clock | None = None,
+                 ledger: Ledger | None = None) -> None:  # fmt: skip
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self.ledger = ledger or Ledger(
+            clock=self.clock,
+            max_tasks=config.ledger_max_tasks,
+            max_task_names=config.max_task_names,
+            max_exception_types=config.max_exception_types,
+            recent_size=config.recent_size,
+            recent_failed_size=config.recent_failed_size,
+            success_window=config.success_window,
+        )
+        self.started_at = self.clock.time()
+        self._snapshot: Snapshot = EMPTY
+        self._sources: dict[str, SourceHealth] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot  # one reference read: atomic
+
+    def set_snapshot(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
+
+    def source_health(self) -> dict[str, SourceHealth]:
+        with self._lock:
+            return dict(self._sources)
+
+    def set_source_health(self, health: SourceHealth) -> None:
+        with self._lock:
+            self._sources[health.name] = health
+
+    def update_source(self, name: str, **changes: object) -> SourceHealth:
+        """Change some fields of a source's health (creating it enabled if new)."""
+        with self._lock:
+            current = self._sources.get(name) or SourceHealth(name=name, enabled=True)
+            updated = replace(current, **changes)  # type: ignore[arg-type]
+            self._sources[name] = updated
+            return updated

@@ -1,0 +1,94 @@
+"""Plain task data shared by the sources, the ledger and the API: no Celery imports here.
+
+Every source (events, result pub/sub, reconcile, inspect) turns what it heard into a
+`TaskUpdate`; the ledger folds updates into `TaskRecord`s and counters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Celery states, plus SENT (task-sent event) and RECEIVED (task-received event).
+SENT = "SENT"
+RECEIVED = "RECEIVED"
+STARTED = "STARTED"
+SUCCESS = "SUCCESS"
+FAILURE = "FAILURE"
+RETRY = "RETRY"
+REVOKED = "REVOKED"
+REJECTED = "REJECTED"
+PENDING = "PENDING"
+
+READY_STATES = frozenset({SUCCESS, FAILURE, REVOKED, REJECTED})
+# The counter each state feeds: celery_task_<counter>_total.
+COUNTER_FOR_STATE = {
+    SENT: "sent",
+    RECEIVED: "received",
+    STARTED: "started",
+    SUCCESS: "succeeded",
+    FAILURE: "failed",
+    RETRY: "retried",
+    REVOKED: "revoked",
+    REJECTED: "rejected",
+}
+
+# Sources, as labels of celery_exporter_results_received_total{source}.
+SOURCE_EVENTS = "events"
+SOURCE_PUBSUB = "pubsub"
+SOURCE_RECONCILE = "reconcile"
+SOURCE_INSPECT = "inspect"
+
+
+@dataclass(frozen=True)
+class TaskUpdate:
+    """One normalised observation of a task. Unknown fields stay None."""
+
+    task_id: str
+    state: str
+    source: str
+    timestamp: float | None = None  # when it happened (wall-clock seconds), if known
+    name: str | None = None
+    queue: str | None = None
+    worker: str | None = None
+    runtime: float | None = None  # seconds
+    retries: int | None = None
+    eta: float | None = None
+    exception_type: str | None = None
+    exception_message: str | None = None
+    traceback: str | None = None
+    # Replay material; only the result backend with result_extended has it in full.
+    args: Any = None
+    kwargs: Any = None
+    args_complete: bool = False  # False for event reprs, which Celery truncates
+    parent_id: str | None = None
+    root_id: str | None = None
+
+
+@dataclass
+class TaskRecord:
+    """What the ledger remembers about one task id (newest state wins)."""
+
+    task_id: str
+    state: str
+    name: str | None = None
+    queue: str | None = None
+    worker: str | None = None
+    sent_at: float | None = None
+    received_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    updated_at: float | None = None
+    runtime: float | None = None
+    retries: int = 0
+    exception_type: str | None = None
+    exception_message: str | None = None
+    args: Any = None
+    kwargs: Any = None
+    args_complete: bool = False
+    parent_id: str | None = None
+    sources: set[str] = field(default_factory=set)
+
+    @property
+    def ready(self) -> bool:
+        return self.state in READY_STATES
