@@ -1,0 +1,59 @@
+"""The one place that imports Celery and kombu: everything else in the exporter is plain data.
+
+`CeleryIO` holds the Celery app built from the Config. The modules beside this one each own one
+kind of round trip: `inspect` (broadcasts), `depth` (queue depth per transport), `events`
+(the event receiver), `control` (revoke, re-send, purge).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from celery import Celery
+
+from exporter.config import Config
+
+
+def make_app(config: Config) -> Any:
+    """A Celery app that talks to the configured broker and never unpickles anything."""
+    app = Celery("celery-ops-exporter", broker=config.broker_url, set_as_current=False)
+    accept = [c for c in config.accept_content if c != "pickle"] or ["json"]
+    app.conf.update(
+        broker_transport_options=dict(config.broker_transport_options),
+        broker_use_ssl=dict(config.broker_ssl_options) or None,
+        accept_content=accept,
+        event_serializer="json",
+        task_serializer="json",
+        # We report outages ourselves; never block a poll on kombu's endless retry loop.
+        broker_connection_retry=False,
+        broker_connection_retry_on_startup=False,
+        broker_connection_max_retries=0,
+        broker_connection_timeout=max(1.0, config.inspect_timeout * 2),
+        broker_heartbeat=0,
+    )
+    return app
+
+
+class CeleryIO:
+    """Owns the Celery app; the daemon passes it to whatever makes a round trip to Celery."""
+
+    def __init__(self, config: Config, app: Any = None) -> None:
+        self.config = config
+        self._app = app
+        self._lock = threading.Lock()
+
+    @property
+    def app(self) -> Any:
+        with self._lock:
+            if self._app is None:
+                self._app = make_app(self.config)
+            return self._app
+
+    def close(self) -> None:
+        with self._lock:
+            if self._app is not None:
+                try:
+                    self._app.pool.force_close_all()
+                finally:
+                    self._app = None

@@ -1,0 +1,29 @@
+"""Collectors: each renders plain state (snapshot, ledger) into metric families on a scrape.
+
+One module per collector, named as its `--collector` would be; none does I/O.
+"""
+
+from __future__ import annotations
+
+from prometheus_client.registry import CollectorRegistry
+
+from exporter.state import State
+
+
+def build_registry(state: State) -> CollectorRegistry:
+    """A private registry with every collector; nothing from the process-global default."""
+    registry = CollectorRegistry(auto_describe=True)
+    for collector in _collectors(state):
+        registry.register(collector)
+    return registry
+
+
+def _collectors(state: State) -> list:  # type: ignore[type-arg]
+    from exporter.collectors import exporter as exporter_c
+    from exporter.collectors import queues, workers
+
+    return [
+        workers.WorkersCollector(state),
+        queues.QueuesCollector(state),
+        exporter_c.ExporterCollector(state),
+    ]
