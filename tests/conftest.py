@@ -39,7 +39,7 @@ def wait_for(cond: Callable[[], T], timeout: float = 30.0, interval: float = 0.0
             value = cond()
             if value:
                 return value
-        except Exception as exc:  # noqa: BLE001 - conditions may fail while things start
+        except Exception as exc:
             last_exc = exc
         time.sleep(interval)  # polling interval of a deadline wait, not a fixed sleep
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last error: {last_exc!r}")
@@ -77,7 +77,7 @@ class RedisServer:
 
                 try:
                     redis.Redis(port=self.port).bgrewriteaof()
-                except Exception:  # noqa: BLE001
+                except Exception:
                     pass
             self.proc.terminate()
             self.proc.wait(10)
