@@ -17,6 +17,8 @@ from exporter.state import State
 
 log = logging.getLogger(__name__)
 
+MAX_REMEMBERED_QUEUES = 1000
+
 
 class Poller:
     def __init__(self, state: State, reader: ClusterReader) -> None:
@@ -122,10 +124,10 @@ class Poller:
             for q in queues or ():
                 if isinstance(q, dict) and q.get("name"):
                     self._queues_seen[str(q["name"])] = now
-        purge = self._cfg.purge_offline_worker_metrics
-        for name, seen in list(self._queues_seen.items()):
-            if purge and now - seen > purge and name not in self._cfg.queues:
-                del self._queues_seen[name]
+        # A queue stays reported after its last worker left (celery_queue_workers 0 is what
+        # a workers-down alert fires on); only a flood of queue names evicts the stalest.
+        while len(self._queues_seen) > MAX_REMEMBERED_QUEUES:
+            del self._queues_seen[min(self._queues_seen, key=self._queues_seen.__getitem__)]
         return sorted(set(self._cfg.queues) | set(self._queues_seen))
 
     def _queues(self, depths: DepthReply, now: float) -> dict[str, QueueSnapshot]:
