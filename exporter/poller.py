@@ -18,6 +18,9 @@ from exporter.state import State
 log = logging.getLogger(__name__)
 
 MAX_REMEMBERED_QUEUES = 1000
+# How often a poll waits the whole inspect timeout to find workers it does not know yet
+# (heartbeats from unknown hosts trigger one sooner).
+DISCOVERY_INTERVAL = 60.0
 
 
 class Poller:
@@ -32,13 +35,17 @@ class Poller:
         self._head_first_seen: dict[tuple[str, str], float] = {}
         self._health = PollHealth()
         self._outage = False
+        self._last_discovery = float("-inf")
 
     def poll(self) -> Snapshot:
         started = self._clock.monotonic()
         now = self._clock.time()
         health = replace(self._health, polls_total=self._health.polls_total + 1)
         try:
-            reply = self._reader.inspect(self._cfg.inspect_timeout)
+            expected = self._expected_workers(now)
+            reply = self._reader.inspect(self._cfg.inspect_timeout, expected)
+            if expected is None:
+                self._last_discovery = now
             queues = self._queue_names(reply, now)
             depths = self._reader.depths(queues)
         except BrokerUnavailable as exc:
@@ -79,6 +86,15 @@ class Poller:
         )
         self._state.set_snapshot(snap)
         return snap
+
+    def _expected_workers(self, now: float) -> int | None:
+        """How many workers should answer, or None when it is time to discover new ones."""
+        live = {h for h, w in self._known.items() if w.up}
+        if not live or now - self._last_discovery >= DISCOVERY_INTERVAL:
+            return None
+        if set(self._state.heartbeats()) - set(self._known):
+            return None  # a heartbeat from a worker we have not inspected yet
+        return len(live)
 
     # -- workers ----------------------------------------------------------------------------
     def _workers(self, reply: InspectReply, now: float) -> dict[str, WorkerSnapshot]:

@@ -16,10 +16,12 @@ class FakeReader:
         self.unacked: int | None = 0
         self.down = False
         self.calls = 0
+        self.expected: list[int | None] = []
         self.closed = 0
 
-    def inspect(self, timeout: float) -> InspectReply:
+    def inspect(self, timeout: float, expected: int | None = None) -> InspectReply:
         self.calls += 1
+        self.expected.append(expected)
         if self.down:
             raise BrokerUnavailable("ConnectionRefusedError: [Errno 111] Connection refused")
         methods = ("stats", "active_queues", "active", "reserved", "scheduled")

@@ -142,3 +142,20 @@ def test_running_tasks_are_in_the_snapshot(clock: FakeClock) -> None:
     running = poller.poll().workers["w1@h"].running
     assert running[0].task_id == "t1" and running[0].started_at == clock.time() - 700.0
     assert running[0].queue == "celery"
+
+
+def test_known_workers_bound_the_wait_and_discovery_runs_periodically(clock: FakeClock) -> None:
+    state, reader, poller = make(clock)
+    reader.add_worker("w1@h")
+    reader.add_worker("w2@h")
+    poller.poll()
+    clock.advance(10)
+    poller.poll()
+    assert reader.expected == [None, 2]  # first poll discovers, the next waits for 2 only
+    clock.advance(60)
+    poller.poll()
+    assert reader.expected[-1] is None  # periodic rediscovery
+    clock.advance(10)
+    state.saw_worker("new@h", clock.time())
+    poller.poll()
+    assert reader.expected[-1] is None  # an unknown worker's heartbeat forces discovery
