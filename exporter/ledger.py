@@ -290,6 +290,11 @@ class Ledger:
                 label_values={k: len(g.values) for k, g in self._guards.items()},
             )
 
+    def name_label(self, name: str | None) -> str:
+        """The `name` label value a task name gets (admitted, or folded into "other")."""
+        with self._lock:
+            return self._guards["name"](name)
+
     def below_watermark(self) -> int:
         with self._lock:
             return self._below_watermark

@@ -17,7 +17,7 @@ from prometheus_client.core import (
     Metric,
 )
 
-from exporter.ledger_parts import OTHER, UNKNOWN, HistogramData, LedgerCounts
+from exporter.ledger_parts import HistogramData, LedgerCounts
 from exporter.state import State
 from exporter.taskstate import COUNTER_FOR_STATE
 
@@ -121,7 +121,7 @@ class TasksCollector:
         stuck: dict[str, int] = {}
         for name, at in started.values():
             if at is not None and now - at > limit:
-                label = name if name in known or name == UNKNOWN else OTHER
+                label = name if name in known else self.state.ledger.name_label(name)
                 stuck[label] = stuck.get(label, 0) + 1
         family = GaugeMetricFamily(
             "celery_tasks_stuck",

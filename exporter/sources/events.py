@@ -215,6 +215,11 @@ class EventsSource:
                 self.check.task_event(update.worker, now)
                 self.state.ledger.apply(update)
             elif kind.startswith("worker-"):
+                host = _text(event.get("hostname"))
+                if host and kind == "worker-offline":
+                    self.state.forget_worker(host)
+                elif host:
+                    self.state.saw_worker(host, event_timestamp(event) or now)
                 self.check.worker_event(kind, _text(event.get("hostname")),
                                         event.get("processed"), now)  # fmt: skip
             if flush:
