@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from exporter.clock import Clock, SystemClock
-from exporter.ledger_entry import BIT, READY_MASK, RETRY_BIT, Entry, record_of, source_bit
+from exporter.ledger_entry import BIT, READY_MASK, Entry, record_of, source_bit
 from exporter.ledger_parts import (
     OTHER,
     UNKNOWN,
@@ -34,6 +34,8 @@ from exporter.taskstate import (
     COUNTER_FOR_STATE,
     FAILURE,
     RETRY,
+    SENT,
+    SOURCE_EVENTS,
     SOURCE_RECONCILE,
     STARTED,
     SUCCESS,
@@ -46,6 +48,8 @@ __all__ = ["OTHER", "UNKNOWN", "Ledger", "LedgerCounts"]
 # Worker clocks may lag the exporter's; a result dated up to this long before a reconcile
 # started is still assumed to have been present when it scanned.
 RECONCILE_MARGIN = 120.0
+# A hostile or corrupt result cannot add more retries than this in one update.
+MAX_RETRY_STEP = 1000
 
 
 class Ledger:
@@ -146,11 +150,15 @@ class Ledger:
         self._dirty.add(task_id)
         counted = False
         if state == RETRY:
-            number = u.retries
-            if number is None:
-                # Unnumbered (no result_extended): the attempt events told us, else the next.
-                number = e.retries if e.retries_known else _lowest_unset(e.retry_seen)
-            counted = self._count_retry(task_id, e, number)
+            if u.retries is not None:
+                floor = u.retries + 1  # result_extended numbers the retry
+            elif u.source == SOURCE_EVENTS:
+                e.retry_ev += 1  # task-retried has no number: the n-th one heard is >= n
+                floor = e.retry_ev
+            else:
+                e.retry_other += 1
+                floor = e.retry_other
+            counted = self._raise_retries(task_id, e, floor)
         elif bit and not e.seen & bit:
             e.seen |= bit
             counted = True
@@ -160,30 +168,32 @@ class Ledger:
                 self._finish(task_id, e, state, now)
             elif state == STARTED and not e.seen & READY_MASK:
                 self._running[task_id] = e
-        if bit & READY_MASK and u.retries:
-            # A final result with result_extended says how many retries came before it.
-            for number in range(min(u.retries, 64)):
-                counted |= self._count_retry(task_id, e, number)
+        if u.retries and state != RETRY and state != SENT:
+            # Attempt r (received, started or final) means r retries happened before it.
+            counted |= self._raise_retries(task_id, e, u.retries)
         self._observe(e, u, state, now)
         return counted
 
-    def _count_retry(self, task_id: str, e: Entry, number: int) -> bool:
-        mask = RETRY_BIT << min(max(number, 0), 64)
-        if e.retry_seen & mask:
+    def _raise_retries(self, task_id: str, e: Entry, floor: int) -> bool:
+        """Retries are counted as a lower bound that only grows: max over what each source
+        proves (its own count of unnumbered retries, retry numbers, attempt numbers). So the
+        same retry heard from events and pub/sub, in any order, counts once."""
+        delta = min(floor, e.retry_total + MAX_RETRY_STEP) - e.retry_total
+        if delta <= 0:
             return False
-        e.retry_seen |= mask
-        self._count(e, "retried")
+        e.retry_total += delta
+        self._count(e, "retried", delta)
         self._recent.append(task_id)
         return True
 
-    def _count(self, e: Entry, counter: str) -> None:
+    def _count(self, e: Entry, counter: str, n: int = 1) -> None:
         name = self._guards["name"](e.name)
         queue = self._guards["queue_name"](e.queue)
         key = (name, queue, counter)
-        self._tasks[key] = self._tasks.get(key, 0) + 1
+        self._tasks[key] = self._tasks.get(key, 0) + n
         if self._worker_label:
             wkey = (name, queue, counter, self._guards["hostname"](e.worker))
-            self._by_worker[wkey] = self._by_worker.get(wkey, 0) + 1
+            self._by_worker[wkey] = self._by_worker.get(wkey, 0) + n
 
     def _finish(self, task_id: str, e: Entry, state: str, now: float) -> None:
         self._running.pop(task_id, None)
@@ -216,8 +226,9 @@ class Ledger:
                 wait = max(0.0, e.started_at - base)
                 self._hist(self._wait, e, self._wait_buckets).observe(wait)
 
-    def _hist(self, table: dict[tuple[str, str], Histogram], e: Entry,
-              bounds: tuple[float, ...]) -> Histogram:  # fmt: skip
+    def _hist(
+        self, table: dict[tuple[str, str], Histogram], e: Entry, bounds: tuple[float, ...]
+    ) -> Histogram:
         key = (self._guards["name"](e.name), self._guards["queue_name"](e.queue))
         hist = table.get(key)
         if hist is None:
@@ -234,8 +245,10 @@ class Ledger:
                 self._watermark = e.settled
             self._dirty.add(task_id)
 
-    def observe_running(self, tasks: Iterable[tuple[str, str, str | None, str, float | None]],
-                        ) -> None:  # fmt: skip
+    def observe_running(
+        self,
+        tasks: Iterable[tuple[str, str, str | None, str, float | None]],
+    ) -> None:
         """Learn (task id, name, queue, worker, started_at) from inspect, without counting."""
         with self._lock:
             for task_id, name, queue, worker, started_at in tasks:
@@ -338,10 +351,3 @@ class Ledger:
                     out.append(record_of(task_id, e))
         out.sort(key=lambda r: r.updated_at or 0.0, reverse=True)
         return out
-
-
-def _lowest_unset(mask: int) -> int:
-    number = 0
-    while mask & (RETRY_BIT << number):
-        number += 1
-    return number

@@ -26,11 +26,9 @@ from exporter.taskstate import (
 
 BIT = {SENT: 1, RECEIVED: 2, STARTED: 4, SUCCESS: 8, FAILURE: 16, REVOKED: 32, REJECTED: 64}
 READY_MASK = 8 | 16 | 32 | 64
-RETRY_BIT = 1  # retry number r is bit r of Entry.retry_seen
 STATE_OF_BIT = {v: k for k, v in BIT.items()}
 # Later states win over earlier ones when updates arrive out of order.
-RANK = {SENT: 0, RECEIVED: 1, STARTED: 2, RETRY: 3, REJECTED: 4, REVOKED: 4, FAILURE: 4,
-        SUCCESS: 4}  # fmt: skip
+RANK = {SENT: 0, RECEIVED: 1, STARTED: 2, RETRY: 3, REJECTED: 4, REVOKED: 4, FAILURE: 4, SUCCESS: 4}
 MAX_TEXT = 2000  # exception text kept per task, so a multi-megabyte message cannot pile up
 
 _SOURCES = [SOURCE_EVENTS, SOURCE_PUBSUB, SOURCE_RECONCILE, SOURCE_INSPECT]
@@ -47,11 +45,35 @@ def source_bit(source: str) -> int:
 
 
 class Entry:
-    __slots__ = ("args", "args_complete", "eta", "exc_msg", "exc_type", "finished_at", "kwargs",
-                 "name", "parent_id", "queue", "received_at", "retries", "retries_known",
-                 "retry_seen", "runtime", "runtime_done", "seen", "sent_at", "settled",
-                 "sources", "started_at", "started_local", "state", "updated_at", "wait_done",
-                 "worker")  # fmt: skip
+    __slots__ = (
+        "args",
+        "args_complete",
+        "eta",
+        "exc_msg",
+        "exc_type",
+        "finished_at",
+        "kwargs",
+        "name",
+        "parent_id",
+        "queue",
+        "received_at",
+        "retries",
+        "retry_ev",
+        "retry_other",
+        "retry_total",
+        "runtime",
+        "runtime_done",
+        "seen",
+        "sent_at",
+        "settled",
+        "sources",
+        "started_at",
+        "started_local",
+        "state",
+        "updated_at",
+        "wait_done",
+        "worker",
+    )
 
     def __init__(self, state: str) -> None:
         self.state = state
@@ -67,7 +89,6 @@ class Entry:
         self.eta: float | None = None
         self.runtime: float | None = None
         self.retries = 0
-        self.retries_known = False
         self.exc_type: str | None = None
         self.exc_msg: str | None = None
         self.args: object = None
@@ -76,7 +97,9 @@ class Entry:
         self.parent_id: str | None = None
         self.sources = 0
         self.seen = 0
-        self.retry_seen = 0
+        self.retry_total = 0  # retries counted for this task (a proven lower bound)
+        self.retry_ev = 0  # unnumbered retries heard from events
+        self.retry_other = 0  # unnumbered retries heard from pub/sub
         self.settled: float | None = None
         self.runtime_done = False
         self.wait_done = False
@@ -103,10 +126,8 @@ class Entry:
             self.eta = u.eta
         if u.args_complete or (u.args is not None and not self.args_complete):
             self.args, self.kwargs, self.args_complete = u.args, u.kwargs, u.args_complete
-        if u.retries is not None:
-            if state in (RECEIVED, STARTED) or u.retries > self.retries:
-                self.retries = u.retries
-            self.retries_known = self.retries_known or state in (RECEIVED, STARTED)
+        if u.retries is not None and (state in (RECEIVED, STARTED) or u.retries > self.retries):
+            self.retries = u.retries
         if u.runtime is not None:
             self.runtime = u.runtime
         if state == SENT:

@@ -28,7 +28,8 @@ def _needed(e: Entry | None, watermark: float) -> bool:
 
 def _encode(e: Entry) -> str:
     settled = "" if e.settled is None else repr(e.settled)
-    fields = (str(e.seen), str(e.retry_seen), settled, e.name or "", e.queue or "")
+    retries = f"{e.retry_total}.{e.retry_ev}.{e.retry_other}"
+    fields = (str(e.seen), retries, settled, e.name or "", e.queue or "")
     return "\x1f".join(fields)
 
 
@@ -85,8 +86,10 @@ def import_state(ledger: Ledger, data: dict[str, Any]) -> None:
         _admit(ledger, exception=exc)
         ekey = (name, exc)
         ledger._exceptions[ekey] = ledger._exceptions.get(ekey, 0) + int(value)
-    for table, rows, bounds in (("_runtime", "runtime", ledger._buckets),
-                                ("_wait", "wait", ledger._wait_buckets)):  # fmt: skip
+    for table, rows, bounds in (
+        ("_runtime", "runtime", ledger._buckets),
+        ("_wait", "wait", ledger._wait_buckets),
+    ):
         for name, queue, raw in counters.get(rows, []):
             hist = Histogram(bounds)
             hist.load_json(raw)  # a bucket layout that changed since is dropped, not misread
@@ -108,10 +111,11 @@ def _admit(ledger: Ledger, **labels: str) -> None:
 
 def _decode(encoded: str) -> Entry | None:
     try:
-        seen, retry_seen, settled, name, queue = encoded.split("\x1f")
+        seen, retries, settled, name, queue = encoded.split("\x1f")
+        total, ev, other = (int(x) for x in retries.split("."))
         e = Entry("PENDING")
         e.seen = int(seen)
-        e.retry_seen = int(retry_seen)
+        e.retry_total, e.retry_ev, e.retry_other = total, ev, other
         e.settled = float(settled) if settled else None
     except ValueError:
         return None

@@ -38,16 +38,16 @@ class LedgerStore:
         try:
             counters = json.loads(raw)
         except ValueError:
-            log.error("saved ledger state at %s is not JSON; starting from zero",
-                      self.counters_key)  # fmt: skip
+            log.error("saved ledger state at %s is not JSON; starting from zero", self.counters_key)
             self.errors += 1
             return False
         seen: dict[str, str] = {}
         for key, value in self._client.hscan_iter(self.seen_key, count=batch):
             seen[_text(key)] = _text(value)
         ledger.import_state({"counters": counters, "seen": seen})
-        log.info("restored ledger counters and %d dedup entries from %s", len(seen),
-                 self.counters_key)  # fmt: skip
+        log.info(
+            "restored ledger counters and %d dedup entries from %s", len(seen), self.counters_key
+        )
         return True
 
     def save(self, ledger: Ledger) -> None:

@@ -27,8 +27,13 @@ def queue_name(app: Any, instance: str) -> str:
 class EventStream:
     """Consumes Celery events and hands each (a dict with `type`) to `handler`."""
 
-    def __init__(self, app: Any, instance: str, handler: Callable[[dict[str, Any]], None],
-                 on_state: Callable[[bool, str | None], None]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        app: Any,
+        instance: str,
+        handler: Callable[[dict[str, Any]], None],
+        on_state: Callable[[bool, str | None], None],
+    ) -> None:
         self.app = app
         self.instance = instance
         self._handler = handler
@@ -59,8 +64,9 @@ class EventStream:
                         if stop.is_set():
                             break
             except Exception as exc:  # broker blips must never kill the thread
-                log.warning("event receiver: %s: %s; reconnecting in %.1fs",
-                            type(exc).__name__, exc, delay)  # fmt: skip
+                log.warning(
+                    "event receiver: %s: %s; reconnecting in %.1fs", type(exc).__name__, exc, delay
+                )
                 self._on_state(False, f"{type(exc).__name__}: {exc}")
                 stop.wait(delay)
                 delay = min(cap, delay * 2)

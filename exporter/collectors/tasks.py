@@ -71,11 +71,17 @@ class TasksCollector:
 
     def _histograms(self, counts: LedgerCounts) -> Iterator[Metric]:
         for metric, table, help_text in (
-            ("celery_task_runtime_seconds", counts.runtime,
-             "Task runtime in seconds (events' runtime; pub/sub receive times without events)"),
-            ("celery_task_queue_wait_seconds", counts.queue_wait,
-             "Seconds from task-sent (or the ETA, if later) to task-started"),
-        ):  # fmt: skip
+            (
+                "celery_task_runtime_seconds",
+                counts.runtime,
+                "Task runtime in seconds (events' runtime; pub/sub receive times without events)",
+            ),
+            (
+                "celery_task_queue_wait_seconds",
+                counts.queue_wait,
+                "Seconds from task-sent (or the ETA, if later) to task-started",
+            ),
+        ):
             family = HistogramMetricFamily(metric, help_text, labels=["name", "queue_name"])
             for (name, queue), data in sorted(table.items()):
                 family.add_metric([name, queue], _buckets(data), data.sum)

@@ -46,14 +46,15 @@ def build_sources(state: State, io: CeleryIO | None) -> list[Source]:
     store = None
     reconcile = None
     if config.backend_url is not None:
-        store = LedgerStore(backend_client(config), config.global_keyprefix,
-                            config.instance_id)  # fmt: skip
+        store = LedgerStore(backend_client(config), config.global_keyprefix, config.instance_id)
         reconcile = ReconcileSource(state, lambda: backend_client(config), boot, store)
     else:
         # Nothing to restore from: live sources may count at once.
         boot.loaded.set()
-        log.warning("no Redis result backend: task counts come from events only and restart "
-                    "from zero when the exporter restarts")  # fmt: skip
+        log.warning(
+            "no Redis result backend: task counts come from events only and restart "
+            "from zero when the exporter restarts"
+        )
     if config.events and io is not None:
         from exporter.celery_io.events import EventStream
         from exporter.sources.events import EventsSource
@@ -63,10 +64,14 @@ def build_sources(state: State, io: CeleryIO | None) -> list[Source]:
 
         sources.append(EventsSource(state, stream, boot))
     if config.results_pubsub and config.backend_url is not None:
-        sources.append(ResultsSource(
-            state, lambda: backend_client(config, pubsub=True), boot,
-            on_reconnect=reconcile.request_run if reconcile else None,
-        ))  # fmt: skip
+        sources.append(
+            ResultsSource(
+                state,
+                lambda: backend_client(config, pubsub=True),
+                boot,
+                on_reconnect=reconcile.request_run if reconcile else None,
+            )
+        )
     if reconcile is not None:
         sources.append(reconcile)
     sources.append(InspectNames(state))

@@ -41,8 +41,14 @@ class SourceStats:
         with self._lock:
             self._counts.update(counts)
 
-    def publish(self, *, messages: int = 0, up: bool | None = None,
-                error: str | None = None, message_at: float | None = None) -> None:  # fmt: skip
+    def publish(
+        self,
+        *,
+        messages: int = 0,
+        up: bool | None = None,
+        error: str | None = None,
+        message_at: float | None = None,
+    ) -> None:
         with self._lock:
             self.messages += messages
             changes: dict[str, object] = {
@@ -89,7 +95,6 @@ class Boot:
                 return False
             waited += 0.2
             if waited >= limit:
-                log.error("saved ledger state still not loaded after %.0fs; counting anyway",
-                          limit)  # fmt: skip
+                log.error("saved ledger state still not loaded after %.0fs; counting anyway", limit)
                 self.loaded.set()
         return True

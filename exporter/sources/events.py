@@ -34,10 +34,15 @@ from exporter.taskstate import (
 log = logging.getLogger(__name__)
 
 STATE_OF_EVENT = {
-    "task-sent": SENT, "task-received": RECEIVED, "task-started": STARTED,
-    "task-succeeded": SUCCESS, "task-failed": FAILURE, "task-retried": RETRY,
-    "task-revoked": REVOKED, "task-rejected": REJECTED,
-}  # fmt: skip
+    "task-sent": SENT,
+    "task-received": RECEIVED,
+    "task-started": STARTED,
+    "task-succeeded": SUCCESS,
+    "task-failed": FAILURE,
+    "task-retried": RETRY,
+    "task-revoked": REVOKED,
+    "task-rejected": REJECTED,
+}
 MAX_SKEW = 86_400.0  # a timestamp further than this from the receive time is not believed
 _EVENT_TYPES = frozenset(STATE_OF_EVENT) | {"worker-online", "worker-heartbeat", "worker-offline"}
 
@@ -138,8 +143,11 @@ class EventsEnabledCheck:
             last = self._last_task_event.get(host)
             if last is None or last < previous[0] - self.GRACE:
                 if host not in self._off:
-                    log.warning("worker %s processed tasks but sent no task events: start it "
-                                "with -E or use --enable-events-interval", host)  # fmt: skip
+                    log.warning(
+                        "worker %s processed tasks but sent no task events: start it "
+                        "with -E or use --enable-events-interval",
+                        host,
+                    )
                 self._off.add(host)
 
     def enabled(self) -> bool:
@@ -220,8 +228,9 @@ class EventsSource:
                     self.state.forget_worker(host)
                 elif host:
                     self.state.saw_worker(host, event_timestamp(event) or now)
-                self.check.worker_event(kind, _text(event.get("hostname")),
-                                        event.get("processed"), now)  # fmt: skip
+                self.check.worker_event(
+                    kind, _text(event.get("hostname")), event.get("processed"), now
+                )
             if flush:
                 self.flush()
         except Exception as exc:  # a malformed event is counted, not fatal
@@ -236,5 +245,6 @@ class EventsSource:
             pending, self._pending = self._pending, 0
         self.stats.add_many(counts)
         self.stats.set("task_events_enabled", 1.0 if self.check.enabled() else 0.0)
-        self.stats.publish(messages=pending,
-                           message_at=self.state.clock.time() if pending else None)  # fmt: skip
+        self.stats.publish(
+            messages=pending, message_at=self.state.clock.time() if pending else None
+        )

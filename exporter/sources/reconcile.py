@@ -30,8 +30,13 @@ PROGRESS_EVERY = 10.0  # seconds between progress lines on a large backend
 class ReconcileSource:
     name = SOURCE_RECONCILE
 
-    def __init__(self, state: State, client_factory: Callable[[], Any], boot: Boot,
-                 store: LedgerStore | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        state: State,
+        client_factory: Callable[[], Any],
+        boot: Boot,
+        store: LedgerStore | None = None,
+    ) -> None:
         self.state = state
         self._client_factory = client_factory
         self._boot = boot

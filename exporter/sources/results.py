@@ -28,8 +28,13 @@ OTHER_DB = "other_db"
 class ResultsSource:
     name = SOURCE_PUBSUB
 
-    def __init__(self, state: State, client_factory: Callable[[], Any], boot: Boot,
-                 on_reconnect: Callable[[], None] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        state: State,
+        client_factory: Callable[[], Any],
+        boot: Boot,
+        on_reconnect: Callable[[], None] | None = None,
+    ) -> None:
         self.state = state
         self._client_factory = client_factory
         self._boot = boot
@@ -114,8 +119,9 @@ class ResultsSource:
             if task_id is None:
                 skipped["skipped:bad_key"] += 1
                 continue
-            parsed = parse_result(data if isinstance(data, bytes) else str(data), task_id,
-                                  SOURCE_PUBSUB)  # fmt: skip
+            parsed = parse_result(
+                data if isinstance(data, bytes) else str(data), task_id, SOURCE_PUBSUB
+            )
             if isinstance(parsed, str):
                 skipped[f"skipped:{parsed}"] += 1
                 if parsed in PARSE_ERRORS:
@@ -130,8 +136,12 @@ class ResultsSource:
         self.stats.publish(messages=len(batch), message_at=self.state.clock.time())
         return counted
 
-    def _ours(self, client: Any, updates: list[TaskUpdate], skipped: Counter[str],
-              ) -> list[TaskUpdate]:  # fmt: skip
+    def _ours(
+        self,
+        client: Any,
+        updates: list[TaskUpdate],
+        skipped: Counter[str],
+    ) -> list[TaskUpdate]:
         pipe = client.pipeline(transaction=False)
         for u in updates:
             pipe.exists(f"{self._prefix}celery-task-meta-{u.task_id}")
@@ -153,6 +163,9 @@ class ResultsSource:
             return
         others = [k for k in keyspace if k.startswith("db") and k != f"db{ours}"]
         if others and not self._verify_db:
-            log.info("Redis databases %s also hold keys: skipping results not stored in db%s",
-                     ",".join(others), ours)  # fmt: skip
+            log.info(
+                "Redis databases %s also hold keys: skipping results not stored in db%s",
+                ",".join(others),
+                ours,
+            )
         self._verify_db = bool(others)

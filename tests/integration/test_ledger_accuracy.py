@@ -1,0 +1,190 @@
+"""Accuracy against ground truth with real workers: counters equal what the test did, exactly.
+
+One private Redis (broker db 0, results db 1) and one threads worker (concurrency 4) serve the
+cases that keep Redis up; the Redis-restart case has its own server. Each case sends a known
+mix of successes, failures, retries and revocations and waits (with a deadline) until the
+exporter's counters equal the truth, and then checks they stay there (no double count).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from tests.conftest import RedisServer, Worker, celery_app, wait_for
+from tests.integration.ledger_support import COUNTERS, ExporterProc, backend_truth, send_mix
+
+pytestmark = pytest.mark.integration
+QUEUE = "ledger-acc"
+
+
+class Cluster:
+    def __init__(self, server: RedisServer) -> None:
+        self.server = server
+        self.env = {
+            "TEST_BROKER_URL": f"{server.url}/0",
+            "TEST_BACKEND_URL": f"{server.url}/1",
+            "TEST_DEFAULT_QUEUE": QUEUE,
+        }
+        self.results = redis.Redis(port=server.port, db=1)
+        self.worker: Worker | None = None
+        self.app: Any = celery_app(self.env)
+
+    def start_worker(self) -> None:
+        self.worker = Worker(self.env, queues=QUEUE, pool="threads", concurrency=4).wait_ready()
+
+    def exporter(self, *extra: str, instance: str = "acc") -> ExporterProc:
+        args = [
+            "--broker-url",
+            self.env["TEST_BROKER_URL"],
+            "--result-backend",
+            self.env["TEST_BACKEND_URL"],
+            *extra,
+        ]
+        return ExporterProc(args, instance)
+
+    def reset(self) -> None:
+        self.results.flushdb()  # results and the exporter's saved state; broker db untouched
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+        self.app.close()
+        self.results.close()
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    server = RedisServer()
+    server.start()
+    c = Cluster(server)
+    c.start_worker()
+    yield c
+    c.close()
+    server.cleanup()
+
+
+def settled(exporter: ExporterProc, truth: Counter[str], timeout: float = 90.0) -> None:
+    def equal() -> bool:
+        got = exporter.counts()
+        return all(got[c] == truth[c] for c in COUNTERS)
+
+    try:
+        wait_for(equal, timeout, interval=0.5, what=f"counters == {dict(truth)}")
+    except AssertionError:
+        raise AssertionError(
+            f"got {dict(exporter.counts())}, want {dict(truth)}\n{exporter.output()[-2000:]}"
+        ) from None
+
+
+def all_done(cluster: Cluster, truth: Counter[str]) -> None:
+    wait_for(
+        lambda: backend_truth(cluster.results) == +truth,
+        120,
+        interval=0.5,
+        what="every task finished in the backend",
+    )
+
+
+def test_events_and_reconcile_without_pubsub(cluster: Cluster) -> None:
+    """(a) events on, pub/sub off: events plus a frequent reconcile are exact."""
+    cluster.reset()
+    exporter = cluster.exporter(
+        "--results-pubsub", "false", "--reconcile-interval", "2", instance="a"
+    ).start()
+    try:
+        truth = send_mix(cluster.app, 400, QUEUE)
+        all_done(cluster, truth)
+        settled(exporter, truth)
+        samples = exporter.samples()
+        assert samples[("celery_exporter_task_events_enabled", ())] == 1.0
+        assert any(k[0] == "celery_exporter_events_received_total" for k in samples)
+    finally:
+        exporter.cleanup()
+
+
+def test_pubsub_only(cluster: Cluster) -> None:
+    """(b) events off: pub/sub alone (reconcile only at start) is exact."""
+    cluster.reset()
+    exporter = cluster.exporter(
+        "--events", "false", "--reconcile-interval", "0", instance="b"
+    ).start()
+    try:
+        truth = send_mix(cluster.app, 400, QUEUE)
+        all_done(cluster, truth)
+        settled(exporter, truth)
+    finally:
+        exporter.cleanup()
+
+
+def test_all_sources_no_double_count(cluster: Cluster) -> None:
+    """(e) events, pub/sub and reconcile all on: each task once."""
+    cluster.reset()
+    exporter = cluster.exporter("--reconcile-interval", "2", instance="e").start()
+    try:
+        truth = send_mix(cluster.app, 500, QUEUE)
+        all_done(cluster, truth)
+        settled(exporter, truth)
+        before = exporter.samples()
+        runs = before[("celery_exporter_reconcile_runs_total", ())]
+        wait_for(
+            lambda: exporter.samples()[("celery_exporter_reconcile_runs_total", ())] >= runs + 2,
+            30,
+            what="two more reconciles",
+        )
+        assert exporter.counts() == Counter({c: truth[c] for c in COUNTERS if truth[c]})
+    finally:
+        exporter.cleanup()
+
+
+def test_exporter_sigkilled_mid_run_and_restarted(cluster: Cluster) -> None:
+    """(c) SIGKILL mid-run, tasks keep finishing while it is down, restart: still exact."""
+    cluster.reset()
+    args = ("--reconcile-interval", "30")
+    exporter = cluster.exporter(*args, instance="c").start()
+    try:
+        truth = send_mix(cluster.app, 300, QUEUE)
+        wait_for(lambda: exporter.counts()["succeeded"] >= 50, 60, what="some counted")
+        # Let at least one periodic save happen, so the restart has saved state to continue.
+        wait_for(
+            lambda: cluster.results.exists("celery-ops-exporter:c:ledger"),
+            30,
+            what="ledger state saved",
+        )
+        exporter.kill()
+        truth += send_mix(cluster.app, 300, QUEUE)
+        all_done(cluster, truth)
+        exporter.start()
+        settled(exporter, truth)
+        exporter.stop()  # graceful: the final save; a second restart must continue exactly
+        exporter.start()
+        settled(exporter, truth, timeout=30)
+    finally:
+        exporter.cleanup()
+
+
+def test_redis_restarted_mid_run() -> None:
+    """(d) Redis restarts with its data kept; results published meanwhile are reconciled."""
+    server = RedisServer(persist=True)
+    server.start()
+    c = Cluster(server)
+    exporter = c.exporter("--reconcile-interval", "300", instance="d")
+    try:
+        c.start_worker()
+        exporter.start()
+        truth = send_mix(c.app, 200, QUEUE)
+        all_done(c, truth)
+        settled(exporter, truth)
+        server.stop()
+        server.start()
+        truth += send_mix(c.app, 300, QUEUE)
+        all_done(c, truth)
+        settled(exporter, truth)
+    finally:
+        exporter.cleanup()
+        c.close()
+        server.cleanup()
