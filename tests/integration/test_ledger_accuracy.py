@@ -82,12 +82,17 @@ def settled(exporter: ExporterProc, truth: Counter[str], timeout: float = 90.0) 
 
 
 def all_done(cluster: Cluster, truth: Counter[str]) -> None:
-    wait_for(
-        lambda: backend_truth(cluster.results) == +truth,
-        120,
-        interval=0.5,
-        what="every task finished in the backend",
-    )
+    try:
+        wait_for(
+            lambda: backend_truth(cluster.results) == +truth,
+            120,
+            interval=0.5,
+            what="every task finished in the backend",
+        )
+    except AssertionError:
+        raise AssertionError(
+            f"backend has {dict(backend_truth(cluster.results))}, want {dict(truth)}"
+        ) from None
 
 
 def test_events_and_reconcile_without_pubsub(cluster: Cluster) -> None:
@@ -181,6 +186,9 @@ def test_redis_restarted_mid_run() -> None:
         settled(exporter, truth)
         server.stop()
         server.start()
+        c.app.close()  # the producer's pooled connections died with the server
+        c.app = celery_app(c.env)
+        wait_for(lambda: c.app.control.ping(timeout=1.0), 60, what="worker reconnected")
         truth += send_mix(c.app, 300, QUEUE)
         all_done(c, truth)
         settled(exporter, truth)
