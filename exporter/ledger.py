@@ -140,6 +140,10 @@ class Ledger:
             if backfill and bit & READY_MASK and settle <= self._watermark:
                 self._below_watermark += 1
                 return False
+            if backfill and not bit & READY_MASK and self._evictions:
+                # An unfinished task we no longer know may be one we evicted: its retries
+                # were counted then, and counting them again would be wrong.
+                return False
             e = Entry(state)
             self._entries[task_id] = e
             if len(self._entries) > self._max_tasks:

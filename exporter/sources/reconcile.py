@@ -21,7 +21,7 @@ from exporter.ledger_store import LedgerStore
 from exporter.sources.base import Backoff, Boot, SourceStats
 from exporter.sources.resultparse import PARSE_ERRORS, parse_result, task_id_from_key
 from exporter.state import State
-from exporter.taskstate import READY_STATES, SOURCE_RECONCILE, TaskUpdate
+from exporter.taskstate import READY_STATES, RETRY, SOURCE_RECONCILE, TaskUpdate
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY = 10.0  # seconds between progress lines on a large backend
@@ -161,9 +161,12 @@ class ReconcileSource:
                 skipped[f"skipped:{parsed}"] += 1
                 if parsed in PARSE_ERRORS:
                     skipped["parse_errors"] += 1
-            elif parsed.state in READY_STATES:
-                # Only final states carry date_done, which the watermark needs; a RETRY or
-                # STARTED still in the backend is counted by the live sources.
+            elif parsed.state in READY_STATES or (
+                parsed.state == RETRY and parsed.retries is not None
+            ):
+                # Final states carry date_done, which the watermark needs. A numbered RETRY
+                # (result_extended) is safe to fold again and again: retries only ever
+                # raise a per-task lower bound. STARTED is left to the live sources.
                 updates.append(parsed)
         return updates, skipped
 

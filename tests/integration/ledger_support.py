@@ -157,4 +157,6 @@ def backend_truth(client: Any, prefix: str = "") -> Counter[str]:
         if status:
             out[status] += 1
             out["retried"] += int(meta.get("retries") or 0)
+        elif meta["status"] == "RETRY":  # attempt r failed and asked for a retry: r + 1
+            out["retried"] += int(meta.get("retries") or 0) + 1
     return out

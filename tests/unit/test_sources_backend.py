@@ -113,7 +113,7 @@ def test_reconcile_counts_backend_once(redis_client: fakeredis.FakeRedis) -> Non
     redis_client.set("unrelated", b"x")
     state = make_state(reconcile_batch=50)
     rec = ReconcileSource(state, lambda: redis_client, Boot())
-    assert rec.run_once() == 280
+    assert rec.run_once() == 281  # 280 final results + the numbered RETRY
     assert rec.run_once() == 0  # nothing new: every result already counted
     detail = health(state, "reconcile")
     assert detail["runs"] == 2 and detail["keys_scanned"] == 2 * 282
