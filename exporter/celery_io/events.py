@@ -1,11 +1,15 @@
 """Celery's event receiver, run on a background thread with reconnect and backoff.
 
 The receiver's queue is named `celeryev.celery-ops-exporter.<instance>`: stable per exporter
-instance, so a restarted exporter consumes the same queue instead of leaving one behind.
-It is declared auto-delete with `x-expires` (`event_queue_expires`, 60 s by default), so on
-RabbitMQ a dead exporter's queue disappears; on Redis the queue is a list whose binding
-kombu (5.7+) sweeps once no consumer refreshed it for max(2 x expires, 1 h), and which the
-restarted exporter drains because the name is the same.
+instance, so a restarted exporter re-declares the same queue instead of adding another.
+Nothing is left behind to grow when the exporter dies (tests/integration/
+test_sources_event_queue.py checks both brokers):
+- RabbitMQ: Celery declares the queue exclusive and auto-delete with `x-expires`
+  (`event_queue_expires`, 60 s): the broker deletes it when our connection drops.
+- Redis: Celery turns the event exchange into a fanout, which kombu carries over PUBLISH, so
+  events for a dead receiver are dropped by the server, never stored. Only the binding set
+  `_kombu.binding.celeryev` remembers receivers: the stable name keeps our share at one
+  member, and kombu 5.7 sweeps members not refreshed for max(2 x expires, 1 h).
 """
 
 from __future__ import annotations

@@ -1,0 +1,106 @@
+"""The event receiver's queue never grows without bound when the exporter dies.
+
+The exporter is SIGKILLed while workers keep sending events, then restarted. On Redis the
+event exchange is a PUBLISH fanout: nothing is stored for a dead receiver, and the stable queue
+name keeps the binding set at one member across restarts. On RabbitMQ the receiver's queue is
+exclusive and auto-delete: gone while the exporter is down, back under the same name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import redis
+
+from tests.conftest import RedisServer, Worker, celery_app, wait_for
+from tests.integration.ledger_support import ExporterProc
+
+pytestmark = pytest.mark.integration
+
+
+def send_adds(app: Any, n: int, queue: str) -> None:
+    with app.producer_or_acquire() as producer:
+        for i in range(n):
+            app.send_task("tests.add", (i, 1), queue=queue, producer=producer)
+
+
+def events_up(exporter: ExporterProc) -> bool:
+    key = ("celery_exporter_source_up", (("source", "events"),))
+    return exporter.samples().get(key) == 1.0
+
+
+def test_redis_event_queue_leaves_nothing_growing(redis_server: RedisServer, unique: str) -> None:
+    """On Redis, Celery's event exchange is a fanout carried by PUBLISH: events for a dead
+    receiver are dropped by the server, not stored. What could pile up is the binding set
+    (one member per receiver queue ever declared): the stable queue name keeps it at one."""
+    broker = f"{redis_server.url}/7"
+    client = redis.Redis(port=redis_server.port, db=7)
+    client.flushdb()
+    queue = f"evq-{unique}"
+    env = {"TEST_BROKER_URL": broker, "TEST_BACKEND_URL": "", "TEST_DEFAULT_QUEUE": queue}
+    worker = Worker(env, queues=queue, pool="threads", concurrency=2).wait_ready()
+    app = celery_app(env)
+    exporter = ExporterProc(["--broker-url", broker, "--result-backend", ""], f"q{unique}")
+    try:
+        exporter.start()
+        wait_for(lambda: events_up(exporter), 30, what="event receiver up")
+        send_adds(app, 30, queue)
+        wait_for(lambda: exporter.counts()["succeeded"] >= 1, 30, what="events counted")
+        bindings = client.smembers("_kombu.binding.celeryev")
+        ours = [m for m in bindings if b"celery-ops-exporter" in m]
+        assert len(ours) == 1, bindings
+        for _ in range(2):
+            exporter.kill()
+            before = client.dbsize()
+            send_adds(app, 200, queue)
+            wait_for(lambda: client.llen(queue) == 0, 60, what="tasks consumed while down")
+            assert client.dbsize() <= before, sorted(client.scan_iter(count=1000))
+            assert not list(client.scan_iter(match="celeryev*", count=1000))
+            exporter.start()
+            wait_for(lambda: events_up(exporter), 30, what="event receiver up again")
+            assert client.smembers("_kombu.binding.celeryev") == bindings
+    finally:
+        exporter.cleanup()
+        worker.stop()
+        app.close()
+        client.flushdb()
+        client.close()
+
+
+def test_rabbitmq_event_queue_goes_away_with_the_exporter(rabbitmq_url: str, unique: str) -> None:
+    from kombu import Connection
+    from kombu.exceptions import ChannelError
+
+    queue = f"evq-{unique}"
+    env = {"TEST_BROKER_URL": rabbitmq_url, "TEST_BACKEND_URL": "", "TEST_DEFAULT_QUEUE": queue}
+    worker = Worker(env, queues=queue, pool="threads", concurrency=2).wait_ready()
+    app = celery_app(env)
+    exporter = ExporterProc(["--broker-url", rabbitmq_url, "--result-backend", ""], f"r{unique}")
+    event_queue = f"celeryev.celery-ops-exporter.r{unique}"
+
+    def declare() -> str:
+        """'live' (exclusive to a running exporter), 'absent', or its message count."""
+        with Connection(rabbitmq_url) as conn:
+            channel = conn.channel()
+            try:
+                _name, messages, _consumers = channel.queue_declare(event_queue, passive=True)
+                return str(messages)
+            except ChannelError as exc:
+                return {405: "live", 404: "absent"}.get(getattr(exc, "code", 0), repr(exc))
+
+    try:
+        exporter.start()
+        wait_for(lambda: events_up(exporter), 30, what="event receiver up")
+        wait_for(lambda: declare() == "live", 30, what="the exporter's queue")
+        exporter.kill()
+        send_adds(app, 200, queue)
+        # exclusive/auto-delete (x-expires as a backstop): nothing accumulates while it is down
+        wait_for(lambda: declare() == "absent", 30, what="queue deleted after the kill")
+        assert declare() == "absent"  # still nothing after 200 tasks' events
+        exporter.start()
+        wait_for(lambda: declare() == "live", 30, what="queue back under the same name")
+    finally:
+        exporter.cleanup()
+        worker.stop()
+        app.close()
