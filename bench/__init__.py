@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print figures; results are recorded in bench/RESULTS.md."""

@@ -1,0 +1,307 @@
+"""Ledger benchmarks: event ingest, pub/sub results, reconcile (with Redis stalls), RSS.
+
+    python -m bench.ledger_bench            # full size (1M events, 1M stored results, ...)
+    python -m bench.ledger_bench --small    # CI-sized smoke run
+
+Figures printed, one per line; the ones recorded are in bench/RESULTS.md. Each part runs on
+its own private redis-server where it needs one. Targets: >= 50k events/s/core through the
+in-process ingest path, reconcile of 1M results <= 10 s with no Redis stall above 5 ms
+(latency a concurrent client sees), RSS under 100 MB after 1M tasks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "celery_events.jsonl"
+FULL = {"events": 1_000_000, "results": 200_000, "reconcile": 1_000_000, "rss": 1_000_000}
+SMALL = {"events": 20_000, "results": 5_000, "reconcile": 5_000, "rss": 20_000}
+
+
+def _state(**cfg: Any) -> Any:
+    from exporter.config import Config
+    from exporter.state import State
+
+    return State(Config(broker_url="redis://127.0.0.1:1/0", **cfg))
+
+
+def bench_events(n: int) -> dict[str, float]:
+    """Replay the recorded real event stream (ids made unique per pass) through ingest."""
+    from exporter.sources.base import Boot
+    from exporter.sources.events import EventsSource
+
+    events = [json.loads(line) for line in FIXTURE.read_text().splitlines()]
+    state = _state()
+
+    class NoStream:
+        def __init__(self, *_: Any) -> None:
+            pass
+
+    source = EventsSource(state, NoStream, Boot())
+    handle = source.handle
+    done = 0
+    started, cpu = time.perf_counter(), time.process_time()
+    rep = 0
+    while done < n:
+        suffix = f"-{rep}"
+        for event in events:
+            e = dict(event)  # the receiver hands over a fresh dict per event
+            if "uuid" in e:
+                e["uuid"] = event["uuid"] + suffix
+            handle(e)
+            done += 1
+            if done >= n:
+                break
+        rep += 1
+    source.flush()
+    wall, cpu_s = time.perf_counter() - started, time.process_time() - cpu
+    return {
+        "events": done,
+        "seconds": wall,
+        "events_per_s": done / wall,
+        "events_per_cpu_s": done / cpu_s,
+    }
+
+
+def _result(i: int, status: str = "SUCCESS") -> bytes:
+    return json.dumps(
+        {
+            "status": status,
+            "result": i,
+            "traceback": None,
+            "children": [],
+            "date_done": "2026-11-28T10:00:00.000000+00:00",
+            "task_id": f"t{i}",
+            "name": "bench.task",
+            "queue": "celery",
+            "retries": 0,
+        }
+    ).encode()
+
+
+def bench_results(n: int, redis_url: str) -> dict[str, float]:
+    """PUBLISH n results on a real Redis; time until the listener has counted them all."""
+    import redis
+
+    from exporter.sources.base import Boot
+    from exporter.sources.redisconn import backend_client
+    from exporter.sources.results import ResultsSource
+
+    state = _state(result_backend=f"{redis_url}/3")
+    boot = Boot()
+    boot.loaded.set()
+    source = ResultsSource(state, lambda: backend_client(state.config, pubsub=True), boot)
+    source.start()
+    source.connected.wait(10)
+    client = redis.Redis.from_url(f"{redis_url}/3")
+    payloads = [_result(i) for i in range(n)]
+    started = time.perf_counter()
+    for start in range(0, n, 1000):
+        pipe = client.pipeline(transaction=False)
+        for i in range(start, min(n, start + 1000)):
+            pipe.publish(f"celery-task-meta-r{i}", payloads[i])
+        pipe.execute()
+    published = time.perf_counter() - started
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        counts = state.ledger.counts().tasks
+        if sum(counts.values()) >= n:
+            break
+        time.sleep(0.01)  # polling a benchmark's finish line, not waiting on state in a test
+    wall = time.perf_counter() - started
+    source.stop()
+    counted = sum(state.ledger.counts().tasks.values())
+    # The in-process path alone (parse + ledger), without Redis and sockets:
+    fresh = _state()
+    src = ResultsSource(fresh, lambda: None, boot)
+    batch = [(f"celery-task-meta-p{i}".encode(), payloads[i]) for i in range(n)]
+    t0 = time.perf_counter()
+    for start in range(0, n, 1000):
+        src.handle(batch[start : start + 1000])
+    inproc = time.perf_counter() - t0
+    client.close()
+    return {
+        "results": n,
+        "counted": counted,
+        "publish_seconds": published,
+        "results_per_s": counted / wall,
+        "inprocess_results_per_s": n / inproc,
+    }
+
+
+def _probe(url: str, stop: Any, out: Any) -> None:
+    """Another process (so our GIL cannot distort it): PING latency while Redis works."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    worst, samples = 0.0, []
+    while not stop.is_set():
+        t0 = time.perf_counter()
+        client.ping()
+        dt = time.perf_counter() - t0
+        samples.append(dt)
+        worst = max(worst, dt)
+        time.sleep(0.001)  # a client polling Redis every millisecond
+    samples.sort()
+    p99 = samples[int(len(samples) * 0.99)] if samples else 0.0
+    out.send((worst, p99, len(samples)))
+
+
+def _with_probe(url: str, fn: Any) -> tuple[Any, float, float]:
+    ctx = mp.get_context("spawn")
+    stop = ctx.Event()
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_probe, args=(url, stop, child))
+    proc.start()
+    time.sleep(0.5)  # let the probe connect before the measured work starts
+    try:
+        result = fn()
+    finally:
+        stop.set()
+        worst, p99, _n = parent.recv()
+        proc.join(10)
+    return result, worst, p99
+
+
+def bench_reconcile(n: int, redis_url: str) -> dict[str, float]:
+    import redis
+
+    from exporter.sources.base import Boot
+    from exporter.sources.reconcile import ReconcileSource
+    from exporter.sources.redisconn import backend_client
+
+    url = f"{redis_url}/4"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    t0 = time.perf_counter()
+    for start in range(0, n, 5000):
+        pipe = client.pipeline(transaction=False)
+        for i in range(start, min(n, start + 5000)):
+            pipe.set(f"celery-task-meta-k{i}", _result(i, "FAILURE" if i % 10 == 0 else "SUCCESS"))
+        pipe.execute()
+    fill = time.perf_counter() - t0
+    state = _state(
+        result_backend=url,
+        reconcile_batch=1000,
+        reconcile_max_keys_per_second=1e9,
+        ledger_max_tasks=200_000,
+    )
+    source = ReconcileSource(state, lambda: backend_client(state.config), Boot())
+
+    def reconcile() -> float:
+        t = time.perf_counter()
+        source.run_once()
+        return time.perf_counter() - t
+
+    seconds, worst, p99 = _with_probe(url, reconcile)
+    counted = sum(state.ledger.counts().tasks.values())
+
+    def naive() -> float:
+        t = time.perf_counter()
+        keys = client.keys("celery-task-meta-*")
+        for key in keys[:100]:
+            client.get(key)
+        return time.perf_counter() - t
+
+    naive_s, naive_worst, _ = _with_probe(url, naive)
+    client.flushdb()
+    client.close()
+    return {
+        "results": n,
+        "fill_seconds": fill,
+        "counted": counted,
+        "reconcile_seconds": seconds,
+        "redis_max_stall_ms": worst * 1000,
+        "redis_p99_ms": p99 * 1000,
+        "naive_keys_get100_seconds": naive_s,
+        "naive_max_stall_ms": naive_worst * 1000,
+        "naive_to_reconcile_stall_ratio": naive_worst / worst if worst else 0.0,
+    }
+
+
+def rss_child(n: int) -> None:
+    """In a fresh process: n tasks (received, started, succeeded) through a default ledger."""
+    from exporter.taskstate import RECEIVED, STARTED, SUCCESS, TaskUpdate
+
+    state = _state()
+    ledger = state.ledger
+    now = time.time()
+    for i in range(n):
+        tid = f"{i:08d}-5f0c-4a7e-9a53-6c2d7c1e{i % 10000:04d}"
+        name = f"app.tasks.t{i % 50}"
+        ledger.apply(TaskUpdate(tid, RECEIVED, "events", timestamp=now, name=name, retries=0))
+        ledger.apply(TaskUpdate(tid, STARTED, "events", timestamp=now, worker="w1@host"))
+        ledger.apply(TaskUpdate(tid, SUCCESS, "events", timestamp=now, runtime=0.01))
+    with open("/proc/self/status") as fh:
+        rss = next(int(line.split()[1]) for line in fh if line.startswith("VmRSS"))
+    print(json.dumps({"tasks": n, "rss_mb": rss / 1024, "entries": ledger.counts().entries}))
+
+
+def bench_rss(n: int) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.ledger_bench", "--rss-child", str(n)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _redis() -> Any:
+    from tests.conftest import RedisServer
+
+    server = RedisServer()
+    server.start()
+    return server
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.ledger_bench")
+    parser.add_argument("--small", action="store_true", help="CI-sized run")
+    for key in FULL:
+        parser.add_argument(f"--{key}", type=int, default=None, help=f"size of the {key} part")
+    parser.add_argument("--rss-child", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.rss_child is not None:
+        rss_child(args.rss_child)
+        return 0
+    sizes = dict(SMALL if args.small else FULL)
+    for key in FULL:
+        if getattr(args, key) is not None:
+            sizes[key] = getattr(args, key)
+    report: dict[str, dict[str, float]] = {}
+    report["events"] = bench_events(sizes["events"])
+    _print("events", report["events"])
+    server = _redis()
+    try:
+        report["results"] = bench_results(sizes["results"], server.url)
+        _print("results", report["results"])
+        report["reconcile"] = bench_reconcile(sizes["reconcile"], server.url)
+        _print("reconcile", report["reconcile"])
+    finally:
+        server.cleanup()
+    report["rss"] = bench_rss(sizes["rss"])
+    _print("rss", report["rss"])
+    if os.environ.get("BENCH_JSON"):
+        Path(os.environ["BENCH_JSON"]).write_text(json.dumps(report, indent=2))
+    return 0
+
+
+def _print(part: str, figures: dict[str, float]) -> None:
+    shown = ", ".join(
+        f"{k}={v:,.3f}" if isinstance(v, float) else f"{k}={v:,}" for k, v in figures.items()
+    )
+    print(f"{part}: {shown}", flush=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
