@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from typing import Any
 
 from exporter.ledger import Ledger
@@ -29,6 +30,9 @@ class LedgerStore:
         self.seen_key = f"{base}:seen"
         self.saves = 0
         self.errors = 0
+        # One save at a time: two interleaved saves could store older counters over newer
+        # dedup entries (the periodic job and the final save on shutdown may overlap).
+        self._save_lock = threading.Lock()
 
     def load(self, ledger: Ledger, batch: int = 1000) -> bool:
         """Restore the ledger; False when nothing was saved (first start) or it is unreadable."""
@@ -52,6 +56,10 @@ class LedgerStore:
 
     def save(self, ledger: Ledger) -> None:
         """Write the changes since the last save; on failure the next save rewrites all."""
+        with self._save_lock:
+            self._save(ledger)
+
+    def _save(self, ledger: Ledger) -> None:
         state = ledger.export_state()
         try:
             pipe = self._client.pipeline(transaction=True)

@@ -28,7 +28,7 @@ _HELP = {
     "started": "Tasks started (events, or STARTED results with task_track_started)",
     "succeeded": "Tasks that succeeded, each task id once across all sources",
     "failed": "Tasks that failed, each task id once across all sources",
-    "retried": "Task retries, each retry number of a task id once",
+    "retried": "Task retries; per task the most any source proves, so none counts twice",
     "revoked": "Tasks revoked, each task id once",
     "rejected": "Tasks rejected by a worker (task-rejected events)",
 }

@@ -1,0 +1,37 @@
+"""The ledger benchmark runs end to end at tiny sizes (its figures are not judged here)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_ledger_bench_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server is not installed")
+    from bench import ledger_bench
+
+    out = tmp_path / "bench.json"
+    monkeypatch.setenv("BENCH_JSON", str(out))
+    argv = [
+        "--small",
+        "--events",
+        "3000",
+        "--results",
+        "500",
+        "--reconcile",
+        "500",
+        "--rss",
+        "2000",
+    ]
+    assert ledger_bench.main(argv) == 0
+    report = json.loads(out.read_text())
+    assert report["events"]["events"] == 3000
+    assert report["results"]["counted"] == 500
+    assert report["reconcile"]["counted"] == 500
+    assert report["rss"]["entries"] == 2000
