@@ -25,10 +25,11 @@ from exporter.ledger_entry import BIT, READY_MASK, Entry, record_of, source_bit
 from exporter.ledger_parts import (
     OTHER,
     UNKNOWN,
-    Histogram,
+    EvictedIds,
     LabelGuard,
     LedgerCounts,
     OutcomeWindow,
+    TaskHistograms,
 )
 from exporter.taskstate import (
     COUNTER_FOR_STATE,
@@ -71,17 +72,13 @@ class Ledger:
         self._lock = threading.Lock()
         self._max_tasks = max_tasks
         self._window = success_window
-        self._buckets = tuple(buckets)
-        self._wait_buckets = tuple(wait_buckets)
         self._worker_label = worker_label
-        # Without events there is no `runtime` field: derive it from pub/sub receive times.
-        self._derive_runtime = derive_runtime
         self._entries: OrderedDict[str, Entry] = OrderedDict()
         self._tasks: dict[tuple[str, str, str], int] = {}
         self._by_worker: dict[tuple[str, str, str, str], int] = {}
         self._exceptions: dict[tuple[str, str], int] = {}
-        self._runtime: dict[tuple[str, str], Histogram] = {}
-        self._wait: dict[tuple[str, str], Histogram] = {}
+        # Without events there is no `runtime` field: derive it from pub/sub receive times.
+        self._hists = TaskHistograms(tuple(buckets), tuple(wait_buckets), derive_runtime)
         self._guards = {
             "name": LabelGuard(max_task_names),
             "queue_name": LabelGuard(max_task_names),
@@ -95,7 +92,12 @@ class Ledger:
         self._recent: deque[str] = deque(maxlen=recent_size)
         self._recent_failed: deque[str] = deque(maxlen=recent_failed_size)
         self._outcomes = OutcomeWindow(success_window)
-        # persistence bookkeeping: ids changed since the last export, ids held in the store
+        # Evicted task ids whose results a reconcile could still find above the watermark,
+        # oldest first; bounded like the entries, so the oldest are given up first.
+        self._evicted = EvictedIds(max_tasks)
+        # persistence bookkeeping (only once a store saves us): ids changed since the last
+        # export, ids held in the store
+        self._tracking = False
         self._dirty: set[str] = set()
         self._persisted: set[str] = set()
         self._persisted_watermark = 0.0
@@ -137,7 +139,11 @@ class Ledger:
         e = self._entries.get(task_id)
         if e is None:
             # Only a backfill can be stale: a live message is news, however late it is.
-            if backfill and bit & READY_MASK and settle <= self._watermark:
+            if (
+                backfill
+                and bit & READY_MASK
+                and (settle <= self._watermark or task_id in self._evicted)
+            ):
                 self._below_watermark += 1
                 return False
             if backfill and not bit & READY_MASK and self._evictions:
@@ -151,7 +157,8 @@ class Ledger:
         else:
             self._entries.move_to_end(task_id)
         e.merge(u, now, source_bit(u.source))
-        self._dirty.add(task_id)
+        if self._tracking:
+            self._dirty.add(task_id)
         counted = False
         if state == RETRY:
             if u.retries is not None:
@@ -175,7 +182,8 @@ class Ledger:
         if u.retries and state != RETRY and state != SENT:
             # Attempt r (received, started or final) means r retries happened before it.
             counted |= self._raise_retries(task_id, e, u.retries)
-        self._observe(e, u, state, now)
+        if not (e.runtime_done and e.wait_done):
+            self._hists.observe(e, u.runtime, now, self._labels)
         return counted
 
     def _raise_retries(self, task_id: str, e: Entry, floor: int) -> bool:
@@ -199,6 +207,9 @@ class Ledger:
             wkey = (name, queue, counter, self._guards["hostname"](e.worker))
             self._by_worker[wkey] = self._by_worker.get(wkey, 0) + n
 
+    def _labels(self, e: Entry) -> tuple[str, str]:
+        return self._guards["name"](e.name), self._guards["queue_name"](e.queue)
+
     def _finish(self, task_id: str, e: Entry, state: str, now: float) -> None:
         self._running.pop(task_id, None)
         name = self._guards["name"](e.name)
@@ -211,43 +222,16 @@ class Ledger:
             self._outcomes.add(now, name, state == SUCCESS)
         self._recent.append(task_id)
 
-    def _observe(self, e: Entry, u: TaskUpdate, state: str, now: float) -> None:
-        """Histograms, each observed at most once per task, whenever its inputs are known."""
-        if not e.runtime_done and e.seen & READY_MASK:
-            runtime = u.runtime
-            if runtime is None and self._derive_runtime and e.started_local is not None:
-                runtime = now - e.started_local
-            if runtime is not None and runtime >= 0:
-                e.runtime_done = True
-                self._hist(self._runtime, e, self._buckets).observe(runtime)
-        if not e.wait_done and e.started_at is not None:
-            base = e.sent_at
-            if e.eta is not None and (base is None or e.eta > base):
-                base = e.eta
-            if base is not None:
-                e.wait_done = True
-                # Producer and worker clocks differ: a negative wait is skew, not speed.
-                wait = max(0.0, e.started_at - base)
-                self._hist(self._wait, e, self._wait_buckets).observe(wait)
-
-    def _hist(
-        self, table: dict[tuple[str, str], Histogram], e: Entry, bounds: tuple[float, ...]
-    ) -> Histogram:
-        key = (self._guards["name"](e.name), self._guards["queue_name"](e.queue))
-        hist = table.get(key)
-        if hist is None:
-            hist = table[key] = Histogram(bounds)
-        return hist
-
     def _evict(self) -> None:
         while len(self._entries) > self._max_tasks:
             task_id, e = self._entries.popitem(last=False)
             self._running.pop(task_id, None)
             self._evictions += 1
-            # Forgetting a counted result is safe only if reconcile will not count it again.
+            # A counted result a reconcile could find again must stay known as counted.
             if e.settled is not None and e.settled > self._watermark:
-                self._watermark = e.settled
-            self._dirty.add(task_id)
+                self._evicted.add(task_id, e.settled)
+            if self._tracking:
+                self._dirty.add(task_id)
 
     def observe_running(
         self,
@@ -276,6 +260,7 @@ class Ledger:
         """A reconcile that began at `started_at` (exporter clock) saw the whole backend."""
         with self._lock:
             self._watermark = max(self._watermark, started_at - RECONCILE_MARGIN)
+            self._evicted.prune(self._watermark)
 
     # -- persistence (see ledger_store.py) ---------------------------------------------------
     def export_state(self) -> dict[str, Any]:
@@ -300,8 +285,8 @@ class Ledger:
                 evictions=self._evictions,
                 overflowed_names=self._guards["name"].overflow,
                 tasks_by_worker=dict(self._by_worker),
-                runtime={k: h.snapshot() for k, h in self._runtime.items()},
-                queue_wait={k: h.snapshot() for k, h in self._wait.items()},
+                runtime={k: h.snapshot() for k, h in self._hists.runtime.items()},
+                queue_wait={k: h.snapshot() for k, h in self._hists.wait.items()},
                 overflow={k: g.overflow for k, g in self._guards.items()},
                 watermark=self._watermark,
                 label_values={k: len(g.values) for k, g in self._guards.items()},

@@ -6,10 +6,17 @@ Nothing here locks: the ledger calls these under its own lock.
 
 from __future__ import annotations
 
+import heapq
 from bisect import bisect_left
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+if TYPE_CHECKING:
+    from exporter.ledger_entry import Entry
+
+LabelFn = Callable[["Entry"], "tuple[str, str]"]
 UNKNOWN = "unknown"
 OTHER = "other"
 
@@ -34,6 +41,39 @@ class LabelGuard:
             return OTHER
         self.values.add(value)
         return value
+
+
+class EvictedIds:
+    """Ids forgotten by the ledger while a reconcile could still count them again.
+
+    Kept until the watermark passes their settle time. Bounded: past `limit` the oldest are
+    given up first (they are the likeliest to be covered by the next completed reconcile).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._heap: list[tuple[float, str]] = []
+        self._ids: set[str] = set()
+        self.given_up = 0
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, task_id: str, settled: float) -> None:
+        heapq.heappush(self._heap, (settled, task_id))
+        self._ids.add(task_id)
+        while len(self._heap) > self.limit:
+            _, old = heapq.heappop(self._heap)
+            self._ids.discard(old)
+            self.given_up += 1
+
+    def prune(self, watermark: float) -> None:
+        while self._heap and self._heap[0][0] <= watermark:
+            _, old = heapq.heappop(self._heap)
+            self._ids.discard(old)
 
 
 class Histogram:
@@ -68,6 +108,46 @@ class Histogram:
         if isinstance(counts, list) and len(counts) == len(self.counts):
             self.counts = [int(c) for c in counts]
             self.sum = float(total)
+
+
+class TaskHistograms:
+    """Runtime and queue-wait histograms per (name, queue); each task observed at most once."""
+
+    def __init__(
+        self, buckets: tuple[float, ...], wait_buckets: tuple[float, ...], derive_runtime: bool
+    ) -> None:
+        self.buckets, self.wait_buckets = buckets, wait_buckets
+        self.derive_runtime = derive_runtime
+        self.runtime: dict[tuple[str, str], Histogram] = {}
+        self.wait: dict[tuple[str, str], Histogram] = {}
+
+    def observe(self, e: Entry, runtime: float | None, now: float, labels: LabelFn) -> None:
+        """Observe whatever became known for this task (inputs may arrive in any order)."""
+        if not e.runtime_done and e.finished_at is not None:
+            if runtime is None and self.derive_runtime and e.started_local is not None:
+                runtime = now - e.started_local
+            if runtime is not None and runtime >= 0:
+                e.runtime_done = True
+                self._get(self.runtime, labels(e), self.buckets).observe(runtime)
+        if not e.wait_done and e.started_at is not None:
+            base = e.sent_at
+            if e.eta is not None and (base is None or e.eta > base):
+                base = e.eta
+            if base is not None:
+                e.wait_done = True
+                # Producer and worker clocks differ: a negative wait is skew, not speed.
+                self._get(self.wait, labels(e), self.wait_buckets).observe(
+                    max(0.0, e.started_at - base)
+                )
+
+    @staticmethod
+    def _get(
+        table: dict[tuple[str, str], Histogram], key: tuple[str, str], bounds: tuple[float, ...]
+    ) -> Histogram:
+        hist = table.get(key)
+        if hist is None:
+            hist = table[key] = Histogram(bounds)
+        return hist
 
 
 @dataclass(frozen=True)

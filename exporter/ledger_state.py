@@ -34,6 +34,10 @@ def _encode(e: Entry) -> str:
 
 
 def export_state(ledger: Ledger) -> dict[str, Any]:
+    if not ledger._tracking:
+        # First save: from now on changes are tracked; write everything needed once.
+        ledger._tracking = True
+        ledger._dirty.update(ledger._entries)
     w = ledger._watermark
     seen: dict[str, str] = {}
     drop: list[str] = []
@@ -43,14 +47,15 @@ def export_state(ledger: Ledger) -> dict[str, Any]:
             assert e is not None
             seen[task_id] = _encode(e)
             ledger._persisted.add(task_id)
-        elif task_id in ledger._persisted:
+        elif task_id in ledger._persisted and task_id not in ledger._evicted:
+            # (an evicted id still above the watermark keeps its saved entry)
             drop.append(task_id)
             ledger._persisted.discard(task_id)
     ledger._dirty.clear()
     if w != ledger._persisted_watermark:
         # The watermark moved: entries it now covers need not be kept any more.
         for task_id in list(ledger._persisted):
-            if not _needed(ledger._entries.get(task_id), w):
+            if not _needed(ledger._entries.get(task_id), w) and task_id not in ledger._evicted:
                 drop.append(task_id)
                 ledger._persisted.discard(task_id)
         ledger._persisted_watermark = w
@@ -60,8 +65,8 @@ def export_state(ledger: Ledger) -> dict[str, Any]:
         "tasks": [[*k, v] for k, v in ledger._tasks.items()],
         "by_worker": [[*k, v] for k, v in ledger._by_worker.items()],
         "exceptions": [[*k, v] for k, v in ledger._exceptions.items()],
-        "runtime": [[*k, h.to_json()] for k, h in ledger._runtime.items()],
-        "wait": [[*k, h.to_json()] for k, h in ledger._wait.items()],
+        "runtime": [[*k, h.to_json()] for k, h in ledger._hists.runtime.items()],
+        "wait": [[*k, h.to_json()] for k, h in ledger._hists.wait.items()],
         "evictions": ledger._evictions,
     }
     return {"counters": counters, "seen": seen, "drop": drop}
@@ -86,14 +91,15 @@ def import_state(ledger: Ledger, data: dict[str, Any]) -> None:
         _admit(ledger, exception=exc)
         ekey = (name, exc)
         ledger._exceptions[ekey] = ledger._exceptions.get(ekey, 0) + int(value)
+    hists = ledger._hists
     for table, rows, bounds in (
-        ("_runtime", "runtime", ledger._buckets),
-        ("_wait", "wait", ledger._wait_buckets),
+        (hists.runtime, "runtime", hists.buckets),
+        (hists.wait, "wait", hists.wait_buckets),
     ):
         for name, queue, raw in counters.get(rows, []):
             hist = Histogram(bounds)
             hist.load_json(raw)  # a bucket layout that changed since is dropped, not misread
-            getattr(ledger, table)[(name, queue)] = hist
+            table[(name, queue)] = hist
     ledger._evictions += int(counters.get("evictions", 0))
     for task_id, encoded in (data.get("seen") or {}).items():
         e = _decode(encoded)
