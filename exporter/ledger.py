@@ -94,7 +94,8 @@ class Ledger:
         self._outcomes = OutcomeWindow(success_window)
         # Evicted task ids whose results a reconcile could still find above the watermark,
         # oldest first; bounded like the entries, so the oldest are given up first.
-        self._evicted = EvictedIds(max_tasks)
+        self._evicted = EvictedIds(max(1, max_tasks // 2))
+        self._backfill = False  # a reconcile source exists (see expect_backfill)
         # persistence bookkeeping (only once a store saves us): ids changed since the last
         # export, ids held in the store
         self._tracking = False
@@ -228,7 +229,7 @@ class Ledger:
             self._running.pop(task_id, None)
             self._evictions += 1
             # A counted result a reconcile could find again must stay known as counted.
-            if e.settled is not None and e.settled > self._watermark:
+            if self._backfill and e.settled is not None and e.settled > self._watermark:
                 self._evicted.add(task_id, e.settled)
             if self._tracking:
                 self._dirty.add(task_id)
@@ -255,6 +256,21 @@ class Ledger:
             self._dirty.update(self._entries)
             self._dirty.update(self._persisted)
             self._persisted_watermark = -1.0
+
+    def expect_backfill(self) -> None:
+        """A reconcile will feed this ledger: remember evicted ids it could count again."""
+        with self._lock:
+            self._backfill = True
+
+    def settled_ids(self, task_ids: list[str]) -> set[str]:
+        """Which of these ids a reconcile need not read (finished and known, or covered)."""
+        with self._lock:
+            out = set()
+            for task_id in task_ids:
+                e = self._entries.get(task_id)
+                if (e is not None and e.seen & READY_MASK) or task_id in self._evicted:
+                    out.add(task_id)
+            return out
 
     def reconcile_completed(self, started_at: float) -> None:
         """A reconcile that began at `started_at` (exporter clock) saw the whole backend."""

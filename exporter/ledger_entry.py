@@ -34,6 +34,21 @@ MAX_TEXT = 2000  # exception text kept per task, so a multi-megabyte message can
 _SOURCES = [SOURCE_EVENTS, SOURCE_PUBSUB, SOURCE_RECONCILE, SOURCE_INSPECT]
 
 
+_SHARED: dict[str, str] = {}
+_SHARED_MAX = 20_000
+
+
+def share(value: str) -> str:
+    """One string object per distinct name/queue/worker (each parsed message makes a new
+    one), so 200,000 entries do not hold 200,000 copies. Bounded: past the cap, no sharing."""
+    shared = _SHARED.get(value)
+    if shared is not None:
+        return shared
+    if len(_SHARED) < _SHARED_MAX:
+        _SHARED[value] = value
+    return value
+
+
 def source_bit(source: str) -> int:
     try:
         return 1 << _SOURCES.index(source)
@@ -68,7 +83,6 @@ class Entry:
         "settled",
         "sources",
         "started_at",
-        "started_local",
         "state",
         "updated_at",
         "wait_done",
@@ -83,7 +97,6 @@ class Entry:
         self.sent_at: float | None = None
         self.received_at: float | None = None
         self.started_at: float | None = None
-        self.started_local: float | None = None  # exporter clock, when STARTED was heard
         self.finished_at: float | None = None
         self.updated_at: float | None = None
         self.eta: float | None = None
@@ -111,11 +124,11 @@ class Entry:
             self.state = state
             self.updated_at = ts
         if u.name is not None:
-            self.name = u.name
+            self.name = share(u.name)
         if u.queue is not None:
-            self.queue = u.queue
+            self.queue = share(u.queue)
         if u.worker is not None:
-            self.worker = u.worker
+            self.worker = share(u.worker)
         if u.parent_id is not None:
             self.parent_id = u.parent_id
         if u.exception_type is not None:
@@ -136,7 +149,6 @@ class Entry:
             self.received_at = self.received_at or ts
         elif state == STARTED:
             self.started_at = ts
-            self.started_local = now
         elif state in (SUCCESS, FAILURE, REVOKED, REJECTED):
             self.finished_at = ts
         self.sources |= sbit

@@ -124,8 +124,9 @@ class TaskHistograms:
     def observe(self, e: Entry, runtime: float | None, now: float, labels: LabelFn) -> None:
         """Observe whatever became known for this task (inputs may arrive in any order)."""
         if not e.runtime_done and e.finished_at is not None:
-            if runtime is None and self.derive_runtime and e.started_local is not None:
-                runtime = now - e.started_local
+            # Without events, STARTED comes from pub/sub and started_at is when we heard it.
+            if runtime is None and self.derive_runtime and e.started_at is not None:
+                runtime = now - e.started_at
             if runtime is not None and runtime >= 0:
                 e.runtime_done = True
                 self._get(self.runtime, labels(e), self.buckets).observe(runtime)

@@ -52,6 +52,7 @@ class ReconcileSource:
         self._thread: threading.Thread | None = None
         self.runs = 0
         self.last_duration: float | None = None
+        state.ledger.expect_backfill()
 
     def start(self) -> None:
         if self._thread is None:
@@ -118,12 +119,14 @@ class ReconcileSource:
         next_log = started + PROGRESS_EVERY
         scanned = counted = 0
         allowance_start = time.monotonic()
-        for keys in _scan_batches(client, f"{self._prefix}celery-task-meta-*", self._batch):
-            values = client.mget(keys)
+        for found in _scan_batches(client, f"{self._prefix}celery-task-meta-*", self._batch):
+            # Results the ledger already counted as final are not read again.
+            keys = self._unknown(found)
+            values = client.mget(keys) if keys else []
             updates, skipped = self._parse(keys, values)
             counted += self.state.ledger.apply_many(updates)
-            scanned += len(keys)
-            skipped["keys_scanned"] += len(keys)
+            scanned += len(found)
+            skipped["keys_scanned"] += len(found)
             self.stats.add_many(skipped)
             # Token bucket: never faster than the configured keys per second, on average.
             ahead = scanned / self._rate - (time.monotonic() - allowance_start)
@@ -145,6 +148,11 @@ class ReconcileSource:
         if self.store is not None:
             self.store.save(self.state.ledger)
         return counted
+
+    def _unknown(self, keys: list[Any]) -> list[Any]:
+        ids = [task_id_from_key(k, self._prefix) for k in keys]
+        known = self.state.ledger.settled_ids([i for i in ids if i is not None])
+        return [k for i, k in zip(ids, keys, strict=True) if i is None or i not in known]
 
     def _parse(self, keys: list[Any], values: list[Any]) -> tuple[list[TaskUpdate], Counter[str]]:
         updates: list[TaskUpdate] = []

@@ -117,17 +117,18 @@ def test_name_and_exception_cardinality_is_bounded() -> None:
 
 def test_eviction_bounds_memory_and_never_recounts() -> None:
     clock = FakeClock()
-    ledger = Ledger(clock=clock, max_tasks=10)
-    for i in range(25):
+    ledger = Ledger(clock=clock, max_tasks=20)
+    ledger.expect_backfill()  # a reconcile source exists
+    for i in range(35):
         clock.advance(1)
         ledger.apply(U(f"id{i}", SUCCESS, SOURCE_PUBSUB, name="t", timestamp=clock.time()))
     counts = ledger.counts()
-    assert counts.entries == 10 and counts.evictions == 15
+    assert counts.entries == 20 and counts.evictions == 15
     # A reconcile finding an evicted task's result is a duplicate, not a new success ...
     assert not ledger.apply(U("id12", SUCCESS, SOURCE_RECONCILE, name="t", timestamp=1.7e9 + 13))
     # ... and results the reconcile has not seen yet still count, whatever their date.
     assert ledger.apply(U("new", SUCCESS, SOURCE_RECONCILE, name="t", timestamp=1.7e9 + 2))
-    assert total(ledger, "succeeded") == 26
+    assert total(ledger, "succeeded") == 36
     # Once a completed reconcile covers them, evicted ids need not be remembered.
     clock.advance(RECONCILE_MARGIN + 60)
     ledger.reconcile_completed(clock.time())
@@ -139,6 +140,7 @@ def test_big_first_reconcile_with_small_ledger_counts_everything() -> None:
     """More results in the backend than the ledger holds, all dated alike: each counts once."""
     clock = FakeClock()
     ledger = Ledger(clock=clock, max_tasks=100)
+    ledger.expect_backfill()
     when = clock.time() - 3600
     batch = [U(f"k{i}", SUCCESS, SOURCE_RECONCILE, name="t", timestamp=when) for i in range(1000)]
     assert ledger.apply_many(batch) == 1000
