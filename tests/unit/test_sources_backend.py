@@ -182,3 +182,14 @@ def test_store_drops_entries_below_watermark_and_recovers_after_failure(
         bad.save(state.ledger)
     store.save(state.ledger)  # the failed save's changes are not lost
     assert redis_client.hlen(store.seen_key) == 5
+
+
+def test_unreadable_saved_state_starts_from_zero(redis_client: fakeredis.FakeRedis) -> None:
+    store = LedgerStore(redis_client, "", "x")
+    redis_client.set(store.counters_key, b"\x80\x04not json")
+    state = make_state()
+    assert not store.load(state.ledger)
+    assert state.ledger.counts().tasks == {}
+    redis_client.set(store.counters_key, json.dumps({"v": 99, "tasks": [["a", "b", "c", 5]]}))
+    assert store.load(state.ledger)  # a newer format is ignored, not misread
+    assert state.ledger.counts().tasks == {}
