@@ -81,11 +81,11 @@ def settled(exporter: ExporterProc, truth: Counter[str], timeout: float = 90.0) 
         ) from None
 
 
-def all_done(cluster: Cluster, truth: Counter[str]) -> None:
+def all_done(cluster: Cluster, truth: Counter[str], timeout: float = 120.0) -> None:
     try:
         wait_for(
             lambda: backend_truth(cluster.results) == +truth,
-            120,
+            timeout,
             interval=0.5,
             what="every task finished in the backend",
         )
