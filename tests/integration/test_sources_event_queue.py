@@ -104,3 +104,51 @@ def test_rabbitmq_event_queue_goes_away_with_the_exporter(rabbitmq_url: str, uni
         exporter.cleanup()
         worker.stop()
         app.close()
+
+
+def test_events_off_is_reported_and_enable_events_turns_them_on(
+    redis_server: RedisServer, unique: str
+) -> None:
+    """A worker without -E: the gauge says so; --enable-events-interval switches events on."""
+    broker = f"{redis_server.url}/8"
+    queue = f"noev-{unique}"
+    env = {
+        "TEST_BROKER_URL": broker,
+        "TEST_BACKEND_URL": "",
+        "TEST_DEFAULT_QUEUE": queue,
+        "TEST_EVENTS": "0",
+        "TEST_SENT_EVENT": "0",
+    }
+    worker = Worker(env, queues=queue, pool="threads", concurrency=2).wait_ready()
+    app = celery_app(env)
+    gauge = ("celery_exporter_task_events_enabled", ())
+    received = ("celery_exporter_events_received_total", (("type", "task-received"),))
+    off = ExporterProc(["--broker-url", broker, "--result-backend", ""], f"n{unique}")
+    on = ExporterProc(
+        ["--broker-url", broker, "--result-backend", "", "--enable-events-interval", "1"],
+        f"m{unique}",
+    )
+    try:
+        off.start()
+        wait_for(lambda: events_up(off), 30, what="event receiver up")
+
+        def busy_and_reported_off() -> bool:
+            send_adds(app, 10, queue)  # keep the worker's processed count growing
+            return off.samples().get(gauge) == 0.0
+
+        wait_for(busy_and_reported_off, 60, interval=1.0, what="task_events_enabled 0")
+        assert off.samples().get(received, 0.0) == 0.0
+        off.stop()
+        on.start()
+
+        def events_flowing() -> bool:
+            send_adds(app, 5, queue)
+            return on.samples().get(received, 0.0) > 0
+
+        wait_for(events_flowing, 60, interval=1.0, what="task events after enable_events")
+        wait_for(lambda: on.samples().get(gauge) == 1.0, 30, what="task_events_enabled 1")
+    finally:
+        off.cleanup()
+        on.cleanup()
+        worker.stop()
+        app.close()
