@@ -20,10 +20,11 @@ def build_registry(state: State) -> CollectorRegistry:
 
 def _collectors(state: State) -> list:  # type: ignore[type-arg]
     from exporter.collectors import exporter as exporter_c
-    from exporter.collectors import queues, workers
+    from exporter.collectors import api, queues, workers
 
     return [
         workers.WorkersCollector(state),
         queues.QueuesCollector(state),
         exporter_c.ExporterCollector(state),
+        api.ApiCollector(state),
     ]
