@@ -63,7 +63,9 @@ STATUSES = Literal[
     "received",
     "sent",
 ]
-_STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+_SINCE = "Updated at or after: ISO-8601 (UTC when no zone) or epoch seconds"
+_UNTIL = "Updated at or before: ISO-8601 (UTC when no zone) or epoch seconds"
+_STREAM_ID = re.compile(r"^[0-9]{1,15}-[0-9]{1,15}$")
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 410, 422, 503)
 }
@@ -131,14 +133,10 @@ def build_router(
         name: Annotated[str | None, Query(max_length=300)] = None,
         queue: Annotated[str | None, Query(max_length=300)] = None,
         worker: Annotated[str | None, Query(max_length=300)] = None,
-        since: Annotated[
-            datetime | None, Query(description="Updated at or after (ISO-8601)")
-        ] = None,
-        until: Annotated[
-            datetime | None, Query(description="Updated at or before (ISO-8601)")
-        ] = None,
+        since: Annotated[datetime | float | None, Query(description=_SINCE)] = None,
+        until: Annotated[datetime | float | None, Query(description=_UNTIL)] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        cursor: Annotated[str | None, Query(max_length=500)] = None,
+        cursor: Annotated[str | None, Query(pattern=views.CURSOR_PATTERN)] = None,
     ) -> TaskPage:
         """Finished and retried tasks, newest first; failures are kept longer than successes."""
         try:
@@ -215,7 +213,7 @@ def build_router(
     def audit(
         _p: Annotated[Principal, Depends(operator)],
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
-        cursor: Annotated[str | None, Query(max_length=50)] = None,
+        cursor: Annotated[str | None, Query(pattern=_STREAM_ID.pattern)] = None,
     ) -> AuditPage:
         """Who proposed, approved or denied what, and what ran; newest first."""
         if cursor is not None and not _STREAM_ID.match(cursor):
@@ -233,9 +231,9 @@ def build_router(
     return router
 
 
-def _epoch(value: datetime | None) -> float | None:
-    if value is None:
-        return None
+def _epoch(value: datetime | float | None) -> float | None:
+    if value is None or isinstance(value, int | float):
+        return value
     if value.tzinfo is None:  # a time without a zone is read as UTC, like every time we show
         value = value.replace(tzinfo=timezone.utc)
     return value.timestamp()

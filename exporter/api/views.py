@@ -6,9 +6,6 @@ kwargs only with --show-task-args, error messages truncated, times as UTC dateti
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -166,19 +163,23 @@ def _parse_iso(value: Any) -> float | None:
 
 
 # -- filtering and paging --------------------------------------------------------------------
+CURSOR_PATTERN = r"^[0-9]{1,12}(\.[0-9]{1,9})?_[!-~]{1,200}$"  # ids: printable ASCII
+
+
 def encode_cursor(rec: TaskRecord) -> str:
-    raw = json.dumps([rec.updated_at or 0.0, rec.task_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    """`<updated_at>_<task id>` of the last item returned: the next page starts after it."""
+    return f"{rec.updated_at or 0.0:.6f}_{rec.task_id}"
 
 
 def decode_cursor(cursor: str) -> tuple[float, str]:
-    """(updated_at, task_id) of the last item already returned; ValueError when malformed."""
+    """(updated_at, task_id) from a cursor; ValueError when malformed."""
+    at, sep, task_id = cursor.partition("_")
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        at, task_id = json.loads(raw)
-        return float(at), str(task_id)
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
-        raise ValueError("cursor is not one this API returned") from exc
+        if not sep or not task_id:
+            raise ValueError(cursor)
+        return float(at), task_id
+    except ValueError as exc:
+        raise ValueError("cursor must be <updated_at>_<task id>, as next_cursor gives") from exc
 
 
 def filter_records(
