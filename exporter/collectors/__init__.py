@@ -19,8 +19,8 @@ def build_registry(state: State) -> CollectorRegistry:
 
 
 def _collectors(state: State) -> list[Collector]:
-    from exporter.collectors import exporter as exporter_c
     from exporter.collectors import api, queues, workers
+    from exporter.collectors import exporter as exporter_c
 
     return [
         workers.WorkersCollector(state),
