@@ -75,6 +75,13 @@ class Remediation:
             not_actionable=len(plan.skipped),
         )
         self.stats.plan("proposed")
+        log.info(
+            "plan %s proposed by %s: %d action(s), mode %s",
+            plan.id,
+            principal,
+            len(plan.actions),
+            plan.mode,
+        )
         return plan
 
     def get(self, plan_id: str) -> Plan:
@@ -113,11 +120,15 @@ class Remediation:
             store.save(plan, now)
             store.audit("denied", principal, now, plan.id, comment=body.comment)
             self.stats.plan("denied")
+            log.info("plan %s denied by %s", plan.id, principal)
             return plan
         plan.status = "executing"
         store.save(plan, now)
         store.audit("approved", principal, now, plan.id, comment=body.comment, digest=plan.digest)
         self.stats.plan("approved")
+        log.info(
+            "plan %s approved by %s: running %d action(s)", plan.id, principal, len(plan.actions)
+        )
         plan.outcomes = executor.execute(
             plan, self.io, store, self.stats, self.state.config.inspect_timeout
         )
@@ -129,6 +140,7 @@ class Remediation:
 
     def _refuse(self, plan: Plan, principal: str, now: float, why: str) -> None:
         self.stats.plan("refused")
+        log.warning("decision on plan %s by %s refused: %s", plan.id, principal, why)
         try:
             self._store().audit("refused", principal, now, plan.id, reason=why)
         except redis.RedisError as exc:  # the refusal itself still stands
