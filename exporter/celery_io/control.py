@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kombu.exceptions import OperationalError
+
 from exporter.celery_io import CeleryIO
 
 RETRY_OF_HEADER = "celery_ops_exporter_retry_of"
@@ -57,3 +59,8 @@ def purge_queue(io: CeleryIO, queue: str) -> int:
             return int(channel.queue_purge(queue) or 0)
         finally:
             channel.close()
+
+
+def is_broker_unreachable(exc: BaseException) -> bool:
+    """True when the broker could not be reached at all (not a refusal of one action)."""
+    return isinstance(exc, OperationalError | ConnectionError | TimeoutError)

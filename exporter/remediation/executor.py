@@ -2,7 +2,8 @@
 
 The API calls `execute` only after `PlanStore.claim_decision` succeeded, so a plan runs at most
 once across replicas; each retry also claims its task id so two plans never replay the same
-failure. Errors of one action never stop the others.
+failure. An action that fails never stops the others, except that once the broker proved
+unreachable the remaining actions are reported as not tried rather than each waiting on it.
 """
 
 from __future__ import annotations
@@ -22,8 +23,16 @@ def execute(
     plan: Plan, io: CeleryIO, store: PlanStore, stats: ApiStats, revoke_timeout: float = 1.0
 ) -> list[dict[str, Any]]:
     outcomes = []
+    unreachable: str | None = None
     for index, action in enumerate(plan.actions):
-        outcome = _run(index, action, plan, io, store, revoke_timeout)
+        if unreachable is not None:
+            # Each attempt against a dead broker costs seconds: report the rest, untried.
+            outcome = _blank(index, action)
+            outcome.update(outcome="error", error=f"not tried: {unreachable}")
+        else:
+            outcome = _run(index, action, plan, io, store, revoke_timeout)
+            if outcome.pop("unreachable", False):
+                unreachable = f"broker unreachable ({outcome['error']})"
         stats.action(action.kind, outcome["outcome"])
         outcomes.append(outcome)
     return outcomes
@@ -32,15 +41,7 @@ def execute(
 def _run(
     index: int, action: Action, plan: Plan, io: CeleryIO, store: PlanStore, revoke_timeout: float
 ) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "index": index,
-        "action": action.kind,
-        "target": action.target,
-        "outcome": "ok",
-        "new_task_id": None,
-        "detail": None,
-        "error": None,
-    }
+    out = _blank(index, action)
     try:
         if action.kind == "retry":
             if not store.claim_retry(action.target, plan.id):
@@ -78,5 +79,21 @@ def _run(
         log.warning(
             "plan %s action %d (%s %s) failed: %s", plan.id, index, action.kind, action.target, exc
         )
-        out.update(outcome="error", error=f"{type(exc).__name__}: {exc}"[:500])
+        out.update(
+            outcome="error",
+            error=f"{type(exc).__name__}: {exc}"[:500],
+            unreachable=control.is_broker_unreachable(exc),
+        )
     return out
+
+
+def _blank(index: int, action: Action) -> dict[str, Any]:
+    return {
+        "index": index,
+        "action": action.kind,
+        "target": action.target,
+        "outcome": "ok",
+        "new_task_id": None,
+        "detail": None,
+        "error": None,
+    }

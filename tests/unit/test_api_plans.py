@@ -222,3 +222,37 @@ def test_two_replicas_approving_at_once_run_the_plan_once() -> None:
         t.join(30)
     assert sorted(codes) == [200, 409]
     assert len(env.waiting()) == 1
+
+
+def test_purge_runs_only_from_an_explicit_request_and_reports_the_count() -> None:
+    env = Env()
+    for i in range(3):
+        env.app.send_task("tests.add", args=[i, i], queue="dead")
+    plan = env.propose(purge_queue="dead")
+    assert [(a["action"], a["target"]) for a in plan["actions"]] == [("purge", "dead")]
+    assert "cannot be undone" in plan["actions"][0]["description"]
+    done = env.decide(plan).json()
+    assert done["outcomes"][0]["outcome"] == "ok"
+    assert done["outcomes"][0]["detail"] == "purged 3 message(s) from queue 'dead'"
+    assert env.waiting("dead") == []
+    assert stats_for(env.state).copy()[2] == {("purge", "ok"): 1}
+
+
+def test_failed_actions_are_reported_and_a_failed_retry_can_be_proposed_again() -> None:
+    from exporter.celery_io import make_app as make_celery_app
+
+    env = Env()
+    dead = make_celery_app(env.config.replace(broker_url="redis://127.0.0.1:1/0"))
+    dead.conf.update(task_publish_retry=False, broker_connection_timeout=0.3)
+    env.io = CeleryIO(env.config, app=dead)
+    env.client = TestClient(make_app(env.state, env.io, env.redis))
+    env.state.ledger.apply(failure("t1", args=["m1"]))
+    plan = env.propose(task_ids=["t1"], purge_queue="q")
+    done = env.decide(plan).json()
+    assert done["status"] == "executed"
+    assert [o["outcome"] for o in done["outcomes"]] == ["error", "error"]
+    assert "OperationalError" in done["outcomes"][0]["error"]
+    assert done["outcomes"][1]["error"].startswith("not tried: broker unreachable")
+    # The retry never left, so its claim was released: a new plan may propose it again.
+    assert [a["target"] for a in env.propose(mode="conservative")["actions"]] == ["t1"]
+    assert stats_for(env.state).copy()[2] == {("retry", "error"): 1, ("purge", "error"): 1}
