@@ -180,3 +180,35 @@ def test_request_counter_and_collector() -> None:
     assert 'celery_exporter_api_requests_total{code="200",endpoint="/api/sitrep"} 1.0' in text
     assert 'celery_exporter_api_requests_total{code="401",endpoint="/api/sitrep"} 1.0' in text
     assert 'celery_exporter_plans_total{outcome="proposed"} 0.0' in text
+
+
+def test_sitrep_worker_rules_and_busy_queue_with_consumers() -> None:
+    from exporter.snapshot import PollHealth, QueueSnapshot, Snapshot, WorkerSnapshot
+
+    client, state, _ = _client()
+    down = WorkerSnapshot("w2@host", False, T0 - 900, queues=("celery",))
+    snap = Snapshot(
+        taken_at=T0,
+        workers={"w2@host": down},
+        queues={"celery": QueueSnapshot("celery", 0, 0, None)},
+        health=PollHealth(broker_up=True, last_success=T0),
+    )
+    state.set_snapshot(snap)
+    body = client.get("/api/sitrep", headers=HEAD_V).json()
+    assert body["immediate_actions"] == [
+        "No worker is up: nothing will run. Start workers or check why they died."
+    ]
+    assert body["watch_items"] == ["Worker w2@host has not been seen for 15 min."]
+    up = WorkerSnapshot("w1@host", True, T0, active=2, queues=("celery",))
+    slow = Snapshot(
+        taken_at=T0,
+        workers={"w1@host": up},
+        queues={"celery": QueueSnapshot("celery", 50, 1, 400.0)},
+        health=PollHealth(broker_up=True, last_success=T0),
+    )
+    state.set_snapshot(slow)
+    body = client.get("/api/sitrep", headers=HEAD_V).json()
+    assert body["immediate_actions"] == []
+    assert body["watch_items"] == [
+        "Queue celery has 50 waiting, oldest 7 min, 1 consumers: workers are not keeping up."
+    ]
