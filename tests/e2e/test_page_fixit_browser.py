@@ -107,6 +107,8 @@ def test_page_propose_approve_and_see_retries_succeed(
     install_error_handlers(app)
     base = serve(app)
 
+    from playwright.sync_api import expect
+
     page = browser.new_page()
     problems: list[str] = []
     bad_responses: list[str] = []
@@ -133,9 +135,8 @@ def test_page_propose_approve_and_see_retries_succeed(
         marker.write_text("ok")
         page.click("#approve")
         page.wait_for_selector("#outcomes")
-        page.wait_for_function(
-            "document.querySelectorAll('.new-task.ok').length === 2", timeout=60_000
-        )
+        # A locator wait, not wait_for_function: the page's CSP forbids eval, rightly.
+        expect(page.locator(".new-task.ok")).to_have_count(2, timeout=60_000)
         assert "SUCCESS" in page.inner_text("#outcomes")
         assert "executed" in page.inner_text("#plan-status")
         # The only failed loads allowed: polling a retried task before its result is stored.
@@ -149,3 +150,28 @@ def test_page_propose_approve_and_see_retries_succeed(
         page.close()
         io.close()
         producer.close()
+
+
+def test_page_with_a_viewer_token_reads_but_cannot_act(browser: Any, serve: Any) -> None:
+    import fakeredis
+    from api_support import VIEWER, failure, make_app, make_config, new_state
+
+    config = make_config()
+    state = new_state(config)
+    state.ledger.apply(failure("f-1"))
+    base = serve(make_app(state, CeleryIO(config), fakeredis.FakeRedis()))
+    page = browser.new_page()
+    try:
+        page.goto(f"{base}/ui")
+        page.fill("#token", "wrong-token")
+        page.click("#save-token")
+        page.wait_for_selector("#error >> text=401: invalid token")
+        page.fill("#token", VIEWER)
+        page.click("#save-token")
+        page.wait_for_selector("#failures >> text=Fail transient f-1")
+        page.click("#propose")
+        page.wait_for_selector("#error >> text=needs the operator role")
+        assert page.locator("#approve").count() == 0
+        assert page.evaluate("document.cookie") == ""
+    finally:
+        page.close()
