@@ -7,11 +7,9 @@ when the exporter runs with --show-task-args; error messages are truncated.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
-
-TaskId = Field(min_length=1, max_length=200)
 
 
 class ErrorOut(BaseModel):
@@ -125,7 +123,7 @@ class Sitrep(BaseModel):
 
 class FixItRequest(BaseModel):
     mode: Literal["conservative", "balanced", "greedy"] = "conservative"
-    task_ids: list[str] = Field(
+    task_ids: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
         default_factory=list,
         max_length=200,
         description="Explicit tasks: failed ones are retried, running ones revoked",
