@@ -12,7 +12,7 @@ from typing import Any
 
 from exporter.api.models import ActionOut, OutcomeOut, PlanOut, SkippedOut, TaskOut
 from exporter.config import Config
-from exporter.remediation.planner import Plan
+from exporter.remediation.plan import Plan
 from exporter.taskstate import FAILURE, TaskRecord
 
 ERROR_MAX = 300

@@ -13,7 +13,7 @@ from typing import Any
 
 from exporter.api.stats import ApiStats
 from exporter.celery_io import CeleryIO, control
-from exporter.remediation.planner import Action, Plan
+from exporter.remediation.plan import Action, Plan
 from exporter.remediation.store import PlanStore
 
 log = logging.getLogger(__name__)

@@ -1,21 +1,18 @@
 """The fix-it planner: turns recent failures and stuck tasks into a reviewable plan.
 
 Pure functions over plain data: it reads task records and running tasks handed to it and
-returns a `Plan`; it never talks to Celery or Redis and never changes anything. The plan's
-digest covers its id, expiry and every action (including the replay arguments), so an
-approval names exactly what it approves.
+returns a `Plan` (see `plan.py`); it never talks to Celery or Redis and never changes anything.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from exporter.config import Config
+from exporter.remediation.plan import Action, Plan, Skipped, digest_of
 from exporter.snapshot import RunningTask
 from exporter.taskstate import FAILURE, TaskRecord
 
@@ -57,57 +54,6 @@ RESULT_EXTENDED_FIX = (
 
 
 @dataclass(frozen=True)
-class Action:
-    kind: str  # retry | revoke | purge
-    target: str  # the task id (retry, revoke) or the queue name (purge)
-    description: str  # what it will do, in words
-    reason: str  # why it is in the plan
-    task_name: str | None = None
-    queue: str | None = None
-    args: list[Any] | None = None
-    kwargs: dict[str, Any] | None = None
-    root_id: str | None = None
-
-
-@dataclass(frozen=True)
-class Skipped:
-    task_id: str
-    task_name: str | None
-    reason: str
-    fix: str | None = None  # the setting or step that would make it actionable
-
-
-@dataclass
-class Plan:
-    id: str
-    mode: str
-    created_at: float
-    expires_at: float
-    proposed_by: str
-    actions: list[Action]
-    skipped: list[Skipped] = field(default_factory=list)
-    digest: str = ""
-    status: str = "pending"  # pending | executing | executed | denied (expired is derived)
-    decided_by: str | None = None
-    decided_at: float | None = None
-    comment: str | None = None
-    outcomes: list[dict[str, Any]] = field(default_factory=list)
-
-    def status_at(self, now: float) -> str:
-        return "expired" if self.status == "pending" and now >= self.expires_at else self.status
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True, default=str)
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> Plan:
-        data = json.loads(text)
-        data["actions"] = [Action(**a) for a in data.get("actions", [])]
-        data["skipped"] = [Skipped(**s) for s in data.get("skipped", [])]
-        return cls(**data)
-
-
-@dataclass(frozen=True)
 class Targets:
     task_ids: tuple[str, ...] = ()
     task_name: str | None = None
@@ -116,16 +62,6 @@ class Targets:
     @property
     def explicit(self) -> bool:
         return bool(self.task_ids or self.task_name or self.purge_queue)
-
-
-def digest_of(plan: Plan) -> str:
-    body = {
-        "id": plan.id,
-        "expires_at": plan.expires_at,
-        "actions": [asdict(a) for a in plan.actions],
-    }
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def classify(exception_type: str | None, config: Config) -> str:

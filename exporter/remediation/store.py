@@ -15,7 +15,7 @@ from typing import Any
 
 import redis
 
-from exporter.remediation.planner import Plan
+from exporter.remediation.plan import Plan
 
 RETENTION = 7 * 24 * 3600.0
 

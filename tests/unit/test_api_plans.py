@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from exporter.api.stats import stats_for
 from exporter.celery_io import CeleryIO
 from exporter.clock import FakeClock
-from exporter.remediation.planner import Plan
+from exporter.remediation.plan import Plan
 from exporter.state import State
 
 
@@ -189,7 +189,7 @@ def test_plans_survive_a_new_router_on_the_same_redis() -> None:
 
 
 def test_plan_json_roundtrip_keeps_digest_valid() -> None:
-    from exporter.remediation.planner import digest_of
+    from exporter.remediation.plan import digest_of
 
     env = Env()
     _ledger_with_mixed_failures(env)
