@@ -118,36 +118,41 @@ def task_from_record(rec: TaskRecord, config: Config) -> TaskOut:
 
 
 def task_from_backend(task_id: str, meta: Mapping[str, Any], config: Config) -> TaskOut:
-    status = str(meta.get("status", "UNKNOWN"))
+    # The record is written by workers we do not control: read every field defensively.
+    status = _str(meta.get("status")) or "UNKNOWN"
     result = meta.get("result")
     exc = err = None
     if status == FAILURE and isinstance(result, dict):
-        exc = result.get("exc_type")
+        exc = _str(result.get("exc_type"))
         msg = result.get("exc_message")
-        err = truncate(" ".join(map(str, msg)) if isinstance(msg, list) else msg)
-    done = _parse_iso(meta.get("date_done"))
-    name = meta.get("name")
+        err = truncate(" ".join(map(str, msg)) if isinstance(msg, list) else _str(msg))
+    name, worker = _str(meta.get("name")), _str(meta.get("worker"))
     dn = display_name(name)
-    retries = int(meta.get("retries") or 0)
+    retries = meta.get("retries")
+    retries = retries if isinstance(retries, int) and retries >= 0 else 0
     extended = "args" in meta and "kwargs" in meta and bool(name)
     return TaskOut(
         id=task_id,
         name=name,
         display_name=dn,
         status=status,
-        description=_describe(status, dn, meta.get("worker"), None, exc, err, retries),
-        queue=meta.get("queue"),
-        worker=meta.get("worker"),
+        description=_describe(status, dn, worker, None, exc, err, retries),
+        queue=_str(meta.get("queue")),
+        worker=worker,
         retries=retries,
-        completed_at=ts(done),
+        completed_at=ts(_parse_iso(meta.get("date_done"))),
         exception_type=exc,
         error=err,
-        parent_id=meta.get("parent_id"),
+        parent_id=_str(meta.get("parent_id")),
         retryable=extended,
         args=meta.get("args") if config.show_task_args else None,
         kwargs=meta.get("kwargs") if config.show_task_args else None,
         source="backend",
     )
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def _parse_iso(value: Any) -> float | None:

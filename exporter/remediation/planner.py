@@ -217,10 +217,10 @@ def _retry_action(
     root = None
     if not complete or not name:
         meta = lookup(rec.task_id) or {}
-        if "args" in meta and "kwargs" in meta and meta.get("name"):
+        if "args" in meta and "kwargs" in meta and isinstance(meta.get("name"), str):
             name, args, kwargs, complete = meta["name"], meta["args"], meta["kwargs"], True
-            queue = queue or meta.get("queue")
-            root = meta.get("root_id")
+            queue = queue or _text(meta.get("queue"))
+            root = _text(meta.get("root_id"))
     if not complete or not name:
         return None, Skipped(
             rec.task_id,
@@ -258,7 +258,12 @@ def _record_from_backend(task_id: str, lookup: BackendLookup) -> TaskRecord | No
     return TaskRecord(
         task_id=task_id,
         state=str(meta.get("status", "unknown")),
-        name=meta.get("name"),
-        queue=meta.get("queue"),
-        exception_type=exc,
+        name=_text(meta.get("name")),
+        queue=_text(meta.get("queue")),
+        exception_type=_text(exc),
     )
+
+
+def _text(value: Any) -> str | None:
+    """A string field of a backend record, or None: workers we do not control wrote it."""
+    return value if isinstance(value, str) and value else None

@@ -256,3 +256,27 @@ def test_failed_actions_are_reported_and_a_failed_retry_can_be_proposed_again() 
     # The retry never left, so its claim was released: a new plan may propose it again.
     assert [a["target"] for a in env.propose(mode="conservative")["actions"]] == ["t1"]
     assert stats_for(env.state).copy()[2] == {("retry", "error"): 1, ("purge", "error"): 1}
+
+
+def test_odd_backend_records_are_not_retryable_and_never_crash_fix_it() -> None:
+    import json
+
+    env = Env()
+    env.state.ledger.apply(failure("t1", complete=False))
+    env.state.ledger.apply(failure("t2", complete=False))
+    env.redis.set(
+        "celery-task-meta-t1",
+        json.dumps({"status": "FAILURE", "name": 5, "args": [], "kwargs": {}, "queue": ["q"]}),
+    )
+    env.redis.set(
+        "celery-task-meta-t2",
+        json.dumps(
+            {"status": "FAILURE", "name": "tests.add", "args": "1, 2", "kwargs": {}, "queue": 9}
+        ),
+    )
+    env.redis.set("celery-task-meta-x1", json.dumps({"status": 3, "name": {}, "queue": 1}))
+    plan = env.propose(mode="balanced", task_ids=["t1", "t2", "x1"])
+    assert plan["actions"] == []
+    reasons = {s["task_id"]: s["reason"] for s in plan["not_actionable"]}
+    assert "unknown" in reasons["t1"] and "JSON list" in reasons["t2"]
+    assert "not failed" in reasons["x1"]

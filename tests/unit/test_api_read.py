@@ -212,3 +212,19 @@ def test_sitrep_worker_rules_and_busy_queue_with_consumers() -> None:
     assert body["watch_items"] == [
         "Queue celery has 50 waiting, oldest 7 min, 1 consumers: workers are not keeping up."
     ]
+
+
+def test_odd_backend_records_never_crash_the_task_endpoint() -> None:
+    client, _state, redis_client = _client()
+    odd = [
+        {"status": 5, "retries": "many", "name": ["x"], "date_done": 12, "result": "boom"},
+        {"status": "FAILURE", "result": {"exc_type": None, "exc_message": {"a": 1}}},
+        {"status": "FAILURE", "date_done": "not a date", "retries": -1, "worker": 7},
+        {},
+    ]
+    for i, meta in enumerate(odd):
+        redis_client.set(f"celery-task-meta-odd{i}", json.dumps(meta))
+        resp = client.get(f"/api/tasks/odd{i}", headers=HEAD_V)
+        assert resp.status_code == 200, (meta, resp.text)
+    redis_client.set("celery-task-meta-list", json.dumps([1, 2]))
+    assert client.get("/api/tasks/list", headers=HEAD_V).status_code == 404
