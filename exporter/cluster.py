@@ -49,8 +49,11 @@ class BrokerUnavailable(Exception):
 
 
 class ClusterReader(Protocol):
-    def inspect(self, timeout: float) -> InspectReply:
-        """Broadcast stats/active_queues/active/reserved/scheduled; raise BrokerUnavailable."""
+    def inspect(self, timeout: float, expected: int | None = None) -> InspectReply:
+        """Broadcast stats/active_queues/active/reserved/scheduled; raise BrokerUnavailable.
+
+        `expected`: stop waiting once that many workers answered; None waits the timeout.
+        """
 
     def depths(self, queues: list[str]) -> DepthReply:
         """Queue depth, consumers and heads; raise BrokerUnavailable."""

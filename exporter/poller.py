@@ -17,6 +17,11 @@ from exporter.state import State
 
 log = logging.getLogger(__name__)
 
+MAX_REMEMBERED_QUEUES = 1000
+# How often a poll waits the whole inspect timeout to find workers it does not know yet
+# (heartbeats from unknown hosts trigger one sooner).
+DISCOVERY_INTERVAL = 60.0
+
 
 class Poller:
     def __init__(self, state: State, reader: ClusterReader) -> None:
@@ -30,13 +35,17 @@ class Poller:
         self._head_first_seen: dict[tuple[str, str], float] = {}
         self._health = PollHealth()
         self._outage = False
+        self._last_discovery = float("-inf")
 
     def poll(self) -> Snapshot:
         started = self._clock.monotonic()
         now = self._clock.time()
         health = replace(self._health, polls_total=self._health.polls_total + 1)
         try:
-            reply = self._reader.inspect(self._cfg.inspect_timeout)
+            expected = self._expected_workers(now)
+            reply = self._reader.inspect(self._cfg.inspect_timeout, expected)
+            if expected is None:
+                self._last_discovery = now
             queues = self._queue_names(reply, now)
             depths = self._reader.depths(queues)
         except BrokerUnavailable as exc:
@@ -77,6 +86,15 @@ class Poller:
         )
         self._state.set_snapshot(snap)
         return snap
+
+    def _expected_workers(self, now: float) -> int | None:
+        """How many workers should answer, or None when it is time to discover new ones."""
+        live = {h for h, w in self._known.items() if w.up}
+        if not live or now - self._last_discovery >= DISCOVERY_INTERVAL:
+            return None
+        if set(self._state.heartbeats()) - set(self._known):
+            return None  # a heartbeat from a worker we have not inspected yet
+        return len(live)
 
     # -- workers ----------------------------------------------------------------------------
     def _workers(self, reply: InspectReply, now: float) -> dict[str, WorkerSnapshot]:
@@ -122,10 +140,10 @@ class Poller:
             for q in queues or ():
                 if isinstance(q, dict) and q.get("name"):
                     self._queues_seen[str(q["name"])] = now
-        purge = self._cfg.purge_offline_worker_metrics
-        for name, seen in list(self._queues_seen.items()):
-            if purge and now - seen > purge and name not in self._cfg.queues:
-                del self._queues_seen[name]
+        # A queue stays reported after its last worker left (celery_queue_workers 0 is what
+        # a workers-down alert fires on); only a flood of queue names evicts the stalest.
+        while len(self._queues_seen) > MAX_REMEMBERED_QUEUES:
+            del self._queues_seen[min(self._queues_seen, key=self._queues_seen.__getitem__)]
         return sorted(set(self._cfg.queues) | set(self._queues_seen))
 
     def _queues(self, depths: DepthReply, now: float) -> dict[str, QueueSnapshot]:

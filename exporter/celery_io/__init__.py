@@ -65,10 +65,10 @@ class CeleryReader:
     def __init__(self, io: CeleryIO) -> None:
         self._io = io
 
-    def inspect(self, timeout: float) -> Any:
+    def inspect(self, timeout: float, expected: int | None = None) -> Any:
         from exporter.celery_io.inspect import inspect_cluster
 
-        return inspect_cluster(self._io.app, timeout)
+        return inspect_cluster(self._io.app, timeout, expected)
 
     def depths(self, queues: list[str]) -> Any:
         from exporter.celery_io.depth import read_depths

@@ -1,8 +1,9 @@
 """Inspect broadcasts with bounded waits: the poller's view of what each worker is doing.
 
-Each broadcast waits the whole timeout unless `limit` bounds the replies, so only the first
-one (stats, which discovers workers) waits the timeout; the others stop as soon as every
-worker that answered it has answered.
+Each broadcast waits the whole timeout unless `limit` bounds the replies. The poller passes
+`expected` (the workers it knows) so `stats` returns as soon as they all answered, and None
+now and then to discover new workers by waiting the timeout; every later broadcast is bounded
+by how many answered `stats`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
 METHODS = ("stats", "active_queues", "active", "reserved", "scheduled")
 
 
-def inspect_cluster(app: Any, timeout: float) -> InspectReply:
+def inspect_cluster(app: Any, timeout: float, expected: int | None = None) -> InspectReply:
     replies: dict[str, dict[str, Any]] = {}
     unanswered: list[str] = []
     with app.connection_for_read() as conn:
@@ -26,7 +27,7 @@ def inspect_cluster(app: Any, timeout: float) -> InspectReply:
             conn.ensure_connection(max_retries=1, timeout=timeout)
         except Exception as exc:
             raise BrokerUnavailable(_describe(exc)) from exc
-        found = 0
+        found = expected or 0
         for method in METHODS:
             # Without a count to wait for, wait the timeout; once stats told us who is
             # there, stop waiting as soon as all of them answered.
