@@ -13,9 +13,10 @@ import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ROOT, free_port, wait_for
+from tests.conftest import ROOT, RedisServer, free_port, wait_for
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -30,6 +31,14 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, str, str]:
             return resp.status, resp.headers.get("content-type", ""), resp.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.headers.get("content-type", ""), exc.read().decode()
+
+
+def fresh_db(server: RedisServer, db: int) -> str:
+    """URL of one DB of the private Redis, emptied first (DB numbers are per test)."""
+    client = redis.Redis(port=server.port, db=db)
+    client.flushdb()
+    client.close()
+    return f"{server.url}/{db}"
 
 
 def parse_metrics(text: str) -> Samples:
@@ -107,9 +116,11 @@ class ExporterProcess:
             return check(value)
 
         try:
-            wait_for(ok, timeout, interval=0.2, what=f"{name}{labels} (last {box})")
+            wait_for(ok, timeout, interval=0.2, what=f"{name}{labels}")
         except AssertionError as exc:
-            raise AssertionError(f"{exc}\nexporter log:\n{self.log()[-3000:]}") from None
+            raise AssertionError(
+                f"{exc}; last value {box}\nexporter log:\n{self.log()[-3000:]}"
+            ) from None
         return box[0]
 
     def stop(self) -> None:

@@ -6,16 +6,22 @@ drives `python -m exporter` as a subprocess and reads /metrics as Prometheus wou
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import redis
+from prometheus_client import generate_latest
 
+from exporter.celery_io import CeleryIO, CeleryReader
+from exporter.collectors import build_registry
+from exporter.config import Config
+from exporter.poller import Poller
+from exporter.state import State
+from exporter.taskstate import SENT, SOURCE_EVENTS, TaskUpdate
 from tests.conftest import RedisServer, Worker, celery_app, wait_for
-from tests.integration.core_helpers import ExporterProcess, exporters, parse_metrics, run_cli
+from tests.integration.core_helpers import ExporterProcess, exporters, fresh_db, parse_metrics
 
 pytestmark = pytest.mark.integration
 
@@ -26,14 +32,6 @@ StartWorker = Callable[..., Worker]
 @pytest.fixture
 def run_exporter() -> Iterator[RunExporter]:
     yield from exporters()
-
-
-def fresh_db(server: RedisServer, db: int) -> str:
-    """URL of one DB of the private Redis, emptied first (DB numbers are per test)."""
-    client = redis.Redis(port=server.port, db=db)
-    client.flushdb()
-    client.close()
-    return f"{server.url}/{db}"
 
 
 def producer(url: str, prefix: str = "", **transport: Any) -> Any:
@@ -268,51 +266,44 @@ def test_broker_down_at_start(
     assert exporter.value("celery_queue_length", queue_name=queue) == 0
 
 
-def test_http_endpoints(
-    redis_server: RedisServer,
-    run_exporter: RunExporter,
-) -> None:
-    url = fresh_db(redis_server, 7)
-    # A first poll that takes 3 s (no worker answers stats): long enough to see "not ready".
-    exporter = run_exporter(url, "--inspect-timeout", "3")
-    status, _ctype, body = exporter.get("/-/ready")
-    assert status == 503, body
-    assert exporter.get("/-/healthy")[0] == 200
-    wait_for(lambda: exporter.get("/-/ready")[0] == 200, 20, what="ready after the first poll")
-    status, ctype, body = exporter.get("/")
-    assert status == 200 and ctype.startswith("text/html")
-    assert 'href="/metrics"' in body
-    status, ctype, body = exporter.get("/metrics")
-    assert status == 200 and ctype.startswith("text/plain")
-    samples = parse_metrics(body)
-    assert samples[("celery_exporter_up", ())] == 1
-    assert samples[("celery_exporter_polls_total", ())] >= 1
-    assert samples[("celery_exporter_inspect_timeouts_total", (("method", "stats"),))] >= 1
+def test_oldest_message_age_from_sent_event(redis_server: RedisServer, unique: str) -> None:
+    """In-process: the real Poller and CeleryReader; the ledger knows one task's sent time
+    (as the event source records it from task-sent), so that message's age is exact."""
+    url = fresh_db(redis_server, 8)
+    queue = f"sent-{unique}"
+    config = Config(broker_url=url, queues=(queue,), inspect_timeout=0.3, poll_interval=1)
+    state = State(config.validate())
+    io = CeleryIO(config)
+    poller = Poller(state, CeleryReader(io))
+    try:
+        app = producer(url)
+        old_id, new_id = f"old-{unique}", f"new-{unique}"
+        # In different priority sub-queues: the oldest head of any of them counts.
+        app.send_task("tests.add", args=(1, 2), queue=queue, task_id=old_id, priority=9)
+        app.send_task("tests.add", args=(1, 2), queue=queue, task_id=new_id)
+        app.close()
+        sent_at = time.time() - 120
+        state.ledger.apply(
+            TaskUpdate(old_id, SENT, SOURCE_EVENTS, timestamp=sent_at, name="tests.add")
+        )
+        snap = poller.poll()
+        got = snap.queues[queue]
+        assert got.length == 2
+        assert got.oldest_age_source == "sent_event"
+        assert got.oldest_age is not None and 120 <= got.oldest_age < 135
+        samples = parse_metrics(generate_latest(build_registry(state)).decode())
+        age = samples[("celery_queue_oldest_message_age_seconds", (("queue_name", queue),))]
+        assert 120 <= age < 135
 
-
-@pytest.mark.parametrize(
-    "args",
-    [
-        ("--broker-url", "foo://x"),
-        ("--port", "99999"),
-        ("--poll-interval", "0"),
-        ("--host", "192.0.2.1"),  # not an address of this machine
-        ("--port", "BUSY"),
-    ],
-    ids=["scheme", "port-range", "poll-interval", "host-not-local", "port-busy"],
-)
-def test_config_errors_exit_2_with_one_line(args: tuple[str, ...]) -> None:
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen(1)
-        port = str(busy.getsockname()[1])
-        argv = [a.replace("BUSY", port) for a in args]
-        if "--host" not in argv:
-            argv += ["--host", "127.0.0.1"]
-        started = time.monotonic()
-        result = run_cli("--broker-url", "redis://127.0.0.1:1/0", *argv)
-    lines = result.stderr.splitlines()
-    assert result.returncode == 2, result
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("celery-ops-exporter: error: ")
-    assert time.monotonic() - started < 20  # fails at once, never waits on the broker
+        # Once that message is consumed, the other head has no sent time: first-seen applies.
+        raw = redis.Redis(port=redis_server.port, db=8)
+        for key in raw.scan_iter(match=f"{queue}*", count=100):
+            if raw.lindex(key, -1) and old_id.encode() in (raw.lindex(key, -1) or b""):
+                raw.rpop(key)
+        raw.close()
+        got = poller.poll().queues[queue]
+        assert got.length == 1
+        assert got.oldest_age_source == "first_seen"
+        assert got.oldest_age is not None and got.oldest_age < 10
+    finally:
+        io.close()
