@@ -251,6 +251,13 @@ OPTIONS: tuple[Opt, ...] = (
         "Add a hostname label to task counters (true/false; watch cardinality)",
         _bool,
     ),
+    Opt(
+        "tasks",
+        ("--instance",),
+        "instance",
+        "Stable name of this exporter: names its event queue and its saved counters in Redis "
+        "(default: the host name; give each concurrently running exporter its own)",
+    ),
     # API
     Opt("api", ("--recent-size",), "recent_size", "Recent tasks kept for /api/tasks/recent", int),
     Opt(

@@ -20,10 +20,11 @@ def build_registry(state: State) -> CollectorRegistry:
 
 def _collectors(state: State) -> list[Collector]:
     from exporter.collectors import exporter as exporter_c
-    from exporter.collectors import queues, workers
+    from exporter.collectors import queues, tasks, workers
 
     return [
         workers.WorkersCollector(state),
         queues.QueuesCollector(state),
         exporter_c.ExporterCollector(state),
+        tasks.TasksCollector(state),
     ]
