@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from exporter import __version__
-from exporter.config import DEFAULT_BROKER_URL, DEFAULT_BUCKETS, Config, ConfigError
+from exporter.config import DEFAULT_BROKER_URL, Config, ConfigError
 
 log = logging.getLogger("exporter")
 
@@ -82,75 +82,199 @@ class Opt:
 
 OPTIONS: tuple[Opt, ...] = (
     # broker and backend
-    Opt("broker", ("--broker-url", "-b"), "broker_url",
-        f"Celery broker URL (redis, rediss, sentinel, amqp, amqps); default {DEFAULT_BROKER_URL}"),
-    Opt("broker", ("--result-backend",), "result_backend",
-        "Redis result backend URL; default: the broker when it is Redis; '' disables"),
-    Opt("broker", ("--broker-transport-option",), "broker_transport_options",
+    Opt(
+        "broker",
+        ("--broker-url", "-b"),
+        "broker_url",
+        f"Celery broker URL (redis, rediss, sentinel, amqp, amqps); default {DEFAULT_BROKER_URL}",
+    ),
+    Opt(
+        "broker",
+        ("--result-backend",),
+        "result_backend",
+        "Redis result backend URL; default: the broker when it is Redis; '' disables",
+    ),
+    Opt(
+        "broker",
+        ("--broker-transport-option",),
+        "broker_transport_options",
         "Broker transport option KEY=VALUE, repeatable (e.g. global_keyprefix=app1:)",
-        kind="multi", metavar="KEY=VALUE"),
-    Opt("broker", ("--broker-ssl-option",), "broker_ssl_options",
+        kind="multi",
+        metavar="KEY=VALUE",
+    ),
+    Opt(
+        "broker",
+        ("--broker-ssl-option",),
+        "broker_ssl_options",
         "Broker SSL option KEY=VALUE, repeatable (e.g. ca_certs=/etc/ssl/ca.pem)",
-        kind="multi", metavar="KEY=VALUE"),
-    Opt("broker", ("--backend-transport-option",), "backend_transport_options",
-        "Result backend transport option KEY=VALUE, repeatable", kind="multi",
-        metavar="KEY=VALUE"),
-    Opt("broker", ("--accept-content",), "accept_content",
-        "Content types accepted from the broker, comma separated (pickle is refused)", _csv),
+        kind="multi",
+        metavar="KEY=VALUE",
+    ),
+    Opt(
+        "broker",
+        ("--backend-transport-option",),
+        "backend_transport_options",
+        "Result backend transport option KEY=VALUE, repeatable",
+        kind="multi",
+        metavar="KEY=VALUE",
+    ),
+    Opt(
+        "broker",
+        ("--accept-content",),
+        "accept_content",
+        "Content types accepted from the broker, comma separated (pickle is refused)",
+        _csv,
+    ),
     # HTTP
     Opt("http", ("--host",), "host", "Address to listen on for /metrics, / and /api"),
     Opt("http", ("--port",), "port", "Port to listen on (9808, as celery-exporter)", int),
-    Opt("http", ("--api-listen",), "api_listen",
-        "Serve /api and the page on this HOST:PORT instead of the metrics listener"),
-    Opt("http", ("--metrics-auth",), "metrics_auth",
-        "Protect /metrics: none, token (bearer) or basic (any user, token as password)"),
+    Opt(
+        "http",
+        ("--api-listen",),
+        "api_listen",
+        "Serve /api and the page on this HOST:PORT instead of the metrics listener",
+    ),
+    Opt(
+        "http",
+        ("--metrics-auth",),
+        "metrics_auth",
+        "Protect /metrics: none, token (bearer) or basic (any user, token as password)",
+    ),
     # polling
     Opt("poll", ("--poll-interval",), "poll_interval", "Seconds between cluster polls", float),
-    Opt("poll", ("--inspect-timeout",), "inspect_timeout",
-        "Seconds to wait for workers to answer an inspect broadcast", float),
-    Opt("poll", ("--queues", "-Q"), "queues",
-        "Queues to always report, comma separated, besides those workers consume", _csv),
-    Opt("poll", ("--worker-timeout",), "worker_timeout",
-        "Seconds without an answer or heartbeat before celery_worker_up is 0; 0: never", float),
-    Opt("poll", ("--purge-offline-worker-metrics",), "purge_offline_worker_metrics",
-        "Seconds after which an offline worker's series disappear; 0: never", float),
+    Opt(
+        "poll",
+        ("--inspect-timeout",),
+        "inspect_timeout",
+        "Seconds to wait for workers to answer an inspect broadcast",
+        float,
+    ),
+    Opt(
+        "poll",
+        ("--queues", "-Q"),
+        "queues",
+        "Queues to always report, comma separated, besides those workers consume",
+        _csv,
+    ),
+    Opt(
+        "poll",
+        ("--worker-timeout",),
+        "worker_timeout",
+        "Seconds without an answer or heartbeat before celery_worker_up is 0; 0: never",
+        float,
+    ),
+    Opt(
+        "poll",
+        ("--purge-offline-worker-metrics",),
+        "purge_offline_worker_metrics",
+        "Seconds after which an offline worker's series disappear; 0: never",
+        float,
+    ),
     # ledger and sources
     Opt("tasks", ("--events",), "events", "Count tasks from Celery events (true/false)", _bool),
-    Opt("tasks", ("--enable-events-interval",), "enable_events_interval",
+    Opt(
+        "tasks",
+        ("--enable-events-interval",),
+        "enable_events_interval",
         "Broadcast enable_events every N seconds for workers started without -E; 0: never",
-        float),
-    Opt("tasks", ("--results-pubsub",), "results_pubsub",
-        "Count tasks from the Redis result backend's pub/sub (true/false)", _bool),
-    Opt("tasks", ("--reconcile-interval",), "reconcile_interval",
-        "Seconds between result-backend reconciliations; 0: only at start", float),
-    Opt("tasks", ("--reconcile-batch",), "reconcile_batch", "SCAN COUNT and MGET batch size",
-        int),
-    Opt("tasks", ("--reconcile-max-keys-per-second",), "reconcile_max_keys_per_second",
-        "Rate limit of the reconcile SCAN, so it never stalls Redis", float),
-    Opt("tasks", ("--ledger-max-tasks",), "ledger_max_tasks",
-        "Task ids remembered for de-duplication (bounds memory)", int),
+        float,
+    ),
+    Opt(
+        "tasks",
+        ("--results-pubsub",),
+        "results_pubsub",
+        "Count tasks from the Redis result backend's pub/sub (true/false)",
+        _bool,
+    ),
+    Opt(
+        "tasks",
+        ("--reconcile-interval",),
+        "reconcile_interval",
+        "Seconds between result-backend reconciliations; 0: only at start",
+        float,
+    ),
+    Opt("tasks", ("--reconcile-batch",), "reconcile_batch", "SCAN COUNT and MGET batch size", int),
+    Opt(
+        "tasks",
+        ("--reconcile-max-keys-per-second",),
+        "reconcile_max_keys_per_second",
+        "Rate limit of the reconcile SCAN, so it never stalls Redis",
+        float,
+    ),
+    Opt(
+        "tasks",
+        ("--ledger-max-tasks",),
+        "ledger_max_tasks",
+        "Task ids remembered for de-duplication (bounds memory)",
+        int,
+    ),
     Opt("tasks", ("--buckets",), "buckets", "Task runtime histogram buckets, seconds", _floats),
-    Opt("tasks", ("--wait-buckets",), "wait_buckets", "Queue wait histogram buckets, seconds",
-        _floats),
-    Opt("tasks", ("--success-window",), "success_window",
-        "Window of the success-ratio gauges, seconds", float),
-    Opt("tasks", ("--stuck-after",), "stuck_after",
-        "A task running longer than this many seconds is stuck", float),
-    Opt("tasks", ("--max-task-names",), "max_task_names",
-        "Distinct task names before further ones are folded into name=\"other\"", int),
-    Opt("tasks", ("--max-exception-types",), "max_exception_types",
-        "Distinct exception types before folding into exception=\"other\"", int),
-    Opt("tasks", ("--task-worker-label",), "task_worker_label",
-        "Add a hostname label to task counters (true/false; watch cardinality)", _bool),
+    Opt(
+        "tasks",
+        ("--wait-buckets",),
+        "wait_buckets",
+        "Queue wait histogram buckets, seconds",
+        _floats,
+    ),
+    Opt(
+        "tasks",
+        ("--success-window",),
+        "success_window",
+        "Window of the success-ratio gauges, seconds",
+        float,
+    ),
+    Opt(
+        "tasks",
+        ("--stuck-after",),
+        "stuck_after",
+        "A task running longer than this many seconds is stuck",
+        float,
+    ),
+    Opt(
+        "tasks",
+        ("--max-task-names",),
+        "max_task_names",
+        'Distinct task names before further ones are folded into name="other"',
+        int,
+    ),
+    Opt(
+        "tasks",
+        ("--max-exception-types",),
+        "max_exception_types",
+        'Distinct exception types before folding into exception="other"',
+        int,
+    ),
+    Opt(
+        "tasks",
+        ("--task-worker-label",),
+        "task_worker_label",
+        "Add a hostname label to task counters (true/false; watch cardinality)",
+        _bool,
+    ),
     # API
     Opt("api", ("--recent-size",), "recent_size", "Recent tasks kept for /api/tasks/recent", int),
-    Opt("api", ("--recent-failed-size",), "recent_failed_size",
-        "Recent failures kept besides those, so failures outlive successes", int),
+    Opt(
+        "api",
+        ("--recent-failed-size",),
+        "recent_failed_size",
+        "Recent failures kept besides those, so failures outlive successes",
+        int,
+    ),
     Opt("api", ("--plan-ttl",), "plan_ttl", "Seconds a fix-it plan stays approvable", float),
-    Opt("api", ("--transient-exceptions",), "transient_exceptions",
-        "Exception types retried by the conservative fix-it mode, comma separated", _csv),
-    Opt("api", ("--show-task-args",), "show_task_args",
-        "Show task args/kwargs in the API and logs (true/false)", _bool),
+    Opt(
+        "api",
+        ("--transient-exceptions",),
+        "transient_exceptions",
+        "Exception types retried by the conservative fix-it mode, comma separated",
+        _csv,
+    ),
+    Opt(
+        "api",
+        ("--show-task-args",),
+        "show_task_args",
+        "Show task args/kwargs in the API and logs (true/false)",
+        _bool,
+    ),
     Opt("api", ("--audit-max-entries",), "audit_max_entries", "Audit trail entries kept", int),
     # logging
     Opt("log", ("--log-level",), "log_level", "DEBUG, INFO, WARNING or ERROR"),
@@ -192,15 +316,22 @@ def build_parser() -> argparse.ArgumentParser:
         help_text = f"{opt.help} [env {opt.env}; default {shown}]"
         action = "append" if opt.kind == "multi" else "store"
         groups[opt.group].add_argument(
-            *opt.flags, dest=opt.field, action=action, default=None, help=help_text,
+            *opt.flags,
+            dest=opt.field,
+            action=action,
+            default=None,
+            help=help_text,
             metavar=opt.metavar or opt.field.upper(),
-        )  # fmt: skip
+        )
     for field_name, env, flag in SECRETS:
         groups["api" if field_name != "metrics_tokens" else "http"].add_argument(
-            flag, dest=field_name + "_file", default=None, metavar="PATH",
+            flag,
+            dest=field_name + "_file",
+            default=None,
+            metavar="PATH",
             help=f"File with {field_name.replace('_', ' ')}, one per line [env {env}_FILE; "
             f"or the tokens themselves in {env}]",
-        )  # fmt: skip
+        )
     return parser
 
 

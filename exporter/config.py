@@ -14,8 +14,24 @@ from typing import Any
 from urllib.parse import urlsplit
 
 DEFAULT_BROKER_URL = "redis://localhost:6379/0"
-DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-                   120.0, 300.0, 600.0)  # fmt: skip
+DEFAULT_BUCKETS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+)
 DEFAULT_TRANSIENT_EXCEPTIONS = (
     "ConnectionError",
     "ConnectionRefusedError",
@@ -148,13 +164,22 @@ class Config:
         _check_host(self.host, "--host")
         if self.api_listen is not None:
             parse_listen(self.api_listen, "--api-listen")
-        for name in ("poll_interval", "inspect_timeout", "success_window", "stuck_after",
-                     "plan_ttl"):  # fmt: skip
+        for name in (
+            "poll_interval",
+            "inspect_timeout",
+            "success_window",
+            "stuck_after",
+            "plan_ttl",
+        ):
             value = getattr(self, name)
             if not value > 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {value}")
-        for name in ("worker_timeout", "purge_offline_worker_metrics", "enable_events_interval",
-                     "reconcile_interval"):  # fmt: skip
+        for name in (
+            "worker_timeout",
+            "purge_offline_worker_metrics",
+            "enable_events_interval",
+            "reconcile_interval",
+        ):
             value = getattr(self, name)
             if value < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
@@ -163,20 +188,26 @@ class Config:
                 f"--inspect-timeout {self.inspect_timeout} is too long for --poll-interval "
                 f"{self.poll_interval} (each poll makes several broadcasts)"
             )
-        for name in ("reconcile_batch", "ledger_max_tasks", "max_task_names",
-                     "max_exception_types", "recent_size", "recent_failed_size",
-                     "audit_max_entries"):  # fmt: skip
+        for name in (
+            "reconcile_batch",
+            "ledger_max_tasks",
+            "max_task_names",
+            "max_exception_types",
+            "recent_size",
+            "recent_failed_size",
+            "audit_max_entries",
+        ):
             value = getattr(self, name)
             if value < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
         for name in ("buckets", "wait_buckets"):
             values = getattr(self, name)
             if not values or list(values) != sorted(set(values)) or values[0] <= 0:
-                raise ConfigError(
-                    f"--{name.replace('_', '-')} must be increasing positive numbers"
-                )
+                raise ConfigError(f"--{name.replace('_', '-')} must be increasing positive numbers")
         if self.metrics_auth not in ("none", "token", "basic"):
-            raise ConfigError(f"--metrics-auth must be none, token or basic, got {self.metrics_auth!r}")
+            raise ConfigError(
+                f"--metrics-auth must be none, token or basic, got {self.metrics_auth!r}"
+            )
         if self.metrics_auth != "none" and not self.metrics_tokens:
             raise ConfigError(
                 "--metrics-auth needs CE_METRICS_TOKENS or --metrics-token-file (none configured)"

@@ -29,8 +29,16 @@ UNKNOWN = "unknown"
 OTHER = "other"
 
 # Later states win over earlier ones when updates arrive out of order.
-_RANK = {SENT: 0, "RECEIVED": 1, STARTED: 2, RETRY: 3, "REJECTED": 4, "REVOKED": 4,
-         FAILURE: 4, SUCCESS: 4}  # fmt: skip
+_RANK = {
+    SENT: 0,
+    "RECEIVED": 1,
+    STARTED: 2,
+    RETRY: 3,
+    "REJECTED": 4,
+    "REVOKED": 4,
+    FAILURE: 4,
+    SUCCESS: 4,
+}
 
 
 @dataclass(frozen=True)
@@ -210,8 +218,7 @@ def _merge(rec: TaskRecord, u: TaskUpdate, now: float) -> None:
     if _RANK.get(u.state, 0) >= _RANK.get(rec.state, 0):
         rec.state = u.state
         rec.updated_at = ts
-    for attr in ("name", "queue", "worker", "parent_id", "exception_type",
-                 "exception_message"):  # fmt: skip
+    for attr in ("name", "queue", "worker", "parent_id", "exception_type", "exception_message"):
         value = getattr(u, attr)
         if value is not None:
             setattr(rec, attr, value)

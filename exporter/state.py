@@ -31,8 +31,9 @@ class SourceHealth:
 
 
 class State:
-    def __init__(self, config: Config, clock: Clock | None = None,
-                 ledger: Ledger | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, config: Config, clock: Clock | None = None, ledger: Ledger | None = None
+    ) -> None:
         self.config = config
         self.clock: Clock = clock or SystemClock()
         self.ledger = ledger or Ledger(
@@ -47,6 +48,7 @@ class State:
         self.started_at = self.clock.time()
         self._snapshot: Snapshot = EMPTY
         self._sources: dict[str, SourceHealth] = {}
+        self._heartbeats: dict[str, float] = {}
         self._lock = threading.Lock()
 
     @property
@@ -71,3 +73,17 @@ class State:
             updated = replace(current, **changes)  # type: ignore[arg-type]
             self._sources[name] = updated
             return updated
+
+    def saw_worker(self, hostname: str, when: float) -> None:
+        """A worker showed signs of life (heartbeat or event) at `when` (wall-clock seconds)."""
+        with self._lock:
+            if when > self._heartbeats.get(hostname, 0.0):
+                self._heartbeats[hostname] = when
+
+    def heartbeats(self) -> dict[str, float]:
+        with self._lock:
+            return dict(self._heartbeats)
+
+    def forget_worker(self, hostname: str) -> None:
+        with self._lock:
+            self._heartbeats.pop(hostname, None)

@@ -29,8 +29,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(cond: Callable[[], T], timeout: float = 30.0, interval: float = 0.05,
-             what: str = "condition") -> T:  # fmt: skip
+def wait_for(
+    cond: Callable[[], T], timeout: float = 30.0, interval: float = 0.05, what: str = "condition"
+) -> T:
     """Poll `cond` until it returns something truthy; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     last_exc: BaseException | None = None
@@ -39,7 +40,7 @@ def wait_for(cond: Callable[[], T], timeout: float = 30.0, interval: float = 0.0
             value = cond()
             if value:
                 return value
-        except Exception as exc:  # noqa: BLE001 - conditions may fail while things start
+        except Exception as exc:
             last_exc = exc
         time.sleep(interval)  # polling interval of a deadline wait, not a fixed sleep
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last error: {last_exc!r}")
@@ -59,8 +60,19 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                "--dir", self.dir, "--save", "", "--appendonly", "no"]  # fmt: skip
+        args = [
+            "redis-server",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            self.dir,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
         if self.persist:
             args[-4:] = ["--save", "", "--appendonly", "yes"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -72,13 +84,7 @@ class RedisServer:
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
-            if self.persist:
-                import redis
-
-                try:
-                    redis.Redis(port=self.port).bgrewriteaof()
-                except Exception:  # noqa: BLE001
-                    pass
+            # SIGTERM: Redis fsyncs its append-only file before exiting, so data is kept.
             self.proc.terminate()
             self.proc.wait(10)
         self.proc = None
@@ -139,24 +145,58 @@ def unique() -> str:
 class Worker:
     """A real `celery worker` subprocess running tests/app/tasks.py."""
 
-    def __init__(self, env: dict[str, str], queues: str = "celery", name: str | None = None,
-                 pool: str = "prefork", concurrency: int = 2, extra: tuple[str, ...] = ()):  # fmt: skip
+    def __init__(
+        self,
+        env: dict[str, str],
+        queues: str = "celery",
+        name: str | None = None,
+        pool: str = "prefork",
+        concurrency: int = 2,
+        extra: tuple[str, ...] = (),
+    ):
         self.name = name or f"w{uuid.uuid4().hex[:6]}@testhost"
-        self.log = tempfile.NamedTemporaryFile(prefix="ce-worker-", suffix=".log", delete=False)
+        # Kept open for the worker's lifetime and removed in stop(): no context manager fits.
+        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115
+            prefix="ce-worker-", suffix=".log", delete=False
+        )
         full_env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tests.app.tasks", "worker", "-n", self.name,
-             "-Q", queues, "-P", pool, "-c", str(concurrency), "--loglevel", "INFO",
-             "--without-mingle", "--without-gossip", *extra],
-            env=full_env, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "tests.app.tasks",
+                "worker",
+                "-n",
+                self.name,
+                "-Q",
+                queues,
+                "-P",
+                pool,
+                "-c",
+                str(concurrency),
+                "--loglevel",
+                "INFO",
+                "--without-mingle",
+                "--without-gossip",
+                *extra,
+            ],
+            env=full_env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
 
     def output(self) -> str:
         return Path(self.log.name).read_text(errors="replace")
 
     def wait_ready(self, timeout: float = 60.0) -> Worker:
-        wait_for(lambda: "ready." in self.output() or self.proc.poll() is not None, timeout,
-                 what=f"worker {self.name} ready")  # fmt: skip
+        wait_for(
+            lambda: "ready." in self.output() or self.proc.poll() is not None,
+            timeout,
+            what=f"worker {self.name} ready",
+        )
         if self.proc.poll() is not None:
             raise AssertionError(f"worker {self.name} exited:\n{self.output()[-3000:]}")
         return self
@@ -196,15 +236,20 @@ def celery_app(env: dict[str, str]) -> Any:
     """A fresh producer-side app configured like tests/app/tasks.py, for sending tasks."""
     from celery import Celery
 
-    app = Celery("testapp-producer", broker=env["TEST_BROKER_URL"],
-                 backend=env.get("TEST_BACKEND_URL") or None)  # fmt: skip
+    app = Celery(
+        "testapp-producer",
+        broker=env["TEST_BROKER_URL"],
+        backend=env.get("TEST_BACKEND_URL") or None,
+    )
     prefix = env.get("TEST_KEYPREFIX", "")
     transport = {"global_keyprefix": prefix} if prefix else {}
     app.conf.update(
         broker_transport_options=transport,
         result_backend_transport_options=dict(transport),
         task_send_sent_event=env.get("TEST_SENT_EVENT", "1") == "1",
-        task_serializer="json", result_serializer="json", accept_content=["json"],
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
         result_extended=True,
-    )  # fmt: skip
+    )
     return app

@@ -57,3 +57,24 @@ class CeleryIO:
                     self._app.pool.force_close_all()
                 finally:
                     self._app = None
+
+
+class CeleryReader:
+    """The poller's `ClusterReader`, backed by a real broker."""
+
+    def __init__(self, io: CeleryIO) -> None:
+        self._io = io
+
+    def inspect(self, timeout: float, expected: int | None = None) -> Any:
+        from exporter.celery_io.inspect import inspect_cluster
+
+        return inspect_cluster(self._io.app, timeout, expected)
+
+    def depths(self, queues: list[str]) -> Any:
+        from exporter.celery_io.depth import read_depths
+
+        cfg = self._io.config
+        return read_depths(self._io.app, cfg.broker_kind, queues, cfg.inspect_timeout)
+
+    def close(self) -> None:
+        self._io.close()

@@ -5,7 +5,7 @@ One module per collector, named as its `--collector` would be; none does I/O.
 
 from __future__ import annotations
 
-from prometheus_client.registry import CollectorRegistry
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from exporter.state import State
 
@@ -18,7 +18,7 @@ def build_registry(state: State) -> CollectorRegistry:
     return registry
 
 
-def _collectors(state: State) -> list:  # type: ignore[type-arg]
+def _collectors(state: State) -> list[Collector]:
     from exporter.collectors import exporter as exporter_c
     from exporter.collectors import queues, workers
 

@@ -1,0 +1,54 @@
+"""Inspect broadcasts with bounded waits: the poller's view of what each worker is doing.
+
+Each broadcast waits the whole timeout unless `limit` bounds the replies. The poller passes
+`expected` (the workers it knows) so `stats` returns as soon as they all answered, and None
+now and then to discover new workers by waiting the timeout; every later broadcast is bounded
+by how many answered `stats`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from exporter.cluster import BrokerUnavailable, InspectReply
+
+log = logging.getLogger(__name__)
+
+# Order matters: `stats` finds who is there; the rest are bounded by that count.
+METHODS = ("stats", "active_queues", "active", "reserved", "scheduled")
+
+
+def inspect_cluster(app: Any, timeout: float, expected: int | None = None) -> InspectReply:
+    replies: dict[str, dict[str, Any]] = {}
+    unanswered: list[str] = []
+    with app.connection_for_read() as conn:
+        try:
+            conn.ensure_connection(max_retries=1, timeout=timeout)
+        except Exception as exc:
+            raise BrokerUnavailable(_describe(exc)) from exc
+        found = expected or 0
+        for method in METHODS:
+            # Without a count to wait for, wait the timeout; once stats told us who is
+            # there, stop waiting as soon as all of them answered.
+            limit = found or None
+            inspector = app.control.inspect(timeout=timeout, limit=limit, connection=conn)
+            try:
+                reply = getattr(inspector, method)()
+            except Exception as exc:
+                raise BrokerUnavailable(_describe(exc)) from exc
+            if not reply:
+                unanswered.append(method)
+                if method == "stats":
+                    # Nobody is there: asking the others would only wait out more timeouts.
+                    break
+                continue
+            replies[method] = dict(reply)
+            if method == "stats":
+                found = len(reply)
+    return InspectReply(replies=replies, unanswered=tuple(unanswered))
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or exc.__class__.__name__
+    return f"{exc.__class__.__name__}: {text}"[:300]

@@ -1,0 +1,186 @@
+"""The daemon: wires state, the poll job, task sources and HTTP; starts and stops them.
+
+Listen sockets are bound before anything else starts, so a bad address fails at once with
+one line. SIGTERM/SIGINT stop the HTTP servers gracefully, then the scheduler and sources.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from exporter.celery_io import CeleryIO, CeleryReader
+from exporter.clock import Clock
+from exporter.config import Config, ConfigError, parse_listen
+from exporter.http import create_app
+from exporter.poller import Poller
+from exporter.sources import Source, build_sources
+from exporter.state import State
+
+log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to the daemon (two may run at once)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Daemon:
+    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+        self.config = config
+        self.state = State(config, clock)
+        self.io = CeleryIO(config)
+        self.poller = Poller(self.state, CeleryReader(self.io))
+        self.sources: list[Source] = build_sources(self.state, self.io)
+        self.scheduler = BackgroundScheduler(daemon=True)
+        self._sockets: list[tuple[socket.socket, bool, bool]] = []  # (sock, metrics, api)
+        self._servers: list[_Server] = []
+
+    def bind(self) -> None:
+        """Bind every listener now, so a busy or wrong address fails before we start."""
+        if self.config.api_listen:
+            host, port = parse_listen(self.config.api_listen, "--api-listen")
+            self._sockets.append(
+                (_bind(self.config.host, self.config.port, "--host/--port"), True, False)
+            )
+            self._sockets.append((_bind(host, port, "--api-listen"), False, True))
+        else:
+            self._sockets.append(
+                (_bind(self.config.host, self.config.port, "--host/--port"), True, True)
+            )
+
+    def start_background(self) -> None:
+        cfg = self.config
+        self.scheduler.add_job(
+            self._poll,
+            "interval",
+            seconds=cfg.poll_interval,
+            id="poll",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=_now(),
+            misfire_grace_time=None,
+        )
+        for source in self.sources:
+            source.start()
+            for func, interval, job_id in source.jobs():
+                self.scheduler.add_job(
+                    func,
+                    "interval",
+                    seconds=interval,
+                    id=job_id,
+                    max_instances=1,
+                    coalesce=True,
+                    next_run_time=_now(),
+                    misfire_grace_time=None,
+                )
+        self.scheduler.start()
+        log.info(
+            "polling %s every %.0fs; sources: %s",
+            _redact(cfg.broker_url),
+            cfg.poll_interval,
+            ", ".join(s.name for s in self.sources) or "none",
+        )
+
+    def _poll(self) -> None:
+        try:
+            self.poller.poll()
+        except Exception:
+            # A bug, not an outage (those are handled inside): log it, keep polling.
+            log.exception("poll failed unexpectedly")
+
+    def stop_background(self) -> None:
+        with contextlib.suppress(Exception):
+            self.scheduler.shutdown(wait=False)
+        for source in self.sources:
+            try:
+                source.stop()
+            except Exception:
+                log.exception("stopping source %s failed", source.name)
+        self.io.close()
+
+    def run(self) -> int:
+        self.start_background()
+        try:
+            asyncio.run(self._serve())
+        finally:
+            self.stop_background()
+        log.info("stopped")
+        return 0
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sock, metrics, api in self._sockets:
+            app = create_app(self.state, self.io, metrics=metrics, api=api)
+            server = _Server(
+                uvicorn.Config(
+                    app,
+                    log_config=None,
+                    access_log=False,
+                    lifespan="off",
+                    timeout_graceful_shutdown=5,
+                )
+            )
+            self._servers.append(server)
+            host, port = sock.getsockname()[:2]
+            log.info(
+                "listening on http://%s:%s (%s)",
+                host,
+                port,
+                "+".join(n for n, on in (("metrics", metrics), ("api", api)) if on),
+            )
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.shutdown)
+        await asyncio.gather(
+            *(
+                server.serve(sockets=[sock])
+                for server, (sock, _m, _a) in zip(self._servers, self._sockets, strict=True)
+            )
+        )
+
+    def shutdown(self) -> None:
+        log.info("shutting down")
+        for server in self._servers:
+            server.should_exit = True
+
+
+def _bind(host: str, port: int, flag: str) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"{flag}: cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _now() -> Any:
+    import datetime
+
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _redact(url: str) -> str:
+    """The URL with any password replaced, for logs."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url.split(";", 1)[0])
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url.split(";", 1)[0]

@@ -1,0 +1,77 @@
+"""The HTTP front: `/`, `/metrics`, `/-/healthy`, `/-/ready`, and the API when it is built.
+
+`/metrics` renders the private registry from in-memory state only, so a scrape costs
+milliseconds however slow the cluster is.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import HTMLResponse, PlainTextResponse
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import CollectorRegistry
+
+from exporter import __version__
+from exporter.collectors import build_registry
+from exporter.state import State
+
+
+def create_app(state: State, io: Any = None, *, metrics: bool = True, api: bool = True) -> FastAPI:
+    """The ASGI app. With --api-listen the daemon builds two: one with metrics, one with api."""
+    app = FastAPI(
+        title="celery-ops-exporter",
+        version=__version__,
+        docs_url="/api/docs" if api else None,
+        redoc_url=None,
+        openapi_url="/api/openapi.json" if api else None,
+    )
+    registry = build_registry(state)
+    links = []
+    if metrics:
+        _add_metrics(app, state, registry)
+        links.append('<a href="/metrics">/metrics</a>')
+    if api:
+        _add_api(app, state, io, links)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> str:
+        snap = state.snapshot
+        status = "broker reachable" if snap.health.broker_up else "broker NOT reachable"
+        if not snap.ready:
+            status = "first poll pending"
+        return (
+            "<!doctype html><html><head><title>celery-ops-exporter</title></head><body>"
+            f"<h1>celery-ops-exporter {html.escape(__version__)}</h1>"
+            f"<p>{html.escape(status)}</p><ul>"
+            + "".join(f"<li>{link}</li>" for link in links)
+            + "</ul></body></html>"
+        )
+
+    @app.get("/-/healthy", response_class=PlainTextResponse, include_in_schema=False)
+    def healthy() -> str:
+        # The process serves: that is all "healthy" claims (restart me if this fails).
+        return "OK\n"
+
+    @app.get("/-/ready", response_class=PlainTextResponse, include_in_schema=False)
+    def ready() -> Response:
+        # Ready once a first poll finished (values exist), whether or not the broker is up:
+        # an exporter reporting "broker down" is doing its job and should keep being scraped.
+        if state.snapshot.health.polls_total == 0:
+            return PlainTextResponse("first poll pending\n", status_code=503)
+        return PlainTextResponse("OK\n")
+
+    return app
+
+
+def _add_metrics(app: FastAPI, state: State, registry: CollectorRegistry) -> None:
+    @app.get("/metrics", include_in_schema=False)
+    def metrics(request: Request) -> Response:
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        return Response(encoder(registry), media_type=content_type)
+
+
+def _add_api(app: FastAPI, state: State, io: Any, links: list[str]) -> None:
+    """Mounts the side API (sitrep, tasks, fix-it/approve) and the operator page."""

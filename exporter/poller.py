@@ -1,0 +1,218 @@
+"""The poll job: asks the cluster what it is doing and swaps in a new `Snapshot`.
+
+Runs on the scheduler thread, never on a scrape. Between polls it remembers only what a
+snapshot cannot: when each worker was last seen, which queues it has known, and when it first
+saw each queue's head message (the lower bound for the oldest-message age).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Any
+
+from exporter.cluster import BrokerUnavailable, ClusterReader, DepthReply, InspectReply
+from exporter.snapshot import PollHealth, QueueSnapshot, RunningTask, Snapshot, WorkerSnapshot
+from exporter.state import State
+
+log = logging.getLogger(__name__)
+
+MAX_REMEMBERED_QUEUES = 1000
+# How often a poll waits the whole inspect timeout to find workers it does not know yet
+# (heartbeats from unknown hosts trigger one sooner).
+DISCOVERY_INTERVAL = 60.0
+
+
+class Poller:
+    def __init__(self, state: State, reader: ClusterReader) -> None:
+        self._state = state
+        self._reader = reader
+        self._clock = state.clock
+        self._cfg = state.config
+        self._last_seen: dict[str, float] = {}
+        self._known: dict[str, WorkerSnapshot] = {}
+        self._queues_seen: dict[str, float] = {}  # queue -> last time a worker consumed it
+        self._head_first_seen: dict[tuple[str, str], float] = {}
+        self._health = PollHealth()
+        self._outage = False
+        self._last_discovery = float("-inf")
+
+    def poll(self) -> Snapshot:
+        started = self._clock.monotonic()
+        now = self._clock.time()
+        health = replace(self._health, polls_total=self._health.polls_total + 1)
+        try:
+            expected = self._expected_workers(now)
+            reply = self._reader.inspect(self._cfg.inspect_timeout, expected)
+            if expected is None:
+                self._last_discovery = now
+            queues = self._queue_names(reply, now)
+            depths = self._reader.depths(queues)
+        except BrokerUnavailable as exc:
+            self._health = replace(
+                health,
+                broker_up=False,
+                last_error=str(exc),
+                errors_total=health.errors_total + 1,
+                duration=self._clock.monotonic() - started,
+            )
+            if not self._outage:
+                log.error("broker unreachable, keeping the last good values: %s", exc)
+                self._outage = True
+            self._reader.close()
+            snap = replace(self._state.snapshot, health=self._health)
+            self._state.set_snapshot(snap)
+            return snap
+        if self._outage:
+            log.warning("broker reachable again after an outage")
+            self._outage = False
+        timeouts = dict(health.inspect_timeouts_total)
+        for method in reply.unanswered:
+            timeouts[method] = timeouts.get(method, 0) + 1
+        self._health = replace(
+            health,
+            broker_up=True,
+            last_error=None,
+            last_success=now,
+            duration=self._clock.monotonic() - started,
+            inspect_timeouts_total=timeouts,
+        )
+        snap = Snapshot(
+            taken_at=now,
+            workers=self._workers(reply, now),
+            queues=self._queues(depths, now),
+            unacked=depths.unacked,
+            health=self._health,
+        )
+        self._state.set_snapshot(snap)
+        return snap
+
+    def _expected_workers(self, now: float) -> int | None:
+        """How many workers should answer, or None when it is time to discover new ones."""
+        live = {h for h, w in self._known.items() if w.up}
+        if not live or now - self._last_discovery >= DISCOVERY_INTERVAL:
+            return None
+        if set(self._state.heartbeats()) - set(self._known):
+            return None  # a heartbeat from a worker we have not inspected yet
+        return len(live)
+
+    # -- workers ----------------------------------------------------------------------------
+    def _workers(self, reply: InspectReply, now: float) -> dict[str, WorkerSnapshot]:
+        stats = reply.get("stats") or {}
+        for host, when in self._state.heartbeats().items():
+            self._last_seen[host] = max(self._last_seen.get(host, 0.0), when)
+        for host in stats:
+            self._last_seen[host] = now
+        out: dict[str, WorkerSnapshot] = {}
+        timeout, purge = self._cfg.worker_timeout, self._cfg.purge_offline_worker_metrics
+        for host, seen in list(self._last_seen.items()):
+            age = now - seen
+            if purge and age > purge:
+                # Gone long enough: its series disappear (the aggregates keep counting).
+                del self._last_seen[host]
+                self._known.pop(host, None)
+                self._state.forget_worker(host)
+                continue
+            up = host in stats or timeout == 0 or age <= timeout
+            if host in stats:
+                worker = _worker_from_reply(host, reply, now)
+            elif host in self._known:
+                # No answer this time: keep identity, drop per-poll numbers (None, not zero).
+                prev = self._known[host]
+                worker = WorkerSnapshot(
+                    host,
+                    up,
+                    seen,
+                    queues=prev.queues,
+                    pool_max_concurrency=prev.pool_max_concurrency,
+                    processed=prev.processed,
+                )
+            else:
+                worker = WorkerSnapshot(host, up, seen)
+            worker = replace(worker, up=up, last_seen=seen)
+            self._known[host] = worker
+            out[host] = worker
+        return out
+
+    # -- queues -----------------------------------------------------------------------------
+    def _queue_names(self, reply: InspectReply, now: float) -> list[str]:
+        for queues in (reply.get("active_queues") or {}).values():
+            for q in queues or ():
+                if isinstance(q, dict) and q.get("name"):
+                    self._queues_seen[str(q["name"])] = now
+        # A queue stays reported after its last worker left (celery_queue_workers 0 is what
+        # a workers-down alert fires on); only a flood of queue names evicts the stalest.
+        while len(self._queues_seen) > MAX_REMEMBERED_QUEUES:
+            del self._queues_seen[min(self._queues_seen, key=self._queues_seen.__getitem__)]
+        return sorted(set(self._cfg.queues) | set(self._queues_seen))
+
+    def _queues(self, depths: DepthReply, now: float) -> dict[str, QueueSnapshot]:
+        out: dict[str, QueueSnapshot] = {}
+        live_heads: set[tuple[str, str]] = set()
+        for name, depth in depths.queues.items():
+            oldest: float | None = None
+            source: str | None = None
+            for head in depth.heads:
+                sent = self._state.ledger.sent_time(head.task_id) if head.task_id else None
+                if sent is not None:
+                    age, src = max(0.0, now - sent), "sent_event"
+                else:
+                    key = (name, head.delivery_tag or head.task_id or "")
+                    live_heads.add(key)
+                    first = self._head_first_seen.setdefault(key, now)
+                    age, src = now - first, "first_seen"
+                if oldest is None or age > oldest:
+                    oldest, source = age, src
+            if depth.length == 0:
+                oldest, source = 0.0, None
+            out[name] = QueueSnapshot(name, depth.length, depth.consumers, oldest, source)
+        # Forget heads that were taken; memory stays one entry per non-empty sub-queue.
+        for key in set(self._head_first_seen) - live_heads:
+            del self._head_first_seen[key]
+        return out
+
+
+def _count(reply: dict[str, Any] | None, host: str) -> int | None:
+    if reply is None or host not in reply or reply[host] is None:
+        return None
+    return len(reply[host])
+
+
+def _worker_from_reply(host: str, reply: InspectReply, now: float) -> WorkerSnapshot:
+    stats = (reply.get("stats") or {}).get(host) or {}
+    pool = stats.get("pool") or {}
+    processes = pool.get("processes")
+    queues = tuple(
+        str(q["name"])
+        for q in ((reply.get("active_queues") or {}).get(host) or ())
+        if isinstance(q, dict) and q.get("name")
+    )
+    running = tuple(
+        RunningTask(
+            task_id=str(t.get("id")),
+            name=str(t.get("name") or "unknown"),
+            worker=host,
+            queue=(t.get("delivery_info") or {}).get("routing_key"),
+            started_at=t.get("time_start") if isinstance(t.get("time_start"), float) else None,
+        )
+        for t in ((reply.get("active") or {}).get(host) or ())
+        if isinstance(t, dict)
+    )
+    total = stats.get("total")
+    return WorkerSnapshot(
+        hostname=host,
+        up=True,
+        last_seen=now,
+        active=_count(reply.get("active"), host),
+        reserved=_count(reply.get("reserved"), host),
+        scheduled=_count(reply.get("scheduled"), host),
+        pool_max_concurrency=_int(pool.get("max-concurrency")),
+        pool_processes=len(processes) if isinstance(processes, list) else None,
+        processed={str(k): int(v) for k, v in total.items()} if isinstance(total, dict) else None,
+        queues=queues,
+        running=running,
+    )
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, (int, float)) else None
