@@ -62,24 +62,36 @@ def _golden_names() -> set[str]:
     return names
 
 
-def _contract_names() -> set[str]:
-    names: set[str] = set()
+def _contract_sections() -> dict[str, set[str]]:
+    sections: dict[str, set[str]] = {}
+    current = ""
     for line in CONTRACT.read_text().splitlines():
         if not line.strip() or line.startswith("#"):
             continue
+        if line.startswith("["):
+            current = line.strip("[]")
+            continue
         name, kind = line.split()
+        names = sections.setdefault(current, set())
         names.add(name)
         if kind == "histogram":
             names |= {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
-    return names
+    return sections
 
 
 def exposed_names() -> tuple[set[str], str]:
-    """(names, where from): the golden files when they exist, else the contract list."""
+    """(names, where from): per contract section, the golden files once they show any metric
+    of that section (they are what the exporter really prints), else the contract list."""
     golden = _golden_names()
-    if golden:
-        return golden, "tests/golden/*.prom"
-    return _contract_names(), str(CONTRACT.relative_to(ROOT))
+    names = set(golden)
+    sources = []
+    for section, listed in _contract_sections().items():
+        if listed & golden:
+            sources.append(f"{section}: tests/golden/*.prom")
+        else:
+            names |= listed
+            sources.append(f"{section}: {CONTRACT.name}")
+    return names, "; ".join(sources)
 
 
 def rules_doc(path: Path = RULES) -> list[dict[str, Any]]:
