@@ -1,9 +1,10 @@
-"""Helpers shared by the API tests: a state with a fake clock, an app with the API mounted, and
-TaskUpdates read from the result backend (until the ledger's pub/sub source feeds it)."""
+"""Helpers shared by the API tests: a state with a fake clock, an app with the API mounted, task
+updates to seed a ledger, and the ledger's real pub/sub source for tests with workers."""
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import redis
@@ -118,35 +119,21 @@ def new_state(config: Config) -> State:
     return State(config, clock=FakeClock(T0))
 
 
-def updates_from_backend(client: redis.Redis, prefix: str = "") -> list[TaskUpdate]:
-    """Read every result key (SCAN, JSON only) as TaskUpdates: the test's stand-in for the
-    ledger's result-backend sources."""
-    out = []
-    for key in client.scan_iter(match=f"{prefix}celery-task-meta-*", count=500):
-        raw = client.get(key)
-        if raw is None:
-            continue
-        meta = json.loads(raw)
-        result = meta.get("result")
-        exc = msg = None
-        if meta.get("status") == "FAILURE" and isinstance(result, dict):
-            exc = result.get("exc_type")
-            msg = " ".join(map(str, result.get("exc_message") or []))
-        out.append(
-            TaskUpdate(
-                task_id=meta["task_id"],
-                state=meta["status"],
-                source=SOURCE_RECONCILE,
-                name=meta.get("name"),
-                queue=meta.get("queue"),
-                worker=meta.get("worker"),
-                exception_type=exc,
-                exception_message=msg,
-                args=meta.get("args"),
-                kwargs=meta.get("kwargs"),
-                args_complete="args" in meta,
-                parent_id=meta.get("parent_id"),
-                retries=meta.get("retries"),
-            )
-        )
-    return out
+@contextmanager
+def results_source(state: State) -> Iterator[Any]:
+    """The ledger's real result-backend pub/sub source, feeding `state.ledger` while open."""
+    from conftest import wait_for
+
+    from exporter.sources.base import Boot
+    from exporter.sources.redisconn import backend_client
+    from exporter.sources.results import ResultsSource
+
+    boot = Boot()
+    boot.loaded.set()  # nothing saved to restore in a test
+    source = ResultsSource(state, lambda: backend_client(state.config, pubsub=True), boot)
+    source.start()
+    try:
+        wait_for(source.connected.is_set, 15, what="pub/sub subscribed")
+        yield source
+    finally:
+        source.stop()

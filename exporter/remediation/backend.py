@@ -14,6 +14,7 @@ from typing import Any
 import redis
 
 from exporter.config import Config
+from exporter.sources.redisconn import backend_client
 
 log = logging.getLogger(__name__)
 
@@ -23,24 +24,11 @@ class NotJson(Exception):
 
 
 def make_client(config: Config) -> redis.Redis | None:
-    """A client for the result backend, or None when there is no Redis backend to use."""
-    url = config.backend_url
-    if not url:
+    """A client for the result backend (redis, rediss, socket, sentinel), or None without one."""
+    if config.backend_url is None:
         return None
-    if url.startswith("sentinel"):
-        log.warning(
-            "plans and task lookups need a plain Redis URL; sentinel is not supported "
-            "for the API store yet"
-        )
-        return None
-    opts = dict(config.backend_transport_options)
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=float(opts.get("socket_timeout", 5.0)),
-        socket_connect_timeout=float(opts.get("socket_connect_timeout", 3.0)),
-        health_check_interval=30,
-        retry_on_timeout=True,
-    )
+    # The same client settings as the ledger's sources: explicit timeouts and retries.
+    return backend_client(config)
 
 
 def meta_key(config: Config, task_id: str) -> str:

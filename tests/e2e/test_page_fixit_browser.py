@@ -8,13 +8,14 @@ import os
 import shutil
 import threading
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 import uvicorn
-from api_support import OPERATOR, TRANSIENT, updates_from_backend
+from api_support import OPERATOR, TRANSIENT, results_source
 from conftest import celery_app, free_port, wait_for
 from fastapi import FastAPI
 
@@ -85,14 +86,6 @@ def test_page_propose_approve_and_see_retries_succeed(
     producer = celery_app(env)
     backend = redis.Redis.from_url(url)
     marker = tmp_path / "healed"
-    failed = [
-        producer.send_task("tests.fail_transient", args=[str(marker)], queue=queue).id
-        for _ in range(2)
-    ]
-    wait_for(
-        lambda: all(_status(backend, t) == "FAILURE" for t in failed), 60, what="failures stored"
-    )
-
     config = Config(
         broker_url=url,
         result_backend=url,
@@ -100,7 +93,21 @@ def test_page_propose_approve_and_see_retries_succeed(
         transient_exceptions=TRANSIENT,
     )
     state = State(config)
-    state.ledger.apply_many(updates_from_backend(backend))
+    # The ledger's real pub/sub source feeds the state for the whole test, as in the daemon.
+    live = ExitStack()
+    live.enter_context(results_source(state))
+    failed = [
+        producer.send_task("tests.fail_transient", args=[str(marker)], queue=queue).id
+        for _ in range(2)
+    ]
+    wait_for(
+        lambda: all(_status(backend, t) == "FAILURE" for t in failed), 60, what="failures stored"
+    )
+    wait_for(
+        lambda: all((r := state.ledger.get(t)) and r.state == "FAILURE" for t in failed),
+        30,
+        what="failures in the ledger",
+    )
     io = CeleryIO(config)
     app = FastAPI()
     app.include_router(build_router(state, io))
@@ -147,6 +154,7 @@ def test_page_propose_approve_and_see_retries_succeed(
         assert not [p for p in problems if "Failed to load resource" not in p], problems
     finally:
         page.close()
+        live.close()
         io.close()
         producer.close()
 
