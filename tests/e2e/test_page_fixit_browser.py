@@ -79,7 +79,7 @@ def _status(client: redis.Redis, task_id: str) -> str | None:
 def test_page_propose_approve_and_see_retries_succeed(
     browser: Any, serve: Any, redis_server: Any, start_worker: Any, unique: str, tmp_path: Path
 ) -> None:
-    url = f"{redis_server.url}/8"
+    url = f"{redis_server.url}/11"
     queue = f"page-{unique}"
     env = {"TEST_BROKER_URL": url, "TEST_BACKEND_URL": url, "TEST_DEFAULT_QUEUE": queue}
     start_worker(env, queues=queue, concurrency=1)

@@ -54,7 +54,7 @@ def _snapshot_from_inspect(producer: Any, now: float, queue: str) -> Snapshot:
 def test_fix_it_with_real_workers(
     redis_server: Any, start_worker: Any, unique: str, tmp_path: Path
 ) -> None:
-    url = f"{redis_server.url}/7"
+    url = f"{redis_server.url}/10"
     queue = f"fixit-{unique}"
     env = {"TEST_BROKER_URL": url, "TEST_BACKEND_URL": url, "TEST_DEFAULT_QUEUE": queue}
     start_worker(env, queues=queue, concurrency=2)
