@@ -185,6 +185,12 @@ def _advise(report: Sitrep, state: State, snap: Snapshot, now: float) -> None:
         if s.enabled and not s.up:
             err = f": {s.last_error}" if s.last_error else ""
             watch.append(f"Task source {s.name} is down{err}; task counts may lag.")
+    events = state.source_health().get("events")
+    if events is not None and events.detail.get("task_events_enabled", 1.0) == 0:
+        watch.append(
+            "Workers run tasks but send no task events (-E is off): start them with "
+            "-E, or set --enable-events-interval; counts rely on the result backend."
+        )
 
 
 def _top_exception(report: Sitrep) -> str:

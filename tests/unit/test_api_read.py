@@ -228,3 +228,15 @@ def test_odd_backend_records_never_crash_the_task_endpoint() -> None:
         assert resp.status_code == 200, (meta, resp.text)
     redis_client.set("celery-task-meta-list", json.dumps([1, 2]))
     assert client.get("/api/tasks/list", headers=HEAD_V).status_code == 404
+
+
+def test_sitrep_says_when_task_events_are_off() -> None:
+    client, state, _ = _client()
+    state.set_source_health(
+        SourceHealth("events", True, up=True, detail={"task_events_enabled": 0.0})
+    )
+    body = client.get("/api/sitrep", headers=HEAD_V).json()
+    assert any("-E is off" in w for w in body["watch_items"])
+    state.update_source("events", detail={"task_events_enabled": 1.0})
+    body = client.get("/api/sitrep", headers=HEAD_V).json()
+    assert not any("-E is off" in w for w in body["watch_items"])
