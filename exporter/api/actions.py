@@ -129,8 +129,9 @@ class Remediation:
         log.info(
             "plan %s approved by %s: running %d action(s)", plan.id, principal, len(plan.actions)
         )
+        up = sum(1 for w in self.state.snapshot.workers.values() if w.up) or None
         plan.outcomes = executor.execute(
-            plan, self.io, store, self.stats, self.state.config.inspect_timeout
+            plan, self.io, store, self.stats, self.state.config.inspect_timeout, up
         )
         plan.status = "executed"
         done = self.state.clock.time()

@@ -43,10 +43,15 @@ def send_retry(
     return str(result.id)
 
 
-def revoke_terminate(io: CeleryIO, task_id: str, timeout: float = 1.0) -> list[dict[str, Any]]:
-    """Revoke with terminate=True; returns the workers' replies (empty: nobody answered)."""
+def revoke_terminate(
+    io: CeleryIO, task_id: str, timeout: float = 1.0, expected: int | None = None
+) -> list[dict[str, Any]]:
+    """Revoke with terminate=True; the workers' replies (empty: nobody answered in time).
+
+    With `expected` (the workers known to be up) the wait ends as soon as they all replied.
+    """
     replies = io.app.control.revoke(
-        task_id, terminate=True, signal="SIGTERM", reply=True, timeout=timeout
+        task_id, terminate=True, signal="SIGTERM", reply=True, timeout=timeout, limit=expected
     )
     return list(replies or [])
 

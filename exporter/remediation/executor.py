@@ -20,7 +20,12 @@ log = logging.getLogger(__name__)
 
 
 def execute(
-    plan: Plan, io: CeleryIO, store: PlanStore, stats: ApiStats, revoke_timeout: float = 1.0
+    plan: Plan,
+    io: CeleryIO,
+    store: PlanStore,
+    stats: ApiStats,
+    revoke_timeout: float = 1.0,
+    workers_up: int | None = None,
 ) -> list[dict[str, Any]]:
     outcomes = []
     unreachable: str | None = None
@@ -30,7 +35,7 @@ def execute(
             outcome = _blank(index, action)
             outcome.update(outcome="error", error=f"not tried: {unreachable}")
         else:
-            outcome = _run(index, action, plan, io, store, revoke_timeout)
+            outcome = _run(index, action, plan, io, store, revoke_timeout, workers_up)
             if outcome.pop("unreachable", False):
                 unreachable = f"broker unreachable ({outcome['error']})"
         stats.action(action.kind, outcome["outcome"])
@@ -39,7 +44,13 @@ def execute(
 
 
 def _run(
-    index: int, action: Action, plan: Plan, io: CeleryIO, store: PlanStore, revoke_timeout: float
+    index: int,
+    action: Action,
+    plan: Plan,
+    io: CeleryIO,
+    store: PlanStore,
+    revoke_timeout: float,
+    workers_up: int | None,
 ) -> dict[str, Any]:
     out = _blank(index, action)
     try:
@@ -63,7 +74,7 @@ def _run(
                 raise
             out["detail"] = f"sent as {out['new_task_id']} to queue {action.queue!r}"
         elif action.kind == "revoke":
-            replies = control.revoke_terminate(io, action.target, revoke_timeout)
+            replies = control.revoke_terminate(io, action.target, revoke_timeout, workers_up)
             workers = sorted(h for r in replies for h in r)
             out["detail"] = (
                 f"revoked; confirmed by {', '.join(workers)}"
