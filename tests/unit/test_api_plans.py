@@ -280,3 +280,15 @@ def test_odd_backend_records_are_not_retryable_and_never_crash_fix_it() -> None:
     reasons = {s["task_id"]: s["reason"] for s in plan["not_actionable"]}
     assert "unknown" in reasons["t1"] and "JSON list" in reasons["t2"]
     assert "not failed" in reasons["x1"]
+
+
+def test_audit_stream_is_capped() -> None:
+    from exporter.remediation.store import PlanStore
+
+    client = fakeredis.FakeRedis()
+    store = PlanStore(client, "app1:", audit_max=10)
+    for i in range(500):
+        store.audit("proposed", "operator#x", T0 + i, f"p{i}")
+    # MAXLEN ~ trims in whole stream nodes (100 entries by default), never below the cap.
+    assert 10 <= client.xlen("app1:celery-ops-exporter:audit") <= 110
+    assert store.audit_entries(1)[0]["plan_id"] == "p499"
