@@ -237,6 +237,8 @@ def test_broker_outage_and_recovery(
 
     private_redis.start()  # same port: the daemon reconnects by itself
     exporter.wait_value("celery_exporter_up", lambda v: v == 1, timeout=25)
+    # The event receiver shares the Celery app: it must reconnect too, not stay down.
+    exporter.wait_value("celery_exporter_source_up", lambda v: v == 1, source="events")
     age3 = exporter.value("celery_exporter_snapshot_age_seconds")
     assert age3 is not None and age3 < age2
     log = exporter.log()
