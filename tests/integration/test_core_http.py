@@ -5,6 +5,7 @@ line on stderr. Runs `python -m exporter` as a subprocess.
 from __future__ import annotations
 
 import http.client
+import signal
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -100,3 +101,13 @@ def test_keep_alive_scrapes_are_not_delayed_by_nagle(
     finally:
         conn.close()
     assert sorted(latencies)[len(latencies) // 2] < 0.02, latencies
+
+
+def test_sigterm_stops_gracefully(redis_server: RedisServer, run_exporter: RunExporter) -> None:
+    exporter = run_exporter(fresh_db(redis_server, 12))
+    wait_for(lambda: exporter.get("/-/ready")[0] == 200, 20, what="first poll")
+    started = time.monotonic()
+    exporter.proc.send_signal(signal.SIGTERM)
+    assert exporter.proc.wait(15) == 0
+    assert time.monotonic() - started < 10
+    assert exporter.log().rstrip().endswith("exporter.daemon: stopped"), exporter.log()[-2000:]
