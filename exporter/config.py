@@ -111,6 +111,9 @@ class Config:
     max_task_names: int = 500
     max_exception_types: int = 100
     task_worker_label: bool = False
+    # Names this exporter's event queue and persisted ledger state; "" means the host name.
+    # Two exporters watching one cluster at once need different names.
+    instance: str = ""
 
     # --- API, remediation, auth -----------------------------------------------------------
     # Tokens are never flags: they come from CE_*_TOKENS env vars or *_TOKEN_FILE files.
@@ -146,6 +149,11 @@ class Config:
         """kombu's `global_keyprefix`; Celery's Redis backend honours the same option."""
         opts = self.backend_transport_options or self.broker_transport_options
         return str(opts.get("global_keyprefix", ""))
+
+    @property
+    def instance_id(self) -> str:
+        """Stable per exporter instance: names the event queue and the ledger's Redis keys."""
+        return self.instance or socket.gethostname() or "default"
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)

@@ -36,15 +36,7 @@ class State:
     ) -> None:
         self.config = config
         self.clock: Clock = clock or SystemClock()
-        self.ledger = ledger or Ledger(
-            clock=self.clock,
-            max_tasks=config.ledger_max_tasks,
-            max_task_names=config.max_task_names,
-            max_exception_types=config.max_exception_types,
-            recent_size=config.recent_size,
-            recent_failed_size=config.recent_failed_size,
-            success_window=config.success_window,
-        )
+        self.ledger = ledger or Ledger.from_config(config, self.clock)
         self.started_at = self.clock.time()
         self._snapshot: Snapshot = EMPTY
         self._sources: dict[str, SourceHealth] = {}

@@ -52,11 +52,9 @@ class CeleryIO:
 
     def close(self) -> None:
         with self._lock:
-            if self._app is not None:
-                try:
-                    self._app.pool.force_close_all()
-                finally:
-                    self._app = None
+            app, self._app = self._app, None
+        if app is not None:
+            _drop_pools(app)
 
 
 class CeleryReader:
@@ -78,3 +76,23 @@ class CeleryReader:
 
     def close(self) -> None:
         self._io.close()
+
+
+def _drop_pools(app: Any) -> None:
+    """Close the app's broker pools and take them out of kombu's process-wide registry.
+
+    `app.pool` and the producer pool that broadcasts use are kombu's global pools keyed by
+    broker URL: closed but left registered, every later app for the same broker got
+    "Acquire on closed pool" and the exporter never recovered from a broker restart.
+    """
+    from kombu import pools
+    from kombu.utils.collections import eqhash
+
+    key = app.connection_for_write()
+    try:
+        for group in (pools.producers, pools.connections):
+            pool = group.pop(eqhash(key), None)
+            if pool is not None:
+                pool.force_close_all()
+    finally:
+        key.release()

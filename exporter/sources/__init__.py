@@ -1,16 +1,20 @@
 """Task sources: each turns what it hears from Celery into `TaskUpdate`s for the ledger.
 
 `build_sources` returns the enabled sources; the daemon starts each one's thread and schedules
-its periodic jobs, and stops them on shutdown.
+its periodic jobs, and stops them on shutdown (in the order returned; the ledger saver last,
+so its final save includes everything the others flushed).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from exporter.celery_io import CeleryIO
 from exporter.state import State
+
+log = logging.getLogger(__name__)
 
 
 class Source(Protocol):
@@ -26,6 +30,46 @@ class Source(Protocol):
         """Periodic jobs for the scheduler: (function, interval seconds, job id)."""
 
 
-def build_sources(state: State, io: CeleryIO) -> list[Source]:
-    # The event receiver, result pub/sub listener and reconcile job register here.
-    return []
+def build_sources(state: State, io: CeleryIO | None) -> list[Source]:
+    """Events (when --events and a Celery app), pub/sub and reconcile (Redis backend)."""
+    from exporter.ledger_store import LedgerStore
+    from exporter.sources.base import Boot
+    from exporter.sources.inspect_names import InspectNames
+    from exporter.sources.persist import PersistSource
+    from exporter.sources.reconcile import ReconcileSource
+    from exporter.sources.redisconn import backend_client
+    from exporter.sources.results import ResultsSource
+
+    config = state.config
+    boot = Boot()
+    sources: list[Any] = []
+    store = None
+    reconcile = None
+    if config.backend_url is not None:
+        store = LedgerStore(backend_client(config), config.global_keyprefix,
+                            config.instance_id)  # fmt: skip
+        reconcile = ReconcileSource(state, lambda: backend_client(config), boot, store)
+    else:
+        # Nothing to restore from: live sources may count at once.
+        boot.loaded.set()
+        log.warning("no Redis result backend: task counts come from events only and restart "
+                    "from zero when the exporter restarts")  # fmt: skip
+    if config.events and io is not None:
+        from exporter.celery_io.events import EventStream
+        from exporter.sources.events import EventsSource
+
+        def stream(handler: Any, on_state: Any) -> EventStream:
+            return EventStream(io.app, config.instance_id, handler, on_state)
+
+        sources.append(EventsSource(state, stream, boot))
+    if config.results_pubsub and config.backend_url is not None:
+        sources.append(ResultsSource(
+            state, lambda: backend_client(config, pubsub=True), boot,
+            on_reconnect=reconcile.request_run if reconcile else None,
+        ))  # fmt: skip
+    if reconcile is not None:
+        sources.append(reconcile)
+    sources.append(InspectNames(state))
+    if store is not None:
+        sources.append(PersistSource(state, store, boot))
+    return sources

@@ -1,0 +1,149 @@
+"""Task metrics from the ledger, plus the health of the sources that feed it.
+
+Renders `celery_task_*` (counters per name and queue, exceptions, runtime and queue-wait
+histograms, success ratios over the window, stuck tasks) and the exporter's own source
+metrics (`celery_exporter_events_*`, `results_*`, `reconcile_*`, `ledger_*`, `source_*`).
+Reads plain state only: a scrape never waits on the broker or Redis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+from exporter.ledger_parts import HistogramData, LedgerCounts
+from exporter.state import State
+from exporter.taskstate import COUNTER_FOR_STATE
+
+_COUNTERS = list(dict.fromkeys(COUNTER_FOR_STATE.values()))
+_HELP = {
+    "sent": "Tasks published (task-sent events; needs task_send_sent_event on producers)",
+    "received": "Tasks received by a worker (task-received events)",
+    "started": "Tasks started (events, or STARTED results with task_track_started)",
+    "succeeded": "Tasks that succeeded, each task id once across all sources",
+    "failed": "Tasks that failed, each task id once across all sources",
+    "retried": "Task retries, each retry number of a task id once",
+    "revoked": "Tasks revoked, each task id once",
+    "rejected": "Tasks rejected by a worker (task-rejected events)",
+}
+
+
+class TasksCollector:
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[Metric]:
+        counts = self.state.ledger.counts()
+        yield from self._task_counters(counts)
+        yield from self._histograms(counts)
+        yield from self._ratios()
+        yield self._stuck(counts)
+        yield from self._exporter(counts)
+
+    def _task_counters(self, counts: LedgerCounts) -> Iterator[Metric]:
+        with_host = self.state.config.task_worker_label
+        labels = ["name", "queue_name", *(["hostname"] if with_host else [])]
+        families = {
+            c: CounterMetricFamily(f"celery_task_{c}", _HELP[c], labels=labels) for c in _COUNTERS
+        }
+        if with_host:
+            for (name, queue, counter, host), value in sorted(counts.tasks_by_worker.items()):
+                families[counter].add_metric([name, queue, host], value)
+        else:
+            for (name, queue, counter), value in sorted(counts.tasks.items()):
+                families[counter].add_metric([name, queue], value)
+        yield from families.values()
+        exc = CounterMetricFamily(
+            "celery_task_exceptions",
+            'Task failures by exception type (folded into exception="other" past '
+            "--max-exception-types)",
+            labels=["name", "exception"],
+        )
+        for (name, exc_type), value in sorted(counts.exceptions.items()):
+            exc.add_metric([name, exc_type], value)
+        yield exc
+
+    def _histograms(self, counts: LedgerCounts) -> Iterator[Metric]:
+        for metric, table, help_text in (
+            ("celery_task_runtime_seconds", counts.runtime,
+             "Task runtime in seconds (events' runtime; pub/sub receive times without events)"),
+            ("celery_task_queue_wait_seconds", counts.queue_wait,
+             "Seconds from task-sent (or the ETA, if later) to task-started"),
+        ):  # fmt: skip
+            family = HistogramMetricFamily(metric, help_text, labels=["name", "queue_name"])
+            for (name, queue), data in sorted(table.items()):
+                family.add_metric([name, queue], _buckets(data), data.sum)
+            yield family
+
+    def _ratios(self) -> Iterator[Metric]:
+        ledger = self.state.ledger
+        window = ledger.window
+        totals = ledger.success_ratio()
+        per_name = GaugeMetricFamily(
+            "celery_task_success_ratio",
+            f"Succeeded / (succeeded + failed) per task name over the last {window:g} s "
+            "(--success-window); absent when no task finished in the window",
+            labels=["name"],
+        )
+        overall = GaugeMetricFamily(
+            "celery_tasks_success_ratio",
+            f"Succeeded / (succeeded + failed) of all tasks over the last {window:g} s "
+            "(--success-window); absent when no task finished in the window",
+        )
+        for name, (ok, bad) in sorted(totals.items()):
+            if ok + bad == 0:
+                continue
+            if name == "":
+                overall.add_metric([], ok / (ok + bad))
+            else:
+                per_name.add_metric([name], ok / (ok + bad))
+        yield per_name
+        yield overall
+
+    def _stuck(self, counts: LedgerCounts) -> Metric:
+        """Tasks running longer than --stuck-after, from the ledger and from inspect."""
+        now = self.state.clock.time()
+        limit = self.state.config.stuck_after
+        known = {name for name, _q, _c in counts.tasks}
+        started: dict[str, tuple[str, float | None]] = {
+            tid: (name, at) for tid, name, at in self.state.ledger.running()
+        }
+        for worker in self.state.snapshot.workers.values():
+            for task in worker.running:
+                name, at = started.get(task.task_id, (task.name, None))
+                started[task.task_id] = (name or task.name, at or task.started_at)
+        stuck: dict[str, int] = {}
+        for name, at in started.values():
+            if at is not None and now - at > limit:
+                label = name if name in known else self.state.ledger.name_label(name)
+                stuck[label] = stuck.get(label, 0) + 1
+        family = GaugeMetricFamily(
+            "celery_tasks_stuck",
+            f"Tasks running longer than {limit:g} s (--stuck-after), from events, "
+            "STARTED results and inspect active()",
+            labels=["name"],
+        )
+        for name, value in sorted(stuck.items()):
+            family.add_metric([name], value)
+        return family
+
+    def _exporter(self, counts: LedgerCounts) -> Iterator[Metric]:
+        from exporter.collectors.tasks_sources import source_metrics
+
+        yield from source_metrics(self.state, counts)
+
+
+def _buckets(data: HistogramData) -> list[tuple[str, float]]:
+    out = [(_le(b), float(c)) for b, c in zip(data.bounds, data.cumulative, strict=False)]
+    out.append(("+Inf", float(data.count)))
+    return out
+
+
+def _le(bound: float) -> str:
+    return repr(float(bound))

@@ -1,0 +1,145 @@
+"""Bounded building blocks of the ledger: label guards, histograms, the success window, copies.
+
+Kept apart from `ledger.py` so the ledger module stays about de-duplication and counting.
+Nothing here locks: the ledger calls these under its own lock.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import deque
+from dataclasses import dataclass, field
+
+UNKNOWN = "unknown"
+OTHER = "other"
+
+
+class LabelGuard:
+    """Admits up to `limit` distinct values of one label; later ones fold into "other"."""
+
+    __slots__ = ("limit", "overflow", "values")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.values: set[str] = set()
+        self.overflow = 0  # observations folded into "other"
+
+    def __call__(self, value: str | None) -> str:
+        if not value:
+            return UNKNOWN
+        if value in self.values:
+            return value
+        if len(self.values) >= self.limit:
+            self.overflow += 1
+            return OTHER
+        self.values.add(value)
+        return value
+
+
+class Histogram:
+    """Cumulative-on-read histogram: per-bucket counts (last slot is +Inf), sum and count."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def snapshot(self) -> HistogramData:
+        cumulative: list[int] = []
+        total = 0
+        for c in self.counts:
+            total += c
+            cumulative.append(total)
+        return HistogramData(self.bounds, tuple(cumulative), self.sum)
+
+    def to_json(self) -> list[object]:
+        return [list(self.counts), self.sum]
+
+    def load_json(self, data: object) -> None:
+        if not isinstance(data, list) or len(data) != 2:
+            return
+        counts, total = data
+        if isinstance(counts, list) and len(counts) == len(self.counts):
+            self.counts = [int(c) for c in counts]
+            self.sum = float(total)
+
+
+@dataclass(frozen=True)
+class HistogramData:
+    """A copy for collectors: `cumulative[i]` counts observations <= bounds[i]; last is +Inf."""
+
+    bounds: tuple[float, ...]
+    cumulative: tuple[int, ...]
+    sum: float
+
+    @property
+    def count(self) -> int:
+        return self.cumulative[-1] if self.cumulative else 0
+
+
+class OutcomeWindow:
+    """Successes and failures per second and task name, kept only for the last `window` s."""
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        # [second, {name: [succeeded, failed]}], oldest first
+        self._slots: deque[tuple[int, dict[str, list[int]]]] = deque()
+
+    def add(self, now: float, name: str, ok: bool) -> None:
+        second = int(now)
+        if not self._slots or self._slots[-1][0] != second:
+            # A clock that steps back writes into the newest slot rather than reordering.
+            if self._slots and self._slots[-1][0] > second:
+                second = self._slots[-1][0]
+            else:
+                self._slots.append((second, {}))
+        slot = self._slots[-1][1].setdefault(name, [0, 0])
+        slot[0 if ok else 1] += 1
+        self._prune(now)
+
+    def _prune(self, now: float) -> None:
+        horizon = now - self.window
+        while self._slots and self._slots[0][0] < horizon:
+            self._slots.popleft()
+
+    def totals(self, now: float, window: float) -> dict[str, tuple[int, int]]:
+        horizon = now - window
+        out: dict[str, list[int]] = {}
+        for second, names in self._slots:
+            if second < horizon:
+                continue
+            for name, (ok, bad) in names.items():
+                for key in (name, ""):
+                    acc = out.setdefault(key, [0, 0])
+                    acc[0] += ok
+                    acc[1] += bad
+        return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+@dataclass(frozen=True)
+class LedgerCounts:
+    """A copy of the counters, for the collectors and the API."""
+
+    # (name, queue, counter) -> total, counter in COUNTER_FOR_STATE's values
+    tasks: dict[tuple[str, str, str], int]
+    # (name, exception type) -> failures
+    exceptions: dict[tuple[str, str], int]
+    entries: int
+    evictions: int
+    overflowed_names: int
+    # (name, queue, counter, hostname) -> total; filled only with --task-worker-label
+    tasks_by_worker: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
+    runtime: dict[tuple[str, str], HistogramData] = field(default_factory=dict)
+    queue_wait: dict[tuple[str, str], HistogramData] = field(default_factory=dict)
+    # label -> observations folded into "other"
+    overflow: dict[str, int] = field(default_factory=dict)
+    # ready updates dropped because they were older than the reconcile watermark
+    watermark: float = 0.0
+    # label values admitted so far per label, i.e. how close each guard is to its bound
+    label_values: dict[str, int] = field(default_factory=dict)

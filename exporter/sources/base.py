@@ -1,0 +1,95 @@
+"""What every task source shares: counters published as source health, backoff, the boot gate.
+
+Sources count what they heard in a `SourceStats`, and publish it to
+`State.update_source(name, ...)` once per batch, where the tasks collector reads it.
+The `Boot` gate keeps live sources from counting before the saved ledger state is restored,
+so nothing is counted both before a restart and again after it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+
+from exporter.state import State
+
+log = logging.getLogger(__name__)
+
+
+class SourceStats:
+    """Counters of one source; `publish` copies them into the source's health."""
+
+    def __init__(self, state: State, name: str, enabled: bool = True) -> None:
+        self.state = state
+        self.name = name
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+        self.messages = 0
+        self.errors = 0
+        state.update_source(name, enabled=enabled, up=False)
+
+    def add(self, key: str, n: float = 1) -> None:
+        with self._lock:
+            self._counts[key] += n  # type: ignore[assignment]
+
+    def set(self, key: str, value: float) -> None:
+        with self._lock:
+            self._counts[key] = value  # type: ignore[assignment]
+
+    def add_many(self, counts: Counter[str]) -> None:
+        with self._lock:
+            self._counts.update(counts)
+
+    def publish(self, *, messages: int = 0, up: bool | None = None,
+                error: str | None = None, message_at: float | None = None) -> None:  # fmt: skip
+        with self._lock:
+            self.messages += messages
+            changes: dict[str, object] = {
+                "messages_total": self.messages,
+                "detail": {k: float(v) for k, v in self._counts.items()},
+            }
+        if up is not None:
+            changes["up"] = up
+        if error is not None:
+            self.errors += 1
+            changes["last_error"] = error
+            changes["errors_total"] = self.errors
+        if message_at is not None:
+            changes["last_message_at"] = message_at
+        self.state.update_source(self.name, **changes)
+
+
+class Backoff:
+    """Reconnect delays 0.5, 1, 2 ... capped, reset after a success."""
+
+    def __init__(self, first: float = 0.5, cap: float = 30.0) -> None:
+        self.first, self.cap, self.current = first, cap, first
+
+    def next(self) -> float:
+        delay = self.current
+        self.current = min(self.cap, self.current * 2)
+        return delay
+
+    def reset(self) -> None:
+        self.current = self.first
+
+
+class Boot:
+    """Set once the saved ledger state is loaded (or there is none, or loading gave up)."""
+
+    def __init__(self) -> None:
+        self.loaded = threading.Event()
+
+    def wait(self, stop: threading.Event, limit: float = 120.0) -> bool:
+        """Block until loaded or stopped; after `limit` seconds go on without it (logged)."""
+        waited = 0.0
+        while not self.loaded.is_set():
+            if stop.wait(0.2):
+                return False
+            waited += 0.2
+            if waited >= limit:
+                log.error("saved ledger state still not loaded after %.0fs; counting anyway",
+                          limit)  # fmt: skip
+                self.loaded.set()
+        return True

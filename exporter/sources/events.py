@@ -1,0 +1,240 @@
+"""Celery events source: task-* events into ledger updates, worker events into "-E is off".
+
+Every field is guarded: events for tasks whose earlier events were missed, a success without
+`runtime` (or with a non-number), timestamps from hosts whose clock is far off (replaced by
+the time the exporter received the event), non-string names. The Celery receiver itself
+lives in celery_io/events.py; this module never imports Celery.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from exporter.sources.base import Boot, SourceStats
+from exporter.sources.resultparse import parse_date
+from exporter.state import State
+from exporter.taskstate import (
+    FAILURE,
+    RECEIVED,
+    REJECTED,
+    RETRY,
+    REVOKED,
+    SENT,
+    SOURCE_EVENTS,
+    STARTED,
+    SUCCESS,
+    TaskUpdate,
+)
+
+log = logging.getLogger(__name__)
+
+STATE_OF_EVENT = {
+    "task-sent": SENT, "task-received": RECEIVED, "task-started": STARTED,
+    "task-succeeded": SUCCESS, "task-failed": FAILURE, "task-retried": RETRY,
+    "task-revoked": REVOKED, "task-rejected": REJECTED,
+}  # fmt: skip
+MAX_SKEW = 86_400.0  # a timestamp further than this from the receive time is not believed
+_EVENT_TYPES = frozenset(STATE_OF_EVENT) | {"worker-online", "worker-heartbeat", "worker-offline"}
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _text(value: Any, limit: int = 500) -> str | None:
+    return value[:limit] if isinstance(value, str) and value else None
+
+
+def exception_type(text: Any) -> str | None:
+    """`"ValueError('x')"` (the repr an event carries) -> `"ValueError"`."""
+    if not isinstance(text, str) or not text:
+        return None
+    head = text.split("(", 1)[0].strip()
+    head = head.rsplit(".", 1)[-1]
+    return head[:200] if head.isidentifier() else None
+
+
+def event_timestamp(event: dict[str, Any]) -> float | None:
+    ts = _num(event.get("timestamp"))
+    received = _num(event.get("local_received"))
+    if ts is None:
+        return received
+    if received is not None and abs(ts - received) > MAX_SKEW:
+        return received
+    return ts
+
+
+def parse_event(event: dict[str, Any]) -> TaskUpdate | None:
+    """The ledger update a task-* event means; None for worker events and junk."""
+    kind = event.get("type")
+    state = STATE_OF_EVENT.get(kind) if isinstance(kind, str) else None
+    task_id = event.get("uuid")
+    if state is None or not isinstance(task_id, str) or not task_id or len(task_id) > 255:
+        return None
+    hostname = _text(event.get("hostname"))
+    retries = event.get("retries")
+    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries < 1_000_000:
+        retries = None
+    runtime = _num(event.get("runtime"))
+    exc = event.get("exception")
+    return TaskUpdate(
+        task_id=task_id,
+        state=state,
+        source=SOURCE_EVENTS,
+        timestamp=event_timestamp(event),
+        name=_text(event.get("name")),
+        queue=_text(event.get("queue")) or _text(event.get("routing_key")),
+        # task-sent's hostname is the producer's, not a worker's
+        worker=hostname if state != SENT else None,
+        runtime=runtime if runtime is not None and runtime >= 0 else None,
+        retries=retries if state in (SENT, RECEIVED) else None,
+        eta=parse_date(event.get("eta")),
+        exception_type=exception_type(exc) if state in (FAILURE, RETRY) else None,
+        exception_message=_text(exc, 2000) if state in (FAILURE, RETRY) else None,
+        parent_id=_text(event.get("parent_id"), 255),
+        root_id=_text(event.get("root_id"), 255),
+    )
+
+
+class EventsEnabledCheck:
+    """Tells "-E is off": a worker's heartbeat shows tasks processed but no task event came."""
+
+    GRACE = 5.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last_task_event: dict[str, float] = {}
+        self._last_beat: dict[str, tuple[float, int]] = {}
+        self._off: set[str] = set()
+
+    def task_event(self, host: str | None, now: float) -> None:
+        if host:
+            with self._lock:
+                self._last_task_event[host] = now
+                self._off.discard(host)
+
+    def worker_event(self, kind: str, host: str | None, processed: Any, now: float) -> None:
+        if not host:
+            return
+        with self._lock:
+            if kind == "worker-offline":
+                self._last_beat.pop(host, None)
+                self._off.discard(host)
+                return
+            if isinstance(processed, bool) or not isinstance(processed, int):
+                return
+            previous = self._last_beat.get(host)
+            self._last_beat[host] = (now, processed)
+            if previous is None or processed <= previous[1]:
+                return
+            last = self._last_task_event.get(host)
+            if last is None or last < previous[0] - self.GRACE:
+                if host not in self._off:
+                    log.warning("worker %s processed tasks but sent no task events: start it "
+                                "with -E or use --enable-events-interval", host)  # fmt: skip
+                self._off.add(host)
+
+    def enabled(self) -> bool:
+        with self._lock:
+            return not self._off
+
+    def hosts_off(self) -> list[str]:
+        with self._lock:
+            return sorted(self._off)
+
+
+class EventsSource:
+    name = SOURCE_EVENTS
+
+    def __init__(self, state: State, stream_factory: Callable[..., Any], boot: Boot) -> None:
+        self.state = state
+        self._boot = boot
+        self.stats = SourceStats(state, self.name)
+        self.check = EventsEnabledCheck()
+        self._counts: Counter[str] = Counter()
+        self._pending = 0
+        self._counts_lock = threading.Lock()  # handle() and flush() run on different threads
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.stream = stream_factory(self.handle, self._on_state)
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="events", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.stream.stop()
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
+        self.flush()
+
+    def jobs(self) -> list[tuple[Callable[[], None], float, str]]:
+        jobs: list[tuple[Callable[[], None], float, str]] = [(self.flush, 1.0, "events-flush")]
+        interval = self.state.config.enable_events_interval
+        if interval > 0:
+            jobs.append((self.enable_events, interval, "enable-events"))
+        return jobs
+
+    def enable_events(self) -> None:
+        try:
+            self.stream.enable_events()
+        except Exception as exc:  # next interval tries again
+            log.warning("enable_events broadcast failed: %s", exc)
+            self.stats.add("enable_events_errors")
+
+    def _run(self) -> None:
+        if self._boot.wait(self._stop):
+            self.stream.run(self._stop)
+
+    def _on_state(self, up: bool, error: str | None) -> None:
+        self.stats.publish(up=up, error=error)
+
+    def handle(self, event: dict[str, Any]) -> None:
+        """Called on the receiver thread for every event; must never raise."""
+        try:
+            kind = event.get("type")
+            kind = kind if isinstance(kind, str) and kind in _EVENT_TYPES else "other"
+            now = self.state.clock.time()
+            with self._counts_lock:
+                self._counts[f"events:{kind}"] += 1
+                self._pending += 1
+                flush = self._pending >= 1000
+            update = parse_event(event)
+            if update is not None:
+                self.check.task_event(update.worker, now)
+                self.state.ledger.apply(update)
+            elif kind.startswith("worker-"):
+                host = _text(event.get("hostname"))
+                if host and kind == "worker-offline":
+                    self.state.forget_worker(host)
+                elif host:
+                    self.state.saw_worker(host, event_timestamp(event) or now)
+                self.check.worker_event(kind, _text(event.get("hostname")),
+                                        event.get("processed"), now)  # fmt: skip
+            if flush:
+                self.flush()
+        except Exception as exc:  # a malformed event is counted, not fatal
+            with self._counts_lock:
+                self._counts["parse_errors"] += 1
+            log.debug("bad event: %s: %s", type(exc).__name__, exc)
+
+    def flush(self) -> None:
+        """Publish counters to source health (batched: the per-event path stays cheap)."""
+        with self._counts_lock:
+            counts, self._counts = self._counts, Counter()
+            pending, self._pending = self._pending, 0
+        self.stats.add_many(counts)
+        self.stats.set("task_events_enabled", 1.0 if self.check.enabled() else 0.0)
+        self.stats.publish(messages=pending,
+                           message_at=self.state.clock.time() if pending else None)  # fmt: skip

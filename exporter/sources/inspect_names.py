@@ -1,0 +1,39 @@
+"""Feeds what inspect `active()` saw (State.snapshot) into the ledger, without counting.
+
+A result stored without result_extended has no task name; when the task was seen running
+by the poller, the ledger already knows its name and queue when the result arrives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from exporter.state import State
+
+
+class InspectNames:
+    name = "inspect"
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+        self._taken_at = -1.0
+
+    def start(self) -> None:
+        return None
+
+    def stop(self) -> None:
+        return None
+
+    def jobs(self) -> list[tuple[Callable[[], None], float, str]]:
+        return [(self.run, max(1.0, self.state.config.poll_interval / 2), "inspect-names")]
+
+    def run(self) -> None:
+        snapshot = self.state.snapshot
+        if snapshot.taken_at == self._taken_at:
+            return
+        self._taken_at = snapshot.taken_at
+        self.state.ledger.observe_running(
+            (t.task_id, t.name, t.queue, t.worker, t.started_at)
+            for w in snapshot.workers.values()
+            for t in w.running
+        )

@@ -1,0 +1,173 @@
+"""Reconcile source: SCAN + MGET over the result keys, folding what the live sources missed.
+
+Runs once at start (after the saved ledger state is loaded) and then every
+`--reconcile-interval` seconds, and again after the pub/sub listener reconnects. Never KEYS:
+SCAN with COUNT `--reconcile-batch`, one MGET per batch, and a token-bucket limit of
+`--reconcile-max-keys-per-second` so a large backend is walked without stalling Redis.
+A run that scanned everything raises the ledger's watermark (see ledger.py), which is what
+lets the ledger forget old results without recounting them on the next run.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from exporter.ledger_store import LedgerStore
+from exporter.sources.base import Backoff, Boot, SourceStats
+from exporter.sources.resultparse import PARSE_ERRORS, parse_result, task_id_from_key
+from exporter.state import State
+from exporter.taskstate import READY_STATES, SOURCE_RECONCILE, TaskUpdate
+
+log = logging.getLogger(__name__)
+PROGRESS_EVERY = 10.0  # seconds between progress lines on a large backend
+
+
+class ReconcileSource:
+    name = SOURCE_RECONCILE
+
+    def __init__(self, state: State, client_factory: Callable[[], Any], boot: Boot,
+                 store: LedgerStore | None = None) -> None:  # fmt: skip
+        self.state = state
+        self._client_factory = client_factory
+        self._boot = boot
+        self.store = store
+        cfg = state.config
+        self._prefix = cfg.global_keyprefix
+        self._batch = cfg.reconcile_batch
+        self._rate = cfg.reconcile_max_keys_per_second
+        self.stats = SourceStats(state, self.name)
+        self._run_lock = threading.Lock()
+        self._wanted = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.runs = 0
+        self.last_duration: float | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="reconcile", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wanted.set()
+        if self._thread is not None:
+            self._thread.join(15)
+            self._thread = None
+
+    def jobs(self) -> list[tuple[Callable[[], None], float, str]]:
+        interval = self.state.config.reconcile_interval
+        return [(self.request_run, interval, "reconcile")] if interval > 0 else []
+
+    def request_run(self) -> None:
+        """Ask for a run soon (cheap; runs never overlap)."""
+        self._wanted.set()
+
+    def _loop(self) -> None:
+        """Load the saved ledger, open the boot gate, then run whenever asked."""
+        backoff = Backoff(1.0, 30.0)
+        while not self._stop.is_set() and not self._boot.loaded.is_set():
+            try:
+                if self.store is not None:
+                    self.store.load(self.state.ledger)
+                self._boot.loaded.set()
+            except Exception as exc:  # Redis down at start: retry, then give up
+                delay = backoff.next()
+                log.warning("cannot load saved ledger state (%s); retrying in %.0fs", exc, delay)
+                self.stats.publish(up=False, error=f"load: {exc}")
+                self._stop.wait(delay)
+        self._wanted.set()  # the start-up run
+        while not self._stop.is_set():
+            self._wanted.wait()
+            if self._stop.is_set():
+                break
+            self._wanted.clear()
+            try:
+                self.run_once()
+                backoff.reset()
+            except Exception as exc:  # retried on the next request or backoff
+                delay = backoff.next()
+                log.warning("reconcile failed: %s; next try in %.0fs", exc, delay)
+                self.stats.publish(up=False, error=f"{type(exc).__name__}: {exc}")
+                if not self._stop.wait(delay):
+                    self._wanted.set()
+
+    def run_once(self, client: Any = None) -> int:
+        """One full pass; returns how many results it counted. Raises on Redis errors."""
+        if not self._run_lock.acquire(blocking=False):
+            return 0
+        try:
+            return self._pass(client or self._client_factory())
+        finally:
+            self._run_lock.release()
+
+    def _pass(self, client: Any) -> int:
+        clock = self.state.clock
+        started_wall = clock.time()
+        started = time.monotonic()
+        next_log = started + PROGRESS_EVERY
+        scanned = counted = 0
+        allowance_start = time.monotonic()
+        for keys in _scan_batches(client, f"{self._prefix}celery-task-meta-*", self._batch):
+            values = client.mget(keys)
+            updates, skipped = self._parse(keys, values)
+            counted += self.state.ledger.apply_many(updates)
+            scanned += len(keys)
+            skipped["keys_scanned"] += len(keys)
+            self.stats.add_many(skipped)
+            # Token bucket: never faster than the configured keys per second, on average.
+            ahead = scanned / self._rate - (time.monotonic() - allowance_start)
+            if ahead > 0 and self._stop.wait(ahead):
+                return counted
+            if time.monotonic() >= next_log:
+                next_log += PROGRESS_EVERY
+                log.info("reconcile: %d keys scanned, %d counted so far", scanned, counted)
+        self.state.ledger.reconcile_completed(started_wall)
+        duration = time.monotonic() - started
+        self.runs += 1
+        self.last_duration = duration
+        self.stats.add("runs")
+        self.stats.add("duration_seconds_total", duration)
+        self.stats.set("last_duration_seconds", duration)
+        self.stats.publish(messages=scanned, up=True, message_at=clock.time())
+        if scanned >= 10 * self._batch or duration > PROGRESS_EVERY:
+            log.info("reconcile: done, %d keys in %.1fs, %d counted", scanned, duration, counted)
+        if self.store is not None:
+            self.store.save(self.state.ledger)
+        return counted
+
+    def _parse(self, keys: list[Any], values: list[Any]) -> tuple[list[TaskUpdate], Counter[str]]:
+        updates: list[TaskUpdate] = []
+        skipped: Counter[str] = Counter()
+        for key, raw in zip(keys, values, strict=True):
+            if raw is None:
+                continue  # expired between SCAN and MGET
+            task_id = task_id_from_key(key, self._prefix)
+            if task_id is None:
+                skipped["skipped:bad_key"] += 1
+                continue
+            parsed = parse_result(raw, task_id, SOURCE_RECONCILE)
+            if isinstance(parsed, str):
+                skipped[f"skipped:{parsed}"] += 1
+                if parsed in PARSE_ERRORS:
+                    skipped["parse_errors"] += 1
+            elif parsed.state in READY_STATES:
+                # Only final states carry date_done, which the watermark needs; a RETRY or
+                # STARTED still in the backend is counted by the live sources.
+                updates.append(parsed)
+        return updates, skipped
+
+
+def _scan_batches(client: Any, pattern: str, count: int) -> Any:
+    cursor = 0
+    while True:
+        cursor, keys = client.scan(cursor=cursor, match=pattern, count=count)
+        if keys:
+            yield keys
+        if int(cursor) == 0:
+            return

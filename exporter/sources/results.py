@@ -1,0 +1,158 @@
+"""Result-backend pub/sub source: every stored task state, as Celery's Redis backend publishes it.
+
+Celery's Redis backend PUBLISHes each result on a channel named like its key, so one
+PSUBSCRIBE `<global_keyprefix>celery-task-meta-*` hears every transition. Pub/sub is
+server-wide, not per database: when other databases of the server hold keys, each batch is
+checked with EXISTS in ours and foreign results are skipped (`other_db`). Messages published
+while disconnected are lost, so every reconnect asks the reconcile source for a run.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from exporter.sources.base import Backoff, Boot, SourceStats
+from exporter.sources.resultparse import PARSE_ERRORS, parse_result, task_id_from_key
+from exporter.state import State
+from exporter.taskstate import SOURCE_PUBSUB, TaskUpdate
+
+log = logging.getLogger(__name__)
+OTHER_DB = "other_db"
+
+
+class ResultsSource:
+    name = SOURCE_PUBSUB
+
+    def __init__(self, state: State, client_factory: Callable[[], Any], boot: Boot,
+                 on_reconnect: Callable[[], None] | None = None) -> None:  # fmt: skip
+        self.state = state
+        self._client_factory = client_factory
+        self._boot = boot
+        self._on_reconnect = on_reconnect
+        self._prefix = state.config.global_keyprefix
+        self.pattern = f"{self._prefix}celery-task-meta-*"
+        self.stats = SourceStats(state, self.name)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._verify_db = False
+        self._verify_checked_at = float("-inf")
+        self.connected = threading.Event()
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="results-pubsub", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
+
+    def jobs(self) -> list[tuple[Callable[[], None], float, str]]:
+        return []
+
+    def _run(self) -> None:
+        if not self._boot.wait(self._stop):
+            return
+        backoff = Backoff()
+        first = True
+        while not self._stop.is_set():
+            client = None
+            try:
+                client = self._client_factory()
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                pubsub.psubscribe(self.pattern)
+                self._check_other_dbs(client)
+                self.connected.set()
+                self.stats.publish(up=True)
+                if not first and self._on_reconnect is not None:
+                    self._on_reconnect()  # results published during the gap were lost
+                first = False
+                backoff.reset()
+                self._listen(client, pubsub)
+                pubsub.close()
+            except Exception as exc:  # any failure: report, back off, reconnect
+                self.connected.clear()
+                delay = backoff.next()
+                log.warning("result pub/sub: %s; reconnecting in %.1fs", exc, delay)
+                self.stats.publish(up=False, error=f"{type(exc).__name__}: {exc}")
+                self._stop.wait(delay)
+            finally:
+                if client is not None:
+                    client.close()
+        self.stats.publish(up=False)
+
+    def _listen(self, client: Any, pubsub: Any) -> None:
+        batch: list[tuple[bytes, bytes]] = []
+        while not self._stop.is_set():
+            msg = pubsub.get_message(timeout=0.5)
+            deadline = time.monotonic() + 0.05
+            while msg is not None:
+                if msg.get("type") == "pmessage":
+                    batch.append((msg["channel"], msg["data"]))
+                if len(batch) >= 1000 or time.monotonic() > deadline:
+                    break
+                msg = pubsub.get_message(timeout=0.0)
+            if batch:
+                self.handle(batch, client)
+                batch = []
+            if time.monotonic() - self._verify_checked_at > 60:
+                self._check_other_dbs(client)
+
+    def handle(self, batch: list[tuple[bytes, bytes]], client: Any = None) -> int:
+        """Parse and apply one batch of (channel, data); returns how many counted."""
+        updates: list[TaskUpdate] = []
+        skipped: Counter[str] = Counter()
+        for channel, data in batch:
+            task_id = task_id_from_key(channel, self._prefix)
+            if task_id is None:
+                skipped["skipped:bad_key"] += 1
+                continue
+            parsed = parse_result(data if isinstance(data, bytes) else str(data), task_id,
+                                  SOURCE_PUBSUB)  # fmt: skip
+            if isinstance(parsed, str):
+                skipped[f"skipped:{parsed}"] += 1
+                if parsed in PARSE_ERRORS:
+                    skipped["parse_errors"] += 1
+            else:
+                updates.append(parsed)
+        if updates and self._verify_db and client is not None:
+            updates = self._ours(client, updates, skipped)
+        counted = self.state.ledger.apply_many(updates)
+        skipped["received"] += len(updates)
+        self.stats.add_many(skipped)
+        self.stats.publish(messages=len(batch), message_at=self.state.clock.time())
+        return counted
+
+    def _ours(self, client: Any, updates: list[TaskUpdate], skipped: Counter[str],
+              ) -> list[TaskUpdate]:  # fmt: skip
+        pipe = client.pipeline(transaction=False)
+        for u in updates:
+            pipe.exists(f"{self._prefix}celery-task-meta-{u.task_id}")
+        found = pipe.execute()
+        kept = [u for u, n in zip(updates, found, strict=True) if n]
+        if len(kept) != len(updates):
+            skipped[f"skipped:{OTHER_DB}"] += len(updates) - len(kept)
+        return kept
+
+    def _check_other_dbs(self, client: Any) -> None:
+        """Verify ownership only when another database of this server holds keys at all."""
+        self._verify_checked_at = time.monotonic()
+        try:
+            ours = client.connection_pool.connection_kwargs.get("db", 0)
+            keyspace = client.info("keyspace")
+        except Exception as exc:  # e.g. INFO disabled: verify to be safe
+            log.info("cannot read INFO keyspace (%s): checking each result's database", exc)
+            self._verify_db = True
+            return
+        others = [k for k in keyspace if k.startswith("db") and k != f"db{ours}"]
+        if others and not self._verify_db:
+            log.info("Redis databases %s also hold keys: skipping results not stored in db%s",
+                     ",".join(others), ours)  # fmt: skip
+        self._verify_db = bool(others)

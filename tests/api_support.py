@@ -1,0 +1,152 @@
+"""Helpers shared by the API tests: a state with a fake clock, an app with the API mounted, and
+TaskUpdates read from the result backend (until the ledger's pub/sub source feeds it)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis
+from fastapi import FastAPI
+
+from exporter.api import build_router, install_error_handlers
+from exporter.celery_io import CeleryIO
+from exporter.clock import FakeClock
+from exporter.config import Config
+from exporter.remediation.store import PlanStore
+from exporter.snapshot import PollHealth, QueueSnapshot, RunningTask, Snapshot, WorkerSnapshot
+from exporter.state import State
+from exporter.taskstate import SOURCE_RECONCILE, TaskUpdate
+
+VIEWER = "viewer-token-123"
+OPERATOR = "operator-token-456"
+HEAD_V = {"Authorization": f"Bearer {VIEWER}"}
+HEAD_O = {"Authorization": f"Bearer {OPERATOR}"}
+T0 = 1_700_000_000.0
+TRANSIENT = (*Config().transient_exceptions, "TransientError")
+
+
+def make_config(**changes: Any) -> Config:
+    base = dict(
+        broker_url="memory://",
+        result_backend="redis://127.0.0.1:1/0",
+        viewer_tokens=(VIEWER,),
+        operator_tokens=(OPERATOR,),
+        transient_exceptions=TRANSIENT,
+        stuck_after=600.0,
+        plan_ttl=900.0,
+    )
+    base.update(changes)
+    return Config(**base)  # type: ignore[arg-type]
+
+
+def make_app(state: State, io: CeleryIO, client: redis.Redis) -> FastAPI:
+    app = FastAPI()
+    store = PlanStore(client, state.config.global_keyprefix, state.config.audit_max_entries)
+    app.include_router(build_router(state, io, client=client, store=store))
+    install_error_handlers(app)
+    return app
+
+
+def failure(
+    task_id: str,
+    name: str = "tests.fail_transient",
+    exc: str = "TransientError",
+    at: float = T0,
+    args: Any = None,
+    complete: bool = True,
+    queue: str = "celery",
+) -> TaskUpdate:
+    return TaskUpdate(
+        task_id=task_id,
+        state="FAILURE",
+        source=SOURCE_RECONCILE,
+        timestamp=at,
+        name=name,
+        queue=queue,
+        worker="w1@host",
+        exception_type=exc,
+        exception_message="connection reset by peer",
+        runtime=0.01,
+        args=args if args is not None else ["/tmp/marker"],
+        kwargs={},
+        args_complete=complete,
+    )
+
+
+def success(task_id: str, name: str = "tests.add", at: float = T0) -> TaskUpdate:
+    return TaskUpdate(
+        task_id=task_id,
+        state="SUCCESS",
+        source=SOURCE_RECONCILE,
+        timestamp=at,
+        name=name,
+        queue="celery",
+        worker="w1@host",
+        runtime=0.5,
+        args=[1, 2],
+        kwargs={},
+        args_complete=True,
+    )
+
+
+def busy_snapshot(now: float, stuck_id: str = "stuck-1", age: float = 1200.0) -> Snapshot:
+    running = (RunningTask(stuck_id, "tests.sleep", "w1@host", "celery", now - age),)
+    return Snapshot(
+        taken_at=now,
+        workers={
+            "w1@host": WorkerSnapshot(
+                "w1@host",
+                True,
+                now,
+                active=1,
+                reserved=0,
+                pool_max_concurrency=2,
+                queues=("celery",),
+                running=running,
+            )
+        },
+        queues={
+            "celery": QueueSnapshot("celery", 3, 1, 12.0),
+            "default": QueueSnapshot("default", 4210, 0, 720.0),
+        },
+        health=PollHealth(broker_up=True, last_success=now),
+    )
+
+
+def new_state(config: Config) -> State:
+    return State(config, clock=FakeClock(T0))
+
+
+def updates_from_backend(client: redis.Redis, prefix: str = "") -> list[TaskUpdate]:
+    """Read every result key (SCAN, JSON only) as TaskUpdates: the test's stand-in for the
+    ledger's result-backend sources."""
+    out = []
+    for key in client.scan_iter(match=f"{prefix}celery-task-meta-*", count=500):
+        raw = client.get(key)
+        if raw is None:
+            continue
+        meta = json.loads(raw)
+        result = meta.get("result")
+        exc = msg = None
+        if meta.get("status") == "FAILURE" and isinstance(result, dict):
+            exc = result.get("exc_type")
+            msg = " ".join(map(str, result.get("exc_message") or []))
+        out.append(
+            TaskUpdate(
+                task_id=meta["task_id"],
+                state=meta["status"],
+                source=SOURCE_RECONCILE,
+                name=meta.get("name"),
+                queue=meta.get("queue"),
+                worker=meta.get("worker"),
+                exception_type=exc,
+                exception_message=msg,
+                args=meta.get("args"),
+                kwargs=meta.get("kwargs"),
+                args_complete="args" in meta,
+                parent_id=meta.get("parent_id"),
+                retries=meta.get("retries"),
+            )
+        )
+    return out

@@ -1,0 +1,79 @@
+"""The core daemon's process surface: HTTP endpoints, and start-up errors that exit 2 with one
+line on stderr. Runs `python -m exporter` as a subprocess.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.conftest import RedisServer, wait_for
+from tests.integration.core_helpers import (
+    ExporterProcess,
+    exporters,
+    fresh_db,
+    parse_metrics,
+    run_cli,
+)
+
+pytestmark = pytest.mark.integration
+
+RunExporter = Callable[..., ExporterProcess]
+
+
+@pytest.fixture
+def run_exporter() -> Iterator[RunExporter]:
+    yield from exporters()
+
+
+def test_http_endpoints(
+    redis_server: RedisServer,
+    run_exporter: RunExporter,
+) -> None:
+    url = fresh_db(redis_server, 9)
+    # A first poll that takes 3 s (no worker answers stats): long enough to see "not ready".
+    exporter = run_exporter(url, "--inspect-timeout", "3")
+    status, _ctype, body = exporter.get("/-/ready")
+    assert status == 503, body
+    assert exporter.get("/-/healthy")[0] == 200
+    wait_for(lambda: exporter.get("/-/ready")[0] == 200, 20, what="ready after the first poll")
+    status, ctype, body = exporter.get("/")
+    assert status == 200 and ctype.startswith("text/html")
+    assert 'href="/metrics"' in body
+    status, ctype, body = exporter.get("/metrics")
+    assert status == 200 and ctype.startswith("text/plain")
+    samples = parse_metrics(body)
+    assert samples[("celery_exporter_up", ())] == 1
+    assert samples[("celery_exporter_polls_total", ())] >= 1
+    assert samples[("celery_exporter_inspect_timeouts_total", (("method", "stats"),))] >= 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--broker-url", "foo://x"),
+        ("--port", "99999"),
+        ("--poll-interval", "0"),
+        ("--host", "192.0.2.1"),  # not an address of this machine
+        ("--port", "BUSY"),
+    ],
+    ids=["scheme", "port-range", "poll-interval", "host-not-local", "port-busy"],
+)
+def test_config_errors_exit_2_with_one_line(args: tuple[str, ...]) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = str(busy.getsockname()[1])
+        argv = [a.replace("BUSY", port) for a in args]
+        if "--host" not in argv:
+            argv += ["--host", "127.0.0.1"]
+        started = time.monotonic()
+        result = run_cli("--broker-url", "redis://127.0.0.1:1/0", *argv)
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2, result
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("celery-ops-exporter: error: ")
+    assert time.monotonic() - started < 20  # fails at once, never waits on the broker

@@ -1,0 +1,309 @@
+"""Core daemon against a real Redis broker and real Celery workers, end to end.
+
+Each test uses its own DB of the session's private Redis (or a private Redis it may stop),
+drives `python -m exporter` as a subprocess and reads /metrics as Prometheus would.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+from prometheus_client import generate_latest
+
+from exporter.celery_io import CeleryIO, CeleryReader
+from exporter.collectors import build_registry
+from exporter.config import Config
+from exporter.poller import Poller
+from exporter.state import State
+from exporter.taskstate import SENT, SOURCE_EVENTS, TaskUpdate
+from tests.conftest import RedisServer, Worker, celery_app, wait_for
+from tests.integration.core_helpers import ExporterProcess, exporters, fresh_db, parse_metrics
+
+pytestmark = pytest.mark.integration
+
+RunExporter = Callable[..., ExporterProcess]
+StartWorker = Callable[..., Worker]
+
+
+@pytest.fixture
+def run_exporter() -> Iterator[RunExporter]:
+    yield from exporters()
+
+
+def producer(url: str, prefix: str = "", **transport: Any) -> Any:
+    app = celery_app({"TEST_BROKER_URL": url, "TEST_KEYPREFIX": prefix, "TEST_SENT_EVENT": "0"})
+    if transport:
+        app.conf.broker_transport_options = {**app.conf.broker_transport_options, **transport}
+    return app
+
+
+@pytest.mark.parametrize("case", ["default-steps", "custom-sep-steps", "keyprefix"])
+def test_queue_length_sums_priority_sub_queues(
+    case: str,
+    redis_server: RedisServer,
+    run_exporter: RunExporter,
+    unique: str,
+) -> None:
+    db = {"default-steps": 1, "custom-sep-steps": 2, "keyprefix": 3}[case]
+    url = fresh_db(redis_server, db)
+    queue = f"prio-{unique}"
+    prefix = ""
+    transport: dict[str, Any] = {}
+    flags: tuple[str, ...] = ()
+    if case == "custom-sep-steps":
+        # Steps the exporter cannot guess: without the flags it would count the base list only.
+        transport = {"sep": ":", "priority_steps": [0, 5]}
+        opt = "--broker-transport-option"
+        flags = (opt, "sep=:", opt, "priority_steps=[0,5]")
+    elif case == "keyprefix":
+        prefix = f"pfx{unique}:"
+        flags = ("--broker-transport-option", f"global_keyprefix={prefix}")
+    app = producer(url, prefix, **transport)
+    priorities = [0, 0, 2, 3, 5, 6, 7, 9, 9]
+    for pri in priorities:
+        app.send_task("tests.add", args=(1, 2), queue=queue, priority=pri)
+    app.close()
+
+    # The messages really are spread over several lists (else the test proves nothing).
+    raw = redis.Redis(port=redis_server.port, db=db)
+    lists = {k: raw.llen(k) for k in raw.scan_iter(match=f"{prefix}{queue}*", count=100)}
+    raw.close()
+    assert sum(lists.values()) == len(priorities)
+    assert len([n for n in lists.values() if n]) >= 2, lists
+
+    exporter = run_exporter(url, "-Q", queue, *flags)
+    exporter.wait_value("celery_queue_length", lambda v: v is not None, queue_name=queue)
+    samples = exporter.metrics()
+    assert samples[("celery_queue_length", (("queue_name", queue),))] == len(priorities)
+    assert samples[("celery_queue_workers", (("queue_name", queue),))] == 0
+    assert samples[("celery_exporter_up", ())] == 1
+    assert samples[("celery_broker_unacked_messages", ())] == 0
+
+
+def test_reserved_and_eta_tasks_are_not_queue_length(
+    redis_server: RedisServer,
+    run_exporter: RunExporter,
+    start_worker: StartWorker,
+    unique: str,
+) -> None:
+    url = fresh_db(redis_server, 4)
+    queue = f"busy-{unique}"
+    env = {"TEST_BROKER_URL": url, "TEST_PREFETCH": "4", "TEST_EVENTS": "0", "TEST_SENT_EVENT": "0"}
+    exporter = run_exporter(url)
+    # One thread, so a long task blocks it; the threads pool still answers inspect while busy.
+    worker = start_worker(env, queues=queue, pool="threads", concurrency=1)
+    host = worker.name
+    exporter.wait_value("celery_worker_up", lambda v: v == 1, hostname=host)
+
+    app = producer(url)
+    app.send_task("tests.sleep", args=(60,), queue=queue)
+    exporter.wait_value("celery_worker_tasks_active", lambda v: v == 1, hostname=host)
+    for _ in range(2):
+        app.send_task("tests.add", args=(1, 1), queue=queue, countdown=900)
+    for _ in range(6):
+        app.send_task("tests.add", args=(2, 2), queue=queue)
+    app.close()
+    sent = 1 + 2 + 6
+
+    def settled() -> dict[str, float] | None:
+        s = exporter.metrics()
+        got = {
+            "active": s.get(("celery_worker_tasks_active", (("hostname", host),))),
+            "reserved": s.get(("celery_worker_tasks_reserved", (("hostname", host),))),
+            "scheduled": s.get(("celery_worker_tasks_scheduled", (("hostname", host),))),
+            "length": s.get(("celery_queue_length", (("queue_name", queue),))),
+            "unacked": s.get(("celery_broker_unacked_messages", ())),
+            "total_reserved": s.get(("celery_tasks_reserved", ())),
+            "total_scheduled": s.get(("celery_tasks_scheduled", ())),
+        }
+        if any(v is None for v in got.values()):
+            return None
+        values = {k: float(v) for k, v in got.items() if v is not None}
+        # Settled: the worker holds its two ETA tasks and as many prefetched as it will take.
+        if values["scheduled"] != 2 or values["reserved"] < 1:
+            return None
+        if values["active"] + values["reserved"] + values["scheduled"] + values["length"] != sent:
+            return None
+        return values
+
+    values = wait_for(settled, 25, interval=0.3, what="worker holding ETA and prefetched tasks")
+    # Countdown tasks are on the worker, never in the queue: the queue holds only what the
+    # single busy thread could not prefetch.
+    assert values["active"] == 1
+    assert values["length"] == 6 - values["reserved"] > 0
+    # Taken but not acknowledged: prefetched + ETA (the running one was acked on start).
+    assert values["unacked"] == values["reserved"] + values["scheduled"]
+    assert values["total_reserved"] == values["reserved"]
+    assert values["total_scheduled"] == 2
+    worker.kill()  # a warm shutdown would wait for the 60 s task
+
+
+def test_oldest_message_age_grows_from_first_seen(
+    redis_server: RedisServer,
+    run_exporter: RunExporter,
+    unique: str,
+) -> None:
+    url = fresh_db(redis_server, 5)
+    queue = f"age-{unique}"
+    exporter = run_exporter(url, "-Q", queue)
+    exporter.wait_value(
+        "celery_queue_oldest_message_age_seconds", lambda v: v == 0, queue_name=queue
+    )
+    app = producer(url)
+    app.send_task("tests.add", args=(1, 2), queue=queue)
+    app.send_task("tests.add", args=(1, 2), queue=queue, priority=9)
+    app.close()
+    first = exporter.wait_value(
+        "celery_queue_oldest_message_age_seconds",
+        lambda v: v is not None and v > 0,
+        queue_name=queue,
+    )
+    assert first is not None
+    later = exporter.wait_value(
+        "celery_queue_oldest_message_age_seconds",
+        lambda v: v is not None and v >= first + 1.5,
+        queue_name=queue,
+    )
+    # A lower bound counted from the first poll that saw it: never more than we waited.
+    assert later is not None and later < 20
+    assert exporter.value("celery_queue_length", queue_name=queue) == 2
+
+
+def test_worker_killed_goes_down_then_purged(
+    redis_server: RedisServer,
+    run_exporter: RunExporter,
+    start_worker: StartWorker,
+    unique: str,
+) -> None:
+    url = fresh_db(redis_server, 6)
+    queue = f"kill-{unique}"
+    exporter = run_exporter(url, "--worker-timeout", "2", "--purge-offline-worker-metrics", "5")
+    env = {"TEST_BROKER_URL": url, "TEST_EVENTS": "0", "TEST_SENT_EVENT": "0"}
+    worker = start_worker(env, queues=queue, pool="threads", concurrency=1)
+    host = worker.name
+    exporter.wait_value("celery_worker_up", lambda v: v == 1, hostname=host)
+    exporter.wait_value("celery_queue_workers", lambda v: v == 1, queue_name=queue)
+    assert exporter.value("celery_workers") == 1
+
+    worker.kill()  # SIGKILL: no worker-offline event, no goodbye
+    exporter.wait_value("celery_worker_up", lambda v: v == 0, hostname=host)
+    samples = exporter.metrics()
+    assert samples[("celery_workers", ())] == 0
+    assert samples[("celery_queue_workers", (("queue_name", queue),))] == 0
+    # After the purge time the worker's series go; the queue's aggregate stays, at 0, so an
+    # alert on it keeps firing.
+    exporter.wait_value("celery_worker_up", lambda v: v is None, hostname=host)
+    samples = exporter.metrics()
+    assert not [k for k in samples if dict(k[1]).get("hostname") == host]
+    assert samples[("celery_queue_workers", (("queue_name", queue),))] == 0
+    assert samples[("celery_workers", ())] == 0
+    # ... and it still does a few polls later.
+    polls = samples[("celery_exporter_polls_total", ())]
+    exporter.wait_value("celery_exporter_polls_total", lambda v: v is not None and v >= polls + 2)
+    assert exporter.value("celery_queue_workers", queue_name=queue) == 0
+
+
+def _count(log: str, text: str) -> int:
+    return sum(1 for line in log.splitlines() if text in line)
+
+
+def test_broker_outage_and_recovery(
+    private_redis: RedisServer,
+    run_exporter: RunExporter,
+    unique: str,
+) -> None:
+    url = f"{private_redis.url}/0"
+    queue = f"out-{unique}"
+    exporter = run_exporter(url, "-Q", queue)
+    exporter.wait_value("celery_exporter_up", lambda v: v == 1)
+    errors0 = exporter.value("celery_exporter_poll_errors_total") or 0
+
+    private_redis.stop()
+    exporter.wait_value("celery_exporter_up", lambda v: v == 0)
+    age1 = exporter.value("celery_exporter_snapshot_age_seconds")
+    assert age1 is not None
+    # Several failed polls: still serving, the age grows, and one log line for the outage.
+    exporter.wait_value(
+        "celery_exporter_poll_errors_total", lambda v: v is not None and v >= errors0 + 3
+    )
+    age2 = exporter.value("celery_exporter_snapshot_age_seconds")
+    assert age2 is not None and age2 > age1 + 1
+    assert exporter.value("celery_queue_length", queue_name=queue) == 0  # last good value kept
+    assert _count(exporter.log(), "broker unreachable") == 1, exporter.log()
+
+    private_redis.start()  # same port: the daemon reconnects by itself
+    exporter.wait_value("celery_exporter_up", lambda v: v == 1, timeout=25)
+    age3 = exporter.value("celery_exporter_snapshot_age_seconds")
+    assert age3 is not None and age3 < age2
+    log = exporter.log()
+    assert _count(log, "broker unreachable") == 1, log
+    assert _count(log, "broker reachable again") == 1, log
+    assert exporter.get("/-/ready")[0] == 200
+
+
+def test_broker_down_at_start(
+    private_redis: RedisServer,
+    run_exporter: RunExporter,
+    unique: str,
+) -> None:
+    private_redis.stop()
+    queue = f"down-{unique}"
+    exporter = run_exporter(f"{private_redis.url}/0", "-Q", queue)
+    # Ready (a poll finished and says "down"), serving, and no snapshot age: nothing was read.
+    wait_for(lambda: exporter.get("/-/ready")[0] == 200, 20, what="ready after a failed poll")
+    samples = exporter.metrics()
+    assert samples[("celery_exporter_up", ())] == 0
+    assert ("celery_exporter_snapshot_age_seconds", ()) not in samples
+    exporter.wait_value("celery_exporter_poll_errors_total", lambda v: v is not None and v >= 2)
+    assert _count(exporter.log(), "broker unreachable") == 1, exporter.log()
+
+    private_redis.start()
+    exporter.wait_value("celery_exporter_up", lambda v: v == 1, timeout=25)
+    assert exporter.value("celery_queue_length", queue_name=queue) == 0
+
+
+def test_oldest_message_age_from_sent_event(redis_server: RedisServer, unique: str) -> None:
+    """In-process: the real Poller and CeleryReader; the ledger knows one task's sent time
+    (as the event source records it from task-sent), so that message's age is exact."""
+    url = fresh_db(redis_server, 8)
+    queue = f"sent-{unique}"
+    config = Config(broker_url=url, queues=(queue,), inspect_timeout=0.3, poll_interval=1)
+    state = State(config.validate())
+    io = CeleryIO(config)
+    poller = Poller(state, CeleryReader(io))
+    try:
+        app = producer(url)
+        old_id, new_id = f"old-{unique}", f"new-{unique}"
+        # In different priority sub-queues: the oldest head of any of them counts.
+        app.send_task("tests.add", args=(1, 2), queue=queue, task_id=old_id, priority=9)
+        app.send_task("tests.add", args=(1, 2), queue=queue, task_id=new_id)
+        app.close()
+        sent_at = time.time() - 120
+        state.ledger.apply(
+            TaskUpdate(old_id, SENT, SOURCE_EVENTS, timestamp=sent_at, name="tests.add")
+        )
+        snap = poller.poll()
+        got = snap.queues[queue]
+        assert got.length == 2
+        assert got.oldest_age_source == "sent_event"
+        assert got.oldest_age is not None and 120 <= got.oldest_age < 135
+        samples = parse_metrics(generate_latest(build_registry(state)).decode())
+        age = samples[("celery_queue_oldest_message_age_seconds", (("queue_name", queue),))]
+        assert 120 <= age < 135
+
+        # Once that message is consumed, the other head has no sent time: first-seen applies.
+        raw = redis.Redis(port=redis_server.port, db=8)
+        for key in raw.scan_iter(match=f"{queue}*", count=100):
+            if raw.lindex(key, -1) and old_id.encode() in (raw.lindex(key, -1) or b""):
+                raw.rpop(key)
+        raw.close()
+        got = poller.poll().queues[queue]
+        assert got.length == 1
+        assert got.oldest_age_source == "first_seen"
+        assert got.oldest_age is not None and got.oldest_age < 10
+    finally:
+        io.close()

@@ -1,0 +1,149 @@
+"""Event parsing guards, the "-E is off" check, and the events source's counters."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exporter.clock import FakeClock
+from exporter.config import Config
+from exporter.sources.base import Boot
+from exporter.sources.events import EventsEnabledCheck, EventsSource, exception_type, parse_event
+from exporter.state import State
+from exporter.taskstate import FAILURE, RETRY, SENT, SUCCESS, TaskUpdate
+
+
+def ev(kind: str, **kw: Any) -> dict[str, Any]:
+    return {
+        "type": kind,
+        "uuid": "id1",
+        "hostname": "w1@h",
+        "timestamp": 1000.0,
+        "local_received": 1000.1,
+        **kw,
+    }
+
+
+def test_success_without_runtime_and_with_bad_runtime() -> None:
+    u = parse_event(ev("task-succeeded"))
+    assert u is not None and u.state == SUCCESS and u.runtime is None
+    for bad in ("1.5", -3, float("nan"), True, None, [1]):
+        u = parse_event(ev("task-succeeded", runtime=bad))
+        assert u is not None and u.runtime is None
+    u = parse_event(ev("task-succeeded", runtime=2))
+    assert u is not None and u.runtime == 2.0
+
+
+def test_fields_guarded() -> None:
+    assert parse_event(ev("task-started", uuid=None)) is None
+    assert parse_event(ev("task-started", uuid=5)) is None
+    assert parse_event(ev("worker-heartbeat")) is None
+    u = parse_event(ev("task-received", name=["x"], retries="1", eta="2026-01-01T00:00:00"))
+    assert u is not None and u.name is None and u.retries is None and u.eta is not None
+    u = parse_event(ev("task-sent", name="t", queue="q1", retries=0))
+    assert u is not None and u.state == SENT and u.worker is None and u.queue == "q1"
+
+
+def test_clock_skew_far_off_uses_receive_time() -> None:
+    u = parse_event(ev("task-started", timestamp=1000.0 + 10 * 86_400))
+    assert u is not None and u.timestamp == 1000.1
+    u = parse_event(ev("task-started", timestamp="soon"))
+    assert u is not None and u.timestamp == 1000.1
+
+
+def test_exception_type_from_repr() -> None:
+    assert exception_type("ValueError('bad input')") == "ValueError"
+    assert exception_type("tests.app.tasks.TransientError('x')") == "TransientError"
+    assert exception_type("<weird repr>") is None
+    assert exception_type(None) is None
+    u = parse_event(ev("task-failed", exception="KeyError('k')", traceback="..."))
+    assert u is not None and u.state == FAILURE and u.exception_type == "KeyError"
+    u = parse_event(ev("task-retried", exception="Retry('x')"))
+    assert u is not None and u.state == RETRY
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "type",
+                "uuid",
+                "hostname",
+                "timestamp",
+                "local_received",
+                "name",
+                "runtime",
+                "retries",
+                "eta",
+                "exception",
+                "queue",
+                "parent_id",
+                "processed",
+            ]
+        ),
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats()
+        | st.text(max_size=30)
+        | st.lists(st.integers(), max_size=3),
+    )
+)
+def test_any_event_parses_or_is_ignored(event: dict[str, Any]) -> None:
+    out = parse_event(event)
+    assert out is None or isinstance(out, TaskUpdate)
+
+
+def test_events_enabled_check() -> None:
+    check = EventsEnabledCheck()
+    check.worker_event("worker-heartbeat", "a@h", 0, 100.0)
+    check.worker_event("worker-heartbeat", "a@h", 0, 102.0)  # idle: nothing to say
+    assert check.enabled()
+    check.worker_event("worker-heartbeat", "a@h", 5, 104.0)  # processed 5, no task event
+    assert not check.enabled() and check.hosts_off() == ["a@h"]
+    check.task_event("a@h", 105.0)
+    check.worker_event("worker-heartbeat", "a@h", 9, 106.0)
+    assert check.enabled()
+    check.worker_event("worker-heartbeat", "b@h", 1, 106.0)
+    check.worker_event("worker-heartbeat", "b@h", 3, 108.0)
+    assert not check.enabled()
+    check.worker_event("worker-offline", "b@h", None, 109.0)
+    assert check.enabled()
+
+
+class FakeStream:
+    def __init__(self, handler: Any, on_state: Any) -> None:
+        self.handler, self.on_state = handler, on_state
+
+    def run(self, stop: threading.Event) -> None:
+        self.on_state(True, None)
+        stop.wait()
+
+    def stop(self) -> None:
+        pass
+
+    def enable_events(self) -> None:
+        raise ConnectionError("broker down")
+
+
+def test_events_source_counts_types_and_survives_junk() -> None:
+    state = State(Config(), clock=FakeClock())
+    src = EventsSource(state, FakeStream, Boot())
+    src.handle(ev("task-received", name="t"))
+    src.handle(ev("task-succeeded", runtime=0.1))
+    src.handle(ev("task-succeeded", runtime=0.1))
+    src.handle(ev("worker-heartbeat", processed=1))
+    src.handle({"type": object()})
+    src.handle("not a dict")  # type: ignore[arg-type]
+    src.enable_events()  # broker down: counted, not raised
+    src.flush()
+    detail = state.source_health()["events"].detail
+    assert detail["events:task-succeeded"] == 2 and detail["events:other"] == 1
+    assert detail["parse_errors"] == 1 and detail["enable_events_errors"] == 1
+    assert detail["task_events_enabled"] == 1.0
+    counts = state.ledger.counts().tasks
+    assert counts[("t", "unknown", "succeeded")] == 1

@@ -1,0 +1,151 @@
+"""Result parsing: JSON only, every field guarded, hostile content skipped and never decoded."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exporter.sources.resultparse import (
+    INVALID_JSON,
+    NOT_A_RESULT,
+    NOT_JSON,
+    OTHER_STATE,
+    PICKLE,
+    parse_date,
+    parse_result,
+    task_id_from_key,
+)
+from exporter.taskstate import FAILURE, SUCCESS, TaskUpdate
+
+
+def meta(**kw: object) -> bytes:
+    base: dict[str, object] = {
+        "status": SUCCESS,
+        "result": 3,
+        "traceback": None,
+        "children": [],
+        "date_done": "2026-01-02T03:04:05.5+00:00",
+    }
+    base.update(kw)
+    return json.dumps(base).encode()
+
+
+def test_success_with_extended_fields() -> None:
+    u = parse_result(meta(name="tests.add", queue="q1", worker="w@h", retries=2), "id1", "pubsub")
+    assert isinstance(u, TaskUpdate)
+    assert (u.task_id, u.state, u.name, u.queue, u.worker, u.retries) == (
+        "id1",
+        SUCCESS,
+        "tests.add",
+        "q1",
+        "w@h",
+        2,
+    )
+    assert u.timestamp == parse_date("2026-01-02T03:04:05.5+00:00")
+    assert u.args is None  # successes keep no arguments
+
+
+def test_failure_with_list_exc_message_as_celery_stores_it() -> None:
+    raw = meta(
+        status=FAILURE,
+        result={"exc_type": "ValueError", "exc_message": ["bad", 3], "exc_module": "builtins"},
+        args=[1],
+        kwargs={},
+    )
+    u = parse_result(raw, "id", "pubsub")
+    assert isinstance(u, TaskUpdate)
+    assert u.exception_type == "ValueError" and u.exception_message == "bad, 3"
+    assert u.args == [1] and u.args_complete
+
+
+def test_pickle_is_recognised_and_never_loaded() -> None:
+    class Boom:
+        def __reduce__(self):  # type: ignore[no-untyped-def]
+            return (exec, ("raise SystemExit('unpickled!')",))
+
+    for protocol in (0, 2, 5):
+        assert parse_result(pickle.dumps(Boom(), protocol=protocol), "id", "pubsub") == PICKLE
+
+
+def test_hostile_and_corrupt_values() -> None:
+    assert parse_result(b"", "id", "p") == NOT_JSON
+    assert parse_result(b"\x00\x01msgpack", "id", "p") == NOT_JSON
+    assert parse_result(b"{not json", "id", "p") == INVALID_JSON
+    assert parse_result(b"{" * 100_000, "id", "p") == INVALID_JSON
+    assert parse_result(b'{"result": 1}', "id", "p") == NOT_A_RESULT
+    assert parse_result(b'{"status": 7}', "id", "p") == NOT_A_RESULT
+    assert parse_result(meta(status="PROGRESS"), "id", "p") == OTHER_STATE
+    u = parse_result(meta(name=5, queue=[], worker={}, retries="2", date_done=12), "id", "p")
+    assert isinstance(u, TaskUpdate) and u.name is None and u.retries is None
+    assert u.timestamp is None
+    u = parse_result(meta(status=FAILURE, result="not a dict"), "id", "p")
+    assert isinstance(u, TaskUpdate) and u.exception_type is None
+    u = parse_result(meta(retries=True, date_done="garbage"), "id", "p")
+    assert isinstance(u, TaskUpdate) and u.retries is None and u.timestamp is None
+
+
+def test_multi_megabyte_traceback_is_parsed_and_truncated() -> None:
+    huge = "x" * 5_000_000
+    raw = meta(status=FAILURE, traceback=huge, result={"exc_type": "E", "exc_message": [huge]})
+    u = parse_result(raw, "id", "p")
+    assert isinstance(u, TaskUpdate) and len(u.exception_message or "") <= 2000
+
+
+def test_naive_date_done_is_utc() -> None:
+    assert parse_date("2026-01-02T03:04:05") == parse_date("2026-01-02T03:04:05+00:00")
+
+
+def test_key_filter_with_prefix() -> None:
+    assert task_id_from_key(b"app1:celery-task-meta-abc", "app1:") == "abc"
+    assert task_id_from_key(b"celery-task-meta-abc", "app1:") is None
+    assert task_id_from_key(b"app1:celery-task-meta-", "app1:") is None
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+fields = st.fixed_dictionaries(
+    {},
+    optional={
+        k: json_values
+        for k in (
+            "status",
+            "result",
+            "date_done",
+            "name",
+            "queue",
+            "worker",
+            "retries",
+            "args",
+            "kwargs",
+            "parent_id",
+            "traceback",
+        )
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(fields, st.sampled_from([None, "SUCCESS", "FAILURE", "RETRY", "REVOKED", "STARTED"]))
+def test_any_json_document_parses_or_skips(doc: dict[str, object], status: str | None) -> None:
+    if status:
+        doc["status"] = status
+    out = parse_result(json.dumps(doc).encode(), "id", "pubsub")
+    assert isinstance(out, (str, TaskUpdate))
+    if isinstance(out, TaskUpdate):
+        assert out.name is None or isinstance(out.name, str)
+        assert out.retries is None or isinstance(out.retries, int)
+        assert out.timestamp is None or isinstance(out.timestamp, float)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_any_bytes_parse_or_skip(raw: bytes) -> None:
+    assert isinstance(parse_result(raw, "id", "pubsub"), (str, TaskUpdate))
