@@ -25,8 +25,8 @@ pytestmark = pytest.mark.e2e
 
 class Demo:
     def __init__(self, redis_url: str) -> None:
-        argv = [sys.executable, "-m", "exporter.demo", "--redis-url", redis_url,
-                "--duration", "150", "--tick", "0.5", "--stuck-after", "4", "--burst-at", "0"]  # fmt: skip
+        argv = [sys.executable, "-m", "exporter.demo", "--redis-url", redis_url, "--duration",
+                "150", "--tick", "0.5", "--stuck-after", "4", "--burst-at", "0"]  # fmt: skip
         self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)  # fmt: skip
         self.lines: list[str] = []

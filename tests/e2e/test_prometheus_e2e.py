@@ -142,8 +142,9 @@ def send(app: Any, counts: dict[str, int]) -> list[Any]:
     return [app.send_task(name, args=args[name](i)) for name, n in counts.items() for i in range(n)]
 
 
-def test_prometheus_scrapes_records_and_alerts(stack: Stack, redis_server: RedisServer,
-                                               start_worker: Callable[..., Worker]) -> None:  # fmt: skip
+def test_prometheus_scrapes_records_and_alerts(
+    stack: Stack, start_worker: Callable[..., Worker]
+) -> None:
     env = {"TEST_BROKER_URL": stack.broker, "TEST_BACKEND_URL": stack.broker}
     start_worker(env, concurrency=2)
     stack.start_exporter()
