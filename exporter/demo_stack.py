@@ -171,7 +171,8 @@ class Stack:
                 "--host", "127.0.0.1", "--port", str(port),
                 "--queues", "demo.default,demo.slow,demo.backlog", "--poll-interval", "2",
                 "--stuck-after", str(stuck_after), "--success-window", "300",
-                "--broker-transport-option", f"global_keyprefix={KEYPREFIX}"]  # fmt: skip
+                "--broker-transport-option", f"global_keyprefix={KEYPREFIX}",
+                "--instance", "demo"]  # fmt: skip
         child = self.spawn("exporter", argv, {"PYTHONPATH": str(REPO)})
         self.exporter_url = f"http://127.0.0.1:{port}"
         wait_until(lambda: http_ok(self.exporter_url + "/metrics"), 60, "exporter", child)
