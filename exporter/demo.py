@@ -97,7 +97,10 @@ def progress(stack: Stack, started: float) -> str:
         if ratio:
             line += f" | success 5m {float(ratio[0]['value'][1]):.1%}"
         firing = sorted({a["labels"]["alertname"] for a in alerts if a["state"] == "firing"})
+        pending = sorted({a["labels"]["alertname"] for a in alerts if a["state"] == "pending"})
         line += f" | alerts: {', '.join(firing) or 'none'}"
+        if pending:
+            line += f" (pending: {', '.join(pending)})"
     return line
 
 
