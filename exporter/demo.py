@@ -33,6 +33,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--duration", type=float, default=0, help="stop after N seconds (0: until Ctrl-C)"
     )
     p.add_argument("--redis-url", help="use this Redis instead of finding or starting one")
+    p.add_argument(
+        "--private-redis", action="store_true", help="start a redis-server even if 6379 answers"
+    )
     p.add_argument("--port", type=int, default=0, help="exporter port (default: a free one)")
     p.add_argument("--prometheus-port", type=int, default=0)
     p.add_argument("--no-prometheus", action="store_true")
@@ -139,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace, stack: Stack, stop: threading.Event) -> int:
-    broker = stack.start_redis(args.redis_url)
+    broker = stack.start_redis(args.redis_url, args.private_redis)
     os.environ.update(DEMO_BROKER_URL=broker, DEMO_KEYPREFIX=KEYPREFIX)
     where = "the shared Redis" if stack.shared_redis else "Redis"
     print(f"demo: using {where} at {broker} (keys prefixed {KEYPREFIX!r})", flush=True)

@@ -89,6 +89,7 @@ class Stack:
     exporter_url: str = ""
     prometheus_url: str = ""
     shared_redis: bool = False
+    own_redis: bool = False
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None,
               stop_signal: int = signal.SIGTERM) -> Child:  # fmt: skip
@@ -104,17 +105,14 @@ class Stack:
         return child
 
     # -- Redis -----------------------------------------------------------------------------
-    def start_redis(self, url: str | None) -> str:
+    def start_redis(self, url: str | None, private: bool = False) -> str:
         if url:
             self.broker_url = url
             return url
-        try:
-            redis.Redis(port=6379, socket_timeout=1).ping()
+        if not private and _ping(redis.Redis(port=6379, socket_timeout=1)):
             self.shared_redis = True
             self.broker_url = f"redis://127.0.0.1:6379/{DEMO_DB}"
             return self.broker_url
-        except redis.RedisError:
-            pass
         server = shutil.which("redis-server")
         if server is None:
             raise DemoError(
@@ -127,6 +125,7 @@ class Stack:
         client = redis.Redis(port=port, socket_timeout=1)
         wait_until(lambda: _ping(client), 15, "redis-server", child)
         self.broker_url = f"redis://127.0.0.1:{port}/0"
+        self.own_redis = True
         return self.broker_url
 
     def clean_keys(self) -> int:
@@ -211,7 +210,7 @@ class Stack:
             child.stop()
             print(f"demo: stopped {child.name} (exit {child.proc.returncode})", flush=True)
         self.children.clear()
-        if self.shared_redis:
+        if self.broker_url and not self.own_redis:  # a private redis-server left with the demo
             try:
                 self.clean_keys()
             except redis.RedisError as exc:
