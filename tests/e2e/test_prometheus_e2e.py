@@ -186,8 +186,15 @@ def test_prometheus_scrapes_records_and_alerts(
     assert stack.value('celery:task_success_ratio:1h{name="tests.fail_permanent"}') == 0.0
     assert stack.value('celery:task_failed:rate5m{name="tests.add"}') == 0.0
     assert stack.value('celery:task_succeeded:rate5m{name="tests.retry_once"}') > 0
-    ratio_gauge = total(metrics(stack.exporter + "/metrics"), "celery_tasks_success_ratio")
-    assert ratio_gauge == pytest.approx(48 / 52)  # the exporter's window includes the warm-up
+    m = metrics(stack.exporter + "/metrics")
+    assert total(m, "celery_tasks_success_ratio") == pytest.approx(48 / 52)  # with the warm-up
+    # Each test task always succeeds or always fails, so per name the rule (from counters)
+    # and the exporter's own window gauge must agree exactly.
+    per_name = {dict(labels)["name"]: v for (n, labels), v in m.items()
+                if n == "celery_task_success_ratio"}  # fmt: skip
+    assert set(per_name) == set(warm)
+    for name, value in per_name.items():
+        assert stack.value(f'celery:task_success_ratio:5m{{name="{name}"}}') == value, name
     assert stack.get("/alerts")["alerts"] == [] or all(
         a["labels"]["alertname"] != ALERT for a in stack.get("/alerts")["alerts"]
     )
@@ -207,6 +214,10 @@ def test_prometheus_scrapes_records_and_alerts(
     assert alert["labels"]["severity"] == "critical" and alert["labels"]["job"] == "celery"
     assert re.search(r"\d+(\.\d+)?% of tasks failed", alert["annotations"]["description"])
     assert stack.query(f'ALERTS{{alertname="{ALERT}", alertstate="firing"}}')
+    # The dashboards' alert annotation now finds it too.
+    for board in dashboards().values():
+        for annotation in board["annotations"]["list"]:
+            assert stack.query(substitute(annotation["expr"])), annotation["expr"]
 
 
 def check_dashboard_queries(stack: Stack) -> None:
@@ -220,4 +231,16 @@ def check_dashboard_queries(stack: Stack) -> None:
             if metric_names(expr) & set(grafana_gen.ALLOWED_EMPTY):
                 continue
             empty.append(f"{file} / {title}: {expr}")
-    assert not empty, "panel queries without data:\n" + "\n".join(empty)
+        for var in board["templating"]["list"]:
+            if var["type"] != "query":
+                continue
+            # Grafana's label_values(selector, label) is the series API's label values.
+            match = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", var["query"])
+            assert match, var["query"]
+            selector, label = substitute(match.group(1)), match.group(2)
+            values = stack.get(
+                f"/label/{label}/values?" + urllib.parse.urlencode({"match[]": selector})
+            )
+            if not values:
+                empty.append(f"{file} / variable {var['name']}: {var['query']}")
+    assert not empty, "queries without data:\n" + "\n".join(empty)
