@@ -24,7 +24,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.demo_stack import KEYPREFIX, DemoError, Stack, free_port
+from exporter.demo_stack import KEYPREFIX, DemoError, Interrupted, Stack, free_port
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -129,10 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     if args.load_only:
         return run_load_only(stop, args.tick)
-    stack = Stack()
+    stack = Stack(stop_event=stop)
     failed = False
     try:
         return run(args, stack, stop)
+    except Interrupted as exc:
+        print(f"demo: interrupted while starting {exc}", flush=True)
+        return 0
     except DemoError as exc:
         failed = True
         print(f"demo: error: {exc}", file=sys.stderr, flush=True)
@@ -150,8 +153,6 @@ def run(args: argparse.Namespace, stack: Stack, stop: threading.Event) -> int:
     if removed:
         print(f"demo: removed {removed} keys left by an earlier demo", flush=True)
     stack.start_workers(args.workers)
-    if stop.is_set():
-        return 0
     port = args.port or free_port()
     stack.start_exporter(port, args.stuck_after)
     if not args.no_prometheus:

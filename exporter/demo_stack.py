@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -49,11 +50,18 @@ def http_ok(url: str) -> bool:
         return False
 
 
-def wait_until(cond: Callable[[], bool], timeout: float, what: str, proc: Child) -> None:
+class Interrupted(Exception):
+    """Ctrl-C/SIGTERM arrived while the stack was starting."""
+
+
+def wait_until(cond: Callable[[], bool], timeout: float, what: str, proc: Child,
+               stop: threading.Event | None = None) -> None:  # fmt: skip
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cond():
             return
+        if stop is not None and stop.is_set():
+            raise Interrupted(what)
         if proc.proc.poll() is not None:
             raise DemoError(f"{what} exited with {proc.proc.returncode}; log: {proc.log}")
         time.sleep(0.2)  # polling interval of a deadline wait
@@ -70,11 +78,12 @@ class Child:
     def stop(self, grace: float = 10.0) -> None:
         """Signal the child, wait, then kill its whole process group (pool children too)."""
         if self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
                 os.kill(self.proc.pid, self.stop_signal)
+            try:
                 self.proc.wait(grace)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                pass  # already gone, or too slow: the group kill below settles it
+            except subprocess.TimeoutExpired:
+                print(f"demo: {self.name} did not stop in {grace:.0f}s: killing it", flush=True)
         with contextlib.suppress(ProcessLookupError, PermissionError):  # group already empty
             os.killpg(self.proc.pid, signal.SIGKILL)
         if self.proc.poll() is None:
@@ -90,6 +99,7 @@ class Stack:
     prometheus_url: str = ""
     shared_redis: bool = False
     own_redis: bool = False
+    stop_event: threading.Event = field(default_factory=threading.Event)
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None,
               stop_signal: int = signal.SIGTERM) -> Child:  # fmt: skip
@@ -123,7 +133,7 @@ class Stack:
         child = self.spawn("redis", [server, "--port", str(port), "--bind", "127.0.0.1",
                                      "--save", "", "--appendonly", "no"])  # fmt: skip
         client = redis.Redis(port=port, socket_timeout=1)
-        wait_until(lambda: _ping(client), 15, "redis-server", child)
+        wait_until(lambda: _ping(client), 15, "redis-server", child, self.stop_event)
         self.broker_url = f"redis://127.0.0.1:{port}/0"
         self.own_redis = True
         return self.broker_url
@@ -162,7 +172,7 @@ class Stack:
             workers.append(self.spawn(f"worker{i}", argv, self.app_env(), signal.SIGQUIT))
         for child in workers:
             wait_until(lambda c=child: "ready." in c.log.read_text(errors="replace"), 90,  # type: ignore[misc]
-                       child.name, child)  # fmt: skip
+                       child.name, child, self.stop_event)  # fmt: skip
         return workers
 
     def start_exporter(self, port: int, stuck_after: float) -> Child:
@@ -174,7 +184,9 @@ class Stack:
                 "--instance", "demo"]  # fmt: skip
         child = self.spawn("exporter", argv, {"PYTHONPATH": str(REPO)})
         self.exporter_url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: http_ok(self.exporter_url + "/metrics"), 60, "exporter", child)
+        wait_until(
+            lambda: http_ok(self.exporter_url + "/metrics"), 60, "exporter", child, self.stop_event
+        )
         return child
 
     # -- Prometheus --------------------------------------------------------------------------
@@ -201,7 +213,13 @@ class Stack:
                 "--storage.tsdb.retention.time=2h"]  # fmt: skip
         child = self.spawn("prometheus", argv)
         self.prometheus_url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: http_ok(self.prometheus_url + "/-/ready"), 60, "prometheus", child)
+        wait_until(
+            lambda: http_ok(self.prometheus_url + "/-/ready"),
+            60,
+            "prometheus",
+            child,
+            self.stop_event,
+        )
         return child
 
     def stop(self, keep_logs: bool = False) -> None:

@@ -134,3 +134,14 @@ def test_demo_shows_the_traffic_shape_and_stops_cleanly(demo: Demo) -> None:
     assert "demo: SIGTERM: shutting down" in demo.output()
     for name, pid in pids.items():
         assert not group_alive(pid), f"{name} (pid {pid}) or its children outlived the demo"
+
+
+def test_sigterm_while_starting_leaves_nothing_behind(demo: Demo) -> None:
+    wait_for(lambda: "worker2" in demo.pids(), 60, what="the demo to start its workers")
+    pids = demo.pids()
+    demo.proc.send_signal(signal.SIGTERM)
+    assert demo.proc.wait(60) == 0
+    demo.reader.join(10)
+    assert "demo: stopped worker1" in demo.output(), demo.output()
+    for name, pid in pids.items():
+        assert not group_alive(pid), f"{name} (pid {pid}) or its children outlived the demo"
