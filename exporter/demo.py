@@ -24,7 +24,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.demo_stack import KEYPREFIX, DemoError, Stack, free_port
+from exporter.demo_stack import KEYPREFIX, DemoError, Interrupted, Stack, free_port
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -33,6 +33,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--duration", type=float, default=0, help="stop after N seconds (0: until Ctrl-C)"
     )
     p.add_argument("--redis-url", help="use this Redis instead of finding or starting one")
+    p.add_argument(
+        "--private-redis", action="store_true", help="start a redis-server even if 6379 answers"
+    )
     p.add_argument("--port", type=int, default=0, help="exporter port (default: a free one)")
     p.add_argument("--prometheus-port", type=int, default=0)
     p.add_argument("--no-prometheus", action="store_true")
@@ -97,7 +100,10 @@ def progress(stack: Stack, started: float) -> str:
         if ratio:
             line += f" | success 5m {float(ratio[0]['value'][1]):.1%}"
         firing = sorted({a["labels"]["alertname"] for a in alerts if a["state"] == "firing"})
+        pending = sorted({a["labels"]["alertname"] for a in alerts if a["state"] == "pending"})
         line += f" | alerts: {', '.join(firing) or 'none'}"
+        if pending:
+            line += f" (pending: {', '.join(pending)})"
     return line
 
 
@@ -123,10 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     if args.load_only:
         return run_load_only(stop, args.tick)
-    stack = Stack()
+    stack = Stack(stop_event=stop)
     failed = False
     try:
         return run(args, stack, stop)
+    except Interrupted as exc:
+        print(f"demo: interrupted while starting {exc}", flush=True)
+        return 0
     except DemoError as exc:
         failed = True
         print(f"demo: error: {exc}", file=sys.stderr, flush=True)
@@ -136,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace, stack: Stack, stop: threading.Event) -> int:
-    broker = stack.start_redis(args.redis_url)
+    broker = stack.start_redis(args.redis_url, args.private_redis)
     os.environ.update(DEMO_BROKER_URL=broker, DEMO_KEYPREFIX=KEYPREFIX)
     where = "the shared Redis" if stack.shared_redis else "Redis"
     print(f"demo: using {where} at {broker} (keys prefixed {KEYPREFIX!r})", flush=True)
@@ -144,8 +153,6 @@ def run(args: argparse.Namespace, stack: Stack, stop: threading.Event) -> int:
     if removed:
         print(f"demo: removed {removed} keys left by an earlier demo", flush=True)
     stack.start_workers(args.workers)
-    if stop.is_set():
-        return 0
     port = args.port or free_port()
     stack.start_exporter(port, args.stuck_after)
     if not args.no_prometheus:

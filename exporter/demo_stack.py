@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -49,11 +50,18 @@ def http_ok(url: str) -> bool:
         return False
 
 
-def wait_until(cond: Callable[[], bool], timeout: float, what: str, proc: Child) -> None:
+class Interrupted(Exception):
+    """Ctrl-C/SIGTERM arrived while the stack was starting."""
+
+
+def wait_until(cond: Callable[[], bool], timeout: float, what: str, proc: Child,
+               stop: threading.Event | None = None) -> None:  # fmt: skip
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cond():
             return
+        if stop is not None and stop.is_set():
+            raise Interrupted(what)
         if proc.proc.poll() is not None:
             raise DemoError(f"{what} exited with {proc.proc.returncode}; log: {proc.log}")
         time.sleep(0.2)  # polling interval of a deadline wait
@@ -70,11 +78,12 @@ class Child:
     def stop(self, grace: float = 10.0) -> None:
         """Signal the child, wait, then kill its whole process group (pool children too)."""
         if self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
                 os.kill(self.proc.pid, self.stop_signal)
+            try:
                 self.proc.wait(grace)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                pass  # already gone, or too slow: the group kill below settles it
+            except subprocess.TimeoutExpired:
+                print(f"demo: {self.name} did not stop in {grace:.0f}s: killing it", flush=True)
         with contextlib.suppress(ProcessLookupError, PermissionError):  # group already empty
             os.killpg(self.proc.pid, signal.SIGKILL)
         if self.proc.poll() is None:
@@ -89,6 +98,8 @@ class Stack:
     exporter_url: str = ""
     prometheus_url: str = ""
     shared_redis: bool = False
+    own_redis: bool = False
+    stop_event: threading.Event = field(default_factory=threading.Event)
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None,
               stop_signal: int = signal.SIGTERM) -> Child:  # fmt: skip
@@ -104,17 +115,14 @@ class Stack:
         return child
 
     # -- Redis -----------------------------------------------------------------------------
-    def start_redis(self, url: str | None) -> str:
+    def start_redis(self, url: str | None, private: bool = False) -> str:
         if url:
             self.broker_url = url
             return url
-        try:
-            redis.Redis(port=6379, socket_timeout=1).ping()
+        if not private and _ping(redis.Redis(port=6379, socket_timeout=1)):
             self.shared_redis = True
             self.broker_url = f"redis://127.0.0.1:6379/{DEMO_DB}"
             return self.broker_url
-        except redis.RedisError:
-            pass
         server = shutil.which("redis-server")
         if server is None:
             raise DemoError(
@@ -125,8 +133,9 @@ class Stack:
         child = self.spawn("redis", [server, "--port", str(port), "--bind", "127.0.0.1",
                                      "--save", "", "--appendonly", "no"])  # fmt: skip
         client = redis.Redis(port=port, socket_timeout=1)
-        wait_until(lambda: _ping(client), 15, "redis-server", child)
+        wait_until(lambda: _ping(client), 15, "redis-server", child, self.stop_event)
         self.broker_url = f"redis://127.0.0.1:{port}/0"
+        self.own_redis = True
         return self.broker_url
 
     def clean_keys(self) -> int:
@@ -163,7 +172,7 @@ class Stack:
             workers.append(self.spawn(f"worker{i}", argv, self.app_env(), signal.SIGQUIT))
         for child in workers:
             wait_until(lambda c=child: "ready." in c.log.read_text(errors="replace"), 90,  # type: ignore[misc]
-                       child.name, child)  # fmt: skip
+                       child.name, child, self.stop_event)  # fmt: skip
         return workers
 
     def start_exporter(self, port: int, stuck_after: float) -> Child:
@@ -171,10 +180,13 @@ class Stack:
                 "--host", "127.0.0.1", "--port", str(port),
                 "--queues", "demo.default,demo.slow,demo.backlog", "--poll-interval", "2",
                 "--stuck-after", str(stuck_after), "--success-window", "300",
-                "--broker-transport-option", f"global_keyprefix={KEYPREFIX}"]  # fmt: skip
+                "--broker-transport-option", f"global_keyprefix={KEYPREFIX}",
+                "--instance", "demo"]  # fmt: skip
         child = self.spawn("exporter", argv, {"PYTHONPATH": str(REPO)})
         self.exporter_url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: http_ok(self.exporter_url + "/metrics"), 60, "exporter", child)
+        wait_until(
+            lambda: http_ok(self.exporter_url + "/metrics"), 60, "exporter", child, self.stop_event
+        )
         return child
 
     # -- Prometheus --------------------------------------------------------------------------
@@ -201,7 +213,13 @@ class Stack:
                 "--storage.tsdb.retention.time=2h"]  # fmt: skip
         child = self.spawn("prometheus", argv)
         self.prometheus_url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: http_ok(self.prometheus_url + "/-/ready"), 60, "prometheus", child)
+        wait_until(
+            lambda: http_ok(self.prometheus_url + "/-/ready"),
+            60,
+            "prometheus",
+            child,
+            self.stop_event,
+        )
         return child
 
     def stop(self, keep_logs: bool = False) -> None:
@@ -210,7 +228,7 @@ class Stack:
             child.stop()
             print(f"demo: stopped {child.name} (exit {child.proc.returncode})", flush=True)
         self.children.clear()
-        if self.shared_redis:
+        if self.broker_url and not self.own_redis:  # a private redis-server left with the demo
             try:
                 self.clean_keys()
             except redis.RedisError as exc:

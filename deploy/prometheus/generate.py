@@ -208,8 +208,9 @@ def alerting_rules(v: dict[str, Any]) -> list[dict[str, Any]]:
             v["workers_for"],
             "critical",
             "A Celery queue has fewer workers than expected",
-            "Queue {{ $labels.queue_name }} (job {{ $labels.job }}) has {{ $value }} workers up, "
-            "fewer than expected.",
+            # absent() keeps only queue_name: name the job only when there is one.
+            "Queue {{ $labels.queue_name }}{{ with $labels.job }} (job {{ . }}){{ end }} has "
+            "{{ $value }} workers up, fewer than expected.",
             v,
         ),
         _alert(
@@ -248,8 +249,9 @@ def alerting_rules(v: dict[str, Any]) -> list[dict[str, Any]]:
             v["exporter_down_for"],
             "critical",
             "The Celery exporter is down or not scraped",
-            "Prometheus cannot scrape the Celery exporter (job {{ $labels.job }}, instance "
-            "{{ $labels.instance }}); no Celery alert can fire while this lasts.",
+            "Prometheus cannot scrape the Celery exporter (job {{ $labels.job }}"
+            "{{ with $labels.instance }}, instance {{ . }}{{ else }}: no target at all{{ end }}); "
+            "no Celery alert can fire while this lasts.",
             v,
         ),
         _alert(
@@ -300,6 +302,11 @@ def render(overrides: dict[str, Any] | None = None) -> str:
     return HEADER + body
 
 
+def variables_table() -> list[str]:
+    """The README's threshold table rows (Markdown), one per variable."""
+    return [f"| `{name}` | `{value}` | {doc} |" for name, (value, doc) in VARIABLES.items()]
+
+
 def _parse_set(items: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items:
@@ -318,8 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="print the variables table")
     args = parser.parse_args(argv)
     if args.list:
-        for name, (value, doc) in VARIABLES.items():
-            print(f"| `{name}` | `{value}` | {doc} |")
+        print("\n".join(variables_table()))
         return 0
     text = render(_parse_set(args.set))
     if args.check:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from kombu import Connection
 
-from tests.conftest import Worker, celery_app
+from tests.conftest import Worker, celery_app, wait_for
 from tests.integration.core_helpers import ExporterProcess, exporters
 
 pytestmark = pytest.mark.integration
@@ -52,7 +52,12 @@ def test_queue_length_and_consumers_via_passive_declare(
     start_worker: Callable[..., Worker],
     queues: dict[str, str],
 ) -> None:
-    env = {"TEST_BROKER_URL": rabbitmq_url, "TEST_EVENTS": "0", "TEST_SENT_EVENT": "0"}
+    env = {
+        "TEST_BROKER_URL": rabbitmq_url,
+        "TEST_EVENTS": "0",
+        "TEST_SENT_EVENT": "0",
+        "TEST_PREFETCH": "4",
+    }
     worker = start_worker(env, queues=queues["consumed"], pool="threads", concurrency=1)
     app = celery_app(env)
     for _ in range(5):
@@ -85,3 +90,26 @@ def test_queue_length_and_consumers_via_passive_declare(
     assert exporter.value("celery_exporter_up") == 1
     assert exporter.value("celery_exporter_poll_errors_total") == 0
     assert exporter.value("celery_queue_length", queue_name=waiting) == 5
+
+    # A busy worker: what it prefetched is reserved on the worker, not ready in the queue
+    # (a passive declare counts ready messages only).
+    app = celery_app(env)
+    app.send_task("tests.sleep", args=(60,), queue=consumed)
+    exporter.wait_value("celery_worker_tasks_active", lambda v: v == 1, hostname=worker.name)
+    for _ in range(6):
+        app.send_task("tests.add", args=(2, 2), queue=consumed)
+    app.close()
+
+    def split() -> tuple[float, float] | None:
+        s = exporter.metrics()
+        reserved = s.get(("celery_worker_tasks_reserved", (("hostname", worker.name),)))
+        ready = s.get(("celery_queue_length", (("queue_name", consumed),)))
+        if reserved is None or ready is None or reserved + ready != 6 or reserved < 3:
+            return None
+        return reserved, ready
+
+    # Prefetch 4 on one busy thread: the worker holds 4 (the running one was acked on start).
+    reserved, ready = wait_for(split, 20, interval=0.3, what="prefetched vs ready split")
+    assert ready == 6 - reserved > 0
+    assert exporter.value("celery_queue_consumers", queue_name=consumed) == 1
+    worker.kill()  # a warm shutdown would wait for the 60 s task

@@ -1,7 +1,8 @@
-"""Core daemon against a real Redis broker and real Celery workers, end to end.
+"""Core daemon against a real Redis broker and real Celery workers: queue depth over priority
+sub-queues, prefetched and ETA tasks, the oldest message's age.
 
-Each test uses its own DB of the session's private Redis (or a private Redis it may stop),
-drives `python -m exporter` as a subprocess and reads /metrics as Prometheus would.
+Each test uses its own DB of the session's private Redis, drives `python -m exporter` as a
+subprocess and reads /metrics as Prometheus would (one test drives the Poller in-process).
 """
 
 from __future__ import annotations
@@ -173,97 +174,32 @@ def test_oldest_message_age_grows_from_first_seen(
     assert exporter.value("celery_queue_length", queue_name=queue) == 2
 
 
-def test_worker_killed_goes_down_then_purged(
+def test_oldest_message_age_from_a_task_sent_event(
     redis_server: RedisServer,
     run_exporter: RunExporter,
-    start_worker: StartWorker,
     unique: str,
 ) -> None:
-    url = fresh_db(redis_server, 6)
-    queue = f"kill-{unique}"
-    exporter = run_exporter(url, "--worker-timeout", "2", "--purge-offline-worker-metrics", "5")
-    env = {"TEST_BROKER_URL": url, "TEST_EVENTS": "0", "TEST_SENT_EVENT": "0"}
-    worker = start_worker(env, queues=queue, pool="threads", concurrency=1)
-    host = worker.name
-    exporter.wait_value("celery_worker_up", lambda v: v == 1, hostname=host)
-    exporter.wait_value("celery_queue_workers", lambda v: v == 1, queue_name=queue)
-    assert exporter.value("celery_workers") == 1
-
-    worker.kill()  # SIGKILL: no worker-offline event, no goodbye
-    exporter.wait_value("celery_worker_up", lambda v: v == 0, hostname=host)
-    samples = exporter.metrics()
-    assert samples[("celery_workers", ())] == 0
-    assert samples[("celery_queue_workers", (("queue_name", queue),))] == 0
-    # After the purge time the worker's series go; the queue's aggregate stays, at 0, so an
-    # alert on it keeps firing.
-    exporter.wait_value("celery_worker_up", lambda v: v is None, hostname=host)
-    samples = exporter.metrics()
-    assert not [k for k in samples if dict(k[1]).get("hostname") == host]
-    assert samples[("celery_queue_workers", (("queue_name", queue),))] == 0
-    assert samples[("celery_workers", ())] == 0
-    # ... and it still does a few polls later.
-    polls = samples[("celery_exporter_polls_total", ())]
-    exporter.wait_value("celery_exporter_polls_total", lambda v: v is not None and v >= polls + 2)
-    assert exporter.value("celery_queue_workers", queue_name=queue) == 0
-
-
-def _count(log: str, text: str) -> int:
-    return sum(1 for line in log.splitlines() if text in line)
-
-
-def test_broker_outage_and_recovery(
-    private_redis: RedisServer,
-    run_exporter: RunExporter,
-    unique: str,
-) -> None:
-    url = f"{private_redis.url}/0"
-    queue = f"out-{unique}"
+    """End to end through the event receiver: a task-sent event dated 5 minutes ago makes
+    the waiting message 5 minutes old at once (first-seen would start from 0)."""
+    url = fresh_db(redis_server, 11)
+    queue = f"sentev-{unique}"
     exporter = run_exporter(url, "-Q", queue)
-    exporter.wait_value("celery_exporter_up", lambda v: v == 1)
-    errors0 = exporter.value("celery_exporter_poll_errors_total") or 0
-
-    private_redis.stop()
-    exporter.wait_value("celery_exporter_up", lambda v: v == 0)
-    age1 = exporter.value("celery_exporter_snapshot_age_seconds")
-    assert age1 is not None
-    # Several failed polls: still serving, the age grows, and one log line for the outage.
-    exporter.wait_value(
-        "celery_exporter_poll_errors_total", lambda v: v is not None and v >= errors0 + 3
+    exporter.wait_value("celery_exporter_source_up", lambda v: v == 1, source="events")
+    app = producer(url)
+    task_id = f"sentev-{unique}"
+    app.send_task("tests.add", args=(1, 2), queue=queue, task_id=task_id)
+    sent_at = time.time() - 300
+    # What a producer with task_send_sent_event publishes, back-dated (the dispatcher keeps
+    # a timestamp it is given).
+    with app.events.default_dispatcher() as dispatcher:
+        dispatcher.send("task-sent", uuid=task_id, name="tests.add", queue=queue, timestamp=sent_at)
+    app.close()
+    age = exporter.wait_value(
+        "celery_queue_oldest_message_age_seconds",
+        lambda v: v is not None and v >= 300,
+        queue_name=queue,
     )
-    age2 = exporter.value("celery_exporter_snapshot_age_seconds")
-    assert age2 is not None and age2 > age1 + 1
-    assert exporter.value("celery_queue_length", queue_name=queue) == 0  # last good value kept
-    assert _count(exporter.log(), "broker unreachable") == 1, exporter.log()
-
-    private_redis.start()  # same port: the daemon reconnects by itself
-    exporter.wait_value("celery_exporter_up", lambda v: v == 1, timeout=25)
-    age3 = exporter.value("celery_exporter_snapshot_age_seconds")
-    assert age3 is not None and age3 < age2
-    log = exporter.log()
-    assert _count(log, "broker unreachable") == 1, log
-    assert _count(log, "broker reachable again") == 1, log
-    assert exporter.get("/-/ready")[0] == 200
-
-
-def test_broker_down_at_start(
-    private_redis: RedisServer,
-    run_exporter: RunExporter,
-    unique: str,
-) -> None:
-    private_redis.stop()
-    queue = f"down-{unique}"
-    exporter = run_exporter(f"{private_redis.url}/0", "-Q", queue)
-    # Ready (a poll finished and says "down"), serving, and no snapshot age: nothing was read.
-    wait_for(lambda: exporter.get("/-/ready")[0] == 200, 20, what="ready after a failed poll")
-    samples = exporter.metrics()
-    assert samples[("celery_exporter_up", ())] == 0
-    assert ("celery_exporter_snapshot_age_seconds", ()) not in samples
-    exporter.wait_value("celery_exporter_poll_errors_total", lambda v: v is not None and v >= 2)
-    assert _count(exporter.log(), "broker unreachable") == 1, exporter.log()
-
-    private_redis.start()
-    exporter.wait_value("celery_exporter_up", lambda v: v == 1, timeout=25)
-    assert exporter.value("celery_queue_length", queue_name=queue) == 0
+    assert age is not None and age < 330
 
 
 def test_oldest_message_age_from_sent_event(redis_server: RedisServer, unique: str) -> None:

@@ -4,6 +4,7 @@ files agree with each other and with the exporter's real flags and environment v
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -200,3 +201,23 @@ def test_alertmanager_routes_use_real_alerts_and_receivers() -> None:
         for matcher in inhibit["source_matchers"] + inhibit["target_matchers"]:
             pattern = matcher.split('"')[1]
             assert any(re.fullmatch(pattern, a) for a in alerts), pattern
+
+
+def test_alertmanager_config_with_amtool() -> None:
+    # amtool ships in Debian's prometheus-alertmanager; AMTOOL may point at an extracted copy.
+    amtool = os.environ.get("AMTOOL") or shutil.which("amtool")
+    if amtool is None:
+        pytest.skip(
+            "amtool is not installed (prometheus-alertmanager): routes checked in YAML only"
+        )
+    config = str(DEPLOY / "alertmanager" / "alertmanager.yml")
+    check = subprocess.run([amtool, "check-config", config], capture_output=True, text=True,
+                           timeout=60)  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+    for severity, receiver in (("critical", "pager"), ("warning", "chat"), ("info", "blackhole")):
+        route = subprocess.run(
+            [amtool, "config", "routes", "test", f"--config.file={config}",
+             "alertname=CeleryQueueNoConsumers", f"severity={severity}", "job=celery"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert route.stdout.strip() == receiver, route.stdout + route.stderr
