@@ -122,11 +122,10 @@ def new_state(config: Config) -> State:
 @contextmanager
 def results_source(state: State) -> Iterator[Any]:
     """The ledger's real result-backend pub/sub source, feeding `state.ledger` while open."""
-    from conftest import wait_for
-
     from exporter.sources.base import Boot
     from exporter.sources.redisconn import backend_client
     from exporter.sources.results import ResultsSource
+    from tests.conftest import wait_for
 
     boot = Boot()
     boot.loaded.set()  # nothing saved to restore in a test

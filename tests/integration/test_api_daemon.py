@@ -6,7 +6,6 @@ its part."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +14,10 @@ import pytest
 import redis
 
 from tests.conftest import celery_app, free_port, wait_for
-from tests.integration.core_helpers import ExporterProcess, exporters, fresh_db
+from tests.integration.core_helpers import ExporterProcess, fresh_db
 
 pytestmark = pytest.mark.integration
 OP, VIEW = "op-daemon-token", "view-daemon-token"
-
-
-@pytest.fixture
-def run_exporter() -> Iterator[Any]:
-    yield from exporters()
 
 
 def test_daemon_api_stuck_revoke_and_retry(

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 import redis
 from api_support import HEAD_O, TRANSIENT, results_source
-from conftest import celery_app, wait_for
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -23,6 +22,7 @@ from exporter.clock import FakeClock
 from exporter.config import Config
 from exporter.snapshot import PollHealth, RunningTask, Snapshot, WorkerSnapshot
 from exporter.state import State
+from tests.conftest import celery_app, wait_for
 
 pytestmark = pytest.mark.integration
 

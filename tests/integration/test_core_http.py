@@ -8,14 +8,13 @@ import http.client
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
 from tests.conftest import RedisServer, wait_for
 from tests.integration.core_helpers import (
     ExporterProcess,
-    exporters,
     fresh_db,
     parse_metrics,
     run_cli,
@@ -24,11 +23,6 @@ from tests.integration.core_helpers import (
 pytestmark = pytest.mark.integration
 
 RunExporter = Callable[..., ExporterProcess]
-
-
-@pytest.fixture
-def run_exporter() -> Iterator[RunExporter]:
-    yield from exporters()
 
 
 def test_http_endpoints(

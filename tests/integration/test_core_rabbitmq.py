@@ -12,16 +12,11 @@ import pytest
 from kombu import Connection
 
 from tests.conftest import Worker, celery_app, wait_for
-from tests.integration.core_helpers import ExporterProcess, exporters
+from tests.integration.core_helpers import ExporterProcess
 
 pytestmark = pytest.mark.integration
 
 RunExporter = Callable[..., ExporterProcess]
-
-
-@pytest.fixture
-def run_exporter() -> Iterator[RunExporter]:
-    yield from exporters()
 
 
 @pytest.fixture

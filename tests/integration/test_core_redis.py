@@ -8,7 +8,7 @@ subprocess and reads /metrics as Prometheus would (one test drives the Poller in
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,17 +22,12 @@ from exporter.poller import Poller
 from exporter.state import State
 from exporter.taskstate import SENT, SOURCE_EVENTS, TaskUpdate
 from tests.conftest import RedisServer, Worker, celery_app, wait_for
-from tests.integration.core_helpers import ExporterProcess, exporters, fresh_db, parse_metrics
+from tests.integration.core_helpers import ExporterProcess, fresh_db, parse_metrics
 
 pytestmark = pytest.mark.integration
 
 RunExporter = Callable[..., ExporterProcess]
 StartWorker = Callable[..., Worker]
-
-
-@pytest.fixture
-def run_exporter() -> Iterator[RunExporter]:
-    yield from exporters()
 
 
 def producer(url: str, prefix: str = "", **transport: Any) -> Any:

@@ -5,22 +5,17 @@ tests use a private Redis of their own.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
 from tests.conftest import RedisServer, Worker, wait_for
-from tests.integration.core_helpers import ExporterProcess, exporters, fresh_db
+from tests.integration.core_helpers import ExporterProcess, fresh_db
 
 pytestmark = pytest.mark.integration
 
 RunExporter = Callable[..., ExporterProcess]
 StartWorker = Callable[..., Worker]
-
-
-@pytest.fixture
-def run_exporter() -> Iterator[RunExporter]:
-    yield from exporters()
 
 
 def test_worker_killed_goes_down_then_purged(

@@ -17,14 +17,9 @@ import pytest
 import redis
 
 from tests.conftest import celery_app, free_port, wait_for
-from tests.integration.core_helpers import ExporterProcess, exporters
+from tests.integration.core_helpers import ExporterProcess
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def run_exporter() -> Iterator[Callable[..., ExporterProcess]]:
-    yield from exporters()
 
 
 @pytest.fixture
