@@ -161,6 +161,8 @@ def run(args: argparse.Namespace, stack: Stack, stop: threading.Event) -> int:
 
     load = LoadGenerator(tick=args.tick, slow_seconds=max(60.0, args.stuck_after * 4))
     print(f"demo: exporter   {stack.exporter_url}/metrics", flush=True)
+    print(f"demo: operator   {stack.exporter_url}/ui  (token for this playground only: "
+          f"{stack.operator_token})", flush=True)  # fmt: skip
     if stack.prometheus_url:
         print(f"demo: prometheus {stack.prometheus_url}/graph?g0.expr="
               "celery%3Atasks_success_ratio%3A5m&g0.range_input=15m", flush=True)  # fmt: skip

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -97,6 +98,7 @@ class Stack:
     broker_url: str = ""
     exporter_url: str = ""
     prometheus_url: str = ""
+    operator_token: str = ""
     shared_redis: bool = False
     own_redis: bool = False
     stop_event: threading.Event = field(default_factory=threading.Event)
@@ -182,7 +184,10 @@ class Stack:
                 "--stuck-after", str(stuck_after), "--success-window", "300",
                 "--broker-transport-option", f"global_keyprefix={KEYPREFIX}",
                 "--instance", "demo"]  # fmt: skip
-        child = self.spawn("exporter", argv, {"PYTHONPATH": str(REPO)})
+        # Throw-away tokens for this playground only, so the operator page can act.
+        self.operator_token = secrets.token_urlsafe(16)
+        env = {"PYTHONPATH": str(REPO), "CE_OPERATOR_TOKENS": self.operator_token}
+        child = self.spawn("exporter", argv, env)
         self.exporter_url = f"http://127.0.0.1:{port}"
         wait_until(
             lambda: http_ok(self.exporter_url + "/metrics"), 60, "exporter", child, self.stop_event

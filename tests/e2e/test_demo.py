@@ -4,6 +4,7 @@ and SIGTERM stops every process the demo started, Redis included."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -69,7 +70,7 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 def metrics(url: str) -> Samples:
-    with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback
+    with urllib.request.urlopen(url, timeout=5) as resp:
         text = resp.read().decode()
     return {
         (s.name, frozenset(s.labels.items())): s.value
@@ -122,6 +123,15 @@ def test_demo_shows_the_traffic_shape_and_stops_cleanly(demo: Demo) -> None:
     wait_for(lambda: total(metrics(url), "celery_queue_length", queue_name="demo.backlog") > before,
              30, interval=0.5, what="demo.backlog to grow")  # fmt: skip
     assert total(metrics(url), "celery_task_failed_total", name="demo.ok") == 0
+    # The operator page and API are usable with the token the demo printed.
+    ui = demo.find(r"demo: operator\s+(http://\S+)/ui\s+\(token for this playground only: (\S+)\)")
+    assert ui is not None, demo.output()
+    req = urllib.request.Request(
+        ui.group(1) + "/api/sitrep", headers={"Authorization": f"Bearer {ui.group(2)}"}
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        sitrep = json.loads(resp.read())
+    assert any(q["name"] == "demo.backlog" for q in sitrep["queues"]), sitrep
     if os.path.exists("/usr/bin/prometheus"):
         assert "prometheus" in demo.pids()
         # The progress line shows the recording rule once Prometheus has evaluated it.
