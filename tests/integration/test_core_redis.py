@@ -138,18 +138,21 @@ def test_reserved_and_eta_tasks_are_not_queue_length(
     worker.kill()  # a warm shutdown would wait for the 60 s task
 
 
+@pytest.mark.parametrize("prefix", ["", "pfx:"], ids=["plain", "keyprefix"])
 def test_oldest_message_age_grows_from_first_seen(
+    prefix: str,
     redis_server: RedisServer,
     run_exporter: RunExporter,
     unique: str,
 ) -> None:
     url = fresh_db(redis_server, 5)
     queue = f"age-{unique}"
-    exporter = run_exporter(url, "-Q", queue)
+    flags = ("--broker-transport-option", f"global_keyprefix={prefix}") if prefix else ()
+    exporter = run_exporter(url, "-Q", queue, *flags)
     exporter.wait_value(
         "celery_queue_oldest_message_age_seconds", lambda v: v == 0, queue_name=queue
     )
-    app = producer(url)
+    app = producer(url, prefix)
     app.send_task("tests.add", args=(1, 2), queue=queue)
     app.send_task("tests.add", args=(1, 2), queue=queue, priority=9)
     app.close()
