@@ -26,6 +26,8 @@ from pathlib import Path
 
 import redis
 
+from exporter.config import DEFAULT_TRANSIENT_EXCEPTIONS
+
 REPO = Path(__file__).resolve().parent.parent
 RULES = REPO / "deploy" / "prometheus" / "celery-rules.yml"
 PROMETHEUS = "/usr/bin/prometheus"
@@ -183,7 +185,10 @@ class Stack:
                 "--queues", "demo.default,demo.slow,demo.backlog", "--poll-interval", "2",
                 "--stuck-after", str(stuck_after), "--success-window", "300",
                 "--broker-transport-option", f"global_keyprefix={KEYPREFIX}",
-                "--instance", "demo"]  # fmt: skip
+                "--instance", "demo",
+                # The demo app's own transient error, so the conservative fix-it retries it.
+                "--transient-exceptions",
+                ",".join((*DEFAULT_TRANSIENT_EXCEPTIONS, "TransientError"))]  # fmt: skip
         # Throw-away tokens for this playground only, so the operator page can act.
         self.operator_token = secrets.token_urlsafe(16)
         env = {"PYTHONPATH": str(REPO), "CE_OPERATOR_TOKENS": self.operator_token}
