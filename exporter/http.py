@@ -7,19 +7,22 @@ milliseconds however slow the cluster is.
 from __future__ import annotations
 
 import html
-from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 
 from exporter import __version__
+from exporter.api import build_router, check_metrics_auth, install_error_handlers
+from exporter.celery_io import CeleryIO
 from exporter.collectors import build_registry
 from exporter.state import State
 
 
-def create_app(state: State, io: Any = None, *, metrics: bool = True, api: bool = True) -> FastAPI:
+def create_app(
+    state: State, io: CeleryIO | None = None, *, metrics: bool = True, api: bool = True
+) -> FastAPI:
     """The ASGI app. With --api-listen the daemon builds two: one with metrics, one with api."""
     app = FastAPI(
         title="celery-ops-exporter",
@@ -29,12 +32,14 @@ def create_app(state: State, io: Any = None, *, metrics: bool = True, api: bool 
         openapi_url="/api/openapi.json" if api else None,
     )
     registry = build_registry(state)
+    install_error_handlers(app)
     links = []
     if metrics:
         _add_metrics(app, state, registry)
         links.append('<a href="/metrics">/metrics</a>')
     if api:
-        _add_api(app, state, io, links)
+        app.include_router(build_router(state, io or CeleryIO(state.config)))
+        links += ['<a href="/ui">/ui</a> (operator page)', '<a href="/api/docs">/api/docs</a>']
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> str:
@@ -67,11 +72,11 @@ def create_app(state: State, io: Any = None, *, metrics: bool = True, api: bool 
 
 
 def _add_metrics(app: FastAPI, state: State, registry: CollectorRegistry) -> None:
-    @app.get("/metrics", include_in_schema=False)
+    def guard(request: Request) -> None:
+        # --metrics-auth: open by default (Prometheus convention), or a token / basic auth.
+        check_metrics_auth(request, state.config)
+
+    @app.get("/metrics", include_in_schema=False, dependencies=[Depends(guard)])
     def metrics(request: Request) -> Response:
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
         return Response(encoder(registry), media_type=content_type)
-
-
-def _add_api(app: FastAPI, state: State, io: Any, links: list[str]) -> None:
-    """Mounts the side API (sitrep, tasks, fix-it/approve) and the operator page."""

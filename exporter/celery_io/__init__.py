@@ -51,12 +51,12 @@ class CeleryIO:
             return self._app
 
     def close(self) -> None:
+        """Drop pooled broker connections; the next use reconnects. The app object stays:
+        the event receiver and the API hold it too, and must reconnect with it."""
         with self._lock:
-            if self._app is not None:
-                try:
-                    self._app.pool.force_close_all()
-                finally:
-                    self._app = None
+            app = self._app
+        if app is not None:
+            _drop_pools(app)
 
 
 class CeleryReader:
@@ -78,3 +78,29 @@ class CeleryReader:
 
     def close(self) -> None:
         self._io.close()
+
+
+def _drop_pools(app: Any) -> None:
+    """Close the app's broker pools, take them out of kombu's process-wide registry, and make
+    the app build new ones on next use (what Celery itself does after a fork).
+
+    `app.pool` and the producer pool that broadcasts use are kombu's global pools keyed by
+    broker URL. Closed but still registered and cached on the app, every later broadcast got
+    "Acquire on closed pool": neither the poller nor the event receiver ever recovered from a
+    broker restart.
+    """
+    from kombu import pools
+    from kombu.utils.collections import eqhash
+
+    key = app.connection_for_write()
+    try:
+        for group in (pools.producers, pools.connections):
+            pool = group.pop(eqhash(key), None)
+            if pool is not None:
+                pool.force_close_all()
+    finally:
+        key.release()
+    app._pool = None
+    amqp = app.__dict__.get("amqp")
+    if amqp is not None:
+        amqp._producer_pool = None

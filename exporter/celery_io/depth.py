@@ -25,10 +25,13 @@ def redis_depths(conn: Any, queues: list[str]) -> DepthReply:
         # set(): several priorities can map to one step; each list is counted once.
         for key in dict.fromkeys(channel._q_for_pri(queue, pri) for pri in channel.priority_steps):
             keys.append((queue, key))
+    # kombu's prefixing client adds global_keyprefix to the commands kombu itself uses
+    # (LLEN, HLEN, ...) but not to LINDEX, which it never sends: prefix that one ourselves.
+    lindex_prefix = getattr(channel, "global_keyprefix", "") or ""
     with client.pipeline(transaction=False) as pipe:
         for _queue, key in keys:
             pipe.llen(key)
-            pipe.lindex(key, -1)
+            pipe.lindex(lindex_prefix + key, -1)
         pipe.hlen(channel.unacked_key)
         results = pipe.execute()
     lengths: dict[str, int] = dict.fromkeys(queues, 0)

@@ -22,11 +22,8 @@ METHODS = ("stats", "active_queues", "active", "reserved", "scheduled")
 def inspect_cluster(app: Any, timeout: float, expected: int | None = None) -> InspectReply:
     replies: dict[str, dict[str, Any]] = {}
     unanswered: list[str] = []
-    with app.connection_for_read() as conn:
-        try:
-            conn.ensure_connection(max_retries=1, timeout=timeout)
-        except Exception as exc:
-            raise BrokerUnavailable(_describe(exc)) from exc
+    conn = _connect(app, timeout)
+    try:
         found = expected or 0
         for method in METHODS:
             # Without a count to wait for, wait the timeout; once stats told us who is
@@ -37,16 +34,36 @@ def inspect_cluster(app: Any, timeout: float, expected: int | None = None) -> In
                 reply = getattr(inspector, method)()
             except Exception as exc:
                 raise BrokerUnavailable(_describe(exc)) from exc
+            if not reply and method == "stats":
+                # Nobody is there: asking the others would only wait out more timeouts.
+                unanswered.append(method)
+                break
+            if limit is None or len(reply or ()) < limit:
+                # The wait ended by timeout. On Redis that leaves a BRPOP on the reply list in
+                # flight, and the next broadcast on this connection then loses its replies
+                # (measured: the call after a timed-out one came back empty about half the
+                # time). A fresh connection does not inherit it.
+                conn.release()
+                conn = _connect(app, timeout)
             if not reply:
                 unanswered.append(method)
-                if method == "stats":
-                    # Nobody is there: asking the others would only wait out more timeouts.
-                    break
                 continue
             replies[method] = dict(reply)
             if method == "stats":
                 found = len(reply)
+    finally:
+        conn.release()
     return InspectReply(replies=replies, unanswered=tuple(unanswered))
+
+
+def _connect(app: Any, timeout: float) -> Any:
+    conn = app.connection_for_read()
+    try:
+        conn.ensure_connection(max_retries=1, timeout=timeout)
+    except Exception as exc:
+        conn.release()
+        raise BrokerUnavailable(_describe(exc)) from exc
+    return conn
 
 
 def _describe(exc: BaseException) -> str:

@@ -19,12 +19,13 @@ def build_registry(state: State) -> CollectorRegistry:
 
 
 def _collectors(state: State) -> list[Collector]:
+    from exporter.collectors import api, queues, tasks, workers
     from exporter.collectors import exporter as exporter_c
-    from exporter.collectors import queues, tasks, workers
 
     return [
         workers.WorkersCollector(state),
         queues.QueuesCollector(state),
         exporter_c.ExporterCollector(state),
         tasks.TasksCollector(state),
+        api.ApiCollector(state),
     ]

@@ -83,7 +83,38 @@ def broker_down(clock: FakeClock) -> State:
     return state
 
 
+def task_sources(clock: FakeClock) -> State:
+    """Busy cluster plus every task source reporting, and a ledger with each outcome."""
+    state = busy(clock)
+    now = clock.time()
+    updates = [
+        TaskUpdate("t1", "SENT", "events", timestamp=now - 30, name="app.render", queue="celery"),
+        TaskUpdate("t1", "STARTED", "events", timestamp=now - 20, worker="alpha@node1"),
+        TaskUpdate("t1", "SUCCESS", "pubsub", timestamp=now - 18, runtime=2.0),
+        TaskUpdate("t2", "STARTED", "events", timestamp=now - 9, name="app.send_mail",
+                   queue="mail"),
+        TaskUpdate("t2", "FAILURE", "events", timestamp=now - 8, runtime=1.0,
+                   exception_type="ConnectionError", exception_message="reset"),
+        TaskUpdate("t3", "RETRY", "pubsub", timestamp=now - 5, name="app.send_mail", queue="mail",
+                   retries=1),
+        TaskUpdate("t4", "REVOKED", "reconcile", timestamp=now - 4, name="app.render",
+                   queue="celery"),
+    ]  # fmt: skip
+    for update in updates:
+        state.ledger.apply(update)
+    detail = {"events:task-succeeded": 4.0, "events:worker-heartbeat": 9.0, "parse_errors": 0.0,
+              "task_events_enabled": 1.0}  # fmt: skip
+    state.update_source("events", up=True, last_message_at=now - 1, detail=detail)
+    state.update_source("pubsub", up=True, last_message_at=now - 2, messages_total=2,
+                        detail={"skipped:pickle": 1.0, "parse_errors": 1.0})  # fmt: skip
+    state.update_source("reconcile", up=True, last_message_at=now - 60, messages_total=5,
+                        detail={"runs": 1.0, "last_duration_seconds": 0.25,
+                                "keys_scanned": 5.0})  # fmt: skip
+    return state
+
+
 SCENARIOS: dict[str, Callable[[FakeClock], State]] = {
+    "task_sources": task_sources,
     "idle": idle,
     "busy": busy,
     "broker_down": broker_down,

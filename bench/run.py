@@ -1,0 +1,26 @@
+"""`make bench`: every benchmark in this package with its full settings, one after another.
+
+Each benchmark module has a `main(argv)`; add yours to BENCHMARKS.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from bench import ledger_bench, scrape_bench
+
+BENCHMARKS = (
+    ("Scrape latency", scrape_bench.main),
+    ("Task ledger", ledger_bench.main),
+)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    for title, run in BENCHMARKS:
+        print(f"== {title}")
+        run(args)
+
+
+if __name__ == "__main__":
+    main()

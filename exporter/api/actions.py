@@ -1,0 +1,162 @@
+"""Fix-it proposals and approvals: the API side of remediation, between auth and the store.
+
+Proposing changes nothing in the cluster. Approving runs exactly the stored plan's actions,
+once: the digest must match, the plan must be pending and unexpired (by the injectable clock),
+and the decision key must be claimed atomically in Redis, so two replicas can never both run
+it. Every step lands in the audit trail with the authenticated principal.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Any
+
+import redis
+from fastapi import HTTPException
+
+from exporter.api.models import ApproveRequest, FixItRequest
+from exporter.api.stats import ApiStats
+from exporter.celery_io import CeleryIO
+from exporter.remediation import executor
+from exporter.remediation.backend import lookup_or_none
+from exporter.remediation.planner import Plan, Targets, propose
+from exporter.remediation.store import PlanStore
+from exporter.state import State
+
+log = logging.getLogger(__name__)
+
+
+class Remediation:
+    def __init__(
+        self,
+        state: State,
+        io: CeleryIO,
+        client: redis.Redis | None,
+        store: PlanStore | None,
+        stats: ApiStats,
+    ) -> None:
+        self.state, self.io, self.client, self.store, self.stats = state, io, client, store, stats
+
+    def _store(self) -> PlanStore:
+        if self.store is None:
+            raise HTTPException(
+                503,
+                "fix-it needs a Redis result backend to keep plans and the "
+                "audit trail (set --result-backend)",
+            )
+        return self.store
+
+    def propose(self, body: FixItRequest, principal: str) -> Plan:
+        store = self._store()
+        state = self.state
+        now = state.clock.time()
+        running = [t for w in state.snapshot.workers.values() if w.up for t in w.running]
+        plan = propose(
+            mode=body.mode,
+            targets=Targets(tuple(body.task_ids), body.task_name, body.purge_queue),
+            failures=state.ledger.recent(failed_only=True),
+            running=running,
+            lookup=lambda task_id: lookup_or_none(self.client, state.config, task_id),
+            already_retried=store.already_retried,
+            config=state.config,
+            now=now,
+            proposed_by=principal,
+        )
+        store.save(plan, now)
+        store.audit(
+            "proposed",
+            principal,
+            now,
+            plan.id,
+            mode=plan.mode,
+            digest=plan.digest,
+            actions=[_summary(a) for a in plan.actions],
+            not_actionable=len(plan.skipped),
+        )
+        self.stats.plan("proposed")
+        log.info(
+            "plan %s proposed by %s: %d action(s), mode %s",
+            plan.id,
+            principal,
+            len(plan.actions),
+            plan.mode,
+        )
+        return plan
+
+    def get(self, plan_id: str) -> Plan:
+        plan = self._store().get(plan_id)
+        if plan is None:
+            raise HTTPException(404, f"no plan {plan_id!r} (unknown, or older than its retention)")
+        return plan
+
+    def decide(self, body: ApproveRequest, principal: str) -> Plan:
+        store = self._store()
+        plan = self.get(body.plan_id)
+        now = self.state.clock.time()
+        if not hmac.compare_digest(body.digest.encode(), plan.digest.encode()):
+            self._refuse(plan, principal, now, "wrong digest")
+            raise HTTPException(
+                409,
+                "digest does not match this plan: re-read the plan with "
+                f"GET /api/plans/{plan.id} and approve what it shows",
+            )
+        status = plan.status_at(now)
+        if status == "expired":
+            self._refuse(plan, principal, now, "expired")
+            raise HTTPException(410, f"plan {plan.id} expired; ask for a new fix-it plan")
+        if status != "pending" or not store.claim_decision(plan.id, body.decision, principal):
+            self._refuse(plan, principal, now, "already decided")
+            current = store.get(plan.id) or plan
+            by = f" by {current.decided_by}" if current.decided_by else ""
+            raise HTTPException(
+                409,
+                f"plan {plan.id} was already decided{by} (status "
+                f"{current.status_at(now)}); it runs at most once",
+            )
+        plan.decided_by, plan.decided_at, plan.comment = principal, now, body.comment
+        if body.decision == "deny":
+            plan.status = "denied"
+            store.save(plan, now)
+            store.audit("denied", principal, now, plan.id, comment=body.comment)
+            self.stats.plan("denied")
+            log.info("plan %s denied by %s", plan.id, principal)
+            return plan
+        plan.status = "executing"
+        store.save(plan, now)
+        store.audit("approved", principal, now, plan.id, comment=body.comment, digest=plan.digest)
+        self.stats.plan("approved")
+        log.info(
+            "plan %s approved by %s: running %d action(s)", plan.id, principal, len(plan.actions)
+        )
+        up = sum(1 for w in self.state.snapshot.workers.values() if w.up) or None
+        plan.outcomes = executor.execute(
+            plan, self.io, store, self.stats, self.state.config.inspect_timeout, up
+        )
+        plan.status = "executed"
+        done = self.state.clock.time()
+        store.save(plan, done)
+        store.audit("executed", principal, done, plan.id, outcomes=plan.outcomes)
+        return plan
+
+    def _refuse(self, plan: Plan, principal: str, now: float, why: str) -> None:
+        self.stats.plan("refused")
+        log.warning("decision on plan %s by %s refused: %s", plan.id, principal, why)
+        try:
+            self._store().audit("refused", principal, now, plan.id, reason=why)
+        except redis.RedisError as exc:  # the refusal itself still stands
+            log.warning("could not audit refusal of plan %s: %s", plan.id, exc)
+
+    def audit(self, limit: int, cursor: str | None) -> list[dict[str, Any]]:
+        return self._store().audit_entries(limit, cursor)
+
+
+def _summary(action: Any) -> dict[str, Any]:
+    # No args here: the audit trail is readable by every operator and may be exported.
+    return {
+        "action": action.kind,
+        "target": action.target,
+        "task_name": action.task_name,
+        "queue": action.queue,
+        "reason": action.reason,
+    }

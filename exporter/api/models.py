@@ -1,0 +1,202 @@
+"""Pydantic models of every API request and response: the OpenAPI schema is built from these.
+
+Times are ISO-8601 UTC datetimes; durations and ages are seconds. Task args/kwargs appear only
+when the exporter runs with --show-task-args; error messages are truncated.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class ErrorOut(BaseModel):
+    message: str
+    detail: Any = None
+
+
+class TaskOut(BaseModel):
+    id: str
+    name: str | None
+    display_name: str = Field(
+        description="The task name made readable: 'tests.fail_transient' -> 'Fail transient'"
+    )
+    status: str
+    description: str = Field(description="One sentence on what happened to the task")
+    queue: str | None = None
+    worker: str | None = None
+    retries: int = 0
+    sent_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    duration_seconds: float | None = None
+    exception_type: str | None = None
+    error: str | None = Field(None, description="The exception message, truncated")
+    parent_id: str | None = None
+    retryable: bool = Field(description="Name, args and kwargs are known exactly")
+    args: Any = None
+    kwargs: Any = None
+    source: str = Field(description="ledger, or backend when read from the result backend")
+
+
+class TaskPage(BaseModel):
+    items: list[TaskOut]
+    next_cursor: str | None = Field(None, description="Pass as ?cursor= for the next page")
+
+
+class TaskCounts(BaseModel):
+    window_seconds: float
+    total: int = Field(description="completed + failed in the window + active + pending")
+    active: int = Field(description="Running now on workers that answered the last poll")
+    reserved: int = Field(description="Prefetched by workers, not started")
+    pending: int = Field(description="Waiting in the broker queues")
+    completed: int = Field(description="Succeeded within the window")
+    failed: int = Field(description="Failed within the window")
+    success_rate: float | None = Field(
+        description="completed / (completed + failed); null when nothing finished in the window"
+    )
+    since_start: dict[str, int] = Field(
+        description="Counters since the exporter started, by "
+        "state (sent, received, started, succeeded, ...)"
+    )
+
+
+class WorkerOut(BaseModel):
+    hostname: str
+    up: bool
+    last_seen: datetime | None
+    active: int | None
+    reserved: int | None
+    concurrency: int | None
+    queues: list[str]
+
+
+class QueueOut(BaseModel):
+    name: str
+    length: int | None
+    consumers: int | None
+    workers: int = Field(description="Up workers consuming this queue")
+    oldest_age_seconds: float | None
+
+
+class StuckTask(BaseModel):
+    id: str
+    name: str
+    worker: str
+    queue: str | None
+    running_seconds: float
+
+
+class SourceOut(BaseModel):
+    name: str
+    enabled: bool
+    up: bool
+    last_error: str | None
+    last_message_at: datetime | None
+
+
+class BrokerHealth(BaseModel):
+    up: bool
+    last_error: str | None
+    last_success: datetime | None
+    snapshot_age_seconds: float | None
+
+
+class Health(BaseModel):
+    broker: BrokerHealth
+    sources: list[SourceOut]
+
+
+class Sitrep(BaseModel):
+    generated_at: datetime
+    tasks: TaskCounts
+    workers: list[WorkerOut]
+    queues: list[QueueOut]
+    stuck: list[StuckTask]
+    recent_failures: list[TaskOut]
+    health: Health
+    immediate_actions: list[str] = Field(description="Needs someone now, in plain words")
+    watch_items: list[str] = Field(description="Worth a look, not urgent")
+
+
+class FixItRequest(BaseModel):
+    mode: Literal["conservative", "balanced", "greedy"] = "conservative"
+    task_ids: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        default_factory=list,
+        max_length=200,
+        description="Explicit tasks: failed ones are retried, running ones revoked",
+    )
+    task_name: str | None = Field(
+        None, max_length=300, description="Retry every recent failure of this task"
+    )
+    purge_queue: str | None = Field(
+        None, min_length=1, max_length=300, description="Purge this queue (only ever on request)"
+    )
+
+
+class ActionOut(BaseModel):
+    index: int
+    action: Literal["retry", "revoke", "purge"]
+    target: str = Field(description="Task id, or queue name for purge")
+    task_name: str | None
+    queue: str | None
+    description: str
+    reason: str
+    args: Any = None
+    kwargs: Any = None
+
+
+class SkippedOut(BaseModel):
+    task_id: str
+    task_name: str | None
+    reason: str
+    fix: str | None
+
+
+class OutcomeOut(BaseModel):
+    index: int
+    action: str
+    target: str
+    outcome: Literal["ok", "error", "skipped"]
+    new_task_id: str | None = None
+    detail: str | None = None
+    error: str | None = None
+
+
+class PlanOut(BaseModel):
+    id: str
+    status: Literal["pending", "executing", "executed", "denied", "expired"]
+    mode: str
+    created_at: datetime
+    expires_at: datetime
+    proposed_by: str
+    digest: str = Field(description="Send back with the approval: approves exactly these actions")
+    actions: list[ActionOut]
+    not_actionable: list[SkippedOut]
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    comment: str | None = None
+    outcomes: list[OutcomeOut] = Field(default_factory=list)
+
+
+class ApproveRequest(BaseModel):
+    plan_id: str = Field(min_length=1, max_length=64)
+    digest: str = Field(min_length=1, max_length=128)
+    decision: Literal["approve", "deny"] = "approve"
+    comment: str | None = Field(None, max_length=500)
+
+
+class AuditEntry(BaseModel):
+    id: str
+    at: datetime
+    event: str
+    principal: str
+    plan_id: str | None
+    detail: dict[str, Any]
+
+
+class AuditPage(BaseModel):
+    entries: list[AuditEntry]
+    next_cursor: str | None = None

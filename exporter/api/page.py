@@ -1,0 +1,51 @@
+"""The operator page at /ui: one server-rendered HTML file with a little vanilla JS.
+
+The page itself holds no data and needs no auth; its script calls the JSON API with the token
+the operator typed, kept in sessionStorage and sent as an `Authorization` header. No cookie is
+ever set, so a forged cross-site request carries no credentials: the page is CSRF-safe by
+construction. The strict Content-Security-Policy allows only this page's own inline script.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from functools import lru_cache
+from importlib import resources
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse
+
+
+@lru_cache(maxsize=1)
+def _page() -> tuple[str, str]:
+    html = resources.files("exporter.api").joinpath("templates/ui.html").read_text("utf-8")
+    scripts = re.findall(r"<script>(.*?)</script>", html, flags=re.S)
+    hashes = " ".join("'sha256-" + _b64(hashlib.sha256(s.encode()).digest()) + "'" for s in scripts)
+    csp = (
+        f"default-src 'none'; script-src {hashes}; style-src 'unsafe-inline'; "
+        "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
+    )
+    return html, csp
+
+
+def _b64(raw: bytes) -> str:
+    import base64
+
+    return base64.b64encode(raw).decode()
+
+
+def add_routes(router: APIRouter) -> None:
+    @router.get("/ui", response_class=HTMLResponse, include_in_schema=False)
+    def ui() -> HTMLResponse:
+        html, csp = _page()
+        return HTMLResponse(
+            html,
+            headers={
+                "Content-Security-Policy": csp,
+                "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "no-referrer",
+                "Cache-Control": "no-store",
+            },
+        )

@@ -1,0 +1,52 @@
+"""Counters of the side API (requests, plans, actions), kept per `State` for the API collector.
+
+They live beside the state rather than on it so the API stays a self-contained add-on: the
+router and the executor count here, `exporter.collectors.api` renders the numbers.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections import defaultdict
+
+from exporter.state import State
+
+
+class ApiStats:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requests: dict[tuple[str, str], int] = defaultdict(int)
+        self._plans: dict[str, int] = defaultdict(int)
+        self._actions: dict[tuple[str, str], int] = defaultdict(int)
+
+    def request(self, endpoint: str, code: int) -> None:
+        with self._lock:
+            self._requests[(endpoint, str(code))] += 1
+
+    def plan(self, outcome: str) -> None:
+        with self._lock:
+            self._plans[outcome] += 1
+
+    def action(self, action: str, outcome: str) -> None:
+        with self._lock:
+            self._actions[(action, outcome)] += 1
+
+    def copy(
+        self,
+    ) -> tuple[dict[tuple[str, str], int], dict[str, int], dict[tuple[str, str], int]]:
+        with self._lock:
+            return dict(self._requests), dict(self._plans), dict(self._actions)
+
+
+_STATS: weakref.WeakKeyDictionary[State, ApiStats] = weakref.WeakKeyDictionary()
+_STATS_LOCK = threading.Lock()
+
+
+def stats_for(state: State) -> ApiStats:
+    """The one ApiStats of this state (created on first use)."""
+    with _STATS_LOCK:
+        stats = _STATS.get(state)
+        if stats is None:
+            stats = _STATS[state] = ApiStats()
+        return stats

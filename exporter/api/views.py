@@ -1,0 +1,264 @@
+"""Turn ledger records, backend records and plans into API models; filter and page task lists.
+
+Everything shown about a task passes through here, so the rules live in one place: args and
+kwargs only with --show-task-args, error messages truncated, times as UTC datetimes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from exporter.api.models import ActionOut, OutcomeOut, PlanOut, SkippedOut, TaskOut
+from exporter.config import Config
+from exporter.remediation.plan import Plan
+from exporter.taskstate import FAILURE, TaskRecord
+
+ERROR_MAX = 300
+
+
+def ts(value: float | None) -> datetime | None:
+    return datetime.fromtimestamp(value, timezone.utc) if value else None
+
+
+def utc(value: float) -> datetime:
+    return datetime.fromtimestamp(value, timezone.utc)
+
+
+def display_name(name: str | None) -> str:
+    """'proj.billing.tasks.send_invoice_email' -> 'Send invoice email'."""
+    if not name:
+        return "Unknown task"
+    last = name.rsplit(".", 1)[-1].replace("_", " ").replace("-", " ").strip()
+    return (last[:1].upper() + last[1:]) if last else name
+
+
+def truncate(text: str | None, limit: int = ERROR_MAX) -> str | None:
+    if text is None:
+        return None
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def human_seconds(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 90:
+        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def _describe(
+    status: str,
+    name: str,
+    worker: str | None,
+    duration: float | None,
+    exc: str | None,
+    err: str | None,
+    retries: int,
+) -> str:
+    where = f" on {worker}" if worker else ""
+    took = f" after {human_seconds(duration)}" if duration is not None else ""
+    if status == "SUCCESS":
+        text = f"{name} succeeded{where}{took}."
+    elif status == FAILURE:
+        why = f" with {exc}" + (f": {err}" if err else "") if exc else ""
+        text = f"{name} failed{where}{took}{why}."
+    elif status == "RETRY":
+        text = f"{name} raised {exc or 'an error'} and is scheduled to retry{where}."
+    elif status == "REVOKED":
+        text = f"{name} was revoked{where}."
+    elif status == "STARTED":
+        text = f"{name} is running{where}."
+    else:
+        text = f"{name} is {status.lower()}{where}."
+    return text + (f" Retried {retries} time(s) by Celery." if retries else "")
+
+
+def _duration(rec: TaskRecord) -> float | None:
+    if rec.runtime is not None:
+        return rec.runtime
+    if rec.started_at and rec.finished_at and rec.finished_at >= rec.started_at:
+        return rec.finished_at - rec.started_at
+    return None
+
+
+def task_from_record(rec: TaskRecord, config: Config) -> TaskOut:
+    dn = display_name(rec.name)
+    duration = _duration(rec)
+    err = truncate(rec.exception_message)
+    return TaskOut(
+        id=rec.task_id,
+        name=rec.name,
+        display_name=dn,
+        status=rec.state,
+        description=_describe(
+            rec.state, dn, rec.worker, duration, rec.exception_type, err, rec.retries
+        ),
+        queue=rec.queue,
+        worker=rec.worker,
+        retries=rec.retries,
+        sent_at=ts(rec.sent_at),
+        started_at=ts(rec.started_at),
+        completed_at=ts(rec.finished_at),
+        duration_seconds=duration,
+        exception_type=rec.exception_type,
+        error=err,
+        parent_id=rec.parent_id,
+        retryable=bool(rec.args_complete and rec.name),
+        args=rec.args if config.show_task_args else None,
+        kwargs=rec.kwargs if config.show_task_args else None,
+        source="ledger",
+    )
+
+
+def task_from_backend(task_id: str, meta: Mapping[str, Any], config: Config) -> TaskOut:
+    # The record is written by workers we do not control: read every field defensively.
+    status = _str(meta.get("status")) or "UNKNOWN"
+    result = meta.get("result")
+    exc = err = None
+    if status == FAILURE and isinstance(result, dict):
+        exc = _str(result.get("exc_type"))
+        msg = result.get("exc_message")
+        err = truncate(" ".join(map(str, msg)) if isinstance(msg, list) else _str(msg))
+    name, worker = _str(meta.get("name")), _str(meta.get("worker"))
+    dn = display_name(name)
+    retries = meta.get("retries")
+    retries = retries if isinstance(retries, int) and retries >= 0 else 0
+    extended = "args" in meta and "kwargs" in meta and bool(name)
+    return TaskOut(
+        id=task_id,
+        name=name,
+        display_name=dn,
+        status=status,
+        description=_describe(status, dn, worker, None, exc, err, retries),
+        queue=_str(meta.get("queue")),
+        worker=worker,
+        retries=retries,
+        completed_at=ts(_parse_iso(meta.get("date_done"))),
+        exception_type=exc,
+        error=err,
+        parent_id=_str(meta.get("parent_id")),
+        retryable=extended,
+        args=meta.get("args") if config.show_task_args else None,
+        kwargs=meta.get("kwargs") if config.show_task_args else None,
+        source="backend",
+    )
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _parse_iso(value: Any) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()
+
+
+# -- filtering and paging --------------------------------------------------------------------
+CURSOR_PATTERN = r"^[0-9]{1,12}(\.[0-9]{1,9})?_[!-~]{1,200}$"  # ids: printable ASCII
+
+
+def encode_cursor(rec: TaskRecord) -> str:
+    """`<updated_at>_<task id>` of the last item returned: the next page starts after it."""
+    return f"{rec.updated_at or 0.0:.6f}_{rec.task_id}"
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    """(updated_at, task_id) from a cursor; ValueError when malformed."""
+    at, sep, task_id = cursor.partition("_")
+    try:
+        if not sep or not task_id:
+            raise ValueError(cursor)
+        return float(at), task_id
+    except ValueError as exc:
+        raise ValueError("cursor must be <updated_at>_<task id>, as next_cursor gives") from exc
+
+
+def filter_records(
+    records: Iterable[TaskRecord],
+    *,
+    status: str | None,
+    name: str | None,
+    queue: str | None,
+    worker: str | None,
+    since: float | None,
+    until: float | None,
+    after: tuple[float, str] | None,
+    limit: int,
+) -> tuple[list[TaskRecord], bool]:
+    """Records matching every filter, newest first, past `after`; and whether more remain."""
+    out: list[TaskRecord] = []
+    for rec in records:
+        at = rec.updated_at or 0.0
+        if after is not None and (at, rec.task_id) >= after:
+            continue
+        if status and rec.state != status.upper():
+            continue
+        if name and rec.name != name:
+            continue
+        if queue and rec.queue != queue:
+            continue
+        if worker and rec.worker != worker:
+            continue
+        if since is not None and at < since:
+            continue
+        if until is not None and at > until:
+            continue
+        if len(out) == limit:
+            return out, True
+        out.append(rec)
+    return out, False
+
+
+def sort_newest_first(records: list[TaskRecord]) -> list[TaskRecord]:
+    # The id breaks ties so the cursor order is total.
+    return sorted(records, key=lambda r: (r.updated_at or 0.0, r.task_id), reverse=True)
+
+
+# -- plans -----------------------------------------------------------------------------------
+def plan_out(plan: Plan, now: float, config: Config) -> PlanOut:
+    show = config.show_task_args
+    return PlanOut(
+        id=plan.id,
+        status=plan.status_at(now),  # type: ignore[arg-type]
+        mode=plan.mode,
+        created_at=utc(plan.created_at),
+        expires_at=utc(plan.expires_at),
+        proposed_by=plan.proposed_by,
+        digest=plan.digest,
+        actions=[
+            ActionOut(
+                index=i,
+                action=a.kind,  # type: ignore[arg-type]
+                target=a.target,
+                task_name=a.task_name,
+                queue=a.queue,
+                description=a.description,
+                reason=a.reason,
+                args=a.args if show else None,
+                kwargs=a.kwargs if show else None,
+            )
+            for i, a in enumerate(plan.actions)
+        ],
+        not_actionable=[
+            SkippedOut(task_id=s.task_id, task_name=s.task_name, reason=s.reason, fix=s.fix)
+            for s in plan.skipped
+        ],
+        decided_by=plan.decided_by,
+        decided_at=ts(plan.decided_at),
+        comment=plan.comment,
+        outcomes=[OutcomeOut(**o) for o in plan.outcomes],
+    )

@@ -1,0 +1,47 @@
+"""Collector for the side API's own metrics: requests, fix-it plans and executed actions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, Metric
+
+from exporter.api.stats import stats_for
+from exporter.state import State
+
+# Outcomes that always exist, so rate() and absent() work before the first plan.
+PLAN_OUTCOMES = ("proposed", "approved", "denied", "refused")
+
+
+class ApiCollector:
+    def __init__(self, state: State) -> None:
+        self._state = state
+
+    def collect(self) -> Iterator[Metric]:
+        requests, plans, actions = stats_for(self._state).copy()
+        req = CounterMetricFamily(
+            "celery_exporter_api_requests",
+            "Requests to the side API (/api and /ui) by route and HTTP status code.",
+            labels=["endpoint", "code"],
+        )
+        for (endpoint, code), value in sorted(requests.items()):
+            req.add_metric([endpoint, code], value)
+        yield req
+        plan = CounterMetricFamily(
+            "celery_exporter_plans",
+            "Fix-it plans by outcome: proposed, approved, denied, refused (expired, replayed "
+            "or wrong digest).",
+            labels=["outcome"],
+        )
+        for outcome in sorted(set(PLAN_OUTCOMES) | set(plans)):
+            plan.add_metric([outcome], plans.get(outcome, 0))
+        yield plan
+        act = CounterMetricFamily(
+            "celery_exporter_actions",
+            "Remediation actions carried out after approval, by action (retry, revoke, purge) "
+            "and outcome (ok, error, skipped).",
+            labels=["action", "outcome"],
+        )
+        for (action, outcome), value in sorted(actions.items()):
+            act.add_metric([action, outcome], value)
+        yield act

@@ -1,0 +1,269 @@
+"""The fix-it planner: turns recent failures and stuck tasks into a reviewable plan.
+
+Pure functions over plain data: it reads task records and running tasks handed to it and
+returns a `Plan` (see `plan.py`); it never talks to Celery or Redis and never changes anything.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from exporter.config import Config
+from exporter.remediation.plan import Action, Plan, Skipped, digest_of
+from exporter.snapshot import RunningTask
+from exporter.taskstate import FAILURE, TaskRecord
+
+CONSERVATIVE = "conservative"
+BALANCED = "balanced"
+GREEDY = "greedy"
+MODES = (CONSERVATIVE, BALANCED, GREEDY)
+MAX_ACTIONS = 200  # a plan a person can still read; propose again for the rest
+
+# Exceptions that mean "the code or the input is wrong": retrying replays the same failure,
+# so no mode retries them automatically (an explicit task id still can).
+PERMANENT_EXCEPTIONS = frozenset(
+    {
+        "ValueError",
+        "TypeError",
+        "KeyError",
+        "IndexError",
+        "AttributeError",
+        "NameError",
+        "AssertionError",
+        "NotImplementedError",
+        "ZeroDivisionError",
+        "ImportError",
+        "ModuleNotFoundError",
+        "SyntaxError",
+        "UnicodeDecodeError",
+        "UnicodeEncodeError",
+        "NotRegistered",
+        "Reject",
+        "Ignore",
+        "PermissionError",
+        "LookupError",
+    }
+)
+RESULT_EXTENDED_FIX = (
+    "set result_extended=True in the Celery app (the result backend then keeps the task's "
+    "name, args, kwargs and queue), so failures can be replayed exactly"
+)
+
+
+@dataclass(frozen=True)
+class Targets:
+    task_ids: tuple[str, ...] = ()
+    task_name: str | None = None
+    purge_queue: str | None = None
+
+    @property
+    def explicit(self) -> bool:
+        return bool(self.task_ids or self.task_name or self.purge_queue)
+
+
+def classify(exception_type: str | None, config: Config) -> str:
+    """transient | permanent | unknown, from the exception's class name."""
+    if exception_type and exception_type in config.transient_exceptions:
+        return "transient"
+    if exception_type and exception_type in PERMANENT_EXCEPTIONS:
+        return "permanent"
+    return "unknown"
+
+
+BackendLookup = Callable[[str], Mapping[str, Any] | None]
+
+
+def propose(
+    *,
+    mode: str,
+    targets: Targets,
+    failures: Iterable[TaskRecord],
+    running: Iterable[RunningTask],
+    lookup: BackendLookup,
+    already_retried: Callable[[Iterable[str]], set[str]],
+    config: Config,
+    now: float,
+    proposed_by: str,
+) -> Plan:
+    """A new plan (not yet stored). `failures` are recent failed records, newest first."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}")
+    actions: list[Action] = []
+    skipped: list[Skipped] = []
+    failed = [r for r in failures if r.state == FAILURE]
+    by_id = {r.task_id: r for r in failed}
+    running_by_id = {t.task_id: t for t in running}
+    done = already_retried([r.task_id for r in failed] + list(targets.task_ids))
+
+    def add_retry(rec: TaskRecord, reason: str) -> None:
+        if rec.task_id in done:
+            skipped.append(Skipped(rec.task_id, rec.name, "already retried by an earlier plan"))
+            return
+        action, skip = _retry_action(rec, reason, lookup)
+        if action is not None:
+            actions.append(action)
+        elif skip is not None:
+            skipped.append(skip)
+
+    if targets.explicit:
+        for task_id in dict.fromkeys(targets.task_ids):
+            if task_id in running_by_id:
+                actions.append(_revoke_action(running_by_id[task_id], now, "requested by id"))
+            elif task_id in by_id:
+                add_retry(by_id[task_id], "requested by id")
+            else:
+                rec = _record_from_backend(task_id, lookup)
+                if rec is not None and rec.state == FAILURE:
+                    add_retry(rec, "requested by id")
+                else:
+                    state = rec.state if rec else "unknown to the exporter and the backend"
+                    skipped.append(
+                        Skipped(
+                            task_id,
+                            rec.name if rec else None,
+                            f"not failed and not running (state: {state})",
+                        )
+                    )
+        if targets.task_name:
+            for rec in failed:
+                if rec.name == targets.task_name:
+                    add_retry(rec, f"failed {targets.task_name} (requested by name)")
+        if targets.purge_queue:
+            q = targets.purge_queue
+            actions.append(
+                Action(
+                    kind="purge",
+                    target=q,
+                    queue=q,
+                    reason="purge requested explicitly",
+                    description=f"delete every message waiting in queue {q!r} (cannot be undone)",
+                )
+            )
+    else:
+        allowed = {"transient"} if mode == CONSERVATIVE else {"transient", "unknown"}
+        for rec in failed:
+            kind = classify(rec.exception_type, config)
+            exc = rec.exception_type or "an unknown exception"
+            if kind in allowed:
+                add_retry(rec, f"failed with {exc} ({kind}; mode {mode})")
+            else:
+                skipped.append(
+                    Skipped(
+                        rec.task_id,
+                        rec.name,
+                        f"failed with {exc} ({kind}): mode {mode} does not retry it",
+                        "pass its id in task_ids to retry it anyway"
+                        if kind == "permanent"
+                        else "use mode balanced, or add it to --transient-exceptions",
+                    )
+                )
+        if mode == GREEDY:
+            for task in running_by_id.values():
+                if task.started_at is not None and now - task.started_at > config.stuck_after:
+                    actions.append(
+                        _revoke_action(
+                            task, now, f"running longer than --stuck-after {config.stuck_after:g}s"
+                        )
+                    )
+    if len(actions) > MAX_ACTIONS:
+        for extra in actions[MAX_ACTIONS:]:
+            skipped.append(
+                Skipped(
+                    extra.target,
+                    extra.task_name,
+                    f"plan limited to {MAX_ACTIONS} actions: propose again after",
+                )
+            )
+        actions = actions[:MAX_ACTIONS]
+    plan = Plan(
+        id=uuid.uuid4().hex,
+        mode=mode,
+        created_at=now,
+        expires_at=now + config.plan_ttl,
+        proposed_by=proposed_by,
+        actions=actions,
+        skipped=skipped,
+    )
+    plan.digest = digest_of(plan)
+    return plan
+
+
+def _revoke_action(task: RunningTask, now: float, reason: str) -> Action:
+    ran = f"{now - task.started_at:.0f}s" if task.started_at is not None else "an unknown time"
+    return Action(
+        kind="revoke",
+        target=task.task_id,
+        task_name=task.name,
+        queue=task.queue,
+        reason=reason,
+        description=f"revoke {task.name} [{task.task_id}] on {task.worker} and terminate it "
+        f"(SIGTERM); it has run {ran}",
+    )
+
+
+def _retry_action(
+    rec: TaskRecord, reason: str, lookup: BackendLookup
+) -> tuple[Action | None, Skipped | None]:
+    name, queue, args, kwargs, complete = (
+        rec.name,
+        rec.queue,
+        rec.args,
+        rec.kwargs,
+        rec.args_complete,
+    )
+    root = None
+    if not complete or not name:
+        meta = lookup(rec.task_id) or {}
+        if "args" in meta and "kwargs" in meta and isinstance(meta.get("name"), str):
+            name, args, kwargs, complete = meta["name"], meta["args"], meta["kwargs"], True
+            queue = queue or _text(meta.get("queue"))
+            root = _text(meta.get("root_id"))
+    if not complete or not name:
+        return None, Skipped(
+            rec.task_id,
+            name,
+            "not retryable: its name, args and kwargs are "
+            "unknown (events carry only truncated reprs)",
+            RESULT_EXTENDED_FIX,
+        )
+    if not isinstance(args, list | tuple) or not isinstance(kwargs, dict):
+        return None, Skipped(
+            rec.task_id, name, "not retryable: stored args/kwargs are not a JSON list and object"
+        )
+    where = queue or "celery"
+    note = "" if queue else " (its queue is unknown: the default queue)"
+    return Action(
+        kind="retry",
+        target=rec.task_id,
+        task_name=name,
+        queue=where,
+        args=list(args),
+        kwargs=dict(kwargs),
+        root_id=root,
+        reason=reason,
+        description=f"send {name} again with the same arguments to queue {where!r}{note}, "
+        f"as a new task whose parent is {rec.task_id}",
+    ), None
+
+
+def _record_from_backend(task_id: str, lookup: BackendLookup) -> TaskRecord | None:
+    meta = lookup(task_id)
+    if not meta:
+        return None
+    result = meta.get("result")
+    exc = result.get("exc_type") if isinstance(result, dict) else None
+    return TaskRecord(
+        task_id=task_id,
+        state=str(meta.get("status", "unknown")),
+        name=_text(meta.get("name")),
+        queue=_text(meta.get("queue")),
+        exception_type=_text(exc),
+    )
+
+
+def _text(value: Any) -> str | None:
+    """A string field of a backend record, or None: workers we do not control wrote it."""
+    return value if isinstance(value, str) and value else None

@@ -1,0 +1,184 @@
+"""The operator page in headless Chromium against a real exporter API and real workers: load
+it, enter a token, see the failures, propose a plan, approve it, watch the retries succeed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import uvicorn
+from api_support import OPERATOR, TRANSIENT, results_source
+from fastapi import FastAPI
+
+from exporter.api import build_router, install_error_handlers
+from exporter.celery_io import CeleryIO
+from exporter.config import Config
+from exporter.state import State
+from tests.conftest import celery_app, free_port, wait_for
+
+pytestmark = pytest.mark.e2e
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def serve() -> Iterator[Any]:
+    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def start(app: FastAPI) -> str:
+        port = free_port()
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+        )
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        wait_for(lambda: server.started, 15, what="uvicorn started")
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(15)
+
+
+def _status(client: redis.Redis, task_id: str) -> str | None:
+    raw = client.get(f"celery-task-meta-{task_id}")
+    return json.loads(raw)["status"] if raw else None
+
+
+def test_page_propose_approve_and_see_retries_succeed(
+    browser: Any, serve: Any, redis_server: Any, start_worker: Any, unique: str, tmp_path: Path
+) -> None:
+    url = f"{redis_server.url}/11"
+    queue = f"page-{unique}"
+    env = {"TEST_BROKER_URL": url, "TEST_BACKEND_URL": url, "TEST_DEFAULT_QUEUE": queue}
+    start_worker(env, queues=queue, concurrency=1)
+    producer = celery_app(env)
+    backend = redis.Redis.from_url(url)
+    marker = tmp_path / "healed"
+    config = Config(
+        broker_url=url,
+        result_backend=url,
+        operator_tokens=(OPERATOR,),
+        transient_exceptions=TRANSIENT,
+    )
+    state = State(config)
+    # The ledger's real pub/sub source feeds the state for the whole test, as in the daemon.
+    live = ExitStack()
+    live.enter_context(results_source(state))
+    failed = [
+        producer.send_task("tests.fail_transient", args=[str(marker)], queue=queue).id
+        for _ in range(2)
+    ]
+    wait_for(
+        lambda: all(_status(backend, t) == "FAILURE" for t in failed), 60, what="failures stored"
+    )
+    wait_for(
+        lambda: all((r := state.ledger.get(t)) and r.state == "FAILURE" for t in failed),
+        30,
+        what="failures in the ledger",
+    )
+    io = CeleryIO(config)
+    app = FastAPI()
+    app.include_router(build_router(state, io))
+    install_error_handlers(app)
+    base = serve(app)
+
+    from playwright.sync_api import expect
+
+    page = browser.new_page()
+    problems: list[str] = []
+    bad_responses: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on(
+        "response",
+        lambda r: bad_responses.append(f"{r.status} {r.url}") if r.status >= 400 else None,
+    )
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    try:
+        page.goto(f"{base}/ui")
+        page.wait_for_selector("text=Enter a token")
+        page.fill("#token", OPERATOR)
+        page.click("#save-token")
+        page.wait_for_selector("#failures >> text=Fail transient")
+        assert page.locator("#failures tr").count() == 2
+        assert OPERATOR not in page.content()  # the token is not echoed into the page
+
+        page.select_option("#mode", "conservative")
+        page.click("#propose")
+        page.wait_for_selector("#approve")
+        assert page.locator(".plan-actions li").count() == 2
+        assert "send tests.fail_transient again" in page.inner_text("#plan")
+        marker.write_text("ok")
+        page.click("#approve")
+        page.wait_for_selector("#outcomes")
+        # A locator wait, not wait_for_function: the page's CSP forbids eval, rightly.
+        expect(page.locator(".new-task.ok")).to_have_count(2, timeout=60_000)
+        assert "SUCCESS" in page.inner_text("#outcomes")
+        assert "executed" in page.inner_text("#plan-status")
+        # The only failed loads allowed: polling a retried task before its result is stored.
+        unexpected = [
+            r for r in bad_responses if not r.startswith("404 ") or "/api/tasks/" not in r
+        ]
+        assert not unexpected, unexpected
+        assert not [p for p in problems if "Failed to load resource" not in p], problems
+    finally:
+        page.close()
+        live.close()
+        io.close()
+        producer.close()
+
+
+def test_page_with_a_viewer_token_reads_but_cannot_act(browser: Any, serve: Any) -> None:
+    import fakeredis
+    from api_support import VIEWER, failure, make_app, make_config, new_state
+
+    config = make_config()
+    state = new_state(config)
+    state.ledger.apply(failure("f-1"))
+    base = serve(make_app(state, CeleryIO(config), fakeredis.FakeRedis()))
+    page = browser.new_page()
+    try:
+        page.goto(f"{base}/ui")
+        page.fill("#token", "wrong-token")
+        page.click("#save-token")
+        page.wait_for_selector("#error >> text=401: invalid token")
+        page.fill("#token", VIEWER)
+        page.click("#save-token")
+        page.wait_for_selector("#failures >> text=Fail transient f-1")
+        page.click("#propose")
+        page.wait_for_selector("#error >> text=needs the operator role")
+        assert page.locator("#approve").count() == 0
+        assert page.evaluate("document.cookie") == ""
+    finally:
+        page.close()
