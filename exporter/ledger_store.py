@@ -20,6 +20,9 @@ from typing import Any
 from exporter.ledger import Ledger
 
 log = logging.getLogger(__name__)
+# Saved state of an instance that stopped for good (e.g. a pod name that never returns)
+# expires instead of staying in Redis forever; every save renews it.
+STATE_TTL = 7 * 86_400
 
 
 class LedgerStore:
@@ -70,6 +73,8 @@ class LedgerStore:
             drop = state["drop"]
             for start in range(0, len(drop), 5000):
                 pipe.hdel(self.seen_key, *drop[start : start + 5000])
+            pipe.expire(self.counters_key, STATE_TTL)
+            pipe.expire(self.seen_key, STATE_TTL)
             pipe.execute()
             self.saves += 1
         except Exception:

@@ -166,6 +166,7 @@ def test_store_drops_entries_below_watermark_and_recovers_after_failure(
     rec = ReconcileSource(state, lambda: redis_client, Boot(), store)
     rec.run_once()  # saves at the end
     assert redis_client.hlen(store.seen_key) == 10
+    assert 0 < redis_client.ttl(store.counters_key) <= 7 * 86_400
     clock.advance(3600)
     rec.run_once()  # the watermark passes the old results: nothing left to remember
     assert redis_client.hlen(store.seen_key) == 0
