@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from exporter.clock import Clock, SystemClock
-from exporter.ledger_entry import BIT, READY_MASK, Entry, record_of, source_bit
+from exporter.ledger_entry import BIT, READY_MASK, Entry, source_bit
 from exporter.ledger_parts import (
     OTHER,
     UNKNOWN,
@@ -31,6 +31,7 @@ from exporter.ledger_parts import (
     OutcomeWindow,
     TaskHistograms,
 )
+from exporter.ledger_read import LedgerReads
 from exporter.taskstate import (
     COUNTER_FOR_STATE,
     FAILURE,
@@ -40,7 +41,6 @@ from exporter.taskstate import (
     SOURCE_RECONCILE,
     STARTED,
     SUCCESS,
-    TaskRecord,
     TaskUpdate,
 )
 
@@ -53,7 +53,7 @@ RECONCILE_MARGIN = 120.0
 MAX_RETRY_STEP = 1000
 
 
-class Ledger:
+class Ledger(LedgerReads):
     def __init__(
         self,
         clock: Clock | None = None,
@@ -290,69 +290,3 @@ class Ledger:
 
         with self._lock:
             import_state(self, data)
-
-    # -- reading ---------------------------------------------------------------------------
-    def counts(self) -> LedgerCounts:
-        with self._lock:
-            return LedgerCounts(
-                tasks=dict(self._tasks),
-                exceptions=dict(self._exceptions),
-                entries=len(self._entries),
-                evictions=self._evictions,
-                overflowed_names=self._guards["name"].overflow,
-                tasks_by_worker=dict(self._by_worker),
-                runtime={k: h.snapshot() for k, h in self._hists.runtime.items()},
-                queue_wait={k: h.snapshot() for k, h in self._hists.wait.items()},
-                overflow={k: g.overflow for k, g in self._guards.items()},
-                watermark=self._watermark,
-                label_values={k: len(g.values) for k, g in self._guards.items()},
-            )
-
-    def name_label(self, name: str | None) -> str:
-        """The `name` label value a task name gets (admitted, or folded into "other")."""
-        with self._lock:
-            return self._guards["name"](name)
-
-    def below_watermark(self) -> int:
-        with self._lock:
-            return self._below_watermark
-
-    def running(self) -> list[tuple[str, str, float | None]]:
-        """(task id, name label, started_at) of tasks started and not finished."""
-        with self._lock:
-            return [(tid, e.name or UNKNOWN, e.started_at) for tid, e in self._running.items()]
-
-    def success_ratio(self, window: float | None = None) -> dict[str, tuple[int, int]]:
-        """name -> (succeeded, failed) within the window ending now; "" is all names."""
-        with self._lock:
-            return self._outcomes.totals(self._clock.time(), window or self._window)
-
-    @property
-    def window(self) -> float:
-        return self._window
-
-    def get(self, task_id: str) -> TaskRecord | None:
-        with self._lock:
-            e = self._entries.get(task_id)
-            return record_of(task_id, e) if e else None
-
-    def sent_time(self, task_id: str) -> float | None:
-        with self._lock:
-            e = self._entries.get(task_id)
-            return e.sent_at if e else None
-
-    def recent(self, failed_only: bool = False) -> list[TaskRecord]:
-        """Finished (or retried) tasks, newest first, each id once."""
-        with self._lock:
-            ids = list(self._recent_failed)
-            if not failed_only:
-                ids += list(self._recent)
-            out: list[TaskRecord] = []
-            seen: set[str] = set()
-            for task_id in reversed(ids):
-                e = self._entries.get(task_id)
-                if e is not None and task_id not in seen:
-                    seen.add(task_id)
-                    out.append(record_of(task_id, e))
-        out.sort(key=lambda r: r.updated_at or 0.0, reverse=True)
-        return out

@@ -1,0 +1,108 @@
+"""The ledger's read side: copies of counters, windows, running tasks and records.
+
+A mixin of `Ledger` (ledger.py), kept apart so each module stays about one thing: everything
+here takes the ledger's lock, copies, and returns plain data; nothing here writes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict, deque
+
+from exporter.clock import Clock
+from exporter.ledger_entry import Entry, record_of
+from exporter.ledger_parts import (
+    UNKNOWN,
+    EvictedIds,
+    LabelGuard,
+    LedgerCounts,
+    OutcomeWindow,
+    TaskHistograms,
+)
+from exporter.taskstate import TaskRecord
+
+
+class LedgerReads:
+    # Set by Ledger.__init__.
+    _lock: threading.Lock
+    _clock: Clock
+    _window: float
+    _entries: OrderedDict[str, Entry]
+    _tasks: dict[tuple[str, str, str], int]
+    _by_worker: dict[tuple[str, str, str, str], int]
+    _exceptions: dict[tuple[str, str], int]
+    _hists: TaskHistograms
+    _guards: dict[str, LabelGuard]
+    _evictions: int
+    _below_watermark: int
+    _watermark: float
+    _evicted: EvictedIds
+    _running: dict[str, Entry]
+    _recent: deque[str]
+    _recent_failed: deque[str]
+    _outcomes: OutcomeWindow
+
+    def counts(self) -> LedgerCounts:
+        with self._lock:
+            return LedgerCounts(
+                tasks=dict(self._tasks),
+                exceptions=dict(self._exceptions),
+                entries=len(self._entries),
+                evictions=self._evictions,
+                overflowed_names=self._guards["name"].overflow,
+                tasks_by_worker=dict(self._by_worker),
+                runtime={k: h.snapshot() for k, h in self._hists.runtime.items()},
+                queue_wait={k: h.snapshot() for k, h in self._hists.wait.items()},
+                overflow={k: g.overflow for k, g in self._guards.items()},
+                watermark=self._watermark,
+                label_values={k: len(g.values) for k, g in self._guards.items()},
+            )
+
+    def name_label(self, name: str | None) -> str:
+        """The `name` label value a task name gets (admitted, or folded into "other")."""
+        with self._lock:
+            return self._guards["name"](name)
+
+    def below_watermark(self) -> int:
+        with self._lock:
+            return self._below_watermark
+
+    def running(self) -> list[tuple[str, str, float | None]]:
+        """(task id, name label, started_at) of tasks started and not finished."""
+        with self._lock:
+            return [(tid, e.name or UNKNOWN, e.started_at) for tid, e in self._running.items()]
+
+    def success_ratio(self, window: float | None = None) -> dict[str, tuple[int, int]]:
+        """name -> (succeeded, failed) within the window ending now; "" is all names."""
+        with self._lock:
+            return self._outcomes.totals(self._clock.time(), window or self._window)
+
+    @property
+    def window(self) -> float:
+        return self._window
+
+    def get(self, task_id: str) -> TaskRecord | None:
+        with self._lock:
+            e = self._entries.get(task_id)
+            return record_of(task_id, e) if e else None
+
+    def sent_time(self, task_id: str) -> float | None:
+        with self._lock:
+            e = self._entries.get(task_id)
+            return e.sent_at if e else None
+
+    def recent(self, failed_only: bool = False) -> list[TaskRecord]:
+        """Finished (or retried) tasks, newest first, each id once."""
+        with self._lock:
+            ids = list(self._recent_failed)
+            if not failed_only:
+                ids += list(self._recent)
+            out: list[TaskRecord] = []
+            seen: set[str] = set()
+            for task_id in reversed(ids):
+                e = self._entries.get(task_id)
+                if e is not None and task_id not in seen:
+                    seen.add(task_id)
+                    out.append(record_of(task_id, e))
+        out.sort(key=lambda r: r.updated_at or 0.0, reverse=True)
+        return out
