@@ -59,17 +59,30 @@ def source_bit(source: str) -> int:
         return 0
 
 
+class Extra:
+    """What only some tasks have (failures, replay material, ETA, canvas parent)."""
+
+    __slots__ = ("args", "args_complete", "eta", "exc_msg", "exc_type", "kwargs", "parent_id")
+
+    def __init__(self) -> None:
+        self.args: object = None
+        self.kwargs: object = None
+        self.args_complete = False
+        self.exc_type: str | None = None
+        self.exc_msg: str | None = None
+        self.parent_id: str | None = None
+        self.eta: float | None = None
+
+
+_NO_EXTRA = Extra()
+_RUNTIME_DONE = 1 << 10  # flag bits kept in `seen` above the state bits
+_WAIT_DONE = 1 << 11
+
+
 class Entry:
     __slots__ = (
-        "args",
-        "args_complete",
-        "eta",
-        "exc_msg",
-        "exc_type",
         "finished_at",
-        "kwargs",
         "name",
-        "parent_id",
         "queue",
         "received_at",
         "retries",
@@ -77,7 +90,6 @@ class Entry:
         "retry_other",
         "retry_total",
         "runtime",
-        "runtime_done",
         "seen",
         "sent_at",
         "settled",
@@ -85,8 +97,8 @@ class Entry:
         "started_at",
         "state",
         "updated_at",
-        "wait_done",
         "worker",
+        "x",
     )
 
     def __init__(self, state: str) -> None:
@@ -99,23 +111,45 @@ class Entry:
         self.started_at: float | None = None
         self.finished_at: float | None = None
         self.updated_at: float | None = None
-        self.eta: float | None = None
         self.runtime: float | None = None
         self.retries = 0
-        self.exc_type: str | None = None
-        self.exc_msg: str | None = None
-        self.args: object = None
-        self.kwargs: object = None
-        self.args_complete = False
-        self.parent_id: str | None = None
         self.sources = 0
-        self.seen = 0
+        self.seen = 0  # BIT per state seen, plus the _DONE flags
         self.retry_total = 0  # retries counted for this task (a proven lower bound)
         self.retry_ev = 0  # unnumbered retries heard from events
         self.retry_other = 0  # unnumbered retries heard from pub/sub
         self.settled: float | None = None
-        self.runtime_done = False
-        self.wait_done = False
+        self.x: Extra = _NO_EXTRA  # shared empty one until a field is set: saves memory
+
+    def _extra(self) -> Extra:
+        if self.x is _NO_EXTRA:
+            self.x = Extra()
+        return self.x
+
+    # Read-only views of the rarely set fields.
+    eta = property(lambda self: self.x.eta)
+    exc_type = property(lambda self: self.x.exc_type)
+    exc_msg = property(lambda self: self.x.exc_msg)
+    args = property(lambda self: self.x.args)
+    kwargs = property(lambda self: self.x.kwargs)
+    args_complete = property(lambda self: self.x.args_complete)
+    parent_id = property(lambda self: self.x.parent_id)
+
+    @property
+    def runtime_done(self) -> bool:
+        return bool(self.seen & _RUNTIME_DONE)
+
+    @runtime_done.setter
+    def runtime_done(self, value: bool) -> None:
+        self.seen = self.seen | _RUNTIME_DONE if value else self.seen & ~_RUNTIME_DONE
+
+    @property
+    def wait_done(self) -> bool:
+        return bool(self.seen & _WAIT_DONE)
+
+    @wait_done.setter
+    def wait_done(self, value: bool) -> None:
+        self.seen = self.seen | _WAIT_DONE if value else self.seen & ~_WAIT_DONE
 
     def merge(self, u: TaskUpdate, now: float, sbit: int) -> None:
         ts = u.timestamp if u.timestamp is not None else now
@@ -130,15 +164,16 @@ class Entry:
         if u.worker is not None:
             self.worker = share(u.worker)
         if u.parent_id is not None:
-            self.parent_id = u.parent_id
+            self._extra().parent_id = u.parent_id
         if u.exception_type is not None:
-            self.exc_type = u.exception_type
+            self._extra().exc_type = u.exception_type
         if u.exception_message is not None:
-            self.exc_msg = u.exception_message[:MAX_TEXT]
+            self._extra().exc_msg = u.exception_message[:MAX_TEXT]
         if u.eta is not None:
-            self.eta = u.eta
-        if u.args_complete or (u.args is not None and not self.args_complete):
-            self.args, self.kwargs, self.args_complete = u.args, u.kwargs, u.args_complete
+            self._extra().eta = u.eta
+        if u.args_complete or (u.args is not None and not self.x.args_complete):
+            x = self._extra()
+            x.args, x.kwargs, x.args_complete = u.args, u.kwargs, u.args_complete
         if u.retries is not None and (state in (RECEIVED, STARTED) or u.retries > self.retries):
             self.retries = u.retries
         if u.runtime is not None:
