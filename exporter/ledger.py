@@ -16,7 +16,7 @@ Persistence itself (Redis) lives in `ledger_store.py`; this module only exports/
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -73,7 +73,10 @@ class Ledger(LedgerReads):
         self._max_tasks = max_tasks
         self._window = success_window
         self._worker_label = worker_label
-        self._entries: OrderedDict[str, Entry] = OrderedDict()
+        # Plain dict + first-seen order: cheaper per task than an OrderedDict. Eviction is
+        # first-in first-out; a task evicted while open is simply counted on from scratch.
+        self._entries: dict[str, Entry] = {}
+        self._order: deque[str] = deque()
         self._tasks: dict[tuple[str, str, str], int] = {}
         self._by_worker: dict[tuple[str, str, str, str], int] = {}
         self._exceptions: dict[tuple[str, str], int] = {}
@@ -153,10 +156,9 @@ class Ledger(LedgerReads):
                 return False
             e = Entry(state)
             self._entries[task_id] = e
+            self._order.append(task_id)
             if len(self._entries) > self._max_tasks:
                 self._evict()
-        else:
-            self._entries.move_to_end(task_id)
         e.merge(u, now, source_bit(u.source))
         if self._tracking:
             self._dirty.add(task_id)
@@ -224,8 +226,9 @@ class Ledger(LedgerReads):
         self._recent.append(task_id)
 
     def _evict(self) -> None:
-        while len(self._entries) > self._max_tasks:
-            task_id, e = self._entries.popitem(last=False)
+        while len(self._entries) > self._max_tasks and self._order:
+            task_id = self._order.popleft()
+            e = self._entries.pop(task_id)
             self._running.pop(task_id, None)
             self._evictions += 1
             # A counted result a reconcile could find again must stay known as counted.

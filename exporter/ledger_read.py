@@ -7,7 +7,7 @@ here takes the ledger's lock, copies, and returns plain data; nothing here write
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict, deque
+from collections import deque
 
 from exporter.clock import Clock
 from exporter.ledger_entry import Entry, record_of
@@ -27,7 +27,7 @@ class LedgerReads:
     _lock: threading.Lock
     _clock: Clock
     _window: float
-    _entries: OrderedDict[str, Entry]
+    _entries: dict[str, Entry]
     _tasks: dict[tuple[str, str, str], int]
     _by_worker: dict[tuple[str, str, str, str], int]
     _exceptions: dict[tuple[str, str], int]
@@ -38,6 +38,7 @@ class LedgerReads:
     _watermark: float
     _evicted: EvictedIds
     _running: dict[str, Entry]
+    _order: deque[str]
     _recent: deque[str]
     _recent_failed: deque[str]
     _outcomes: OutcomeWindow

@@ -105,6 +105,7 @@ def import_state(ledger: Ledger, data: dict[str, Any]) -> None:
         e = _decode(encoded)
         if e is not None and task_id not in ledger._entries:
             ledger._entries[task_id] = e
+            ledger._order.append(task_id)
             ledger._persisted.add(task_id)
 
 
