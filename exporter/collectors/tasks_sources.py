@@ -95,7 +95,7 @@ def _reconcile(h: object) -> Iterator[Metric]:
             detail["last_duration_seconds"],
         )
     keys = CounterMetricFamily(
-        "celery_exporter_reconcile_keys_scanned", "Result keys read by reconcile passes"
+        "celery_exporter_reconcile_keys_scanned", "Result keys SCAN returned to reconcile passes"
     )
     keys.add_metric([], detail.get("keys_scanned", 0.0))
     yield keys

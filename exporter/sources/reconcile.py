@@ -117,7 +117,7 @@ class ReconcileSource:
         started_wall = clock.time()
         started = time.monotonic()
         next_log = started + PROGRESS_EVERY
-        scanned = counted = 0
+        scanned = read = counted = 0
         allowance_start = time.monotonic()
         for found in _scan_batches(client, f"{self._prefix}celery-task-meta-*", self._batch):
             # Results the ledger already counted as final are not read again.
@@ -126,6 +126,7 @@ class ReconcileSource:
             updates, skipped = self._parse(keys, values)
             counted += self.state.ledger.apply_many(updates)
             scanned += len(found)
+            read += len(keys)
             skipped["keys_scanned"] += len(found)
             self.stats.add_many(skipped)
             # Token bucket: never faster than the configured keys per second, on average.
@@ -142,7 +143,7 @@ class ReconcileSource:
         self.stats.add("runs")
         self.stats.add("duration_seconds_total", duration)
         self.stats.set("last_duration_seconds", duration)
-        self.stats.publish(messages=scanned, up=True, message_at=clock.time())
+        self.stats.publish(messages=read, up=True, message_at=clock.time())
         if scanned >= 10 * self._batch or duration > PROGRESS_EVERY:
             log.info("reconcile: done, %d keys in %.1fs, %d counted", scanned, duration, counted)
         if self.store is not None:
