@@ -51,6 +51,7 @@ def build_sources(state: State, io: CeleryIO | None) -> list[Source]:
     else:
         # Nothing to restore from: live sources may count at once.
         boot.loaded.set()
+        boot.reconciled.set()
         log.warning(
             "no Redis result backend: task counts come from events only and restart "
             "from zero when the exporter restarts"

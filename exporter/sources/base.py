@@ -86,6 +86,10 @@ class Boot:
 
     def __init__(self) -> None:
         self.loaded = threading.Event()
+        # Set after the first complete reconcile (or at once without one). Saving before it
+        # would write every entry above a still-low watermark in one big transaction;
+        # skipping is safe: what it counted is in the backend and counted again on restart.
+        self.reconciled = threading.Event()
 
     def wait(self, stop: threading.Event, limit: float = 120.0) -> bool:
         """Block until loaded or stopped; after `limit` seconds go on without it (logged)."""

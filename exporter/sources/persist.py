@@ -37,7 +37,7 @@ class PersistSource:
 
     def save(self) -> None:
         # Saving before the old state is loaded would overwrite it with a near-empty ledger.
-        if not self._boot.loaded.is_set():
+        if not (self._boot.loaded.is_set() and self._boot.reconciled.is_set()):
             return
         try:
             self.store.save(self.state.ledger)

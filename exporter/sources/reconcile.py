@@ -137,6 +137,7 @@ class ReconcileSource:
                 next_log += PROGRESS_EVERY
                 log.info("reconcile: %d keys scanned, %d counted so far", scanned, counted)
         self.state.ledger.reconcile_completed(started_wall)
+        self._boot.reconciled.set()
         duration = time.monotonic() - started
         self.runs += 1
         self.last_duration = duration
