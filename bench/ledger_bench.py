@@ -269,6 +269,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small", action="store_true", help="CI-sized run")
     for key in FULL:
         parser.add_argument(f"--{key}", type=int, default=None, help=f"size of the {key} part")
+    parser.add_argument(
+        "--only",
+        choices=sorted(FULL),
+        action="append",
+        help="run only this part (repeatable), e.g. --only reconcile for profiling",
+    )
     parser.add_argument("--rss-child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rss_child is not None:
@@ -278,19 +284,25 @@ def main(argv: list[str] | None = None) -> int:
     for key in FULL:
         if getattr(args, key) is not None:
             sizes[key] = getattr(args, key)
+    parts = set(args.only or FULL)
     report: dict[str, dict[str, float]] = {}
-    report["events"] = bench_events(sizes["events"])
-    _print("events", report["events"])
-    server = _redis()
-    try:
-        report["results"] = bench_results(sizes["results"], server.url)
-        _print("results", report["results"])
-        report["reconcile"] = bench_reconcile(sizes["reconcile"], server.url)
-        _print("reconcile", report["reconcile"])
-    finally:
-        server.cleanup()
-    report["rss"] = bench_rss(sizes["rss"])
-    _print("rss", report["rss"])
+    if "events" in parts:
+        report["events"] = bench_events(sizes["events"])
+        _print("events", report["events"])
+    if parts & {"results", "reconcile"}:
+        server = _redis()
+        try:
+            if "results" in parts:
+                report["results"] = bench_results(sizes["results"], server.url)
+                _print("results", report["results"])
+            if "reconcile" in parts:
+                report["reconcile"] = bench_reconcile(sizes["reconcile"], server.url)
+                _print("reconcile", report["reconcile"])
+        finally:
+            server.cleanup()
+    if "rss" in parts:
+        report["rss"] = bench_rss(sizes["rss"])
+        _print("rss", report["rss"])
     if os.environ.get("BENCH_JSON"):
         Path(os.environ["BENCH_JSON"]).write_text(json.dumps(report, indent=2))
     return 0

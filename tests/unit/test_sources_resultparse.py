@@ -149,3 +149,72 @@ def test_any_json_document_parses_or_skips(doc: dict[str, object], status: str |
 @given(st.binary(max_size=200))
 def test_any_bytes_parse_or_skip(raw: bytes) -> None:
     assert isinstance(parse_result(raw, "id", "pubsub"), (str, TaskUpdate))
+
+
+def reference_parse(raw: bytes, task_id: str, source: str) -> TaskUpdate | str:
+    """The plain stdlib-json version parse_result replaced for speed: both must agree."""
+    from exporter.sources.resultparse import COUNTED_STATES, _message, _str, sniff
+
+    if not raw:
+        return NOT_JSON
+    reason = sniff(raw)
+    if reason:
+        return reason
+    try:
+        doc = json.loads(raw)
+    except (ValueError, RecursionError):
+        return INVALID_JSON
+    if not isinstance(doc, dict) or not isinstance(doc.get("status"), str):
+        return NOT_A_RESULT
+    status = doc["status"]
+    if status not in COUNTED_STATES:
+        return OTHER_STATE
+    result = doc.get("result")
+    exc_type = exc_message = None
+    if status in (FAILURE, "RETRY", "REVOKED") and isinstance(result, dict):
+        exc_type = _str(result.get("exc_type"), 200)
+        exc_message = _message(result.get("exc_message"))
+    retries = doc.get("retries")
+    keep = status != SUCCESS and "args" in doc and "kwargs" in doc
+    ok_retries = isinstance(retries, int) and not isinstance(retries, bool)
+    return TaskUpdate(
+        task_id=task_id,
+        state=status,
+        source=source,
+        timestamp=parse_date(doc.get("date_done")),
+        name=_str(doc.get("name"), 500),
+        queue=_str(doc.get("queue"), 500),
+        worker=_str(doc.get("worker"), 500),
+        retries=retries if ok_retries and 0 <= retries < 1_000_000 else None,  # type: ignore[operator]
+        exception_type=exc_type,
+        exception_message=exc_message,
+        args=doc.get("args") if keep else None,
+        kwargs=doc.get("kwargs") if keep else None,
+        args_complete=keep,
+        parent_id=_str(doc.get("parent_id"), 255),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(fields, st.sampled_from([None, "SUCCESS", "FAILURE", "RETRY", "REVOKED", "STARTED"]))
+def test_fast_parser_agrees_with_the_stdlib_reference(
+    doc: dict[str, object], status: str | None
+) -> None:
+    if status:
+        doc["status"] = status
+    raw = json.dumps(doc).encode()  # includes integers beyond 64 bits, NaN-free floats
+    assert parse_result(raw, "id", "pubsub") == reference_parse(raw, "id", "pubsub")
+
+
+def test_fast_parser_agrees_on_edge_cases() -> None:
+    big = 10**30
+    for raw in (
+        meta(status=FAILURE, args=[big], kwargs={"n": big}, result={"exc_message": [big]}),
+        meta(retries=big),
+        b'{"status": "SUCCESS", "result": NaN, "date_done": "2026-01-02T03:04:05Z"}',
+        b'  {"status": "SUCCESS", "name": "a", "name": "b"}',
+        b'{"status": "SUCCESS", "name": "\\ud800"}',
+        b'{"status": "SUCCESS"} trailing',
+    ):
+        assert parse_result(raw, "id", "p") == reference_parse(raw, "id", "p"), raw
+        assert parse_result(raw.decode(), "id", "p") == reference_parse(raw, "id", "p"), raw
