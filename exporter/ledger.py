@@ -185,7 +185,10 @@ class Ledger(LedgerReads):
         if u.retries and state != RETRY and state != SENT:
             # Attempt r (received, started or final) means r retries happened before it.
             counted |= self._raise_retries(task_id, e, u.retries)
-        if not (e.runtime_done and e.wait_done):
+        # Both histograms need a runtime or a start time: a backfilled result has neither.
+        if (u.runtime is not None or e.started_at is not None) and not (
+            e.runtime_done and e.wait_done
+        ):
             self._hists.observe(e, u.runtime, now, self._labels)
         return counted
 

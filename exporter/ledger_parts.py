@@ -63,17 +63,29 @@ class EvictedIds:
         return len(self._ids)
 
     def add(self, task_id: str, settled: float) -> None:
-        heapq.heappush(self._heap, (settled, task_id))
         self._ids.add(task_id)
-        while len(self._heap) > self.limit:
+        if len(self._heap) >= self.limit:
+            # Full (the steady state while a large reconcile runs): push and pop the oldest
+            # in one sift instead of two.
+            _, old = heapq.heappushpop(self._heap, (settled, task_id))
+            self._ids.discard(old)
+            self.given_up += 1
+        else:
+            heapq.heappush(self._heap, (settled, task_id))
+        while len(self._heap) > self.limit:  # after a smaller limit was set
             _, old = heapq.heappop(self._heap)
             self._ids.discard(old)
             self.given_up += 1
 
     def prune(self, watermark: float) -> None:
-        while self._heap and self._heap[0][0] <= watermark:
-            _, old = heapq.heappop(self._heap)
-            self._ids.discard(old)
+        heap = self._heap
+        if not heap or heap[0][0] > watermark:
+            return
+        # One pass and a heapify instead of a pop per id: a completed reconcile may cover
+        # all of them.
+        self._ids.difference_update([i for settled, i in heap if settled <= watermark])
+        self._heap = [item for item in heap if item[0] > watermark]
+        heapq.heapify(self._heap)
 
 
 class Histogram:

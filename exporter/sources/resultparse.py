@@ -13,6 +13,7 @@ since orjson turns integers beyond 64 bits into floats), so the outcome is the s
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import fields
 from datetime import datetime, timezone
 from typing import Any
@@ -97,9 +98,10 @@ def parse_result(raw: bytes | str, task_id: str, source: str) -> TaskUpdate | st
     fast["state"] = status
     fast["source"] = source
     fast["timestamp"] = parse_date(meta.get("date_done"))
-    fast["name"] = _str(meta.get("name"), 500)
-    fast["queue"] = _str(meta.get("queue"), 500)
-    fast["worker"] = _str(meta.get("worker"), 500)
+    for field in ("name", "queue", "worker"):
+        value = meta.get(field)
+        if value.__class__ is str and value:
+            fast[field] = value if len(value) <= 500 else value[:500]
     retries = meta.get("retries")
     if retries.__class__ is int and 0 <= retries < 1_000_000:  # bool is not int here
         fast["retries"] = retries
@@ -146,13 +148,56 @@ def parse_date(value: Any) -> float | None:
     """Celery's ISO `date_done` -> epoch seconds; naive dates are UTC (Celery's default)."""
     if not isinstance(value, str) or len(value) > 64:
         return None
+    if (len(value) == 32 or len(value) == 25) and value.endswith("+00:00") and value.isascii():
+        # Celery's own form, "YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00". datetime.fromisoformat
+        # would build a timezone per call; the hour is looked up once and the rest is integer
+        # arithmetic, rounded exactly as datetime.timestamp() rounds (microseconds / 10**6).
+        hour = _HOURS.get(value[:13])
+        if hour is None:
+            hour = _hour_start(value[:13])
+        mm, ss, us = value[14:16], value[17:19], value[20:26] if len(value) == 32 else "0"
+        if (
+            hour is not None
+            and value[13] == ":"
+            and value[16] == ":"
+            and (len(value) == 25 or value[19] == ".")
+            and mm.isdigit()
+            and ss.isdigit()
+            and us.isdigit()
+            and mm < "60"
+            and ss < "60"
+        ):
+            return ((hour + int(mm) * 60 + int(ss)) * 1_000_000 + int(us)) / 1_000_000
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value)  # Python 3.11 reads a trailing "Z" too
     except ValueError:
-        return None
+        if "Z" not in value:
+            return None
+        try:  # as before 3.11: every "Z" read as UTC
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
     return parsed.timestamp()
+
+
+_HOUR = re.compile(r"\d{4}-\d\d-\d\dT\d\d", re.ASCII)
+_HOURS: dict[str, int | None] = {}
+
+
+def _hour_start(prefix: str) -> int | None:
+    """Epoch seconds of `YYYY-MM-DDTHH` UTC (None if not a real date), remembered."""
+    start: int | None = None
+    if _HOUR.fullmatch(prefix):
+        try:
+            start = int(datetime.fromisoformat(prefix + ":00:00+00:00").timestamp())
+        except ValueError:
+            start = None
+    if len(_HOURS) >= 10_000:
+        _HOURS.clear()
+    _HOURS[prefix] = start
+    return start
 
 
 def _str(value: Any, limit: int) -> str | None:

@@ -218,3 +218,34 @@ def test_fast_parser_agrees_on_edge_cases() -> None:
     ):
         assert parse_result(raw, "id", "p") == reference_parse(raw, "id", "p"), raw
         assert parse_result(raw.decode(), "id", "p") == reference_parse(raw, "id", "p"), raw
+
+
+def reference_date(value: str) -> float | None:
+    from datetime import datetime, timezone
+
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).timestamp()
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.datetimes(timezones=st.sampled_from([None]) | st.timezones()))
+def test_date_fast_path_agrees_with_fromisoformat(when: object) -> None:
+    from datetime import datetime, timezone
+
+    assert isinstance(when, datetime)
+    for value in (when.isoformat(), when.replace(tzinfo=timezone.utc).isoformat()):
+        assert parse_date(value) == reference_date(value), value
+
+
+def test_date_fast_path_rejects_what_fromisoformat_rejects() -> None:
+    for value in (
+        "2026-02-30T10:00:00+00:00",
+        "2026-01-02T24:00:00+00:00",
+        "2026-01-02T03:60:05+00:00",
+        "2026-01-02T03:\u0660\u0664:05+00:00",  # Arabic-Indic digits
+        "2026-01-02T03:04:05.12345+00:00",
+    ):
+        assert parse_date(value) == reference_date(value), value
