@@ -35,3 +35,19 @@ def test_ledger_bench_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert report["results"]["counted"] == 500
     assert report["reconcile"]["counted"] == 500
     assert report["rss"]["entries"] == 2000
+
+
+def test_events_e2e_bench_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real broker -> real receiver -> ledger: every published event arrives and is counted."""
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server is not installed")
+    from bench import events_e2e_bench
+
+    out = tmp_path / "e2e.json"
+    monkeypatch.setenv("BENCH_JSON", str(out))
+    assert events_e2e_bench.main(["--small", "--tasks", "200"]) == 0
+    runs = json.loads(out.read_text())
+    assert [r["events_per_message"] for r in runs] == [1, 24]
+    for r in runs:
+        assert r["events"] == 600 and r["ledger_task_events"] == 600
+        assert r["cpu_seconds"] > 0
