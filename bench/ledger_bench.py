@@ -201,8 +201,18 @@ def bench_reconcile(n: int, redis_url: str) -> dict[str, float]:
         source.run_once()
         return time.perf_counter() - t
 
+    client.config_resetstat()
     seconds, worst, p99 = _with_probe(url, reconcile)
     counted = sum(state.ledger.counts().tasks.values())
+    # Redis's own time per command: the part of a stall the reconcile's commands cause (the
+    # probe's max also holds CPU scheduling on a shared box).
+    stats = client.info("commandstats")
+    per_call = {
+        f"redis_{cmd}_usec_per_call": float(
+            stats.get(f"cmdstat_{cmd}", {}).get("usec_per_call", 0.0)
+        )
+        for cmd in ("mget", "scan")
+    }
 
     def naive() -> float:
         t = time.perf_counter()
@@ -221,6 +231,7 @@ def bench_reconcile(n: int, redis_url: str) -> dict[str, float]:
         "reconcile_seconds": seconds,
         "redis_max_stall_ms": worst * 1000,
         "redis_p99_ms": p99 * 1000,
+        **per_call,
         "naive_keys_get100_seconds": naive_s,
         "naive_max_stall_ms": naive_worst * 1000,
         "naive_to_reconcile_stall_ratio": naive_worst / worst if worst else 0.0,
@@ -275,11 +286,21 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         help="run only this part (repeatable), e.g. --only reconcile for profiling",
     )
+    parser.add_argument(
+        "--mget-chunk",
+        type=int,
+        default=None,
+        help="keys per MGET in the reconcile part (default: the source's MGET_CHUNK)",
+    )
     parser.add_argument("--rss-child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rss_child is not None:
         rss_child(args.rss_child)
         return 0
+    if args.mget_chunk:
+        from exporter.sources import reconcile
+
+        reconcile.MGET_CHUNK = args.mget_chunk
     sizes = dict(SMALL if args.small else FULL)
     for key in FULL:
         if getattr(args, key) is not None:
