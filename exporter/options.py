@@ -115,7 +115,7 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("tasks", ("--reconcile-interval",), "reconcile_interval",
         "Seconds between result-backend reconciliations; 0: only at start", float),
     Opt("tasks", ("--reconcile-batch",), "reconcile_batch",
-        "SCAN COUNT per reconcile step; its keys are read in MGETs of up to 250", int),
+        "SCAN COUNT and MGET batch size", int),
     Opt("tasks", ("--reconcile-max-keys-per-second",), "reconcile_max_keys_per_second",
         "Rate limit of the reconcile SCAN, so it never stalls Redis", float),
     Opt("tasks", ("--ledger-max-tasks",), "ledger_max_tasks",
