@@ -71,13 +71,17 @@ def test_tls_broker(
     for _ in range(4):
         app.send_task("tests.add", args=(1, 2), queue="tlsq")
     app.pool.force_close_all()
+    # The result backend over TLS too, its options in the URL as Celery documents them.
+    backend = f"{url}?ssl_cert_reqs=required&ssl_ca_certs={cert}"
     exporter = run_exporter(
-        url, "-Q", "tlsq", "--result-backend", "",
+        url, "-Q", "tlsq", "--result-backend", backend,
         "--broker-ssl-option", "ssl_cert_reqs=required",
         "--broker-ssl-option", f"ssl_ca_certs={cert}",
     )  # fmt: skip
     exporter.wait_value("celery_exporter_up", lambda v: v == 1.0)
     assert exporter.wait_value("celery_queue_length", lambda v: v == 4.0, queue_name="tlsq")
+    for source in ("pubsub", "reconcile"):
+        exporter.wait_value("celery_exporter_source_up", lambda v: v == 1.0, source=source)
 
 
 def test_sentinel_broker(
@@ -113,3 +117,6 @@ def test_sentinel_broker(
     )
     exporter.wait_value("celery_exporter_up", lambda v: v == 1.0)
     assert exporter.wait_value("celery_queue_length", lambda v: v == 3.0, queue_name="sentq")
+    # The result-backend sources reach the master through the sentinel too.
+    for source in ("pubsub", "reconcile"):
+        exporter.wait_value("celery_exporter_source_up", lambda v: v == 1.0, source=source)

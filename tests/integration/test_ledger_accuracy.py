@@ -81,7 +81,14 @@ def settled(exporter: ExporterProc, truth: Counter[str], timeout: float = 90.0) 
         ) from None
 
 
-def all_done(cluster: Cluster, truth: Counter[str], timeout: float = 120.0) -> None:
+def all_done(cluster: Cluster, truth: Counter[str], timeout: float = 120.0) -> Counter[str]:
+    """Wait until the backend holds every task's final state; return the truth to compare.
+
+    That is the truth the test created, except in one case that is Celery's, not ours: a
+    retry's message lost by the broker (seen under heavy load and across Redis restarts)
+    leaves the task stored as RETRY forever. Then the backend, where every task is accounted
+    for, is the truth the exporter must match; anything else fails.
+    """
     try:
         wait_for(
             lambda: backend_truth(cluster.results) == +truth,
@@ -89,10 +96,31 @@ def all_done(cluster: Cluster, truth: Counter[str], timeout: float = 120.0) -> N
             interval=0.5,
             what="every task finished in the backend",
         )
+        return truth
     except AssertionError:
-        raise AssertionError(
-            f"backend has {dict(backend_truth(cluster.results))}, want {dict(truth)}"
-        ) from None
+        held = backend_truth(cluster.results)
+        stuck = stuck_in_retry(cluster.results)
+        lost_retries_only = (
+            stuck > 0
+            and held["succeeded"] + stuck == truth["succeeded"]
+            and all(held[c] == truth[c] for c in ("failed", "retried", "revoked"))
+        )
+        if not lost_retries_only:
+            raise AssertionError(
+                f"backend has {dict(held)}, want {dict(truth)} ({stuck} stuck in RETRY)"
+            ) from None
+        print(f"Celery lost {stuck} retry message(s): comparing with the backend, {dict(held)}")
+        return held
+
+
+def stuck_in_retry(client: Any) -> int:
+    import json
+
+    return sum(
+        1
+        for key in client.scan_iter(match="celery-task-meta-*", count=1000)
+        if (raw := client.get(key)) is not None and json.loads(raw)["status"] == "RETRY"
+    )
 
 
 def test_events_and_reconcile_without_pubsub(cluster: Cluster) -> None:
@@ -103,7 +131,7 @@ def test_events_and_reconcile_without_pubsub(cluster: Cluster) -> None:
     ).start()
     try:
         truth = send_mix(cluster.app, 400, QUEUE)
-        all_done(cluster, truth)
+        truth = all_done(cluster, truth)
         settled(exporter, truth)
         samples = exporter.samples()
         assert samples[("celery_exporter_task_events_enabled", ())] == 1.0
@@ -120,7 +148,7 @@ def test_pubsub_only(cluster: Cluster) -> None:
     ).start()
     try:
         truth = send_mix(cluster.app, 400, QUEUE)
-        all_done(cluster, truth)
+        truth = all_done(cluster, truth)
         settled(exporter, truth)
     finally:
         exporter.cleanup()
@@ -132,7 +160,7 @@ def test_all_sources_no_double_count(cluster: Cluster) -> None:
     exporter = cluster.exporter("--reconcile-interval", "2", instance="e").start()
     try:
         truth = send_mix(cluster.app, 500, QUEUE)
-        all_done(cluster, truth)
+        truth = all_done(cluster, truth)
         settled(exporter, truth)
         before = exporter.samples()
         runs = before[("celery_exporter_reconcile_runs_total", ())]
@@ -162,7 +190,7 @@ def test_exporter_sigkilled_mid_run_and_restarted(cluster: Cluster) -> None:
         )
         exporter.kill()
         truth += send_mix(cluster.app, 300, QUEUE)
-        all_done(cluster, truth)
+        truth = all_done(cluster, truth)
         exporter.start()
         settled(exporter, truth)
         exporter.stop()  # graceful: the final save; a second restart must continue exactly
@@ -182,7 +210,7 @@ def test_redis_restarted_mid_run() -> None:
         c.start_worker()
         exporter.start()
         truth = send_mix(c.app, 200, QUEUE)
-        all_done(c, truth)
+        truth = all_done(c, truth)
         settled(exporter, truth)
         server.stop()
         server.start()
@@ -190,17 +218,9 @@ def test_redis_restarted_mid_run() -> None:
         c.app = celery_app(c.env)
         wait_for(lambda: c.app.control.ping(timeout=1.0), 60, what="worker reconnected")
         truth += send_mix(c.app, 300, QUEUE)
-        try:
-            all_done(c, truth, timeout=60)
-        except AssertionError:
-            # Celery itself can lose a retry's message across a Redis restart; the truth
-            # the exporter must match is then what the backend holds, every task accounted.
-            wait_for(
-                lambda: len(list(c.results.scan_iter(count=1000))) == 500,
-                30,
-                what="a result key for every task",
-            )
-            truth = backend_truth(c.results)
+        # Celery itself can lose a retry's message across a Redis restart: all_done then
+        # returns what the backend holds, every task accounted for.
+        truth = all_done(c, truth, timeout=60)
         settled(exporter, truth)
     finally:
         exporter.cleanup()
