@@ -179,7 +179,7 @@ class Ledger(LedgerReads):
             self._count(e, COUNTER_FOR_STATE[state])
             if bit & READY_MASK:
                 e.settled = settle
-                self._finish(task_id, e, state, now)
+                self._finish(task_id, e, state, now, settle)
             elif state == STARTED and not e.seen & READY_MASK:
                 self._running[task_id] = e
         if u.retries and state != RETRY and state != SENT:
@@ -216,7 +216,7 @@ class Ledger(LedgerReads):
     def _labels(self, e: Entry) -> tuple[str, str]:
         return self._guards["name"](e.name), self._guards["queue_name"](e.queue)
 
-    def _finish(self, task_id: str, e: Entry, state: str, now: float) -> None:
+    def _finish(self, task_id: str, e: Entry, state: str, now: float, settled: float) -> None:
         self._running.pop(task_id, None)
         name = self._guards["name"](e.name)
         if state == FAILURE:
@@ -224,7 +224,9 @@ class Ledger(LedgerReads):
             key = (name, exc)
             self._exceptions[key] = self._exceptions.get(key, 0) + 1
             self._recent_failed.append(task_id)
-        if state in (SUCCESS, FAILURE):
+        # A result reconcile backfills from hours ago is counted, but is not "recent": it
+        # would skew the success ratio of the window (e.g. a whole backend at first start).
+        if state in (SUCCESS, FAILURE) and settled >= now - self._outcomes.window:
             self._outcomes.add(now, name, state == SUCCESS)
         self._recent.append(task_id)
 

@@ -201,6 +201,18 @@ def test_success_ratio_window_moves_with_the_clock() -> None:
     assert ledger.success_ratio() == {"u": (0, 1), "": (0, 1)}
 
 
+def test_old_backfilled_results_count_but_stay_out_of_the_window() -> None:
+    clock = FakeClock()
+    ledger = Ledger(clock=clock, success_window=300)
+    now = clock.time()
+    # A first reconcile finds yesterday's failures and a result from a minute ago.
+    for i in range(50):
+        ledger.apply(U(f"old{i}", FAILURE, SOURCE_RECONCILE, name="t", timestamp=now - 86_400))
+    ledger.apply(U("fresh", SUCCESS, SOURCE_RECONCILE, name="t", timestamp=now - 60))
+    assert total(ledger, "failed") == 50 and total(ledger, "succeeded") == 1
+    assert ledger.success_ratio()["t"] == (1, 0)
+
+
 def test_running_until_finished() -> None:
     ledger = Ledger(clock=FakeClock())
     ledger.apply(U("a", STARTED, name="t", timestamp=5.0))
