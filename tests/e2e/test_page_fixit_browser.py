@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 import redis
 import uvicorn
-from api_support import OPERATOR, TRANSIENT, results_source
 from fastapi import FastAPI
 
 from exporter.api import build_router, install_error_handlers
 from exporter.celery_io import CeleryIO
 from exporter.config import Config
 from exporter.state import State
+from tests.api_support import OPERATOR, TRANSIENT, results_source
 from tests.conftest import celery_app, free_port, wait_for
 
 pytestmark = pytest.mark.e2e

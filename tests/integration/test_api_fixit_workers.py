@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 import redis
-from api_support import HEAD_O, TRANSIENT, results_source
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -22,6 +21,7 @@ from exporter.clock import FakeClock
 from exporter.config import Config
 from exporter.snapshot import PollHealth, RunningTask, Snapshot, WorkerSnapshot
 from exporter.state import State
+from tests.api_support import HEAD_O, TRANSIENT, results_source
 from tests.conftest import celery_app, wait_for
 
 pytestmark = pytest.mark.integration

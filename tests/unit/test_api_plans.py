@@ -9,7 +9,6 @@ from typing import Any
 
 import fakeredis
 import pytest
-from api_support import HEAD_O, HEAD_V, T0, busy_snapshot, failure, make_app, make_config, new_state
 from celery import Celery
 from fastapi.testclient import TestClient
 
@@ -18,6 +17,16 @@ from exporter.celery_io import CeleryIO
 from exporter.clock import FakeClock
 from exporter.remediation.plan import Plan
 from exporter.state import State
+from tests.api_support import (
+    HEAD_O,
+    HEAD_V,
+    T0,
+    busy_snapshot,
+    failure,
+    make_app,
+    make_config,
+    new_state,
+)
 
 
 class Env:

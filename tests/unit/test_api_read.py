@@ -7,7 +7,13 @@ import json
 
 import fakeredis
 import pytest
-from api_support import (
+from fastapi.testclient import TestClient
+
+from exporter.celery_io import CeleryIO
+from exporter.clock import FakeClock
+from exporter.config import Config
+from exporter.state import SourceHealth, State
+from tests.api_support import (
     HEAD_V,
     T0,
     busy_snapshot,
@@ -17,12 +23,6 @@ from api_support import (
     new_state,
     success,
 )
-from fastapi.testclient import TestClient
-
-from exporter.celery_io import CeleryIO
-from exporter.clock import FakeClock
-from exporter.config import Config
-from exporter.state import SourceHealth, State
 
 
 def _client(config: Config | None = None) -> tuple[TestClient, State, fakeredis.FakeRedis]:

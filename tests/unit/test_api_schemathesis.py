@@ -7,7 +7,12 @@ from typing import Any
 
 import fakeredis
 import schemathesis
-from api_support import (
+from celery import Celery
+from hypothesis import HealthCheck, settings
+from schemathesis.specs.openapi.checks import negative_data_rejection
+
+from exporter.celery_io import CeleryIO
+from tests.api_support import (
     HEAD_O,
     T0,
     busy_snapshot,
@@ -17,11 +22,6 @@ from api_support import (
     new_state,
     success,
 )
-from celery import Celery
-from hypothesis import HealthCheck, settings
-from schemathesis.specs.openapi.checks import negative_data_rejection
-
-from exporter.celery_io import CeleryIO
 
 
 def _app() -> Any:
