@@ -19,6 +19,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from exporter.outage import OutageLog
+
 log = logging.getLogger(__name__)
 
 QUEUE_NODE_PREFIX = "celery-ops-exporter."
@@ -48,6 +50,7 @@ class EventStream:
     def run(self, stop: threading.Event, backoff_first: float = 0.5, cap: float = 30.0) -> None:
         """Consume until `stop` is set; reconnect with exponential backoff on any failure."""
         delay = backoff_first
+        outage = OutageLog(log, "event receiver")
         while not stop.is_set():
             try:
                 with self.app.connection_for_read() as conn:
@@ -62,15 +65,14 @@ class EventStream:
                     if stop.is_set():
                         break
                     self._on_state(True, None)
+                    outage.ok()
                     delay = backoff_first
                     # consume() checks should_stop between 1 s drains, so stop() is prompt.
                     for _ in receiver.consume(limit=None, timeout=None, wakeup=True):
                         if stop.is_set():
                             break
             except Exception as exc:  # broker blips must never kill the thread
-                log.warning(
-                    "event receiver: %s: %s; reconnecting in %.1fs", type(exc).__name__, exc, delay
-                )
+                outage.failed(f"{type(exc).__name__}: {exc}", delay)
                 self._on_state(False, f"{type(exc).__name__}: {exc}")
                 stop.wait(delay)
                 delay = min(cap, delay * 2)

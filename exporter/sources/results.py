@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from exporter.outage import OutageLog
 from exporter.sources.base import Backoff, Boot, SourceStats
 from exporter.sources.resultparse import PARSE_ERRORS, parse_result, task_id_from_key
 from exporter.state import State
@@ -66,6 +67,7 @@ class ResultsSource:
         if not self._boot.wait(self._stop):
             return
         backoff = Backoff()
+        outage = OutageLog(log, "result pub/sub")
         first = True
         while not self._stop.is_set():
             client = None
@@ -80,12 +82,13 @@ class ResultsSource:
                     self._on_reconnect()  # results published during the gap were lost
                 first = False
                 backoff.reset()
+                outage.ok()
                 self._listen(client, pubsub)
                 pubsub.close()
             except Exception as exc:  # any failure: report, back off, reconnect
                 self.connected.clear()
                 delay = backoff.next()
-                log.warning("result pub/sub: %s; reconnecting in %.1fs", exc, delay)
+                outage.failed(exc, delay)
                 self.stats.publish(up=False, error=f"{type(exc).__name__}: {exc}")
                 self._stop.wait(delay)
             finally:

@@ -1,0 +1,24 @@
+"""Log an outage once, not on every retry: the first failure at WARNING, the repeats at DEBUG,
+and the recovery at INFO with how many attempts failed. Metrics carry the per-attempt detail."""
+
+from __future__ import annotations
+
+import logging
+
+
+class OutageLog:
+    def __init__(self, log: logging.Logger, what: str) -> None:
+        self._log = log
+        self._what = what
+        self._failures = 0
+
+    def failed(self, error: object, retry_in: float) -> None:
+        self._failures += 1
+        level = logging.WARNING if self._failures == 1 else logging.DEBUG
+        self._log.log(level, "%s: %s; retrying in %.1fs (logged once per outage)",
+                      self._what, error, retry_in)  # fmt: skip
+
+    def ok(self) -> None:
+        if self._failures:
+            self._log.info("%s: back after %d failed attempts", self._what, self._failures)
+        self._failures = 0
