@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -142,17 +143,21 @@ def send_mix(app: Any, n: int, queue: str, *, revoke_every: int = 10) -> Counter
     return truth
 
 
-def backend_truth(client: Any, prefix: str = "") -> Counter[str]:
-    """Final states stored in the result backend, read with SCAN (what really happened)."""
+def stored_results(client: Any, prefix: str = "") -> Iterator[dict[str, Any]]:
+    """Every task record in the result backend, read with SCAN."""
     import json
 
-    out: Counter[str] = Counter()
-    names = {"SUCCESS": "succeeded", "FAILURE": "failed", "REVOKED": "revoked"}
     for key in client.scan_iter(match=f"{prefix}celery-task-meta-*", count=1000):
         raw = client.get(key)
-        if raw is None:
-            continue
-        meta = json.loads(raw)
+        if raw is not None:
+            yield json.loads(raw)
+
+
+def backend_truth(client: Any, prefix: str = "") -> Counter[str]:
+    """Final states stored in the result backend (what really happened)."""
+    out: Counter[str] = Counter()
+    names = {"SUCCESS": "succeeded", "FAILURE": "failed", "REVOKED": "revoked"}
+    for meta in stored_results(client, prefix):
         status = names.get(meta["status"])
         if status:
             out[status] += 1

@@ -16,7 +16,13 @@ import pytest
 import redis
 
 from tests.conftest import RedisServer, Worker, celery_app, wait_for
-from tests.integration.ledger_support import COUNTERS, ExporterProc, backend_truth, send_mix
+from tests.integration.ledger_support import (
+    COUNTERS,
+    ExporterProc,
+    backend_truth,
+    send_mix,
+    stored_results,
+)
 
 pytestmark = pytest.mark.integration
 QUEUE = "ledger-acc"
@@ -99,7 +105,7 @@ def all_done(cluster: Cluster, truth: Counter[str], timeout: float = 120.0) -> C
         return truth
     except AssertionError:
         held = backend_truth(cluster.results)
-        stuck = stuck_in_retry(cluster.results)
+        stuck = sum(1 for m in stored_results(cluster.results) if m["status"] == "RETRY")
         lost_retries_only = (
             stuck > 0
             and held["succeeded"] + stuck == truth["succeeded"]
@@ -111,16 +117,6 @@ def all_done(cluster: Cluster, truth: Counter[str], timeout: float = 120.0) -> C
             ) from None
         print(f"Celery lost {stuck} retry message(s): comparing with the backend, {dict(held)}")
         return held
-
-
-def stuck_in_retry(client: Any) -> int:
-    import json
-
-    return sum(
-        1
-        for key in client.scan_iter(match="celery-task-meta-*", count=1000)
-        if (raw := client.get(key)) is not None and json.loads(raw)["status"] == "RETRY"
-    )
 
 
 def test_events_and_reconcile_without_pubsub(cluster: Cluster) -> None:
