@@ -4,14 +4,17 @@
     python -m bench.events_e2e_bench --small    # CI-sized smoke run
 
 A private redis-server is the broker. A consumer subprocess runs only the exporter's real
-event path (EventStream: Celery's event receiver over kombu; EventsSource: parse, ledger).
+event path: the consumer the daemon picks for `--events-consumer` (auto: the lean Redis
+subscriber, celery_io/redis_events.py; celery: Celery's event receiver over kombu), then
+EventsSource (parse, ledger). Both are measured in the same run, one after the other, and the
+ratio printed (`--events-consumer auto` alone to measure one).
 This process publishes real Celery task events with Celery's own EventDispatcher: for each
 task a task-received, task-started and task-succeeded event, as a worker started with -E
 sends them, in two modes: one message per event (a worker without Celery's event loop:
 solo, threads, gevent/eventlet pools, or prefork at low load), and Celery's own buffering
 of task events in lists of up to 24 (`buffer_group=['task']`, what a prefork worker with
 its event loop does under load). The consumer reports the CPU time of its whole process
-(all threads: kombu's socket reads, JSON decode, Celery's event handling, ours) from ready
+(all threads: socket reads, envelope and JSON decode, event handling, ours) from ready
 until it has handled every event. Target (issue): at least 5x cheaper than
 danihodovic/celery-exporter's ~0.3 ms CPU per event, i.e. <= 60 us per event.
 """
@@ -40,10 +43,11 @@ def _config(broker_url: str) -> Any:
     return Config(broker_url=broker_url)
 
 
-def consumer(broker_url: str, expected: int) -> None:
-    """Subprocess: run the real event source until `expected` task events were handled."""
+def consumer(broker_url: str, expected: int, kind: str) -> None:
+    """Subprocess: run the real event source until `expected` task events were handled,
+    through the consumer the daemon picks for `--events-consumer kind`."""
     from exporter.celery_io import CeleryIO
-    from exporter.celery_io.events import EventStream
+    from exporter.celery_io.events import event_stream
     from exporter.sources.base import Boot
     from exporter.sources.events import EventsSource
     from exporter.state import State
@@ -56,8 +60,9 @@ def consumer(broker_url: str, expected: int) -> None:
     boot.reconciled.set()
     ready, done = threading.Event(), threading.Event()
     seen = [0]
+    used = [""]
 
-    def stream(handler: Any, on_state: Any) -> EventStream:
+    def stream(handler: Any, on_state: Any, batch_handler: Any) -> Any:
         def counting(event: dict[str, Any]) -> None:
             handler(event)
             if str(event.get("type", "")).startswith("task-"):
@@ -65,12 +70,22 @@ def consumer(broker_url: str, expected: int) -> None:
                 if seen[0] >= expected:
                     done.set()
 
+        def counting_batch(events: list[dict[str, Any]], counts: dict[str, int]) -> None:
+            batch_handler(events, counts)
+            seen[0] += sum(1 for e in events if str(e.get("type", "")).startswith("task-"))
+            if seen[0] >= expected:
+                done.set()
+
         def state_change(up: bool, error: str | None) -> None:
             on_state(up, error)
             if up:
                 ready.set()
 
-        return EventStream(io.app, config.instance_id, counting, state_change)
+        made = event_stream(
+            io.app, config.instance_id, kind, counting, state_change, counting_batch
+        )
+        used[0] = type(made).__name__
+        return made
 
     source = EventsSource(state, stream, boot)
     source.start()
@@ -91,6 +106,7 @@ def consumer(broker_url: str, expected: int) -> None:
                 "cpu_seconds": cpu,
                 "wall_seconds": wall,
                 "ledger_task_events": sum(counts.values()),
+                "consumer_class": used[0],
             }
         ),
         flush=True,
@@ -130,7 +146,7 @@ def produce(broker_url: str, tasks: int, batch: int) -> float:
     return time.perf_counter() - started
 
 
-def run(tasks: int, batch: int = 1) -> dict[str, Any]:
+def run(tasks: int, batch: int = 1, kind: str = "auto") -> dict[str, Any]:
     from tests.conftest import RedisServer
 
     server = RedisServer()
@@ -138,7 +154,7 @@ def run(tasks: int, batch: int = 1) -> dict[str, Any]:
     url = f"{server.url}/0"
     expected = tasks * EVENTS_PER_TASK
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.events_e2e_bench", "--consumer", url, str(expected)],
+        [sys.executable, "-m", "bench.events_e2e_bench", "--consumer", url, str(expected), kind],
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,
@@ -159,6 +175,7 @@ def run(tasks: int, batch: int = 1) -> dict[str, Any]:
     result = json.loads(out.strip().splitlines()[-1])
     per_event = result["cpu_seconds"] / max(1, result["events"])
     result.update(
+        consumer=kind,
         tasks=tasks,
         events_per_message=batch,
         publish_seconds=publish_seconds,
@@ -178,20 +195,43 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         help="events per broker message (repeatable; default: 1 and 24, Celery's buffer)",
     )
-    parser.add_argument("--consumer", nargs=2, metavar=("URL", "EVENTS"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--events-consumer",
+        action="append",
+        choices=["auto", "celery"],
+        help="consumer(s) to measure, as --events-consumer of the daemon (repeatable; "
+        "default: auto, i.e. what the daemon picks, and celery, side by side)",
+    )
+    parser.add_argument(
+        "--consumer", nargs=3, metavar=("URL", "EVENTS", "KIND"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
     if args.consumer:
-        consumer(args.consumer[0], int(args.consumer[1]))
+        consumer(args.consumer[0], int(args.consumer[1]), args.consumer[2])
         return 0
     tasks = args.tasks or (500 if args.small else 20_000)
     results = []
+    kinds = args.events_consumer or ["auto", "celery"]
     for batch in args.batch or [1, 24]:
-        result = run(tasks, batch)
-        results.append(result)
-        shown = ", ".join(
-            f"{k}={v:,.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()
-        )
-        print(f"events_e2e: {shown}", flush=True)
+        by_kind = {}
+        for kind in kinds:
+            result = run(tasks, batch, kind)
+            results.append(result)
+            by_kind[kind] = result
+            shown = ", ".join(
+                f"{k}={v:,.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()
+            )
+            print(f"events_e2e: {shown}", flush=True)
+        if "auto" in by_kind and "celery" in by_kind:
+            lean, celery = by_kind["auto"], by_kind["celery"]
+            ratio = celery["cpu_us_per_event"] / max(lean["cpu_us_per_event"], 1e-9)
+            lean["celery_over_auto"] = ratio
+            print(
+                f"events_e2e: {batch} event(s)/message: auto ({lean['consumer_class']}) "
+                f"{lean['cpu_us_per_event']:.1f} us/event, celery "
+                f"{celery['cpu_us_per_event']:.1f} us/event: {ratio:.2f}x",
+                flush=True,
+            )
     if os.environ.get("BENCH_JSON"):
         Path(os.environ["BENCH_JSON"]).write_text(json.dumps(results, indent=2))
     return 0 if all(r["finished"] for r in results) else 1

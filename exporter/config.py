@@ -45,6 +45,7 @@ DEFAULT_TRANSIENT_EXCEPTIONS = (
 # Schemes Celery/kombu accept for a broker, grouped by how we read queue depth.
 REDIS_SCHEMES = frozenset({"redis", "rediss", "sentinel", "redis+socket", "socket"})
 AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp", "librabbitmq"})
+EVENTS_CONSUMERS = ("auto", "celery")
 BACKEND_REDIS_SCHEMES = frozenset({"redis", "rediss", "sentinel", "redis+socket", "socket"})
 
 
@@ -98,6 +99,8 @@ class Config:
 
     # --- task ledger and its sources --------------------------------------------------------
     events: bool = True
+    # auto: the lean Redis consumer on a Redis broker, Celery's receiver otherwise; celery: always
+    events_consumer: str = "auto"
     enable_events_interval: float = 0.0  # 0: never broadcast enable_events
     results_pubsub: bool = True
     reconcile_interval: float = 300.0  # 0: only at start
@@ -219,6 +222,10 @@ class Config:
         if self.metrics_auth != "none" and not self.metrics_tokens:
             raise ConfigError(
                 "--metrics-auth needs CE_METRICS_TOKENS or --metrics-token-file (none configured)"
+            )
+        if self.events_consumer not in EVENTS_CONSUMERS:
+            raise ConfigError(
+                f"--events-consumer must be auto or celery, got {self.events_consumer!r}"
             )
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"--log-format must be text or json, got {self.log_format!r}")

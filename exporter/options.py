@@ -29,6 +29,10 @@ def _bool(text: str) -> bool:
     raise ValueError(f"{text!r} is not a boolean")
 
 
+def _word(text: str) -> str:
+    return text.strip().lower()
+
+
 def _kv_value(raw: str) -> Any:
     # Transport options such as visibility_timeout are numbers; keep strings as strings.
     try:
@@ -108,6 +112,9 @@ OPTIONS: tuple[Opt, ...] = (
         "Seconds after which an offline worker's series disappear; 0: never", float),
     Opt("tasks", ("--events",), "events",
         "Count tasks from Celery events (true/false)", _bool),
+    Opt("tasks", ("--events-consumer",), "events_consumer",
+        "auto: a lean Redis subscriber on a Redis broker, Celery's event receiver otherwise; "
+        "celery: always Celery's receiver", _word),
     Opt("tasks", ("--enable-events-interval",), "enable_events_interval",
         "Broadcast enable_events every N seconds for workers started without -E; 0: never", float),
     Opt("tasks", ("--results-pubsub",), "results_pubsub",
@@ -135,7 +142,8 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("tasks", ("--task-worker-label",), "task_worker_label",
         "Add a hostname label to task counters (true/false; watch cardinality)", _bool),
     Opt("tasks", ("--instance",), "instance",
-        "Stable name of this exporter: names its event queue and its saved counters in Redis "
+        "Stable name of this exporter: names its saved counters in Redis and the event queue of "
+        "Celery's receiver "
         "(default: the host name; give each concurrently running exporter its own)"),
     Opt("api", ("--recent-size",), "recent_size",
         "Recent tasks kept for /api/tasks/recent", int),

@@ -57,11 +57,18 @@ def build_sources(state: State, io: CeleryIO | None) -> list[Source]:
             "from zero when the exporter restarts"
         )
     if config.events and io is not None:
-        from exporter.celery_io.events import EventStream
+        from exporter.celery_io.events import event_stream
         from exporter.sources.events import EventsSource
 
-        def stream(handler: Any, on_state: Any) -> EventStream:
-            return EventStream(io.app, config.instance_id, handler, on_state)
+        def stream(handler: Any, on_state: Any, batch_handler: Any) -> Any:
+            return event_stream(
+                io.app,
+                config.instance_id,
+                config.events_consumer,
+                handler,
+                on_state,
+                batch_handler,
+            )
 
         sources.append(EventsSource(state, stream, boot))
     if config.results_pubsub and config.backend_url is not None:

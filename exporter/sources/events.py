@@ -3,7 +3,8 @@
 Every field is guarded: events for tasks whose earlier events were missed, a success without
 `runtime` (or with a non-number), timestamps from hosts whose clock is far off (replaced by
 the time the exporter received the event), non-string names. The Celery receiver itself
-lives in celery_io/events.py; this module never imports Celery.
+(or the lean Redis consumer, which hands over whole batches) lives in celery_io/; this module
+never imports Celery.
 """
 
 from __future__ import annotations
@@ -172,7 +173,8 @@ class EventsSource:
         self._counts_lock = threading.Lock()  # handle() and flush() run on different threads
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.stream = stream_factory(self.handle, self._on_state)
+        # Celery's receiver calls handle() per event; the lean one handle_many() per batch.
+        self.stream = stream_factory(self.handle, self._on_state, self.handle_many)
 
     def start(self) -> None:
         if self._thread is None:
@@ -209,34 +211,69 @@ class EventsSource:
         self.stats.publish(up=up, error=error)
 
     def handle(self, event: dict[str, Any]) -> None:
-        """Called on the receiver thread for every event; must never raise."""
-        try:
-            kind = event.get("type")
-            kind = kind if isinstance(kind, str) and kind in _EVENT_TYPES else "other"
-            now = self.state.clock.time()
-            with self._counts_lock:
-                self._counts[f"events:{kind}"] += 1
-                self._pending += 1
-                flush = self._pending >= 1000
-            update = parse_event(event)
-            if update is not None:
-                self.check.task_event(update.worker, now)
-                self.state.ledger.apply(update)
-            elif kind.startswith("worker-"):
-                host = _text(event.get("hostname"))
-                if host and kind == "worker-offline":
-                    self.state.forget_worker(host)
-                elif host:
-                    self.state.saw_worker(host, event_timestamp(event) or now)
-                self.check.worker_event(
-                    kind, _text(event.get("hostname")), event.get("processed"), now
-                )
-            if flush:
-                self.flush()
-        except Exception as exc:  # a malformed event is counted, not fatal
-            with self._counts_lock:
-                self._counts["parse_errors"] += 1
-            log.debug("bad event: %s: %s", type(exc).__name__, exc)
+        """Called on the receiver thread for every event (Celery's receiver); never raises."""
+        self.handle_many([event])
+
+    def handle_many(
+        self, events: list[dict[str, Any]], counts: dict[str, int] | None = None
+    ) -> None:
+        """Called on the receiver thread with a batch of events (and the consumer's own
+        counts, e.g. skipped messages); never raises. Task updates go to the ledger under one
+        lock per batch; counters are published by `flush`."""
+        now = self.state.clock.time()
+        kinds: Counter[str] = Counter()
+        updates: list[TaskUpdate] = []
+        task_hosts: dict[str, float] = {}
+        errors = 0
+        for event in events:
+            try:
+                kind = event.get("type")
+                kind = kind if isinstance(kind, str) and kind in _EVENT_TYPES else "other"
+                kinds[kind] += 1
+                update = parse_event(event)
+                if update is not None:
+                    updates.append(update)
+                    if update.worker:
+                        task_hosts[update.worker] = now
+                elif kind.startswith("worker-"):
+                    if task_hosts:  # task events before this heartbeat count first
+                        self._task_events(task_hosts)
+                    self._worker_event(kind, event, now)
+            except Exception as exc:  # a malformed event is counted, not fatal
+                errors += 1
+                log.debug("bad event: %s: %s", type(exc).__name__, exc)
+        if task_hosts:
+            self._task_events(task_hosts)
+        if updates:
+            try:
+                self.state.ledger.apply_many(updates)
+            except Exception as exc:  # never kill the receiver thread
+                errors += len(updates)
+                log.warning("ledger refused %d event updates: %s", len(updates), exc)
+        with self._counts_lock:
+            for kind, n in kinds.items():
+                self._counts[f"events:{kind}"] += n
+            if counts:
+                self._counts.update(counts)
+            if errors:
+                self._counts["parse_errors"] += errors
+            self._pending += len(events)
+            flush = self._pending >= 1000
+        if flush:
+            self.flush()
+
+    def _task_events(self, hosts: dict[str, float]) -> None:
+        for host, when in hosts.items():
+            self.check.task_event(host, when)
+        hosts.clear()
+
+    def _worker_event(self, kind: str, event: dict[str, Any], now: float) -> None:
+        host = _text(event.get("hostname"))
+        if host and kind == "worker-offline":
+            self.state.forget_worker(host)
+        elif host:
+            self.state.saw_worker(host, event_timestamp(event) or now)
+        self.check.worker_event(kind, host, event.get("processed"), now)
 
     def flush(self) -> None:
         """Publish counters to source health (batched: the per-event path stays cheap)."""
