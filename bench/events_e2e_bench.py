@@ -92,10 +92,10 @@ def consumer(broker_url: str, expected: int, kind: str) -> None:
     if not ready.wait(30):
         raise SystemExit("event receiver did not connect")
     time.sleep(1.0)  # the receiver declares its queue/binding right after connecting
-    cpu0, wall0 = time.process_time(), time.perf_counter()
+    cpu0, wall0, times0 = time.process_time(), time.perf_counter(), os.times()
     print("ready", flush=True)
     finished = done.wait(300)
-    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    cpu, wall, times = time.process_time() - cpu0, time.perf_counter() - wall0, os.times()
     source.stop()
     counts = state.ledger.counts().tasks
     print(
@@ -104,6 +104,8 @@ def consumer(broker_url: str, expected: int, kind: str) -> None:
                 "finished": finished,
                 "events": seen[0],
                 "cpu_seconds": cpu,
+                "user_seconds": times.user - times0.user,
+                "system_seconds": times.system - times0.system,
                 "wall_seconds": wall,
                 "ledger_task_events": sum(counts.values()),
                 "consumer_class": used[0],

@@ -4,7 +4,8 @@ On Redis, Celery's event exchange is a fanout that kombu carries over PUBLISH to
 named `<global_keyprefix>/<db>.<event exchange>/<routing key>`. This consumer subscribes to
 the same pattern Celery's receiver would (`RedisEventSettings.pattern`, computed from the
 app's configuration in `celery_io/events.py`) on a plain redis-py connection, reads every
-reply already buffered per wake-up (hiredis parses them), decodes them with
+reply buffered per wake-up (hiredis parses them; after a wake-up it lingers `LINGER` so one
+wake-up serves many messages even when each event is its own message), decodes them with
 `event_envelope.EventDecoder` and hands the whole batch to the events source at once.
 
 Nothing is declared on the broker: no queue, no binding in `_kombu.binding.<exchange>`, so a
@@ -35,6 +36,11 @@ log = logging.getLogger(__name__)
 BatchHandler = Callable[[list[dict[str, Any]], dict[str, int]], None]
 WAIT = 0.5  # seconds between checks of the stop flag while nothing arrives
 MAX_BATCH = 2000  # replies handled per batch at most, so counters never lag far behind
+# After a wake-up, let messages gather this long before reading them. Every wake-up costs
+# about 25-30 us of CPU (poll, recv, the thread switch) whatever it reads, and a worker
+# without Celery's event buffer sends one message per event: lingering turns thousands of
+# wake-ups a second into a hundred, for 10 ms of latency no metric can notice.
+LINGER = 0.01
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,7 @@ class RedisEventStream:
         utcoffset: Callable[[], float],
         wakeup: Callable[[], None] | None = None,
         enable_events: Callable[[], None] | None = None,
+        linger: float = LINGER,
     ) -> None:
         self.settings = settings
         self._handler = handler
@@ -107,6 +114,7 @@ class RedisEventStream:
         self._utcoffset = utcoffset
         self._wakeup = wakeup
         self._enable_events = enable_events
+        self.linger = linger
         self.decoder = EventDecoder()
         self._stopping = threading.Event()
 
@@ -163,6 +171,7 @@ class RedisEventStream:
         decode = self.decoder.decode
         decoder = self.decoder
         handler = self._handler
+        linger = self.linger
         health = self.settings.health_interval
         quiet_since = time.monotonic()
         ping_sent = False
@@ -175,6 +184,8 @@ class RedisEventStream:
                     conn.send_command("PING")
                     ping_sent = True
                 continue
+            if linger:
+                time.sleep(linger)
             events: list[dict[str, Any]] = []
             here = self._utcoffset()
             for _ in range(MAX_BATCH):
