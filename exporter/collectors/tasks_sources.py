@@ -31,8 +31,8 @@ def source_metrics(state: State, counts: LedgerCounts) -> Iterator[Metric]:
     )
     skipped = CounterMetricFamily(
         "celery_exporter_results_skipped",
-        "Results not counted, by source and reason (pickle and other non-JSON content is "
-        "never decoded; other_db: published by another database of the same server)",
+        "Results (and events) not counted, by source and reason (pickle and other non-JSON "
+        "content is never decoded; other_db: published by another database of the same server)",
         labels=["source", "reason"],
     )
     parse_errors = CounterMetricFamily(
@@ -65,9 +65,10 @@ def source_metrics(state: State, counts: LedgerCounts) -> Iterator[Metric]:
                     events.add_metric([key[7:]], value)
         else:
             received.add_metric([name], float(h.messages_total))
-            for key, value in sorted(detail.items()):
-                if key.startswith("skipped:"):
-                    skipped.add_metric([name, key[8:]], value)
+        # events: messages the lean Redis consumer did not decode (pickle, not JSON)
+        for key, value in sorted(detail.items()):
+            if key.startswith("skipped:"):
+                skipped.add_metric([name, key[8:]], value)
     yield from (events, received, skipped, parse_errors, up, last)
     yield from _reconcile(health.get(SOURCE_RECONCILE))
     yield from _ledger(counts)

@@ -100,6 +100,7 @@ def test_sentinel_url_is_a_redis_broker() -> None:
         (["--metrics-auth", "token"], "needs CE_METRICS_TOKENS"),
         (["--broker-transport-option", "novalue"], "not KEY=VALUE"),
         (["--events", "maybe"], "not a boolean"),
+        (["--events-consumer", "kombu"], "--events-consumer must be auto or celery"),
     ],
 )
 def test_bad_settings_fail_with_one_clear_line(argv: list[str], message: str) -> None:
@@ -107,6 +108,12 @@ def test_bad_settings_fail_with_one_clear_line(argv: list[str], message: str) ->
         load_config(argv, env={})
     assert message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_events_consumer_from_flag_or_env() -> None:
+    assert load_config([], env={}).events_consumer == "auto"
+    assert load_config([], env={"CE_EVENTS_CONSUMER": "Celery"}).events_consumer == "celery"
+    assert load_config(["--events-consumer", "auto"], env={}).events_consumer == "auto"
 
 
 def test_tokens_come_from_env_or_file_never_argv(tmp_path: Path) -> None:

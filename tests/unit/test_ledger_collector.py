@@ -80,5 +80,5 @@ def test_task_events_enabled_only_with_events_source(events: bool) -> None:
 
     state = State(Config(events=events), clock=FakeClock())
     if events:
-        EventsSource(state, lambda h, s: None, Boot()).flush()
+        EventsSource(state, lambda h, s, b: None, Boot()).flush()
     assert ("celery_exporter_task_events_enabled 1.0" in scrape(state)) is events

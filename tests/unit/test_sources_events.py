@@ -116,8 +116,8 @@ def test_events_enabled_check() -> None:
 
 
 class FakeStream:
-    def __init__(self, handler: Any, on_state: Any) -> None:
-        self.handler, self.on_state = handler, on_state
+    def __init__(self, handler: Any, on_state: Any, batch_handler: Any) -> None:
+        self.handler, self.on_state, self.batch_handler = handler, on_state, batch_handler
 
     def run(self, stop: threading.Event) -> None:
         self.on_state(True, None)
@@ -147,3 +147,42 @@ def test_events_source_counts_types_and_survives_junk() -> None:
     assert detail["task_events_enabled"] == 1.0
     counts = state.ledger.counts().tasks
     assert counts[("t", "unknown", "succeeded")] == 1
+
+
+def test_batches_count_like_single_events_and_carry_the_consumers_counts() -> None:
+    """The lean consumer's batches: one ledger apply per batch, same counts as one by one."""
+    one, many = (State(Config(), clock=FakeClock()) for _ in range(2))
+    events = [ev("task-received", uuid=f"t{i}", name="t") for i in range(5)] + [
+        ev("task-succeeded", uuid=f"t{i}", runtime=0.1) for i in range(5)
+    ]
+    events += [ev("worker-heartbeat", processed=5), {"type": 3}, "junk"]  # type: ignore[list-item]
+    single = EventsSource(one, FakeStream, Boot())
+    for e in events:
+        single.handle(dict(e) if isinstance(e, dict) else e)
+    batched = EventsSource(many, FakeStream, Boot())
+    batched.stream.batch_handler(
+        [dict(e) if isinstance(e, dict) else e for e in events],
+        {"skipped:pickle": 2, "parse_errors": 1},
+    )
+    single.flush()
+    batched.flush()
+    assert one.ledger.counts().tasks == many.ledger.counts().tasks
+    d1, d2 = one.source_health()["events"].detail, many.source_health()["events"].detail
+    assert d2["skipped:pickle"] == 2 and d2["parse_errors"] == d1["parse_errors"] + 1
+    assert {k: v for k, v in d1.items() if k.startswith("events:")} == {
+        k: v for k, v in d2.items() if k.startswith("events:")
+    }
+
+
+def test_batch_task_events_count_before_a_later_heartbeat() -> None:
+    """Within one batch, a worker's task events precede its heartbeat: not reported "-E off"."""
+    state = State(Config(), clock=FakeClock())
+    src = EventsSource(state, FakeStream, Boot())
+    src.handle_many([ev("worker-heartbeat", processed=0)])
+    state.clock.advance(10)  # type: ignore[attr-defined]
+    src.handle_many([ev("task-succeeded", uuid="x"), ev("worker-heartbeat", processed=1)])
+    assert src.check.enabled()
+    for processed in (2, 3):  # processed more, no task event since
+        state.clock.advance(10)  # type: ignore[attr-defined]
+        src.handle_many([ev("worker-heartbeat", processed=processed)])
+    assert not src.check.enabled()
