@@ -38,7 +38,7 @@ def test_ledger_bench_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_events_e2e_bench_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Real broker -> real receiver -> ledger: every published event arrives and is counted."""
+    """Real broker -> each consumer (lean and Celery's) -> ledger: every event is counted."""
     if not shutil.which("redis-server"):
         pytest.skip("redis-server is not installed")
     from bench import events_e2e_bench
@@ -47,7 +47,14 @@ def test_events_e2e_bench_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("BENCH_JSON", str(out))
     assert events_e2e_bench.main(["--small", "--tasks", "200"]) == 0
     runs = json.loads(out.read_text())
-    assert [r["events_per_message"] for r in runs] == [1, 24]
+    assert [(r["events_per_message"], r["consumer"]) for r in runs] == [
+        (1, "auto"),
+        (1, "celery"),
+        (24, "auto"),
+        (24, "celery"),
+    ]
     for r in runs:
         assert r["events"] == 600 and r["ledger_task_events"] == 600
         assert r["cpu_seconds"] > 0
+        want = "RedisEventStream" if r["consumer"] == "auto" else "EventStream"
+        assert r["consumer_class"] == want

@@ -1,9 +1,11 @@
 """The event receiver's queue never grows without bound when the exporter dies.
 
 The exporter is SIGKILLed while workers keep sending events, then restarted. On Redis the
-event exchange is a PUBLISH fanout: nothing is stored for a dead receiver, and the stable queue
-name keeps the binding set at one member across restarts. On RabbitMQ the receiver's queue is
-exclusive and auto-delete: gone while the exporter is down, back under the same name.
+event exchange is a PUBLISH fanout: nothing is stored for a dead receiver. The lean consumer
+(the default on Redis) declares nothing at all: no queue, no binding. Celery's receiver
+(`--events-consumer celery`) adds one binding, and its stable queue name keeps the binding set
+at one member across restarts. On RabbitMQ the receiver's queue is exclusive and
+auto-delete: gone while the exporter is down, back under the same name.
 """
 
 from __future__ import annotations
@@ -30,10 +32,14 @@ def events_up(exporter: ExporterProc) -> bool:
     return exporter.samples().get(key) == 1.0
 
 
-def test_redis_event_queue_leaves_nothing_growing(redis_server: RedisServer, unique: str) -> None:
+@pytest.mark.parametrize(("consumer", "members"), [("auto", 0), ("celery", 1)])
+def test_redis_event_queue_leaves_nothing_growing(
+    redis_server: RedisServer, unique: str, consumer: str, members: int
+) -> None:
     """On Redis, Celery's event exchange is a fanout carried by PUBLISH: events for a dead
     receiver are dropped by the server, not stored. What could pile up is the binding set
-    (one member per receiver queue ever declared): the stable queue name keeps it at one."""
+    (one member per receiver queue ever declared): the lean consumer adds none, Celery's
+    receiver one, kept at one by the stable queue name."""
     broker = f"{redis_server.url}/7"
     client = redis.Redis(port=redis_server.port, db=7)
     client.flushdb()
@@ -41,7 +47,10 @@ def test_redis_event_queue_leaves_nothing_growing(redis_server: RedisServer, uni
     env = {"TEST_BROKER_URL": broker, "TEST_BACKEND_URL": "", "TEST_DEFAULT_QUEUE": queue}
     worker = Worker(env, queues=queue, pool="threads", concurrency=2).wait_ready()
     app = celery_app(env)
-    exporter = ExporterProc(["--broker-url", broker, "--result-backend", ""], f"q{unique}")
+    exporter = ExporterProc(
+        ["--broker-url", broker, "--result-backend", "", "--events-consumer", consumer],
+        f"q{consumer}{unique}",
+    )
     try:
         exporter.start()
         wait_for(lambda: events_up(exporter), 30, what="event receiver up")
@@ -49,7 +58,7 @@ def test_redis_event_queue_leaves_nothing_growing(redis_server: RedisServer, uni
         wait_for(lambda: exporter.counts()["succeeded"] >= 1, 30, what="events counted")
         bindings = client.smembers("_kombu.binding.celeryev")
         ours = [m for m in bindings if b"celery-ops-exporter" in m]
-        assert len(ours) == 1, bindings
+        assert len(ours) == members, bindings
         for _ in range(2):
             exporter.kill()
             before = client.dbsize()
