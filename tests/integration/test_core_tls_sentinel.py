@@ -12,6 +12,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -20,6 +21,21 @@ from tests.conftest import celery_app, free_port, wait_for
 from tests.integration.core_helpers import ExporterProcess
 
 pytestmark = pytest.mark.integration
+
+
+def heartbeat_reaches_the_lean_consumer(app: Any, exporter: ExporterProcess) -> None:
+    """The lean event consumer subscribed through the same URL: a published event arrives."""
+    assert "lean Redis consumer" in exporter.log()
+
+    def sent_and_counted() -> bool:
+        with app.connection_for_write() as conn:
+            dispatcher = app.events.Dispatcher(conn, hostname="celery@tls-check", enabled=True)
+            dispatcher.send("worker-heartbeat", processed=0, active=0)
+            dispatcher.close()
+        value = exporter.value("celery_exporter_events_received_total", type="worker-heartbeat")
+        return bool(value)
+
+    wait_for(sent_and_counted, 30, interval=0.5, what="an event through the lean consumer")
 
 
 @pytest.fixture
@@ -80,8 +96,9 @@ def test_tls_broker(
     )  # fmt: skip
     exporter.wait_value("celery_exporter_up", lambda v: v == 1.0)
     assert exporter.wait_value("celery_queue_length", lambda v: v == 4.0, queue_name="tlsq")
-    for source in ("pubsub", "reconcile"):
+    for source in ("events", "pubsub", "reconcile"):
         exporter.wait_value("celery_exporter_source_up", lambda v: v == 1.0, source=source)
+    heartbeat_reaches_the_lean_consumer(app, exporter)
 
 
 def test_sentinel_broker(
@@ -117,6 +134,7 @@ def test_sentinel_broker(
     )
     exporter.wait_value("celery_exporter_up", lambda v: v == 1.0)
     assert exporter.wait_value("celery_queue_length", lambda v: v == 3.0, queue_name="sentq")
-    # The result-backend sources reach the master through the sentinel too.
-    for source in ("pubsub", "reconcile"):
+    # The event and result-backend sources reach the master through the sentinel too.
+    for source in ("events", "pubsub", "reconcile"):
         exporter.wait_value("celery_exporter_source_up", lambda v: v == 1.0, source=source)
+    heartbeat_reaches_the_lean_consumer(app, exporter)
