@@ -62,8 +62,11 @@ class RedisEventSettings:
     client_name: str | None = None
 
 
-def connect(settings: RedisEventSettings) -> redis.connection.AbstractConnection:
-    """A connected redis-py connection (RESP2, one attempt; the caller retries)."""
+def connect(
+    settings: RedisEventSettings,
+) -> tuple[redis.connection.AbstractConnection, Callable[[], None]]:
+    """A connected redis-py connection (RESP2, one attempt; the caller retries) and what
+    closes it, with the Sentinel connections used to find the master."""
     kwargs: dict[str, Any] = {
         "username": settings.username,
         "password": settings.password,
@@ -74,24 +77,42 @@ def connect(settings: RedisEventSettings) -> redis.connection.AbstractConnection
         "protocol": 2,
         "retry": Retry(NoBackoff(), 0),
     }
-    conn: redis.connection.AbstractConnection
-    if settings.sentinels:
-        from redis.sentinel import Sentinel, SentinelManagedSSLConnection
-
-        sentinel = Sentinel(
-            list(settings.sentinels), sentinel_kwargs=settings.sentinel_kwargs, **kwargs
-        )
-        extra: dict[str, Any] = {}
+    if not settings.sentinels:
         if settings.ssl is not None:
-            extra = {"connection_class": SentinelManagedSSLConnection, **settings.ssl}
-        client = sentinel.master_for(settings.master_name, redis.Redis, **extra)
+            conn: Any = redis.SSLConnection(
+                host=settings.host, port=settings.port, **kwargs, **settings.ssl
+            )
+        else:
+            conn = redis.Connection(host=settings.host, port=settings.port, **kwargs)
+        try:
+            conn.connect()
+        except BaseException:
+            conn.disconnect()
+            raise
+        return conn, conn.disconnect
+
+    from redis.sentinel import Sentinel, SentinelManagedSSLConnection
+
+    sentinel = Sentinel(
+        list(settings.sentinels), sentinel_kwargs=settings.sentinel_kwargs, **kwargs
+    )
+    extra: dict[str, Any] = {}
+    if settings.ssl is not None:
+        extra = {"connection_class": SentinelManagedSSLConnection, **settings.ssl}
+    client = sentinel.master_for(settings.master_name, redis.Redis, **extra)
+
+    def close() -> None:
+        client.connection_pool.disconnect()
+        for node in sentinel.sentinels:
+            node.close()
+
+    try:
         conn = client.connection_pool.get_connection()
-    elif settings.ssl is not None:
-        conn = redis.SSLConnection(host=settings.host, port=settings.port, **kwargs, **settings.ssl)
-    else:
-        conn = redis.Connection(host=settings.host, port=settings.port, **kwargs)
-    conn.connect()
-    return conn
+        conn.connect()
+    except BaseException:
+        close()
+        raise
+    return conn, close
 
 
 class RedisEventStream:
@@ -122,10 +143,11 @@ class RedisEventStream:
         """Consume until `stop` is set; reconnect with exponential backoff on any failure."""
         delay = backoff_first
         outage = OutageLog(log, "event receiver")
+        log.info("events: lean Redis consumer, PSUBSCRIBE %s", self.settings.pattern)
         while not (stop.is_set() or self._stopping.is_set()):
-            conn = None
+            close: Callable[[], None] | None = None
             try:
-                conn = connect(self.settings)
+                conn, close = connect(self.settings)
                 conn.send_command("PSUBSCRIBE", self.settings.pattern)
                 self._await_subscribed(conn)
                 self._on_state(True, None)
@@ -142,8 +164,8 @@ class RedisEventStream:
                 stop.wait(delay)
                 delay = min(cap, delay * 2)
             finally:
-                if conn is not None:
-                    conn.disconnect()
+                if close is not None:
+                    close()
         self._on_state(False, None)
 
     def stop(self) -> None:
