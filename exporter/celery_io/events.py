@@ -56,11 +56,14 @@ class EventStream:
         self._on_state = on_state
         self._receiver: Any = None
         self._lock = threading.Lock()
+        self.chosen = ""  # why this consumer, logged when it starts
 
     def run(self, stop: threading.Event, backoff_first: float = 0.5, cap: float = 30.0) -> None:
         """Consume until `stop` is set; reconnect with exponential backoff on any failure."""
         delay = backoff_first
         outage = OutageLog(log, "event receiver")
+        if self.chosen:
+            log.info("events: %s", self.chosen)
         while not stop.is_set():
             try:
                 with self.app.connection_for_read() as conn:
@@ -178,11 +181,12 @@ def event_stream(
     """The lean Redis consumer when `consumer` is auto and it applies, else Celery's."""
     from celery.utils.time import utcoffset
 
+    # Which one is logged when it starts: a bad --port must still fail in one line.
     settings, why = lean_settings(app) if consumer == "auto" else (None, "--events-consumer")
     if settings is None:
-        log.info("events: Celery's event receiver (%s)", why)
-        return EventStream(app, instance, handler, on_state)
-    log.info("events: lean Redis consumer, PSUBSCRIBE %s", settings.pattern)
+        stream = EventStream(app, instance, handler, on_state)
+        stream.chosen = f"Celery's event receiver ({why})"
+        return stream
     return RedisEventStream(
         settings,
         batch_handler,
