@@ -22,10 +22,10 @@ from typing import Any
 
 from exporter.clock import Clock, SystemClock
 from exporter.ledger_entry import BIT, READY_MASK, Entry, source_bit
+from exporter.ledger_evicted import EvictedIds
 from exporter.ledger_parts import (
     OTHER,
     UNKNOWN,
-    EvictedIds,
     LabelGuard,
     LedgerCounts,
     OutcomeWindow,
@@ -146,7 +146,7 @@ class Ledger(LedgerReads):
             if (
                 backfill
                 and bit & READY_MASK
-                and (settle <= self._watermark or task_id in self._evicted)
+                and (settle <= self._watermark or task_id in self._evicted.ids)
             ):
                 self._below_watermark += 1
                 return False
@@ -273,10 +273,11 @@ class Ledger(LedgerReads):
     def settled_ids(self, task_ids: list[str]) -> set[str]:
         """Which of these ids a reconcile need not read (finished and known, or covered)."""
         with self._lock:
+            entries, evicted = self._entries, self._evicted.ids
             out = set()
             for task_id in task_ids:
-                e = self._entries.get(task_id)
-                if (e is not None and e.seen & READY_MASK) or task_id in self._evicted:
+                e = entries.get(task_id)
+                if (e is not None and e.seen & READY_MASK) or task_id in evicted:
                     out.add(task_id)
             return out
 
