@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from exporter.gcpause import gc_paused
 from exporter.ledger_store import LedgerStore
 from exporter.sources.base import Backoff, Boot, SourceStats
 from exporter.sources.resultparse import PARSE_ERRORS, parse_result, task_id_from_key
@@ -112,7 +113,8 @@ class ReconcileSource:
         if not self._run_lock.acquire(blocking=False):
             return 0
         try:
-            return self._pass(client or self._client_factory())
+            with gc_paused():  # see gcpause.py: ~10% of a large pass, and no garbage in it
+                return self._pass(client or self._client_factory())
         finally:
             self._run_lock.release()
 
