@@ -46,14 +46,18 @@ def test_left_off_when_it_was_off() -> None:
 
 
 class Failing(fakeredis.FakeRedis):
-    def mget(self, *args: Any, **kwargs: Any) -> Any:
+    """A backend whose connections all fail: the pass falls back to the client, which fails."""
+
+    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         assert not gc.isenabled()  # paused during the pass
         raise ConnectionError("backend gone")
 
 
 def test_reconcile_pass_pauses_and_restores_on_redis_error() -> None:
-    client = Failing()
-    client.set("celery-task-meta-a", b'{"status": "SUCCESS"}')
+    server = fakeredis.FakeServer()
+    fakeredis.FakeRedis(server=server).set("celery-task-meta-a", b'{"status": "SUCCESS"}')
+    server.connected = False
+    client = Failing(server=server)
     state = State(Config(broker_url="redis://localhost:6379/0"))
     rec = ReconcileSource(state, lambda: client, Boot())
     with pytest.raises(ConnectionError):
