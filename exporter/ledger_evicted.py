@@ -46,7 +46,7 @@ def _second(settled: float) -> int:
 
 class EvictedIds:
     def __init__(self, limit: int) -> None:
-        self.limit = limit
+        self.limit = limit  # sets slack and the trim threshold too
         # id -> settle time; a plain dict changed only in place, so the ledger may test
         # membership on it directly (`task_id in evicted.ids`, no Python-level call).
         self.ids: dict[str, float] = {}
@@ -56,8 +56,14 @@ class EvictedIds:
         self.trims = 0
 
     @property
-    def slack(self) -> int:
-        return min(MAX_SLACK, max(1, self.limit // 16))
+    def limit(self) -> int:
+        return self._limit
+
+    @limit.setter
+    def limit(self, limit: int) -> None:
+        self._limit = limit
+        self.slack = min(MAX_SLACK, max(1, limit // 16))
+        self._trim_at = limit + self.slack
 
     def __contains__(self, task_id: object) -> bool:
         return task_id in self.ids
@@ -84,7 +90,7 @@ class EvictedIds:
                 bucket.last = settled
             else:
                 bucket.ordered = False
-        if len(ids) >= self.limit + self.slack:
+        if len(ids) >= self._trim_at:
             self.trim()
 
     def trim(self) -> None:

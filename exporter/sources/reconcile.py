@@ -24,7 +24,7 @@ from exporter.gcpause import gc_paused
 from exporter.ledger_store import LedgerStore
 from exporter.sources.base import Backoff, Boot, SourceStats
 from exporter.sources.inflight import InFlight
-from exporter.sources.resultparse import PARSE_ERRORS, parse_result, task_id_from_key
+from exporter.sources.resultparse import PARSE_ERRORS, parse_result, task_ids_from_keys
 from exporter.state import State
 from exporter.taskstate import READY_STATES, RETRY, SOURCE_RECONCILE, TaskUpdate
 
@@ -184,8 +184,8 @@ class ReconcileSource:
     def _unknown(self, keys: list[Any]) -> tuple[list[str | None], list[Any]]:
         """The ids (None: not a result key of ours) and keys still worth reading."""
         prefix = self._prefix
-        ids = [task_id_from_key(k, prefix) for k in keys]
-        known = self.state.ledger.settled_ids([i for i in ids if i is not None])
+        ids = task_ids_from_keys(keys, prefix)
+        known = self.state.ledger.settled_ids(ids)
         if not known:
             return ids, keys
         pairs = [(i, k) for i, k in zip(ids, keys, strict=True) if i is None or i not in known]
