@@ -136,7 +136,9 @@ def bench_results(n: int, redis_url: str) -> dict[str, float]:
     }
 
 
-def bench_reconcile(n: int, redis_url: str, server_pid: int | None = None) -> dict[str, float]:
+def bench_reconcile(
+    n: int, redis_url: str, server_pid: int | None = None, realtime: bool = False
+) -> dict[str, float]:
     import redis
 
     from bench import stall
@@ -161,7 +163,7 @@ def bench_reconcile(n: int, redis_url: str, server_pid: int | None = None) -> di
         ledger_max_tasks=200_000,
     )
     source = ReconcileSource(state, lambda: backend_client(state.config), Boot())
-    niced = int(stall.raise_priority(server_pid)) if server_pid else 0
+    boosted = int(stall.raise_priority(server_pid, realtime)) if server_pid else 0
 
     def reconcile() -> tuple[float, float]:
         t, cpu = time.perf_counter(), time.process_time()
@@ -169,12 +171,12 @@ def bench_reconcile(n: int, redis_url: str, server_pid: int | None = None) -> di
         return time.perf_counter() - t, time.process_time() - cpu
 
     stall.redis_reset(client)
-    (seconds, cpu), during = stall.probe(url, reconcile)
+    (seconds, cpu), during = stall.probe(url, reconcile, realtime)
     # Redis's own view: the part of a stall the reconcile's commands cause.
     redis_side = stall.redis_view(client)
     counted = sum(state.ledger.counts().tasks.values())
     # The box's own noise: the same probe for as long, with nothing else running.
-    _, idle = stall.probe(url, lambda: time.sleep(seconds))
+    _, idle = stall.probe(url, lambda: time.sleep(seconds), realtime)
 
     def naive() -> float:
         t = time.perf_counter()
@@ -195,9 +197,10 @@ def bench_reconcile(n: int, redis_url: str, server_pid: int | None = None) -> di
         "reconcile_seconds": seconds,
         "reconcile_cpu_seconds": cpu,
         "rss_mb_after": rss / 1024,
-        "redis_server_niced": niced,
+        "redis_server_boosted": boosted,
+        "realtime": int(realtime),
         **{f"probe_{k}": v for k, v in during.items()},
-        **{f"baseline_probe_{k}": v for k, v in idle.items() if k != "niced"},
+        **{f"baseline_probe_{k}": v for k, v in idle.items() if k != "boosted"},
         **redis_side,
         "naive_keys_get100_seconds": naive_s,
         "naive_max_stall_ms": naive_probe["max_ms"],
@@ -261,6 +264,11 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="keys per MGET in the reconcile part (default: the source's MGET_CHUNK)",
     )
+    parser.add_argument(
+        "--realtime",
+        action="store_true",
+        help="reconcile stall probe and redis-server at SCHED_FIFO (root), not nice -10",
+    )
     parser.add_argument("--rss-child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rss_child is not None:
@@ -287,7 +295,9 @@ def main(argv: list[str] | None = None) -> int:
                 _print("results", report["results"])
             if "reconcile" in parts:
                 pid = server.proc.pid if server.proc else None
-                report["reconcile"] = bench_reconcile(sizes["reconcile"], server.url, pid)
+                report["reconcile"] = bench_reconcile(
+                    sizes["reconcile"], server.url, pid, args.realtime
+                )
                 _print("reconcile", report["reconcile"])
         finally:
             server.cleanup()
@@ -301,9 +311,20 @@ def main(argv: list[str] | None = None) -> int:
 
 def _print(part: str, figures: dict[str, float]) -> None:
     shown = ", ".join(
-        f"{k}={v:,.3f}" if isinstance(v, float) else f"{k}={v:,}" for k, v in figures.items()
+        f"{k}={v:,.3f}"
+        if isinstance(v, float)
+        else f"{k}={v:,}"
+        if isinstance(v, int)
+        else f"{k}={v}"
+        for k, v in figures.items()
     )
     print(f"{part}: {shown}", flush=True)
+
+
+def _shown(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:,.3f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
 
 
 if __name__ == "__main__":
