@@ -206,13 +206,9 @@ class Ledger(LedgerReads):
         return True
 
     def _count(self, e: Entry, counter: str, n: int = 1) -> None:
-        # An admitted value passes its guard unchanged: tested inline, the guard is called
-        # only for a new, empty or folded one (a call per result is measurable at 1M).
-        name, queue = e.name, e.queue
-        if name not in self._names.values:
-            name = self._names(name)
-        if queue not in self._queues.values:
-            queue = self._queues(queue)
+        # Admitted labels pass unchanged, so the guards are called only for new or folded ones.
+        name = e.name if e.name in self._names.values else self._names(e.name)
+        queue = e.queue if e.queue in self._queues.values else self._queues(e.queue)
         key = (name, queue, counter)
         self._tasks[key] = self._tasks.get(key, 0) + n
         if self._worker_label:
@@ -224,9 +220,7 @@ class Ledger(LedgerReads):
 
     def _finish(self, task_id: str, e: Entry, state: str, now: float, settled: float) -> None:
         self._running.pop(task_id, None)
-        name = e.name
-        if name not in self._names.values:
-            name = self._names(name)
+        name = e.name if e.name in self._names.values else self._names(e.name)
         if state == FAILURE:
             exc = self._guards["exception"](e.exc_type)
             key = (name, exc)
@@ -279,8 +273,7 @@ class Ledger(LedgerReads):
             self._backfill = True
 
     def settled_ids(self, task_ids: Iterable[str | None]) -> set[str | None]:
-        """Which of these ids a reconcile need not read (finished and known, or covered).
-        None (a key that is not a result of ours) is never one of them."""
+        """Which of these ids (None: never) a reconcile need not read (finished or covered)."""
         with self._lock:
             entries: dict[Any, Entry] = self._entries
             evicted: dict[Any, float] = self._evicted.ids
