@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import subprocess
 import sys
@@ -137,43 +136,12 @@ def bench_results(n: int, redis_url: str) -> dict[str, float]:
     }
 
 
-def _probe(url: str, stop: Any, out: Any) -> None:
-    """Another process (so our GIL cannot distort it): PING latency while Redis works."""
+def bench_reconcile(
+    n: int, redis_url: str, server_pid: int | None = None, realtime: bool = False
+) -> dict[str, float]:
     import redis
 
-    client = redis.Redis.from_url(url)
-    worst, samples = 0.0, []
-    while not stop.is_set():
-        t0 = time.perf_counter()
-        client.ping()
-        dt = time.perf_counter() - t0
-        samples.append(dt)
-        worst = max(worst, dt)
-        time.sleep(0.001)  # a client polling Redis every millisecond
-    samples.sort()
-    p99 = samples[int(len(samples) * 0.99)] if samples else 0.0
-    out.send((worst, p99, len(samples)))
-
-
-def _with_probe(url: str, fn: Any) -> tuple[Any, float, float]:
-    ctx = mp.get_context("spawn")
-    stop = ctx.Event()
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_probe, args=(url, stop, child))
-    proc.start()
-    time.sleep(0.5)  # let the probe connect before the measured work starts
-    try:
-        result = fn()
-    finally:
-        stop.set()
-        worst, p99, _n = parent.recv()
-        proc.join(10)
-    return result, worst, p99
-
-
-def bench_reconcile(n: int, redis_url: str) -> dict[str, float]:
-    import redis
-
+    from bench import stall
     from exporter.sources.base import Boot
     from exporter.sources.reconcile import ReconcileSource
     from exporter.sources.redisconn import backend_client
@@ -195,24 +163,20 @@ def bench_reconcile(n: int, redis_url: str) -> dict[str, float]:
         ledger_max_tasks=200_000,
     )
     source = ReconcileSource(state, lambda: backend_client(state.config), Boot())
+    boosted = int(stall.raise_priority(server_pid, realtime)) if server_pid else 0
 
-    def reconcile() -> float:
-        t = time.perf_counter()
+    def reconcile() -> tuple[float, float]:
+        t, cpu = time.perf_counter(), time.process_time()
         source.run_once()
-        return time.perf_counter() - t
+        return time.perf_counter() - t, time.process_time() - cpu
 
-    client.config_resetstat()
-    seconds, worst, p99 = _with_probe(url, reconcile)
+    stall.redis_reset(client)
+    (seconds, cpu), during = stall.probe(url, reconcile, realtime)
+    # Redis's own view: the part of a stall the reconcile's commands cause.
+    redis_side = stall.redis_view(client)
     counted = sum(state.ledger.counts().tasks.values())
-    # Redis's own time per command: the part of a stall the reconcile's commands cause (the
-    # probe's max also holds CPU scheduling on a shared box).
-    stats = client.info("commandstats")
-    per_call = {
-        f"redis_{cmd}_usec_per_call": float(
-            stats.get(f"cmdstat_{cmd}", {}).get("usec_per_call", 0.0)
-        )
-        for cmd in ("mget", "scan")
-    }
+    # The box's own noise: the same probe for as long, with nothing else running.
+    _, idle = stall.probe(url, lambda: time.sleep(seconds), realtime)
 
     def naive() -> float:
         t = time.perf_counter()
@@ -221,20 +185,28 @@ def bench_reconcile(n: int, redis_url: str) -> dict[str, float]:
             client.get(key)
         return time.perf_counter() - t
 
-    naive_s, naive_worst, _ = _with_probe(url, naive)
+    naive_s, naive_probe = stall.probe(url, naive)
     client.flushdb()
     client.close()
+    with open("/proc/self/status") as fh:
+        rss = next(int(line.split()[1]) for line in fh if line.startswith("VmRSS"))
     return {
         "results": n,
         "fill_seconds": fill,
         "counted": counted,
         "reconcile_seconds": seconds,
-        "redis_max_stall_ms": worst * 1000,
-        "redis_p99_ms": p99 * 1000,
-        **per_call,
+        "reconcile_cpu_seconds": cpu,
+        "rss_mb_after": rss / 1024,
+        "redis_server_boosted": boosted,
+        "realtime": int(realtime),
+        **{f"probe_{k}": v for k, v in during.items()},
+        **{f"baseline_probe_{k}": v for k, v in idle.items() if k != "boosted"},
+        **redis_side,
         "naive_keys_get100_seconds": naive_s,
-        "naive_max_stall_ms": naive_worst * 1000,
-        "naive_to_reconcile_stall_ratio": naive_worst / worst if worst else 0.0,
+        "naive_max_stall_ms": naive_probe["max_ms"],
+        "naive_to_reconcile_stall_ratio": (
+            naive_probe["max_ms"] / during["max_ms"] if during["max_ms"] else 0.0
+        ),
     }
 
 
@@ -292,6 +264,11 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="keys per MGET in the reconcile part (default: the source's MGET_CHUNK)",
     )
+    parser.add_argument(
+        "--realtime",
+        action="store_true",
+        help="reconcile stall probe and redis-server at SCHED_FIFO (root), not nice -10",
+    )
     parser.add_argument("--rss-child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rss_child is not None:
@@ -317,7 +294,10 @@ def main(argv: list[str] | None = None) -> int:
                 report["results"] = bench_results(sizes["results"], server.url)
                 _print("results", report["results"])
             if "reconcile" in parts:
-                report["reconcile"] = bench_reconcile(sizes["reconcile"], server.url)
+                pid = server.proc.pid if server.proc else None
+                report["reconcile"] = bench_reconcile(
+                    sizes["reconcile"], server.url, pid, args.realtime
+                )
                 _print("reconcile", report["reconcile"])
         finally:
             server.cleanup()
@@ -331,9 +311,20 @@ def main(argv: list[str] | None = None) -> int:
 
 def _print(part: str, figures: dict[str, float]) -> None:
     shown = ", ".join(
-        f"{k}={v:,.3f}" if isinstance(v, float) else f"{k}={v:,}" for k, v in figures.items()
+        f"{k}={v:,.3f}"
+        if isinstance(v, float)
+        else f"{k}={v:,}"
+        if isinstance(v, int)
+        else f"{k}={v}"
+        for k, v in figures.items()
     )
     print(f"{part}: {shown}", flush=True)
+
+
+def _shown(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:,.3f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
 
 
 if __name__ == "__main__":

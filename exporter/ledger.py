@@ -22,10 +22,10 @@ from typing import Any
 
 from exporter.clock import Clock, SystemClock
 from exporter.ledger_entry import BIT, READY_MASK, Entry, source_bit
+from exporter.ledger_evicted import EvictedIds
 from exporter.ledger_parts import (
     OTHER,
     UNKNOWN,
-    EvictedIds,
     LabelGuard,
     LedgerCounts,
     OutcomeWindow,
@@ -88,6 +88,7 @@ class Ledger(LedgerReads):
             "exception": LabelGuard(max_exception_types),
             "hostname": LabelGuard(max_task_names),
         }
+        self._names, self._queues = self._guards["name"], self._guards["queue_name"]
         self._evictions = 0
         self._below_watermark = 0
         self._watermark = 0.0
@@ -146,7 +147,7 @@ class Ledger(LedgerReads):
             if (
                 backfill
                 and bit & READY_MASK
-                and (settle <= self._watermark or task_id in self._evicted)
+                and (settle <= self._watermark or task_id in self._evicted.ids)
             ):
                 self._below_watermark += 1
                 return False
@@ -205,8 +206,9 @@ class Ledger(LedgerReads):
         return True
 
     def _count(self, e: Entry, counter: str, n: int = 1) -> None:
-        name = self._guards["name"](e.name)
-        queue = self._guards["queue_name"](e.queue)
+        # Admitted labels pass unchanged, so the guards are called only for new or folded ones.
+        name = e.name if e.name in self._names.values else self._names(e.name)
+        queue = e.queue if e.queue in self._queues.values else self._queues(e.queue)
         key = (name, queue, counter)
         self._tasks[key] = self._tasks.get(key, 0) + n
         if self._worker_label:
@@ -218,7 +220,7 @@ class Ledger(LedgerReads):
 
     def _finish(self, task_id: str, e: Entry, state: str, now: float, settled: float) -> None:
         self._running.pop(task_id, None)
-        name = self._guards["name"](e.name)
+        name = e.name if e.name in self._names.values else self._names(e.name)
         if state == FAILURE:
             exc = self._guards["exception"](e.exc_type)
             key = (name, exc)
@@ -270,13 +272,15 @@ class Ledger(LedgerReads):
         with self._lock:
             self._backfill = True
 
-    def settled_ids(self, task_ids: list[str]) -> set[str]:
-        """Which of these ids a reconcile need not read (finished and known, or covered)."""
+    def settled_ids(self, task_ids: Iterable[str | None]) -> set[str | None]:
+        """Which of these ids (None: never) a reconcile need not read (finished or covered)."""
         with self._lock:
+            entries: dict[Any, Entry] = self._entries
+            evicted: dict[Any, float] = self._evicted.ids
             out = set()
             for task_id in task_ids:
-                e = self._entries.get(task_id)
-                if (e is not None and e.seen & READY_MASK) or task_id in self._evicted:
+                e = entries.get(task_id)
+                if (e is not None and e.seen & READY_MASK) or task_id in evicted:
                     out.add(task_id)
             return out
 

@@ -50,13 +50,21 @@ def share(value: str) -> str:
 
 
 def source_bit(source: str) -> int:
+    bit = _SOURCE_BITS.get(source)
+    if bit is not None:
+        return bit
     try:
-        return 1 << _SOURCES.index(source)
+        bit = 1 << _SOURCES.index(source)
     except ValueError:
-        if len(_SOURCES) < 16:
-            _SOURCES.append(source)
-            return 1 << (len(_SOURCES) - 1)
-        return 0
+        if len(_SOURCES) >= 16:
+            return 0
+        _SOURCES.append(source)
+        bit = 1 << (len(_SOURCES) - 1)
+    _SOURCE_BITS[source] = bit
+    return bit
+
+
+_SOURCE_BITS: dict[str, int] = {}
 
 
 class Extra:

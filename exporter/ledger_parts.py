@@ -6,7 +6,6 @@ Nothing here locks: the ledger calls these under its own lock.
 
 from __future__ import annotations
 
-import heapq
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
@@ -41,51 +40,6 @@ class LabelGuard:
             return OTHER
         self.values.add(value)
         return value
-
-
-class EvictedIds:
-    """Ids forgotten by the ledger while a reconcile could still count them again.
-
-    Kept until the watermark passes their settle time. Bounded: past `limit` the oldest are
-    given up first (they are the likeliest to be covered by the next completed reconcile).
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._heap: list[tuple[float, str]] = []
-        self._ids: set[str] = set()
-        self.given_up = 0
-
-    def __contains__(self, task_id: object) -> bool:
-        return task_id in self._ids
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    def add(self, task_id: str, settled: float) -> None:
-        self._ids.add(task_id)
-        if len(self._heap) >= self.limit:
-            # Full (the steady state while a large reconcile runs): push and pop the oldest
-            # in one sift instead of two.
-            _, old = heapq.heappushpop(self._heap, (settled, task_id))
-            self._ids.discard(old)
-            self.given_up += 1
-        else:
-            heapq.heappush(self._heap, (settled, task_id))
-        while len(self._heap) > self.limit:  # after a smaller limit was set
-            _, old = heapq.heappop(self._heap)
-            self._ids.discard(old)
-            self.given_up += 1
-
-    def prune(self, watermark: float) -> None:
-        heap = self._heap
-        if not heap or heap[0][0] > watermark:
-            return
-        # One pass and a heapify instead of a pop per id: a completed reconcile may cover
-        # all of them.
-        self._ids.difference_update([i for settled, i in heap if settled <= watermark])
-        self._heap = [item for item in heap if item[0] > watermark]
-        heapq.heapify(self._heap)
 
 
 class Histogram:

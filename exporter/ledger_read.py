@@ -11,9 +11,9 @@ from collections import deque
 
 from exporter.clock import Clock
 from exporter.ledger_entry import Entry, record_of
+from exporter.ledger_evicted import EvictedIds
 from exporter.ledger_parts import (
     UNKNOWN,
-    EvictedIds,
     LabelGuard,
     LedgerCounts,
     OutcomeWindow,

@@ -5,6 +5,8 @@ Runs once at start (after the saved ledger state is loaded) and then every
 SCAN with COUNT `--reconcile-batch`, the keys of each batch read in sequential MGETs of at
 most MGET_CHUNK (250) keys, and a token-bucket limit of
 `--reconcile-max-keys-per-second` so a large backend is walked without stalling Redis.
+The next command is always sent before the current reply is folded (inflight.py), so Redis
+works while this thread decodes; the cyclic GC is paused for the pass (gcpause.py).
 A run that scanned everything raises the ledger's watermark (see ledger.py), which is what
 lets the ledger forget old results without recounting them on the next run.
 """
@@ -18,9 +20,11 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from exporter.gcpause import gc_paused
 from exporter.ledger_store import LedgerStore
 from exporter.sources.base import Backoff, Boot, SourceStats
-from exporter.sources.resultparse import PARSE_ERRORS, parse_result, task_id_from_key
+from exporter.sources.inflight import InFlight
+from exporter.sources.resultparse import PARSE_ERRORS, parse_result, task_ids_from_keys
 from exporter.state import State
 from exporter.taskstate import READY_STATES, RETRY, SOURCE_RECONCILE, TaskUpdate
 
@@ -112,7 +116,8 @@ class ReconcileSource:
         if not self._run_lock.acquire(blocking=False):
             return 0
         try:
-            return self._pass(client or self._client_factory())
+            with gc_paused():  # see gcpause.py: ~10% of a large pass, and no garbage in it
+                return self._pass(client or self._client_factory())
         finally:
             self._run_lock.release()
 
@@ -122,24 +127,45 @@ class ReconcileSource:
         started = time.monotonic()
         next_log = started + PROGRESS_EVERY
         scanned = read = counted = 0
-        allowance_start = time.monotonic()
-        for found in _scan_batches(client, f"{self._prefix}celery-task-meta-*", self._batch):
-            # Results the ledger already counted as final are not read again.
-            ids, keys = self._unknown(found)
-            values = _mget(client, keys)
-            updates, skipped = self._parse(ids, values)
-            counted += self.state.ledger.apply_many(updates)
-            scanned += len(found)
-            read += len(keys)
-            skipped["keys_scanned"] += len(found)
-            self.stats.add_many(skipped)
-            # Token bucket: never faster than the configured keys per second, on average.
-            ahead = scanned / self._rate - (time.monotonic() - allowance_start)
-            if ahead > 0 and self._stop.wait(ahead):
-                return counted
-            if time.monotonic() >= next_log:
-                next_log += PROGRESS_EVERY
-                log.info("reconcile: %d keys scanned, %d counted so far", scanned, counted)
+        scan = ("SCAN", 0, "MATCH", f"{self._prefix}celery-task-meta-*", "COUNT", self._batch)
+        # One command always in flight: Redis reads the next chunk (or scans the next step)
+        # while this thread folds the current one (see inflight.py).
+        redis_ahead = InFlight(client)
+        try:
+            redis_ahead.send(*scan)
+            while True:
+                cursor, found = redis_ahead.result()
+                cursor = int(cursor)
+                # Results the ledger already counted as final are not read again.
+                ids, keys = self._unknown(found) if found else ([], [])
+                chunks = _chunks(ids, keys, MGET_CHUNK)
+                skipped: Counter[str] = Counter()
+                for n, (chunk_ids, chunk_keys) in enumerate(chunks):
+                    if n == 0:
+                        redis_ahead.send("MGET", *chunk_keys)
+                    values = redis_ahead.result()
+                    if n + 1 < len(chunks):
+                        redis_ahead.send("MGET", *chunks[n + 1][1])
+                    elif cursor:
+                        redis_ahead.send("SCAN", cursor, *scan[2:])
+                    counted += self.state.ledger.apply_many(self._parse(chunk_ids, values, skipped))
+                if not chunks and cursor:
+                    redis_ahead.send("SCAN", cursor, *scan[2:])
+                scanned += len(found)
+                read += len(keys)
+                skipped["keys_scanned"] += len(found)
+                self.stats.add_many(skipped)
+                # Token bucket: never faster than the configured keys per second, on average.
+                ahead = scanned / self._rate - (time.monotonic() - started)
+                if ahead > 0 and self._stop.wait(ahead):
+                    return counted
+                if not cursor:
+                    break
+                if time.monotonic() >= next_log:
+                    next_log += PROGRESS_EVERY
+                    log.info("reconcile: %d keys scanned, %d counted so far", scanned, counted)
+        finally:
+            redis_ahead.close()
         self.state.ledger.reconcile_completed(started_wall)
         self._boot.reconciled.set()
         duration = time.monotonic() - started
@@ -158,19 +184,19 @@ class ReconcileSource:
     def _unknown(self, keys: list[Any]) -> tuple[list[str | None], list[Any]]:
         """The ids (None: not a result key of ours) and keys still worth reading."""
         prefix = self._prefix
-        ids = [task_id_from_key(k, prefix) for k in keys]
-        known = self.state.ledger.settled_ids([i for i in ids if i is not None])
+        ids = task_ids_from_keys(keys, prefix)
+        known = self.state.ledger.settled_ids(ids)
         if not known:
             return ids, keys
         pairs = [(i, k) for i, k in zip(ids, keys, strict=True) if i is None or i not in known]
         return [i for i, _ in pairs], [k for _, k in pairs]
 
     def _parse(
-        self, ids: list[str | None], values: list[Any]
-    ) -> tuple[list[TaskUpdate], Counter[str]]:
+        self, ids: list[str | None], values: list[Any], skipped: Counter[str]
+    ) -> list[TaskUpdate]:
+        """The updates worth folding; skip reasons are added to `skipped`."""
         updates: list[TaskUpdate] = []
         append = updates.append
-        skipped: Counter[str] = Counter()
         for task_id, raw in zip(ids, values, strict=True):
             if raw is None:
                 continue  # expired between SCAN and MGET
@@ -190,23 +216,10 @@ class ReconcileSource:
                 # (result_extended) is safe to fold again and again: retries only ever
                 # raise a per-task lower bound. STARTED is left to the live sources.
                 append(parsed)
-        return updates, skipped
+        return updates
 
 
-def _mget(client: Any, keys: list[Any]) -> list[Any]:
-    """MGET in sequential chunks of MGET_CHUNK keys. Redis runs every command of a pipeline
-    in one go, so only separate round trips let other clients in between the chunks."""
-    values: list[Any] = []
-    for start in range(0, len(keys), MGET_CHUNK):
-        values.extend(client.mget(keys[start : start + MGET_CHUNK]))
-    return values
-
-
-def _scan_batches(client: Any, pattern: str, count: int) -> Any:
-    cursor = 0
-    while True:
-        cursor, keys = client.scan(cursor=cursor, match=pattern, count=count)
-        if keys:
-            yield keys
-        if int(cursor) == 0:
-            return
+def _chunks(ids: list[Any], keys: list[Any], size: int) -> list[tuple[list[Any], list[Any]]]:
+    """(ids, keys) in MGETs of at most `size` keys: Redis runs a pipeline in one go, so only
+    separate commands let other clients in between the chunks."""
+    return [(ids[i : i + size], keys[i : i + size]) for i in range(0, len(keys), size)]

@@ -238,31 +238,3 @@ def test_hundred_thousand_names_stay_bounded() -> None:
     assert counts.overflow["name"] >= 99_500
     assert sum(counts.tasks.values()) == 100_000
     assert grown < 20_000_000, grown
-
-
-def test_evicted_ids_match_a_plain_heap_model() -> None:
-    """EvictedIds' one-sift add and one-pass prune behave as push/pop one id at a time."""
-    import heapq
-    import random
-
-    from exporter.ledger_parts import EvictedIds
-
-    rng = random.Random(7)
-    for _ in range(200):
-        fast = EvictedIds(20)
-        heap: list[tuple[float, str]] = []
-        ids: set[str] = set()
-        for _ in range(200):
-            if rng.random() < 0.9:
-                item = (float(rng.randrange(50)), f"t{rng.randrange(60)}")
-                fast.add(item[1], item[0])
-                heapq.heappush(heap, item)
-                ids.add(item[1])
-                while len(heap) > 20:
-                    ids.discard(heapq.heappop(heap)[1])
-            else:
-                watermark = float(rng.randrange(50))
-                fast.prune(watermark)
-                while heap and heap[0][0] <= watermark:
-                    ids.discard(heapq.heappop(heap)[1])
-            assert {i for i in ids if i in fast} == ids and len(fast) == len(ids)

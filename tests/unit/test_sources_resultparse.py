@@ -211,6 +211,10 @@ def test_fast_parser_agrees_on_edge_cases() -> None:
     for raw in (
         meta(status=FAILURE, args=[big], kwargs={"n": big}, result={"exc_message": [big]}),
         meta(retries=big),
+        # 64-bit edges: orjson keeps these as int, one more digit or step makes a float
+        meta(status=FAILURE, args=[2**63 - 1, -(2**63), 10**18], kwargs={}),
+        meta(status=FAILURE, args=[2**64, -(2**63) - 1], kwargs={"n": 2**64 - 1}),
+        meta(status="RETRY", args=[], kwargs={}, result={"exc_message": [-(10**19)]}),
         b'{"status": "SUCCESS", "result": NaN, "date_done": "2026-01-02T03:04:05Z"}',
         b'  {"status": "SUCCESS", "name": "a", "name": "b"}',
         b'{"status": "SUCCESS", "name": "\\ud800"}',
