@@ -190,3 +190,6 @@ class LedgerCounts:
     watermark: float = 0.0
     # label values admitted so far per label, i.e. how close each guard is to its bound
     label_values: dict[str, int] = field(default_factory=dict)
+    # evicted ids remembered until a completed reconcile covers them, and those given up
+    evicted_ids: int = 0
+    evicted_ids_dropped: int = 0

@@ -57,6 +57,8 @@ class LedgerReads:
                 overflow={k: g.overflow for k, g in self._guards.items()},
                 watermark=self._watermark,
                 label_values={k: len(g.values) for k, g in self._guards.items()},
+                evicted_ids=len(self._evicted),
+                evicted_ids_dropped=self._evicted.given_up,
             )
 
     def name_label(self, name: str | None) -> str:

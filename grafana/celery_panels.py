@@ -19,6 +19,7 @@ ALLOWED_EMPTY: dict[str, str] = {
     "celery_exporter_results_skipped_total": "every result record could be decoded",
     "celery_exporter_parse_errors_total": "no undecodable message",
     "celery_exporter_ledger_evictions_total": "the ledger never reached --ledger-max-tasks",
+    "celery_exporter_ledger_evicted_ids_dropped_total": "evicted ids stayed within their bound",
     "celery_exporter_label_overflow_total": "no label hit --max-task-names/--max-exception-types",
     "celery_exporter_inspect_timeouts_total": "every inspect broadcast was answered",
     "celery_exporter_api_requests_total": "the API was not called",

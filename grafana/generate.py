@@ -179,10 +179,13 @@ def exporter() -> dict[str, Any]:
           [(rate("celery_exporter_reconcile_runs_total"), "runs"),
            (rate("celery_exporter_reconcile_keys_scanned_total"), "keys scanned")], "ops",
           w=8)  # fmt: skip
-    b.add("timeseries", "Ledger", "Task ids remembered for de-duplication, evictions, and "
+    b.add("timeseries", "Ledger", "Task ids remembered for de-duplication, evictions, "
+          "evicted ids given up before a reconcile covered them (those could count twice), and "
           "label values folded into other/unknown.",
           [(f"sum(celery_exporter_ledger_entries{{{SEL}}})", "entries"),
            (rate("celery_exporter_ledger_evictions_total"), "evictions/s"),
+           (f"sum(celery_exporter_ledger_evicted_ids{{{SEL}}})", "evicted ids remembered"),
+           (rate("celery_exporter_ledger_evicted_ids_dropped_total"), "evicted ids dropped/s"),
            (rate("celery_exporter_label_overflow_total", "label"), "overflow {{label}}/s")],
           w=8)  # fmt: skip
     b.add("timeseries", "API and fix-it", "API requests, fix-it plans and actions per second.",

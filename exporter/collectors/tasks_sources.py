@@ -114,6 +114,19 @@ def _ledger(counts: LedgerCounts) -> Iterator[Metric]:
     )
     evictions.add_metric([], counts.evictions)
     yield evictions
+    yield _gauge(
+        "celery_exporter_ledger_evicted_ids",
+        "Evicted task ids remembered until a completed reconcile covers them, so that the "
+        "reconcile cannot count them again (bounded by half of --ledger-max-tasks)",
+        counts.evicted_ids,
+    )
+    dropped = CounterMetricFamily(
+        "celery_exporter_ledger_evicted_ids_dropped",
+        "Evicted task ids forgotten before a completed reconcile covered them; a reconcile "
+        "that finds their results again counts them again (raise --ledger-max-tasks)",
+    )
+    dropped.add_metric([], counts.evicted_ids_dropped)
+    yield dropped
     overflow = CounterMetricFamily(
         "celery_exporter_label_overflow",
         'Observations whose label value was folded into "other" (past --max-task-names or '

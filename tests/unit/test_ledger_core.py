@@ -136,6 +136,28 @@ def test_eviction_bounds_memory_and_never_recounts() -> None:
     assert not ledger.apply(U("id12", SUCCESS, SOURCE_RECONCILE, name="t", timestamp=1.7e9 + 13))
 
 
+def test_evicted_ids_past_their_bound_are_reported_as_dropped() -> None:
+    """The evicted-id memory is bounded too (half the ledger): ids it gives up before a
+    reconcile completes are counted in a metric, because a reconcile would count them again."""
+    clock = FakeClock()
+    ledger = Ledger(clock=clock, max_tasks=40)  # remembers at most 20 (+ slack) evicted ids
+    ledger.expect_backfill()
+    for i in range(200):
+        ledger.apply(U(f"id{i}", SUCCESS, SOURCE_RECONCILE, name="t", timestamp=1.7e9 + i))
+    counts = ledger.counts()
+    assert counts.evictions == 160
+    assert counts.evicted_ids == len(ledger._evicted) <= 20 + ledger._evicted.slack
+    assert counts.evicted_ids_dropped == 160 - counts.evicted_ids
+    # The newest-settled evicted ids are still known; the oldest given up would count again,
+    # which is exactly what the dropped counter warns of.
+    assert not ledger.apply(U("id159", SUCCESS, SOURCE_RECONCILE, name="t", timestamp=1.7e9 + 159))
+    assert ledger.apply(U("id0", SUCCESS, SOURCE_RECONCILE, name="t", timestamp=1.7e9))
+    # A completed reconcile covers them: nothing is remembered, nothing more is dropped.
+    clock.advance(RECONCILE_MARGIN + 1000)
+    ledger.reconcile_completed(clock.time())
+    assert ledger.counts().evicted_ids == 0
+
+
 def test_big_first_reconcile_with_small_ledger_counts_everything() -> None:
     """More results in the backend than the ledger holds, all dated alike: each counts once."""
     clock = FakeClock()
