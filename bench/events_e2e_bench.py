@@ -2,6 +2,7 @@
 
     python -m bench.events_e2e_bench            # 20,000 tasks (60,000 events)
     python -m bench.events_e2e_bench --small    # CI-sized smoke run
+    python -m bench.events_e2e_bench --rate 300 --tasks 2000 --batch 1   # a quiet cluster
 
 A private redis-server is the broker. A consumer subprocess runs only the exporter's real
 event path: the consumer the daemon picks for `--events-consumer` (auto: the lean Redis
@@ -115,9 +116,10 @@ def consumer(broker_url: str, expected: int, kind: str) -> None:
     )
 
 
-def produce(broker_url: str, tasks: int, batch: int) -> float:
+def produce(broker_url: str, tasks: int, batch: int, rate: float = 0.0) -> float:
     """Publish the events of `tasks` tasks with Celery's EventDispatcher; returns seconds.
-    batch > 1: buffered as a prefork worker does (a `task.multi` message of `batch` events)."""
+    batch > 1: buffered as a prefork worker does (a `task.multi` message of `batch` events).
+    rate > 0: paced to about that many events per second (a quiet cluster), else flat out."""
     from exporter.celery_io import CeleryIO
 
     app = CeleryIO(_config(broker_url)).app
@@ -143,12 +145,16 @@ def produce(broker_url: str, tasks: int, batch: int) -> float:
             )
             dispatcher.send("task-started", uuid=task_id)
             dispatcher.send("task-succeeded", uuid=task_id, result=str(i), runtime=0.0012)
+            if rate:
+                ahead = started + (i + 1) * EVENTS_PER_TASK / rate - time.perf_counter()
+                if ahead > 0:
+                    time.sleep(ahead)
         dispatcher.flush()
         dispatcher.close()
     return time.perf_counter() - started
 
 
-def run(tasks: int, batch: int = 1, kind: str = "auto") -> dict[str, Any]:
+def run(tasks: int, batch: int = 1, kind: str = "auto", rate: float = 0.0) -> dict[str, Any]:
     from tests.conftest import RedisServer
 
     server = RedisServer()
@@ -167,7 +173,7 @@ def run(tasks: int, batch: int = 1, kind: str = "auto") -> dict[str, Any]:
         line = proc.stdout.readline().strip()
         if line != "ready":
             raise RuntimeError(f"consumer did not start: {line!r}")
-        publish_seconds = produce(url, tasks, batch)
+        publish_seconds = produce(url, tasks, batch, rate)
         out, _ = proc.communicate(timeout=330)
     finally:
         if proc.poll() is None:
@@ -180,6 +186,7 @@ def run(tasks: int, batch: int = 1, kind: str = "auto") -> dict[str, Any]:
         consumer=kind,
         tasks=tasks,
         events_per_message=batch,
+        paced_events_per_second=rate,
         publish_seconds=publish_seconds,
         cpu_us_per_event=per_event * 1e6,
         times_cheaper_than_0_3ms=REFERENCE_CPU_PER_EVENT / per_event if per_event else 0.0,
@@ -205,6 +212,13 @@ def main(argv: list[str] | None = None) -> int:
         "default: auto, i.e. what the daemon picks, and celery, side by side)",
     )
     parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="publish at about this many events/s (a quiet cluster: one message per wake-up); "
+        "default: as fast as the publisher goes",
+    )
+    parser.add_argument(
         "--consumer", nargs=3, metavar=("URL", "EVENTS", "KIND"), help=argparse.SUPPRESS
     )
     args = parser.parse_args(argv)
@@ -217,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     for batch in args.batch or [1, 24]:
         by_kind = {}
         for kind in kinds:
-            result = run(tasks, batch, kind)
+            result = run(tasks, batch, kind, args.rate)
             results.append(result)
             by_kind[kind] = result
             shown = ", ".join(

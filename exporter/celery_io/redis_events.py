@@ -4,7 +4,7 @@ On Redis, Celery's event exchange is a fanout that kombu carries over PUBLISH to
 named `<global_keyprefix>/<db>.<event exchange>/<routing key>`. This consumer subscribes to
 the same pattern Celery's receiver would (`RedisEventSettings.pattern`, computed from the
 app's configuration in `celery_io/events.py`) on a plain redis-py connection, reads every
-reply buffered per wake-up (hiredis parses them; after a wake-up it lingers `LINGER` so one
+reply buffered per wake-up (hiredis parses them; after a wake-up it lingers `LINGER`, 50 ms, so one
 wake-up serves many messages even when each event is its own message), decodes them with
 `event_envelope.EventDecoder` and hands the whole batch to the events source at once.
 
@@ -37,10 +37,13 @@ BatchHandler = Callable[[list[dict[str, Any]], dict[str, int]], None]
 WAIT = 0.5  # seconds between checks of the stop flag while nothing arrives
 MAX_BATCH = 2000  # replies handled per batch at most, so counters never lag far behind
 # After a wake-up, let messages gather this long before reading them. Every wake-up costs
-# about 25-30 us of CPU (poll, recv, the thread switch) whatever it reads, and a worker
-# without Celery's event buffer sends one message per event: lingering turns thousands of
-# wake-ups a second into a hundred, for 10 ms of latency no metric can notice.
-LINGER = 0.01
+# about 25-30 us of CPU (poll, recv, the thread switch, cold caches) whatever it reads, and a
+# worker without Celery's event buffer sends one message per event: lingering turns thousands
+# of wake-ups a second into twenty, for 50 ms of delay no scrape can notice. At 300 events/s
+# it halves the CPU per event against 10 ms (bench/RESULTS.md). No linger after a full batch:
+# when messages arrive faster than one batch per linger, the consumer reads back to back and
+# Redis's pub/sub output buffer for us never grows.
+LINGER = 0.05
 
 
 @dataclass(frozen=True)
@@ -197,6 +200,7 @@ class RedisEventStream:
         health = self.settings.health_interval
         quiet_since = time.monotonic()
         ping_sent = False
+        behind = False  # the last batch was full: more is waiting, read on without lingering
         while not (stop.is_set() or self._stopping.is_set()):
             if not conn.can_read(WAIT):
                 idle = time.monotonic() - quiet_since
@@ -206,7 +210,7 @@ class RedisEventStream:
                     conn.send_command("PING")
                     ping_sent = True
                 continue
-            if linger:
+            if linger and not behind:
                 time.sleep(linger)
             events: list[dict[str, Any]] = []
             here = self._utcoffset()
@@ -215,7 +219,10 @@ class RedisEventStream:
                 if type(reply) is list and len(reply) == 4 and reply[0] == b"pmessage":
                     decode(reply[3], here, events)
                 if not conn.can_read(0):
+                    behind = False
                     break
+            else:
+                behind = True
             quiet_since = time.monotonic()
             ping_sent = False
             counts = decoder.take_counts() if decoder.skipped or decoder.errors else {}

@@ -192,3 +192,45 @@ def test_any_json_body_never_raises(body: Any, content_type: str | None) -> None
     for e in out:
         assert isinstance(e, dict) and isinstance(e["type"], str) and "local_received" in e
     assert len(out) + sum(counts.values()) >= 1 or body == []
+
+
+class _Buffered:
+    """A subscribed connection with `n` messages already waiting, then silence."""
+
+    def __init__(self, n: int, stop: Any) -> None:
+        self.waiting = n
+        self.stop = stop
+        self.message = [b"pmessage", b"*", b"/0.celeryev/task.started", envelope(event("x"))]
+
+    def can_read(self, timeout: float = 0) -> bool:
+        if not self.waiting and timeout:
+            self.stop.set()  # drained: end the test's consume loop
+        return self.waiting > 0
+
+    def read_response(self) -> list[bytes]:
+        self.waiting -= 1
+        return self.message
+
+
+def test_lingers_once_per_wake_up_but_not_while_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a wake-up the consumer waits `linger` so one read serves many messages, but a
+    full batch means more is waiting: it reads on at once, or a fast stream would outgrow
+    Redis's pub/sub output buffer for us."""
+    import threading
+
+    from exporter.celery_io import redis_events
+    from exporter.celery_io.redis_events import RedisEventSettings, RedisEventStream
+
+    sleeps: list[float] = []
+    monkeypatch.setattr(redis_events.time, "sleep", sleeps.append)
+    batches: list[int] = []
+    stream = RedisEventStream(
+        RedisEventSettings(pattern="/0.celeryev/*"),
+        lambda events, counts: batches.append(len(events)),
+        lambda up, error: None,
+        utcoffset=lambda: 0.0,
+    )
+    stop = threading.Event()
+    stream._consume(_Buffered(2 * redis_events.MAX_BATCH + 10, stop), stop)
+    assert batches == [redis_events.MAX_BATCH, redis_events.MAX_BATCH, 10]
+    assert sleeps == [redis_events.LINGER]
