@@ -9,6 +9,14 @@ The next command is always sent before the current reply is folded (inflight.py)
 works while this thread decodes; the cyclic GC is paused for the pass (gcpause.py).
 A run that scanned everything raises the ledger's watermark (see ledger.py), which is what
 lets the ledger forget old results without recounting them on the next run.
+
+A pass that fails part-way (a connection blip, any error) is resumed by the next run from
+the last cursor whose keys were all folded, with its original start time, as long as Redis
+is the same server process (`run_id`): SCAN's guarantee holds across the gap, so the keys
+already walked are not walked again. That matters on a backend larger than the ledger: the
+ids evicted during the pass beyond the evicted-id memory (ledger_evicted.py) are covered only
+by the watermark of a completed pass, and a fresh pass would count them again. After a Redis
+restart (a new `run_id`) the pass starts over.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from exporter.gcpause import gc_paused
 from exporter.ledger_store import LedgerStore
@@ -33,6 +41,14 @@ PROGRESS_EVERY = 10.0  # seconds between progress lines on a large backend
 # Keys per MGET. Redis's own time per call (INFO commandstats, 300k-result bench): MGET of
 # 1,000 results ~0.96 ms, of 250 ~0.24 ms; SCAN COUNT 1000 ~0.85 ms is then the longest.
 MGET_CHUNK = 250
+
+
+class _Resume(NamedTuple):
+    """Where an interrupted pass stopped: Redis's `run_id`, the next cursor, its start."""
+
+    run_id: str
+    cursor: int
+    started_wall: float
 
 
 class ReconcileSource:
@@ -59,7 +75,9 @@ class ReconcileSource:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.runs = 0
+        self.resumed = 0  # passes resumed after an interruption
         self.last_duration: float | None = None
+        self._resume: _Resume | None = None
         state.ledger.expect_backfill()
 
     def start(self) -> None:
@@ -127,7 +145,21 @@ class ReconcileSource:
         started = time.monotonic()
         next_log = started + PROGRESS_EVERY
         scanned = read = counted = 0
-        scan = ("SCAN", 0, "MATCH", f"{self._prefix}celery-task-meta-*", "COUNT", self._batch)
+        run_id = _run_id(client)
+        resume, self._resume = self._resume, None
+        done_cursor = 0  # every key before this cursor is folded: where a retry may resume
+        if resume is not None and run_id and resume.run_id == run_id:
+            done_cursor, started_wall = resume.cursor, resume.started_wall
+            self.resumed += 1
+            log.info("reconcile: resuming the interrupted pass at cursor %d", done_cursor)
+        scan = (
+            "SCAN",
+            done_cursor,
+            "MATCH",
+            f"{self._prefix}celery-task-meta-*",
+            "COUNT",
+            self._batch,
+        )
         # One command always in flight: Redis reads the next chunk (or scans the next step)
         # while this thread folds the current one (see inflight.py).
         redis_ahead = InFlight(client)
@@ -155,6 +187,7 @@ class ReconcileSource:
                 read += len(keys)
                 skipped["keys_scanned"] += len(found)
                 self.stats.add_many(skipped)
+                done_cursor = cursor
                 # Token bucket: never faster than the configured keys per second, on average.
                 ahead = scanned / self._rate - (time.monotonic() - started)
                 if ahead > 0 and self._stop.wait(ahead):
@@ -164,6 +197,10 @@ class ReconcileSource:
                 if time.monotonic() >= next_log:
                     next_log += PROGRESS_EVERY
                     log.info("reconcile: %d keys scanned, %d counted so far", scanned, counted)
+        except BaseException:
+            if run_id and done_cursor:
+                self._resume = _Resume(run_id, done_cursor, started_wall)
+            raise
         finally:
             redis_ahead.close()
         self.state.ledger.reconcile_completed(started_wall)
@@ -223,3 +260,12 @@ def _chunks(ids: list[Any], keys: list[Any], size: int) -> list[tuple[list[Any],
     """(ids, keys) in MGETs of at most `size` keys: Redis runs a pipeline in one go, so only
     separate commands let other clients in between the chunks."""
     return [(ids[i : i + size], keys[i : i + size]) for i in range(0, len(keys), size)]
+
+
+def _run_id(client: Any) -> str:
+    """The Redis server process's id ("" when INFO is refused, e.g. renamed by a provider)."""
+    try:
+        return str(client.info("server").get("run_id") or "")
+    except Exception as exc:  # resuming only narrows a recount; a pass works without it
+        log.debug("INFO server refused: %s", exc)
+        return ""
