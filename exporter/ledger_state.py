@@ -59,6 +59,15 @@ def export_state(ledger: Ledger) -> dict[str, Any]:
                 drop.append(task_id)
                 ledger._persisted.discard(task_id)
         ledger._persisted_watermark = w
+    if len(ledger._persisted) > len(ledger._entries) + len(ledger._evicted):
+        # Some saved ids are neither entries nor remembered evicted ids: evicted ids that the
+        # bounded evicted-id memory gave up after they were saved (a long reconcile pass
+        # evicts and gives up many). Sweep them, so the store stays as bounded as the ledger.
+        entries, evicted = ledger._entries, ledger._evicted
+        for task_id in [i for i in ledger._persisted if i not in evicted]:
+            if not _needed(entries.get(task_id), w):
+                drop.append(task_id)
+                ledger._persisted.discard(task_id)
     counters = {
         "v": VERSION,
         "watermark": w,

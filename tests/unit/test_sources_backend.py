@@ -194,3 +194,32 @@ def test_unreadable_saved_state_starts_from_zero(redis_client: fakeredis.FakeRed
     redis_client.set(store.counters_key, json.dumps({"v": 99, "tasks": [["a", "b", "c", 5]]}))
     assert store.load(state.ledger)  # a newer format is ignored, not misread
     assert state.ledger.counts().tasks == {}
+
+
+def test_saved_dedup_entries_stay_bounded_through_a_long_pass(
+    redis_client: fakeredis.FakeRedis,
+) -> None:
+    """Evicted ids are saved while remembered; once the evicted-id memory gives them up they
+    must leave the store too, or a long reconcile pass (many saves, random date order)
+    grows the saved hash far past the ledger's own bound."""
+    import random
+
+    from exporter.ledger import Ledger
+    from exporter.taskstate import SOURCE_RECONCILE, SUCCESS, TaskUpdate
+
+    ledger = Ledger(clock=FakeClock(2_000_000_000.0), max_tasks=2000)
+    ledger.expect_backfill()
+    store = LedgerStore(redis_client, "", "test")
+    order = list(range(50_000))
+    random.Random(1).shuffle(order)  # SCAN hands results over in no date order
+    for n, i in enumerate(order):
+        update = TaskUpdate(
+            task_id=f"id{i}", state=SUCCESS, source=SOURCE_RECONCILE, timestamp=1.7e9 + i
+        )
+        ledger.apply(update)
+        if n % 100 == 0:
+            store.save(ledger)
+    store.save(ledger)
+    bound = 2000 + len(ledger._evicted)
+    assert len(ledger._persisted) <= bound
+    assert redis_client.hlen("celery-ops-exporter:test:seen") <= bound
