@@ -100,6 +100,8 @@ class Ledger(LedgerReads):
         # oldest first; bounded like the entries, so the oldest are given up first.
         self._evicted = EvictedIds(max(1, max_tasks // 2))
         self._backfill = False  # a reconcile source exists (see expect_backfill)
+        # An unfinished reconcile pass: (Redis run_id, next cursor, start), saved with state.
+        self.pass_position: tuple[str, int, float] | None = None
         # persistence bookkeeping (only once a store saves us): ids changed since the last
         # export, ids held in the store
         self._tracking = False
@@ -289,6 +291,12 @@ class Ledger(LedgerReads):
         with self._lock:
             self._watermark = max(self._watermark, started_at - RECONCILE_MARGIN)
             self._evicted.prune(self._watermark)
+            self.pass_position = None
+
+    def note_pass(self, position: tuple[str, int, float]) -> None:
+        """Where the running reconcile pass has folded up to (saved with those counts)."""
+        with self._lock:
+            self.pass_position = position
 
     # -- persistence (see ledger_store.py) ---------------------------------------------------
     def export_state(self) -> dict[str, Any]:

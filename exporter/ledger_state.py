@@ -1,4 +1,5 @@
-"""The ledger's durable state as plain dicts: counters, the watermark and live dedup entries.
+"""The ledger's durable state as plain dicts: counters, the watermark, live dedup entries and
+where an unfinished reconcile pass stands.
 
 `export_state` is called under the ledger's lock and returns an *incremental* change set: the
 counters in full (small), the watermark, the dedup entries changed since the last export that
@@ -9,6 +10,7 @@ state always match. `import_state` restores a fresh ledger from what the store r
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from exporter.ledger_entry import READY_MASK, STATE_OF_BIT, Entry
@@ -77,6 +79,7 @@ def export_state(ledger: Ledger) -> dict[str, Any]:
         "runtime": [[*k, h.to_json()] for k, h in ledger._hists.runtime.items()],
         "wait": [[*k, h.to_json()] for k, h in ledger._hists.wait.items()],
         "evictions": ledger._evictions,
+        "pass": list(ledger.pass_position) if ledger.pass_position else None,
     }
     return {"counters": counters, "seen": seen, "drop": drop}
 
@@ -110,6 +113,11 @@ def import_state(ledger: Ledger, data: dict[str, Any]) -> None:
             hist.load_json(raw)  # a bucket layout that changed since is dropped, not misread
             table[(name, queue)] = hist
     ledger._evictions += int(counters.get("evictions", 0))
+    position = counters.get("pass")
+    if isinstance(position, list) and len(position) == 3:
+        # An unfinished reconcile pass, resumed if Redis is the same process; junk is ignored.
+        with contextlib.suppress(TypeError, ValueError):
+            ledger.pass_position = (str(position[0]), int(position[1]), float(position[2]))
     for task_id, encoded in (data.get("seen") or {}).items():
         e = _decode(encoded)
         if e is not None and task_id not in ledger._entries:

@@ -10,13 +10,15 @@ works while this thread decodes; the cyclic GC is paused for the pass (gcpause.p
 A run that scanned everything raises the ledger's watermark (see ledger.py), which is what
 lets the ledger forget old results without recounting them on the next run.
 
-A pass that fails part-way (a connection blip, any error) is resumed by the next run from
-the last cursor whose keys were all folded, with its original start time, as long as Redis
-is the same server process (`run_id`): SCAN's guarantee holds across the gap, so the keys
-already walked are not walked again. That matters on a backend larger than the ledger: the
-ids evicted during the pass beyond the evicted-id memory (ledger_evicted.py) are covered only
-by the watermark of a completed pass, and a fresh pass would count them again. After a Redis
-restart (a new `run_id`) the pass starts over.
+A pass that fails part-way (a connection blip, any error, the exporter killed) is resumed by
+the next run from the last cursor whose keys were all folded, with its original start time,
+as long as Redis is the same server process (`run_id`): SCAN's guarantee holds across the
+gap, so the keys already walked are not walked again. That matters on a backend larger than
+the ledger: the ids evicted during the pass beyond the evicted-id memory (ledger_evicted.py)
+are covered only by the watermark of a completed pass, and a fresh pass would count them
+again. The position lives in the ledger (`note_pass`), so it is saved with the very counters
+it produced and a restarted exporter resumes too. After a Redis restart (a new `run_id`)
+the pass starts over.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 from exporter.gcpause import gc_paused
 from exporter.ledger_store import LedgerStore
@@ -41,14 +43,6 @@ PROGRESS_EVERY = 10.0  # seconds between progress lines on a large backend
 # Keys per MGET. Redis's own time per call (INFO commandstats, 300k-result bench): MGET of
 # 1,000 results ~0.96 ms, of 250 ~0.24 ms; SCAN COUNT 1000 ~0.85 ms is then the longest.
 MGET_CHUNK = 250
-
-
-class _Resume(NamedTuple):
-    """Where an interrupted pass stopped: Redis's `run_id`, the next cursor, its start."""
-
-    run_id: str
-    cursor: int
-    started_wall: float
 
 
 class ReconcileSource:
@@ -77,7 +71,6 @@ class ReconcileSource:
         self.runs = 0
         self.resumed = 0  # passes resumed after an interruption
         self.last_duration: float | None = None
-        self._resume: _Resume | None = None
         state.ledger.expect_backfill()
 
     def start(self) -> None:
@@ -146,15 +139,16 @@ class ReconcileSource:
         next_log = started + PROGRESS_EVERY
         scanned = read = counted = 0
         run_id = _run_id(client)
-        resume, self._resume = self._resume, None
-        done_cursor = 0  # every key before this cursor is folded: where a retry may resume
-        if resume is not None and run_id and resume.run_id == run_id:
-            done_cursor, started_wall = resume.cursor, resume.started_wall
+        ledger = self.state.ledger
+        resume = ledger.pass_position
+        start_cursor = 0  # 0: a fresh pass; else where an interrupted one had folded up to
+        if resume is not None and run_id and resume[0] == run_id:
+            _, start_cursor, started_wall = resume
             self.resumed += 1
-            log.info("reconcile: resuming the interrupted pass at cursor %d", done_cursor)
+            log.info("reconcile: resuming the interrupted pass at cursor %d", start_cursor)
         scan = (
             "SCAN",
-            done_cursor,
+            start_cursor,
             "MATCH",
             f"{self._prefix}celery-task-meta-*",
             "COUNT",
@@ -187,7 +181,8 @@ class ReconcileSource:
                 read += len(keys)
                 skipped["keys_scanned"] += len(found)
                 self.stats.add_many(skipped)
-                done_cursor = cursor
+                if cursor and run_id:
+                    ledger.note_pass((run_id, cursor, started_wall))
                 # Token bucket: never faster than the configured keys per second, on average.
                 ahead = scanned / self._rate - (time.monotonic() - started)
                 if ahead > 0 and self._stop.wait(ahead):
@@ -197,10 +192,6 @@ class ReconcileSource:
                 if time.monotonic() >= next_log:
                     next_log += PROGRESS_EVERY
                     log.info("reconcile: %d keys scanned, %d counted so far", scanned, counted)
-        except BaseException:
-            if run_id and done_cursor:
-                self._resume = _Resume(run_id, done_cursor, started_wall)
-            raise
         finally:
             redis_ahead.close()
         self.state.ledger.reconcile_completed(started_wall)

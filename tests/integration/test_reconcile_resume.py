@@ -12,6 +12,7 @@ import redis
 
 from exporter.clock import FakeClock
 from exporter.config import Config
+from exporter.ledger_store import LedgerStore
 from exporter.sources.base import Boot
 from exporter.sources.reconcile import ReconcileSource
 from exporter.state import State
@@ -52,12 +53,19 @@ def succeeded(state: State) -> int:
     return sum(v for (_n, _q, c), v in state.ledger.counts().tasks.items() if c == "succeeded")
 
 
-def interrupt_after(rec: ReconcileSource, monkeypatch: pytest.MonkeyPatch, chunks: int) -> None:
+def interrupt_after(
+    rec: ReconcileSource,
+    monkeypatch: pytest.MonkeyPatch,
+    chunks: int,
+    save_at: tuple[int, LedgerStore] | None = None,
+) -> None:
     real = rec._parse
     calls = [0]
 
     def parse(*args: Any) -> Any:
         calls[0] += 1
+        if save_at is not None and calls[0] == save_at[0]:
+            save_at[1].save(rec.state.ledger)  # the saver's last run before the "SIGKILL"
         if calls[0] > chunks:
             raise redis.ConnectionError("connection reset (test)")
         return real(*args)
@@ -80,6 +88,28 @@ def test_interrupted_pass_resumes_and_counts_each_result_once(
     # The completed pass raised the watermark over everything: the next pass counts nothing.
     assert rec.run_once() == 0
     assert succeeded(state) == RESULTS
+
+
+def test_a_killed_exporter_resumes_the_pass_from_its_saved_state(
+    client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The position is saved with the counts it produced: a new exporter loading the last
+    save resumes there and counts what the dead one folded after that save exactly once."""
+    state, rec = make(client)
+    store = LedgerStore(client, "", "resume-test")
+    interrupt_after(rec, monkeypatch, 15, save_at=(10, store))
+    with pytest.raises(redis.ConnectionError):
+        rec.run_once()  # ... and the process dies here, without another save
+    assert state.ledger.counts().evicted_ids_dropped > 0
+    assert state.ledger.pass_position is not None
+    monkeypatch.undo()
+    again, rec2 = make(client)
+    assert LedgerStore(client, "", "resume-test").load(again.ledger)
+    assert again.ledger.pass_position is not None
+    rec2.run_once()
+    assert rec2.resumed == 1
+    assert succeeded(again) == RESULTS
+    assert again.ledger.pass_position is None  # completed: nothing left to resume
 
 
 def test_a_restarted_redis_starts_the_pass_over(
