@@ -1,5 +1,6 @@
-"""Log an outage once, not on every retry: the first failure at WARNING, the repeats at DEBUG,
-and the recovery at INFO with how many attempts failed. Metrics carry the per-attempt detail."""
+"""A dependency that is down: `Backoff` spaces the reconnects, `OutageLog` logs the outage
+once, not on every retry: the first failure at WARNING, the repeats at DEBUG, and the recovery
+at INFO with how many attempts failed. Metrics carry the per-attempt detail."""
 
 from __future__ import annotations
 
@@ -22,3 +23,18 @@ class OutageLog:
         if self._failures:
             self._log.info("%s: back after %d failed attempts", self._what, self._failures)
         self._failures = 0
+
+
+class Backoff:
+    """Reconnect delays 0.5, 1, 2 ... capped, reset after a success."""
+
+    def __init__(self, first: float = 0.5, cap: float = 30.0) -> None:
+        self.first, self.cap, self.current = first, cap, first
+
+    def next(self) -> float:
+        delay = self.current
+        self.current = min(self.cap, self.current * 2)
+        return delay
+
+    def reset(self) -> None:
+        self.current = self.first

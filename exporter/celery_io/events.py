@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from exporter.celery_io.redis_events import BatchHandler, RedisEventSettings, RedisEventStream
-from exporter.outage import OutageLog
+from exporter.outage import Backoff, OutageLog
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +58,9 @@ class EventStream:
         self._lock = threading.Lock()
         self.chosen = ""  # why this consumer, logged when it starts
 
-    def run(self, stop: threading.Event, backoff_first: float = 0.5, cap: float = 30.0) -> None:
+    def run(self, stop: threading.Event) -> None:
         """Consume until `stop` is set; reconnect with exponential backoff on any failure."""
-        delay = backoff_first
+        backoff = Backoff()
         outage = OutageLog(log, "event receiver")
         if self.chosen:
             log.info("events: %s", self.chosen)
@@ -79,16 +79,16 @@ class EventStream:
                         break
                     self._on_state(True, None)
                     outage.ok()
-                    delay = backoff_first
+                    backoff.reset()
                     # consume() checks should_stop between 1 s drains, so stop() is prompt.
                     for _ in receiver.consume(limit=None, timeout=None, wakeup=True):
                         if stop.is_set():
                             break
             except Exception as exc:  # broker blips must never kill the thread
+                delay = backoff.next()
                 outage.failed(f"{type(exc).__name__}: {exc}", delay)
                 self._on_state(False, f"{type(exc).__name__}: {exc}")
                 stop.wait(delay)
-                delay = min(cap, delay * 2)
             finally:
                 with self._lock:
                     self._receiver = None

@@ -29,7 +29,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from exporter.celery_io.event_envelope import EventDecoder
-from exporter.outage import OutageLog
+from exporter.outage import Backoff, OutageLog
 
 log = logging.getLogger(__name__)
 
@@ -142,9 +142,9 @@ class RedisEventStream:
         self.decoder = EventDecoder()
         self._stopping = threading.Event()
 
-    def run(self, stop: threading.Event, backoff_first: float = 0.5, cap: float = 30.0) -> None:
+    def run(self, stop: threading.Event) -> None:
         """Consume until `stop` is set; reconnect with exponential backoff on any failure."""
-        delay = backoff_first
+        backoff = Backoff()
         outage = OutageLog(log, "event receiver")
         log.info("events: lean Redis consumer, PSUBSCRIBE %s", self.settings.pattern)
         while not (stop.is_set() or self._stopping.is_set()):
@@ -155,17 +155,17 @@ class RedisEventStream:
                 self._await_subscribed(conn)
                 self._on_state(True, None)
                 outage.ok()
-                delay = backoff_first
+                backoff.reset()
                 if self._wakeup is not None:
                     self._wake_workers()
                 self._consume(conn, stop)
             except Exception as exc:  # broker blips must never kill the thread
                 if stop.is_set() or self._stopping.is_set():
                     break
+                delay = backoff.next()
                 outage.failed(f"{type(exc).__name__}: {exc}", delay)
                 self._on_state(False, f"{type(exc).__name__}: {exc}")
                 stop.wait(delay)
-                delay = min(cap, delay * 2)
             finally:
                 if close is not None:
                     close()

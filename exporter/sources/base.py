@@ -1,4 +1,4 @@
-"""What every task source shares: counters published as source health, backoff, the boot gate.
+"""What every task source shares: counters published as source health and the boot gate.
 
 Sources count what they heard in a `SourceStats`, and publish it to
 `State.update_source(name, ...)` once per batch, where the tasks collector reads it.
@@ -64,21 +64,6 @@ class SourceStats:
         if message_at is not None:
             changes["last_message_at"] = message_at
         self.state.update_source(self.name, **changes)
-
-
-class Backoff:
-    """Reconnect delays 0.5, 1, 2 ... capped, reset after a success."""
-
-    def __init__(self, first: float = 0.5, cap: float = 30.0) -> None:
-        self.first, self.cap, self.current = first, cap, first
-
-    def next(self) -> float:
-        delay = self.current
-        self.current = min(self.cap, self.current * 2)
-        return delay
-
-    def reset(self) -> None:
-        self.current = self.first
 
 
 class Boot:

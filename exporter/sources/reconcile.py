@@ -32,7 +32,8 @@ from typing import Any
 
 from exporter.gcpause import gc_paused
 from exporter.ledger_store import LedgerStore
-from exporter.sources.base import Backoff, Boot, SourceStats
+from exporter.outage import Backoff
+from exporter.sources.base import Boot, SourceStats
 from exporter.sources.inflight import InFlight
 from exporter.sources.resultparse import PARSE_ERRORS, parse_result, task_ids_from_keys
 from exporter.state import State
@@ -174,7 +175,7 @@ class ReconcileSource:
                         redis_ahead.send("MGET", *chunks[n + 1][1])
                     elif cursor:
                         redis_ahead.send("SCAN", cursor, *scan[2:])
-                    counted += self.state.ledger.apply_many(self._parse(chunk_ids, values, skipped))
+                    counted += ledger.apply_many(self._parse(chunk_ids, values, skipped))
                 if not chunks and cursor:
                     redis_ahead.send("SCAN", cursor, *scan[2:])
                 scanned += len(found)
@@ -194,7 +195,7 @@ class ReconcileSource:
                     log.info("reconcile: %d keys scanned, %d counted so far", scanned, counted)
         finally:
             redis_ahead.close()
-        self.state.ledger.reconcile_completed(started_wall)
+        ledger.reconcile_completed(started_wall)
         self._boot.reconciled.set()
         duration = time.monotonic() - started
         self.runs += 1
@@ -206,7 +207,7 @@ class ReconcileSource:
         if scanned >= 10 * self._batch or duration > PROGRESS_EVERY:
             log.info("reconcile: done, %d keys in %.1fs, %d counted", scanned, duration, counted)
         if self.store is not None:
-            self.store.save(self.state.ledger)
+            self.store.save(ledger)
         return counted
 
     def _unknown(self, keys: list[Any]) -> tuple[list[str | None], list[Any]]:

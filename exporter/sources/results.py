@@ -16,8 +16,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from exporter.outage import OutageLog
-from exporter.sources.base import Backoff, Boot, SourceStats
+from exporter.outage import Backoff, OutageLog
+from exporter.sources.base import Boot, SourceStats
 from exporter.sources.resultparse import PARSE_ERRORS, parse_result, task_id_from_key
 from exporter.state import State
 from exporter.taskstate import SOURCE_PUBSUB, TaskUpdate
