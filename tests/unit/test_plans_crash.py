@@ -180,6 +180,9 @@ def test_a_live_executor_is_not_interrupted_and_a_lost_lease_stops_it(
         calls["n"] += 1
         if calls["n"] == 1:  # while it runs, a reader sees it executing, untouched
             views.append(_plan(env, plan["id"])["status"])
+            # ... and a plan proposed meanwhile leaves out the retry being sent right now.
+            meanwhile = env.propose(mode="conservative")
+            assert _targets(meanwhile) == ["t2", "t3", "t4", "t5"]
         if calls["n"] == 2:  # a pause longer than the lease: it expired under the executor
             env.redis.delete(f"{PREFIX}plan:{plan['id']}:lease")
         return real(*args, **kwargs)
@@ -219,3 +222,35 @@ def test_a_finished_plan_leaves_no_lease_and_is_not_listed_as_executing() -> Non
 def test_retry_claims_parse_anything(raw: bytes, sent: bool, plan_id: str) -> None:
     claim = RetryClaim.parse(raw)
     assert claim.sent is sent and claim.plan_id == plan_id
+
+
+def test_the_heartbeat_renews_the_lease_and_notices_losing_it() -> None:
+    from exporter.remediation.plan import Plan
+    from tests.conftest import wait_for
+
+    env = _env()
+    store = PlanStore(env.redis)
+    plan = Plan("p1", "conservative", T0, T0 + 900, "operator#x", actions=[])
+    lease = f"{PREFIX}plan:p1:lease"
+    book = journal.Journal(store, plan, T0)
+    book.start(plan)
+    env.redis.pexpire(lease, 300)
+    with book.heartbeat(interval=0.02):
+        wait_for(lambda: env.redis.pttl(lease) > 1000, 5, what="lease renewed")
+        book.check()  # still ours
+        env.redis.delete(lease)
+        wait_for(lambda: book._lost.is_set(), 5, what="the loss noticed")
+    with pytest.raises(journal.LeaseLost):
+        book.check()
+    assert not book.finish(plan, T0)  # a lost lease never overwrites the interrupted plan
+
+
+def test_a_plan_left_executing_by_an_older_version_reads_interrupted() -> None:
+    env = _env()
+    plan = env.propose(mode="conservative")
+    key = f"{PREFIX}plan:{plan['id']}"
+    stored = json.loads(env.redis.get(key) or b"{}")
+    env.redis.set(key, json.dumps({**stored, "status": "executing"}))  # no lease, no outcomes
+    seen = _plan(env, plan["id"])
+    assert seen["status"] == "interrupted" and seen["not_run"] == [0, 1, 2, 3, 4]
+    assert env.decide(plan).status_code == 409  # never run again by itself
