@@ -3,7 +3,9 @@
 Proposing changes nothing in the cluster. Approving runs exactly the stored plan's actions,
 once: the digest must match, the plan must be pending and unexpired (by the injectable clock),
 and the decision key must be claimed atomically in Redis, so two replicas can never both run
-it. Every step lands in the audit trail with the authenticated principal.
+it. Every step lands in the audit trail with the authenticated principal. The executor records
+each outcome as it happens (`remediation.journal`); a plan whose executor died reads back as
+`interrupted` with what ran (`remediation.recovery`), and proposing again covers the rest.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from fastapi import HTTPException
 from exporter.api.models import ApproveRequest, FixItRequest
 from exporter.api.stats import ApiStats
 from exporter.celery_io import CeleryIO
-from exporter.remediation import executor
-from exporter.remediation.backend import lookup_or_none
+from exporter.remediation import executor, recovery
+from exporter.remediation.backend import lookup_or_none, meta_key
+from exporter.remediation.journal import Journal, LeaseLost
 from exporter.remediation.planner import Plan, Targets, propose
 from exporter.remediation.store import PlanStore
 from exporter.state import State
@@ -47,10 +50,22 @@ class Remediation:
             )
         return self.store
 
+    def seen(self, task_id: str) -> bool:
+        """The task exists: the ledger or the result backend knows it (a sent retry did)."""
+        if self.state.ledger.get(task_id) is not None:
+            return True
+        try:
+            return self.client is not None and bool(
+                self.client.exists(meta_key(self.state.config, task_id))
+            )
+        except redis.RedisError:
+            return False
+
     def propose(self, body: FixItRequest, principal: str) -> Plan:
         store = self._store()
         state = self.state
         now = state.clock.time()
+        recovery.sweep(store, now)  # a dead executor's plan is interrupted before we read claims
         running = [t for w in state.snapshot.workers.values() if w.up for t in w.running]
         plan = propose(
             mode=body.mode,
@@ -58,7 +73,7 @@ class Remediation:
             failures=state.ledger.recent(failed_only=True),
             running=running,
             lookup=lambda task_id: lookup_or_none(self.client, state.config, task_id),
-            already_retried=store.already_retried,
+            already_retried=lambda ids: recovery.claims_for_proposal(store, ids, self.seen),
             config=state.config,
             now=now,
             proposed_by=principal,
@@ -85,7 +100,7 @@ class Remediation:
         return plan
 
     def get(self, plan_id: str) -> Plan:
-        plan = self._store().get(plan_id)
+        plan = recovery.view(self._store(), plan_id, self.state.clock.time(), self.seen)
         if plan is None:
             raise HTTPException(404, f"no plan {plan_id!r} (unknown, or older than its retention)")
         return plan
@@ -123,19 +138,26 @@ class Remediation:
             log.info("plan %s denied by %s", plan.id, principal)
             return plan
         plan.status = "executing"
-        store.save(plan, now)
+        journal = Journal(store, plan, now)
+        journal.start(plan)
         store.audit("approved", principal, now, plan.id, comment=body.comment, digest=plan.digest)
         self.stats.plan("approved")
         log.info(
             "plan %s approved by %s: running %d action(s)", plan.id, principal, len(plan.actions)
         )
         up = sum(1 for w in self.state.snapshot.workers.values() if w.up) or None
-        plan.outcomes = executor.execute(
-            plan, self.io, store, self.stats, self.state.config.inspect_timeout, up
-        )
+        try:
+            with journal.heartbeat():
+                plan.outcomes = executor.execute(
+                    plan, self.io, journal, self.stats, self.state.config.inspect_timeout, up
+                )
+        except LeaseLost:
+            log.warning("plan %s: lost its lease while executing; stopped", plan.id)
+            return self.get(plan.id)
         plan.status = "executed"
         done = self.state.clock.time()
-        store.save(plan, done)
+        if not journal.finish(plan, done):
+            return self.get(plan.id)
         store.audit("executed", principal, done, plan.id, outcomes=plan.outcomes)
         return plan
 

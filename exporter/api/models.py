@@ -159,7 +159,9 @@ class OutcomeOut(BaseModel):
     index: int
     action: str
     target: str
-    outcome: Literal["ok", "error", "skipped"]
+    outcome: Literal["ok", "error", "skipped", "unknown"] = Field(
+        description="unknown: the exporter stopped while sending this retry (in doubt)"
+    )
     new_task_id: str | None = None
     detail: str | None = None
     error: str | None = None
@@ -167,7 +169,9 @@ class OutcomeOut(BaseModel):
 
 class PlanOut(BaseModel):
     id: str
-    status: Literal["pending", "executing", "executed", "denied", "expired"]
+    status: Literal["pending", "executing", "executed", "interrupted", "denied", "expired"] = Field(
+        description="interrupted: the exporter running it stopped; `outcomes` is what ran"
+    )
     mode: str
     created_at: datetime
     expires_at: datetime
@@ -179,6 +183,12 @@ class PlanOut(BaseModel):
     decided_at: datetime | None = None
     comment: str | None = None
     outcomes: list[OutcomeOut] = Field(default_factory=list)
+    interrupted_at: datetime | None = None
+    not_run: list[int] = Field(
+        default_factory=list,
+        description="Indexes of the actions an interrupted plan did not run: propose again "
+        "for the same tasks to cover exactly these",
+    )
 
 
 class ApproveRequest(BaseModel):

@@ -261,4 +261,13 @@ def plan_out(plan: Plan, now: float, config: Config) -> PlanOut:
         decided_at=ts(plan.decided_at),
         comment=plan.comment,
         outcomes=[OutcomeOut(**o) for o in plan.outcomes],
+        interrupted_at=ts(plan.interrupted_at),
+        not_run=_not_run(plan),
     )
+
+
+def _not_run(plan: Plan) -> list[int]:
+    if plan.status != "interrupted":
+        return []
+    ran = {o.get("index") for o in plan.outcomes}
+    return [i for i in range(len(plan.actions)) if i not in ran]

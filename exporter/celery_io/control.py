@@ -25,16 +25,19 @@ def send_retry(
     original_id: str,
     root_id: str | None,
     plan_id: str,
+    task_id: str | None = None,
 ) -> str:
     """Send `name(*args, **kwargs)` to `queue` as a new task whose parent is the original.
 
     The new task's parent_id is the failed task (the result backend stores it with
     result_extended), and a header names the original and the plan, for the worker's logs.
+    `task_id` is the new task's id when the caller chose it before sending.
     """
     result = io.app.send_task(
         name,
         args=args,
         kwargs=kwargs,
+        task_id=task_id,
         queue=queue,
         parent_id=original_id,
         root_id=root_id or original_id,

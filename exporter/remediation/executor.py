@@ -2,19 +2,24 @@
 
 The API calls `execute` only after `PlanStore.claim_decision` succeeded, so a plan runs at most
 once across replicas; each retry also claims its task id so two plans never replay the same
-failure. An action that fails never stops the others, except that once the broker proved
-unreachable the remaining actions are reported as not tried rather than each waiting on it.
+failure. Each outcome is recorded in the journal as it happens, before the next action (see
+`journal.py` for the claim -> send -> record order and what a crash between them leaves). An
+action that fails never stops the others, except that once the broker proved unreachable the
+remaining actions are reported as not tried rather than each waiting on it. What stops the
+plan is losing the journal: a lost lease (`LeaseLost`) or a plan store that cannot be written
+(`redis.RedisError`) ends it before the next action, as a crash would.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 from exporter.api.stats import ApiStats
 from exporter.celery_io import CeleryIO, control
+from exporter.remediation.journal import Journal
 from exporter.remediation.plan import Action, Plan
-from exporter.remediation.store import PlanStore
 
 log = logging.getLogger(__name__)
 
@@ -22,22 +27,29 @@ log = logging.getLogger(__name__)
 def execute(
     plan: Plan,
     io: CeleryIO,
-    store: PlanStore,
+    journal: Journal,
     stats: ApiStats,
     revoke_timeout: float = 1.0,
     workers_up: int | None = None,
 ) -> list[dict[str, Any]]:
+    """Every action's outcome, each recorded before the next action ran.
+
+    Raises `LeaseLost` or `redis.RedisError` when the journal is lost: the rest did not run.
+    """
     outcomes = []
     unreachable: str | None = None
     for index, action in enumerate(plan.actions):
+        journal.check()
         if unreachable is not None:
             # Each attempt against a dead broker costs seconds: report the rest, untried.
             outcome = _blank(index, action)
             outcome.update(outcome="error", error=f"not tried: {unreachable}")
         else:
-            outcome = _run(index, action, plan, io, store, revoke_timeout, workers_up)
+            outcome = _run(index, action, plan, io, journal, revoke_timeout, workers_up)
             if outcome.pop("unreachable", False):
                 unreachable = f"broker unreachable ({outcome['error']})"
+        sent = action.target if action.kind == "retry" and outcome["new_task_id"] else None
+        journal.record(outcome, sent=sent)
         stats.action(action.kind, outcome["outcome"])
         outcomes.append(outcome)
     return outcomes
@@ -48,18 +60,24 @@ def _run(
     action: Action,
     plan: Plan,
     io: CeleryIO,
-    store: PlanStore,
+    journal: Journal,
     revoke_timeout: float,
     workers_up: int | None,
 ) -> dict[str, Any]:
     out = _blank(index, action)
+    if action.kind == "retry":
+        # The new id is chosen (and claimed) before the send, so a send whose outcome was never
+        # recorded can still be recognised later by the task it created.
+        new_id = str(uuid.uuid4())
+        if not journal.claim(action.target, index, new_id) and not (
+            action.overrides and journal.take_over(action.target, index, new_id, action.overrides)
+        ):
+            out.update(outcome="skipped", detail="already retried by another plan")
+            return out
     try:
         if action.kind == "retry":
-            if not store.claim_retry(action.target, plan.id):
-                out.update(outcome="skipped", detail="already retried by another plan")
-                return out
             try:
-                out["new_task_id"] = control.send_retry(
+                control.send_retry(
                     io,
                     action.task_name or "",
                     action.args or [],
@@ -68,11 +86,13 @@ def _run(
                     action.target,
                     action.root_id,
                     plan.id,
+                    task_id=new_id,
                 )
             except Exception:
-                store.release_retry(action.target)  # it never left: allow a later plan
+                journal.release(action.target)  # it never left: allow a later plan
                 raise
-            out["detail"] = f"sent as {out['new_task_id']} to queue {action.queue!r}"
+            out["new_task_id"] = new_id
+            out["detail"] = f"sent as {new_id} to queue {action.queue!r}"
         elif action.kind == "revoke":
             replies = control.revoke_terminate(io, action.target, revoke_timeout, workers_up)
             workers = sorted(h for r in replies for h in r)

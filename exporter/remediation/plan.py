@@ -1,4 +1,5 @@
-"""A fix-it plan as plain data: its actions, what was left out and why, its status and digest.
+"""A fix-it plan as plain data: its actions, what was left out and why, its status and digest,
+and the retry claim that guards each replayed failure.
 
 The digest covers the plan's id, expiry and every action (including the replay arguments), so
 an approval names exactly what it approves. Stored as JSON by `store.PlanStore`.
@@ -10,6 +11,11 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+# How long a retry claim whose send is in doubt (the exporter died between claiming and
+# recording it) blocks its failure when the new task is never seen: a sent retry normally
+# reaches a worker, and so the ledger or the result backend, within seconds to minutes.
+DOUBT_HOLD_SECONDS = 900
 
 
 @dataclass(frozen=True)
@@ -23,6 +29,9 @@ class Action:
     args: list[Any] | None = None
     kwargs: dict[str, Any] | None = None
     root_id: str | None = None
+    # Set when the failure's earlier retry is in doubt (the exporter died while sending it as
+    # this task id): approving this action takes over that claim, knowingly.
+    overrides: str | None = None
 
 
 @dataclass(frozen=True)
@@ -43,11 +52,14 @@ class Plan:
     actions: list[Action]
     skipped: list[Skipped] = field(default_factory=list)
     digest: str = ""
-    status: str = "pending"  # pending | executing | executed | denied (expired is derived)
+    # pending | executing | executed | interrupted (its executor died) | denied; expired is
+    # derived from the clock
+    status: str = "pending"
     decided_by: str | None = None
     decided_at: float | None = None
     comment: str | None = None
     outcomes: list[dict[str, Any]] = field(default_factory=list)
+    interrupted_at: float | None = None
 
     def status_at(self, now: float) -> str:
         return "expired" if self.status == "pending" and now >= self.expires_at else self.status
@@ -63,11 +75,56 @@ class Plan:
         return cls(**data)
 
 
+@dataclass(frozen=True)
+class RetryClaim:
+    """Who replays a failure: `sending` until the send returned, then `sent`.
+
+    A `sending` claim whose plan is no longer running is in doubt: the exporter died between
+    claiming and recording, so the retry (`new_task_id`, chosen before the send) may or may
+    not have left.
+    """
+
+    plan_id: str
+    index: int | None = None
+    new_task_id: str | None = None
+    state: str = "sent"  # sending | sent
+
+    @property
+    def sent(self) -> bool:
+        return self.state == "sent"
+
+    def to_json(self) -> str:
+        body = {"plan": self.plan_id, "index": self.index, "new": self.new_task_id}
+        return json.dumps({**body, "state": self.state})
+
+    @classmethod
+    def parse(cls, raw: str | bytes) -> RetryClaim:
+        """Never raises: a value written by an older version (the bare plan id) means sent."""
+        text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return cls(plan_id=text)
+        if not isinstance(data, dict):
+            return cls(plan_id=text)
+        index, new = data.get("index"), data.get("new")
+        return cls(
+            plan_id=str(data.get("plan", "")),
+            index=index if isinstance(index, int) else None,
+            new_task_id=new if isinstance(new, str) else None,
+            state="sending" if data.get("state") == "sending" else "sent",
+        )
+
+
 def digest_of(plan: Plan) -> str:
     body = {
         "id": plan.id,
         "expires_at": plan.expires_at,
-        "actions": [asdict(a) for a in plan.actions],
+        # `overrides` joined later: left out while unset, so older plans keep their digest
+        "actions": [
+            {k: v for k, v in asdict(a).items() if k != "overrides" or v is not None}
+            for a in plan.actions
+        ],
     }
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()

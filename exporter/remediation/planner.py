@@ -8,11 +8,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from exporter.config import Config
-from exporter.remediation.plan import Action, Plan, Skipped, digest_of
+from exporter.remediation.plan import (
+    DOUBT_HOLD_SECONDS,
+    Action,
+    Plan,
+    RetryClaim,
+    Skipped,
+    digest_of,
+)
 from exporter.snapshot import RunningTask
 from exporter.taskstate import FAILURE, TaskRecord
 
@@ -83,7 +90,7 @@ def propose(
     failures: Iterable[TaskRecord],
     running: Iterable[RunningTask],
     lookup: BackendLookup,
-    already_retried: Callable[[Iterable[str]], set[str]],
+    already_retried: Callable[[Iterable[str]], Mapping[str, RetryClaim]],
     config: Config,
     now: float,
     proposed_by: str,
@@ -96,13 +103,27 @@ def propose(
     failed = [r for r in failures if r.state == FAILURE]
     by_id = {r.task_id: r for r in failed}
     running_by_id = {t.task_id: t for t in running}
-    done = already_retried([r.task_id for r in failed] + list(targets.task_ids))
+    claims = already_retried([r.task_id for r in failed] + list(targets.task_ids))
+    explicit_ids = set(targets.task_ids)
 
     def add_retry(rec: TaskRecord, reason: str) -> None:
-        if rec.task_id in done:
+        claim = claims.get(rec.task_id)
+        if claim is not None and claim.sent:
             skipped.append(Skipped(rec.task_id, rec.name, "already retried by an earlier plan"))
             return
+        if claim is not None and rec.task_id not in explicit_ids:
+            skipped.append(_in_doubt(rec, claim))
+            return
         action, skip = _retry_action(rec, reason, lookup)
+        if action is not None and claim is not None:
+            # Asked for by id: the operator takes over the in-doubt claim, knowingly.
+            action = replace(
+                action,
+                overrides=claim.new_task_id,
+                description=f"{action.description}; its earlier retry {claim.new_task_id} is "
+                "in doubt (the exporter stopped while sending it) and was not seen: approving "
+                "sends it once more",
+            )
         if action is not None:
             actions.append(action)
         elif skip is not None:
@@ -189,6 +210,17 @@ def propose(
     )
     plan.digest = digest_of(plan)
     return plan
+
+
+def _in_doubt(rec: TaskRecord, claim: RetryClaim) -> Skipped:
+    new = claim.new_task_id
+    return Skipped(
+        rec.task_id,
+        rec.name,
+        f"in doubt: the exporter stopped while sending its retry as {new}; held until {new} "
+        f"is seen (then it counts as retried) or for at most {DOUBT_HOLD_SECONDS // 60} minutes",
+        f"pass its id in task_ids to retry it anyway, once you know {new} did not run",
+    )
 
 
 def _revoke_action(task: RunningTask, now: float, reason: str) -> Action:

@@ -3,8 +3,12 @@
 Keys (all under `<global_keyprefix>celery-ops-exporter:`): `plan:<id>` (the plan as JSON,
 kept `RETENTION` seconds past its expiry so its status stays visible), `plan:<id>:decision`
 (claimed once with SET NX: whichever replica claims it first decides; every other approval
-or denial is refused), `retried:<task id>` (claimed with SET NX by the executor so a failure
-is replayed at most once across plans), and `audit` (a stream capped with XADD MAXLEN ~).
+or denial is refused), `plan:<id>:outcomes` (a list: one outcome per action, pushed as it
+happens, so what ran survives the executor), `plan:<id>:lease` (the running executor's token,
+renewed while it runs: a plan `executing` without it lost its executor), `executing` (a set of
+the plans being executed), `retried:<task id>` (a `RetryClaim`, claimed with SET NX by the
+executor so a failure is replayed at most once across plans), and `audit` (a stream capped
+with XADD MAXLEN ~). `journal.py` writes the execution keys; `recovery.py` reads them back.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 
 import redis
 
-from exporter.remediation.plan import Plan
+from exporter.remediation.plan import Plan, RetryClaim
 
 RETENTION = 7 * 24 * 3600.0
 
@@ -29,14 +33,45 @@ class PlanStore:
     def _plan_key(self, plan_id: str) -> str:
         return f"{self.prefix}plan:{plan_id}"
 
+    def outcomes_key(self, plan_id: str) -> str:
+        return f"{self.prefix}plan:{plan_id}:outcomes"
+
+    def lease_key(self, plan_id: str) -> str:
+        return f"{self.prefix}plan:{plan_id}:lease"
+
+    def claim_key(self, task_id: str) -> str:
+        return f"{self.prefix}retried:{task_id}"
+
+    @property
+    def executing_key(self) -> str:
+        return f"{self.prefix}executing"
+
+    @staticmethod
+    def ttl(plan: Plan, now: float) -> int:
+        return max(1, int(plan.expires_at - now + RETENTION))
+
     # -- plans -------------------------------------------------------------------------------
     def save(self, plan: Plan, now: float) -> None:
-        ttl = max(1, int(plan.expires_at - now + RETENTION))
-        self.client.set(self._plan_key(plan.id), plan.to_json(), ex=ttl)
+        self.client.set(self._plan_key(plan.id), plan.to_json(), ex=self.ttl(plan, now))
 
     def get(self, plan_id: str) -> Plan | None:
-        raw = self.client.get(self._plan_key(plan_id))
-        return Plan.from_json(raw) if raw is not None else None
+        """The stored plan with the outcomes recorded so far (as they happened)."""
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.get(self._plan_key(plan_id))
+            pipe.lrange(self.outcomes_key(plan_id), 0, -1)
+            raw, recorded = pipe.execute()
+        if raw is None:
+            return None
+        plan = Plan.from_json(raw)
+        if recorded:  # plans stored by an older version keep their outcomes in the JSON
+            plan.outcomes = [json.loads(o) for o in recorded]
+        return plan
+
+    def executing(self) -> list[str]:
+        return sorted(as_text(m) for m in self.client.smembers(self.executing_key) or ())
+
+    def lease_alive(self, plan_id: str) -> bool:
+        return bool(self.client.exists(self.lease_key(plan_id)))
 
     def claim_decision(self, plan_id: str, decision: str, principal: str) -> bool:
         """True for the one caller (across replicas) that decides this plan."""
@@ -48,20 +83,18 @@ class PlanStore:
         )
 
     # -- replay guard ----------------------------------------------------------------------
-    def already_retried(self, task_ids: Iterable[str]) -> set[str]:
+    def retry_claims(self, task_ids: Iterable[str]) -> dict[str, RetryClaim]:
+        """The claims on these failures: sent ones, and ones whose send is (or was) under way."""
         ids = list(dict.fromkeys(task_ids))
         if not ids:
-            return set()
-        values = self.client.mget([f"{self.prefix}retried:{i}" for i in ids])
-        return {i for i, v in zip(ids, values, strict=True) if v is not None}
+            return {}
+        values = self.client.mget([self.claim_key(i) for i in ids])
+        return {i: RetryClaim.parse(v) for i, v in zip(ids, values, strict=True) if v is not None}
 
-    def claim_retry(self, task_id: str, plan_id: str) -> bool:
-        return bool(
-            self.client.set(f"{self.prefix}retried:{task_id}", plan_id, nx=True, ex=int(RETENTION))
-        )
-
-    def release_retry(self, task_id: str) -> None:
-        self.client.delete(f"{self.prefix}retried:{task_id}")
+    def mark_sent(self, task_id: str, claim: RetryClaim) -> None:
+        """An in-doubt claim whose retry was seen after all: it now blocks for `RETENTION`."""
+        sent = RetryClaim(claim.plan_id, claim.index, claim.new_task_id, "sent")
+        self.client.set(self.claim_key(task_id), sent.to_json(), ex=int(RETENTION), xx=True)
 
     # -- audit -------------------------------------------------------------------------------
     def audit(
@@ -88,10 +121,10 @@ class PlanStore:
         rows = self.client.xrevrange(f"{self.prefix}audit", max=top, min="-", count=count)
         out = []
         for entry_id, fields in rows or []:
-            f = {_s(k): _s(v) for k, v in (fields or {}).items()}
+            f = {as_text(k): as_text(v) for k, v in (fields or {}).items()}
             out.append(
                 {
-                    "id": _s(entry_id),
+                    "id": as_text(entry_id),
                     "event": f.get("event", ""),
                     "at": float(f.get("at", 0)),
                     "principal": f.get("principal", ""),
@@ -102,5 +135,5 @@ class PlanStore:
         return out
 
 
-def _s(value: Any) -> str:
+def as_text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)

@@ -182,3 +182,63 @@ def test_page_with_a_viewer_token_reads_but_cannot_act(browser: Any, serve: Any)
         assert page.evaluate("document.cookie") == ""
     finally:
         page.close()
+
+
+def test_page_shows_an_interrupted_plan_and_proposes_the_rest(
+    browser: Any, serve: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fakeredis
+    from fastapi.testclient import TestClient
+
+    from exporter.api.actions import Remediation
+    from exporter.api.models import ApproveRequest
+    from exporter.api.stats import stats_for
+    from exporter.remediation import executor
+    from exporter.remediation.store import PlanStore
+    from tests.api_support import HEAD_O, T0, failure, make_app, make_config, new_state
+
+    class Crash(BaseException):
+        pass
+
+    config = make_config()
+    state = new_state(config)
+    state.ledger.apply_many([failure(t, at=T0 - i) for i, t in enumerate(["t1", "t2", "t3"])])
+    client = fakeredis.FakeRedis()
+    io = CeleryIO(config)
+    app = make_app(state, io, client)
+    plan = TestClient(app).post("/api/fix-it", json={}, headers=HEAD_O).json()
+    real, calls = executor.control.send_retry, [0]
+
+    def send(*args: Any, **kwargs: Any) -> str:
+        calls[0] += 1
+        if calls[0] == 2:
+            raise Crash("the exporter dies while sending the second retry")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(executor.control, "send_retry", send)
+    fix = Remediation(state, io, client, PlanStore(client), stats_for(state))
+    with pytest.raises(Crash):
+        fix.decide(ApproveRequest(plan_id=plan["id"], digest=plan["digest"]), "operator#x")
+    client.delete(f"celery-ops-exporter:plan:{plan['id']}:lease")  # as if it had expired
+    base = serve(app)
+    page = browser.new_page()
+    try:
+        page.goto(f"{base}/ui")
+        page.fill("#token", OPERATOR)
+        page.click("#save-token")
+        page.fill("#plan-id", plan["id"])
+        page.click("#open-plan")
+        page.wait_for_selector("#plan-interrupted")
+        assert "1 of 3 action(s) ran" in page.inner_text("#plan-interrupted")
+        assert "interrupted" in page.inner_text("#plan-status")
+        outcomes = page.inner_text("#outcomes")
+        assert "t1: ok" in outcomes and "t2: unknown in doubt" in outcomes
+        assert page.locator("#not-run li").count() == 1
+        assert "t3" in page.inner_text("#not-run")
+        page.click("#propose-rest")
+        page.wait_for_selector("#approve")
+        assert page.locator(".plan-actions li").count() == 1
+        assert "pending" in page.inner_text("#plan-status")
+    finally:
+        page.close()
+        io.close()
