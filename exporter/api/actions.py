@@ -23,6 +23,7 @@ from exporter.remediation.backend import lookup_or_none
 from exporter.remediation.planner import Plan, Targets, propose
 from exporter.remediation.store import PlanStore
 from exporter.state import State
+from exporter.stuck import running_tasks
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class Remediation:
         store = self._store()
         state = self.state
         now = state.clock.time()
-        running = [t for w in state.snapshot.workers.values() if w.up for t in w.running]
+        running = running_tasks(state.ledger, state.snapshot)
         plan = propose(
             mode=body.mode,
             targets=Targets(tuple(body.task_ids), body.task_name, body.purge_queue),

@@ -14,6 +14,7 @@ from typing import Any
 from exporter.config import Config
 from exporter.remediation.plan import Action, Plan, Skipped, digest_of
 from exporter.snapshot import RunningTask
+from exporter.stuck import is_stuck
 from exporter.taskstate import FAILURE, TaskRecord
 
 CONSERVATIVE = "conservative"
@@ -162,7 +163,7 @@ def propose(
                 )
         if mode == GREEDY:
             for task in running_by_id.values():
-                if task.started_at is not None and now - task.started_at > config.stuck_after:
+                if is_stuck(task, now, config.stuck_after):
                     actions.append(
                         _revoke_action(
                             task, now, f"running longer than --stuck-after {config.stuck_after:g}s"
