@@ -75,6 +75,13 @@ class LedgerReads:
         with self._lock:
             return [(tid, e.name or UNKNOWN, e.started_at) for tid, e in self._running.items()]
 
+    def running_tasks(self) -> list[tuple[str, str | None, str | None, str | None, float | None]]:
+        """(task id, name, queue, worker, started_at) of tasks started and not finished."""
+        with self._lock:
+            return [
+                (tid, e.name, e.queue, e.worker, e.started_at) for tid, e in self._running.items()
+            ]
+
     def success_ratio(self, window: float | None = None) -> dict[str, tuple[int, int]]:
         """name -> (succeeded, failed) within the window ending now; "" is all names."""
         with self._lock:

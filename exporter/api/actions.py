@@ -26,6 +26,7 @@ from exporter.remediation.journal import Journal, LeaseLost
 from exporter.remediation.planner import Plan, Targets, propose
 from exporter.remediation.store import PlanStore
 from exporter.state import State
+from exporter.stuck import running_tasks
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class Remediation:
         state = self.state
         now = state.clock.time()
         recovery.sweep(store, now)  # a dead executor's plan is interrupted before we read claims
-        running = [t for w in state.snapshot.workers.values() if w.up for t in w.running]
+        running = running_tasks(state.ledger, state.snapshot)
         plan = propose(
             mode=body.mode,
             targets=Targets(tuple(body.task_ids), body.task_name, body.purge_queue),

@@ -20,6 +20,7 @@ from exporter.api.models import (
 from exporter.api.views import human_seconds, task_from_record, ts, utc
 from exporter.snapshot import Snapshot, WorkerSnapshot
 from exporter.state import State
+from exporter.stuck import stuck_tasks
 from exporter.taskstate import COUNTER_FOR_STATE
 
 RECENT_FAILURES = 10
@@ -67,13 +68,10 @@ def build_sitrep(state: State) -> Sitrep:
             name=t.name,
             worker=t.worker,
             queue=t.queue,
-            running_seconds=round(now - t.started_at, 3),
+            running_seconds=round(now - t.started_at, 3) if t.started_at is not None else 0.0,
         )
-        for w in workers_up
-        for t in w.running
-        if t.started_at is not None and now - t.started_at > config.stuck_after
+        for t in stuck_tasks(ledger, snap, now, config.stuck_after)
     ]
-    stuck.sort(key=lambda s: -s.running_seconds)
     failures = [
         task_from_record(r, config) for r in ledger.recent(failed_only=True) if r.state == "FAILURE"
     ][:RECENT_FAILURES]

@@ -19,6 +19,7 @@ from prometheus_client.core import (
 
 from exporter.ledger_parts import HistogramData, LedgerCounts
 from exporter.state import State
+from exporter.stuck import stuck_tasks
 from exporter.taskstate import COUNTER_FOR_STATE
 
 _COUNTERS = list(dict.fromkeys(COUNTER_FOR_STATE.values()))
@@ -113,22 +114,14 @@ class TasksCollector:
         yield overall
 
     def _stuck(self, counts: LedgerCounts) -> Metric:
-        """Tasks running longer than --stuck-after, from the ledger and from inspect."""
-        now = self.state.clock.time()
+        """Tasks running longer than --stuck-after (the rule is `exporter.stuck`)."""
         limit = self.state.config.stuck_after
         known = {name for name, _q, _c in counts.tasks}
-        started: dict[str, tuple[str, float | None]] = {
-            tid: (name, at) for tid, name, at in self.state.ledger.running()
-        }
-        for worker in self.state.snapshot.workers.values():
-            for task in worker.running:
-                name, at = started.get(task.task_id, (task.name, None))
-                started[task.task_id] = (name or task.name, at or task.started_at)
         stuck: dict[str, int] = {}
-        for name, at in started.values():
-            if at is not None and now - at > limit:
-                label = name if name in known else self.state.ledger.name_label(name)
-                stuck[label] = stuck.get(label, 0) + 1
+        ledger = self.state.ledger
+        for task in stuck_tasks(ledger, self.state.snapshot, self.state.clock.time(), limit):
+            label = task.name if task.name in known else ledger.name_label(task.name)
+            stuck[label] = stuck.get(label, 0) + 1
         family = GaugeMetricFamily(
             "celery_tasks_stuck",
             f"Tasks running longer than {limit:g} s (--stuck-after), from events, "

@@ -21,6 +21,7 @@ from exporter.remediation.plan import (
     digest_of,
 )
 from exporter.snapshot import RunningTask
+from exporter.stuck import is_stuck
 from exporter.taskstate import FAILURE, TaskRecord
 
 CONSERVATIVE = "conservative"
@@ -183,7 +184,7 @@ def propose(
                 )
         if mode == GREEDY:
             for task in running_by_id.values():
-                if task.started_at is not None and now - task.started_at > config.stuck_after:
+                if is_stuck(task, now, config.stuck_after):
                     actions.append(
                         _revoke_action(
                             task, now, f"running longer than --stuck-after {config.stuck_after:g}s"
