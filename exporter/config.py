@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from exporter.naming import check_prefix, check_static_labels
+
 DEFAULT_BROKER_URL = "redis://localhost:6379/0"
 DEFAULT_BUCKETS = (
     0.005,
@@ -82,6 +84,7 @@ class Config:
     broker_ssl_options: dict[str, Any] = field(default_factory=dict)
     backend_transport_options: dict[str, Any] = field(default_factory=dict)
     accept_content: tuple[str, ...] = ("json",)
+    retry_interval: float = 0.0  # 0: the event consumer backs off 0.5 s doubling to 30 s
 
     # --- HTTP -----------------------------------------------------------------------------
     host: str = "0.0.0.0"
@@ -114,6 +117,10 @@ class Config:
     max_task_names: int = 500
     max_exception_types: int = 100
     task_worker_label: bool = False
+    # hostname="generic" instead of the worker's on task counters (celery-exporter's switches).
+    generic_hostname_task_sent_metric: bool = False
+    generic_hostname_worker_task_metric: bool = False
+    default_queue_name: str = "celery"
     # Names this exporter's event queue and persisted ledger state; "" means the host name.
     # Two exporters watching one cluster at once need different names.
     instance: str = ""
@@ -129,6 +136,10 @@ class Config:
     transient_exceptions: tuple[str, ...] = DEFAULT_TRANSIENT_EXCEPTIONS
     show_task_args: bool = False
     audit_max_entries: int = 10_000
+
+    # --- metric names and labels ---------------------------------------------------------
+    metric_prefix: str = "celery_"
+    static_labels: dict[str, str] = field(default_factory=dict)
 
     # --- logging ----------------------------------------------------------------------------
     log_level: str = "INFO"
@@ -164,7 +175,10 @@ class Config:
     def validate(self) -> Config:
         """Return self, or raise ConfigError naming the first bad setting."""
         broker_kind(self.broker_url)
+        _check_url_port(self.broker_url, "--broker-url")
         backend = self.backend_url
+        if self.result_backend:
+            _check_url_port(self.result_backend, "--result-backend")
         if backend is not None and url_scheme(backend) not in BACKEND_REDIS_SCHEMES:
             raise ConfigError(
                 f"unsupported result backend scheme {url_scheme(backend)!r}: only a Redis "
@@ -190,6 +204,7 @@ class Config:
             "purge_offline_worker_metrics",
             "enable_events_interval",
             "reconcile_interval",
+            "retry_interval",
         ):
             value = getattr(self, name)
             if value < 0:
@@ -231,7 +246,35 @@ class Config:
             raise ConfigError(f"--log-format must be text or json, got {self.log_format!r}")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"--log-level {self.log_level!r} is not a logging level")
+        if not self.accept_content:
+            raise ConfigError("--accept-content lists no content type")
+        naming = check_prefix(self.metric_prefix) or check_static_labels(self.static_labels)
+        if naming:
+            raise ConfigError(naming)
         return self
+
+
+def masked_url(url: str) -> str:
+    """The URL with its password shown as ** (as kombu's as_uri() shows it)."""
+    out = []
+    for part in url.split(";"):
+        parts = urlsplit(part)
+        user, at, host = parts.netloc.rpartition("@")
+        if at and ":" in user:
+            parts = parts._replace(netloc=f"{user.split(':', 1)[0]}:**@{host}")
+        out.append(parts.geturl())
+    return ";".join(out)
+
+
+def _check_url_port(url: str, flag: str) -> None:
+    """A URL whose port is not a number fails here in one line, not deep inside kombu."""
+    for part in url.split(";"):
+        parts = urlsplit(part.strip())
+        try:
+            parts.port  # noqa: B018 (raises ValueError on a bad port)
+        except ValueError:
+            shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+            raise ConfigError(f"{flag} {shown!r}: the port is not a number 0-65535") from None
 
 
 def parse_listen(value: str, flag: str) -> tuple[str, int]:
