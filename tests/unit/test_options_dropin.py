@@ -8,6 +8,7 @@ import logging
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from exporter.outage import Backoff
 from exporter.poller import Poller
 from exporter.state import State
 from exporter.taskstate import TaskUpdate
+from tests.conftest import wait_for
 from tests.support.cluster import FakeReader
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,6 +121,34 @@ def bound_address(cfg: Config) -> tuple[str, int]:
             sock.close()
 
 
+def first_reconnect_log(cfg: Config) -> str:
+    """The daemon's event consumer against a closed port: its first outage line."""
+    from exporter.celery_io import CeleryIO
+    from exporter.sources import build_sources
+
+    state = State(cfg.replace(broker_url=f"redis://127.0.0.1:{free_port()}/0"), FakeClock())
+    stream = next(s.stream for s in build_sources(state, CeleryIO(state.config))
+                  if hasattr(s, "stream"))  # fmt: skip
+    lines: list[str] = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("exporter")
+    saved = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    stop = threading.Event()
+    thread = threading.Thread(target=stream.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: any("retrying in" in x for x in lines), 20, what="a reconnect")
+    finally:
+        stop.set()
+        thread.join(10)
+        logger.removeHandler(handler)
+        logger.setLevel(saved)
+    return next(x for x in lines if "retrying in" in x)
+
+
 def free_port() -> int:
     from tests.conftest import free_port as fp
 
@@ -154,8 +184,8 @@ CASES: list[Case] = [
                       and any("pickle is never decoded" in w for w in cli.start_warnings(c, {})),
                       "accept")),
     ("--retry-interval", ["2.5"], "2.5",
-     lambda c: _check([Backoff.paced(c.retry_interval).next() for _ in range(3)] == [2.5] * 3,
-                      "retry")),
+     lambda c: _check([Backoff.paced(c.retry_interval).next() for _ in range(3)] == [2.5] * 3
+                      and "retrying in 2.5s" in first_reconnect_log(c), "retry")),
     ("--host", ["127.0.0.1"], "127.0.0.1",
      lambda c: _check(bound_address(c.replace(port=free_port()))[0] == "127.0.0.1", "host")),
     ("--port", [str(PORT)], str(PORT),
