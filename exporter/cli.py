@@ -82,7 +82,7 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
         raw = getattr(args, opt.field)
         source = f"{opt.flags[0]}"
         for env_name in opt.envs if raw is None else ():
-            if env_name in env:
+            if env.get(env_name):  # as click: an empty variable is unset
                 raw, source = env[env_name], env_name
                 if opt.kind == "multi":
                     # As click splits a multiple option's variable: on whitespace, so a

@@ -282,6 +282,11 @@ def test_short_queue_flag_and_alias_env() -> None:
     assert flag.wait_buckets == (3.0,)  # a flag beats either variable
 
 
+def test_an_empty_variable_is_unset_as_in_click() -> None:
+    env = {"CE_PORT": "", "CE_STATIC_LABEL": "", "CE_METRIC_PREFIX": "", "CE_BUCKETS": ""}
+    assert cli.load_config([], env=env) == Config()
+
+
 def test_log_levels_of_loguru() -> None:
     for given, level in (("TRACE", "DEBUG"), ("success", "INFO"), ("warning", "WARNING")):
         assert cli.load_config(["--log-level", given], env={}).log_level == level
