@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 from exporter import __version__
 from exporter.config import Config, ConfigError
@@ -179,4 +180,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"celery-ops-exporter: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # what only Celery/kombu reject: redis://h/notadb, ?ssl_cert_reqs=x
+        why = _scrub(f"{type(exc).__name__}: {exc}", config)
+        print(f"celery-ops-exporter: error: cannot start with this configuration: {why}",
+              file=sys.stderr)  # fmt: skip
+        return 2
     return daemon.run()
+
+
+def _scrub(text: str, config: Config) -> str:
+    """One line, without the broker's or backend's password."""
+    for url in (config.broker_url, config.result_backend or ""):
+        for part in url.split(";"):
+            password = urlsplit(part).password
+            if password:
+                text = text.replace(password, "**")
+    return " ".join(text.split())

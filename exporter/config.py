@@ -174,11 +174,11 @@ class Config:
 
     def validate(self) -> Config:
         """Return self, or raise ConfigError naming the first bad setting."""
-        broker_kind(self.broker_url)
-        _check_url_port(self.broker_url, "--broker-url")
-        backend = self.backend_url
+        _check_url(self.broker_url, "--broker-url")
         if self.result_backend:
-            _check_url_port(self.result_backend, "--result-backend")
+            _check_url(self.result_backend, "--result-backend")
+        broker_kind(self.broker_url)
+        backend = self.backend_url
         if backend is not None and url_scheme(backend) not in BACKEND_REDIS_SCHEMES:
             raise ConfigError(
                 f"unsupported result backend scheme {url_scheme(backend)!r}: only a Redis "
@@ -266,10 +266,14 @@ def masked_url(url: str) -> str:
     return ";".join(out)
 
 
-def _check_url_port(url: str, flag: str) -> None:
-    """A URL whose port is not a number fails here in one line, not deep inside kombu."""
+def _check_url(url: str, flag: str) -> None:
+    """A URL that cannot be parsed (bad port, unclosed [v6]) fails here in one line, not as a
+    traceback deep inside kombu. The message never shows the password."""
     for part in url.split(";"):
-        parts = urlsplit(part.strip())
+        try:
+            parts = urlsplit(part.strip())
+        except ValueError as exc:
+            raise ConfigError(f"{flag} is not a URL: {exc}") from None
         try:
             parts.port  # noqa: B018 (raises ValueError on a bad port)
         except ValueError:

@@ -320,6 +320,12 @@ BAD = [
     (["--broker-url", "kafka://x"], "unsupported broker URL scheme"),
     (["--generic-hostname-task-sent-metric", "yes"], "unrecognized arguments: yes"),
     (["--accept-content", ""], "lists no content type"),
+    (["--broker-url", "redis://[::1"], "is not a URL"),
+]
+# Values only Celery/kombu reject, found when the daemon is built: one line all the same.
+BAD_LATE = [
+    ("redis://:hunter2@127.0.0.1:6379/notadb", "invalid literal for int()"),
+    ("rediss://:hunter2@127.0.0.1:1/0?ssl_cert_reqs=bogus", "KeyError"),
 ]
 BAD_ENV = [
     ({"CE_GENERIC_HOSTNAME_WORKER_TASK_METRIC": "maybe"}, "not a boolean"),
@@ -334,6 +340,9 @@ def run_main(argv: list[str], env: dict[str, str], capsys: Any, monkeypatch: Any
         monkeypatch.delenv(key)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
+    root = logging.getLogger()  # main() sets logging up when the config is valid: undo it after
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(root, "level", root.level)
     assert cli.main(argv) == 2
     out, err = capsys.readouterr()
     assert out == ""
@@ -355,6 +364,16 @@ def test_bad_env_value_is_one_line_exit_2(
 ) -> None:
     err = run_main([], env, capsys, monkeypatch)
     assert len(err.splitlines()) == 1 and message in err, err
+
+
+@pytest.mark.parametrize(("url", "message"), BAD_LATE, ids=[u for u, _m in BAD_LATE])
+def test_value_kombu_rejects_is_one_line_exit_2(
+    url: str, message: str, capsys: Any, monkeypatch: Any
+) -> None:
+    err = run_main(["--broker-url", url, "--host", "127.0.0.1", "--port", str(free_port())], {},
+                   capsys, monkeypatch)  # fmt: skip
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert "cannot start with this configuration" in err and "hunter2" not in err
 
 
 def test_malformed_url_in_a_real_process_is_one_line() -> None:
