@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from exporter.naming import check_prefix, check_static_labels
+from exporter.urls import url_problem
 
 DEFAULT_BROKER_URL = "redis://localhost:6379/0"
 DEFAULT_BUCKETS = (
@@ -174,9 +175,11 @@ class Config:
 
     def validate(self) -> Config:
         """Return self, or raise ConfigError naming the first bad setting."""
-        _check_url(self.broker_url, "--broker-url")
-        if self.result_backend:
-            _check_url(self.result_backend, "--result-backend")
+        bad_url = url_problem(self.broker_url, "--broker-url") or (
+            self.result_backend and url_problem(self.result_backend, "--result-backend")
+        )
+        if bad_url:
+            raise ConfigError(bad_url)
         broker_kind(self.broker_url)
         backend = self.backend_url
         if backend is not None and url_scheme(backend) not in BACKEND_REDIS_SCHEMES:
@@ -252,33 +255,6 @@ class Config:
         if naming:
             raise ConfigError(naming)
         return self
-
-
-def masked_url(url: str) -> str:
-    """The URL with its password shown as ** (as kombu's as_uri() shows it)."""
-    out = []
-    for part in url.split(";"):
-        parts = urlsplit(part)
-        user, at, host = parts.netloc.rpartition("@")
-        if at and ":" in user:
-            parts = parts._replace(netloc=f"{user.split(':', 1)[0]}:**@{host}")
-        out.append(parts.geturl())
-    return ";".join(out)
-
-
-def _check_url(url: str, flag: str) -> None:
-    """A URL that cannot be parsed (bad port, unclosed [v6]) fails here in one line, not as a
-    traceback deep inside kombu. The message never shows the password."""
-    for part in url.split(";"):
-        try:
-            parts = urlsplit(part.strip())
-        except ValueError as exc:
-            raise ConfigError(f"{flag} is not a URL: {exc}") from None
-        try:
-            parts.port  # noqa: B018 (raises ValueError on a bad port)
-        except ValueError:
-            shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
-            raise ConfigError(f"{flag} {shown!r}: the port is not a number 0-65535") from None
 
 
 def parse_listen(value: str, flag: str) -> tuple[str, int]:

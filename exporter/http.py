@@ -17,8 +17,8 @@ from exporter import __version__
 from exporter.api import build_router, check_metrics_auth, install_error_handlers
 from exporter.celery_io import CeleryIO
 from exporter.collectors import build_registry
-from exporter.config import masked_url
 from exporter.state import State
+from exporter.urls import masked_url
 
 
 def create_app(
