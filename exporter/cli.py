@@ -1,8 +1,9 @@
 """Command line: flags and `CE_*` environment variables -> `Config`; logging; run the daemon.
 
-Flag and env names follow danihodovic/celery-exporter where the meaning is the same, so
-switching is a one-line change. A flag beats its env var, which beats the default. Secrets
-(tokens) are read only from the environment or from files, never from argv.
+Flag and env names follow danihodovic/celery-exporter, so switching is changing the image.
+A flag beats its env var, which beats the default. Every mistake (an unknown flag included)
+is one line on stderr and exit status 2. Secrets (tokens) are read only from the environment
+or from files, never from argv.
 """
 
 from __future__ import annotations
@@ -13,18 +14,25 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 from exporter import __version__
 from exporter.config import Config, ConfigError
-from exporter.options import GROUPS, OPTIONS, SECRETS, _csv, _kv
+from exporter.options import GROUPS, OPTIONS, SECRETS, _csv
 
 log = logging.getLogger("exporter")
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # argparse would print the usage too: one line is the promise.
+        raise ConfigError(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     defaults = Config()
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="celery-ops-exporter",
         description="Prometheus exporter for Celery. Every option can also be set with the "
         "environment variable shown; a flag wins over its variable.",
@@ -37,16 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     for opt in OPTIONS:
         default = getattr(defaults, opt.field)
         shown = _show(default)
-        help_text = f"{opt.help} [env {opt.env}; default {shown}]"
-        action = "append" if opt.kind == "multi" else "store"
-        groups[opt.group].add_argument(
-            *opt.flags,
-            dest=opt.field,
-            action=action,
-            default=None,
-            help=help_text,
-            metavar=opt.metavar or opt.field.upper(),
-        )
+        help_text = f"{opt.help} [env {', '.join(opt.envs)}; default {shown}]"
+        kwargs: dict[str, Any] = {"dest": opt.field, "default": None, "help": help_text}
+        if opt.kind == "flag":
+            kwargs.update(action="store_const", const="true")
+        else:
+            kwargs.update(action="append" if opt.kind == "multi" else "store",
+                          metavar=opt.metavar or opt.field.upper())  # fmt: skip
+        groups[opt.group].add_argument(*opt.flags, **kwargs)
     for field_name, env, flag in SECRETS:
         groups["api" if field_name != "metrics_tokens" else "http"].add_argument(
             flag,
@@ -76,23 +82,40 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
     for opt in OPTIONS:
         raw = getattr(args, opt.field)
         source = f"{opt.flags[0]}"
-        if raw is None and opt.env in env:
-            raw = env[opt.env]
-            source = opt.env
-            if opt.kind == "multi":
-                # Several KEY=VALUE in one variable, separated by spaces or commas.
-                raw = [p for p in raw.replace(",", " ").split() if p]
+        for env_name in opt.envs if raw is None else ():
+            if env.get(env_name):  # as click: an empty variable is unset
+                raw, source = env[env_name], env_name
+                if opt.kind == "multi":
+                    # As click splits a multiple option's variable: on whitespace, so a
+                    # value may hold commas (priority_steps=[0,3,6,9]).
+                    raw = raw.split()
+                break
         if raw is None:
             continue
         try:
-            values[opt.field] = _kv(raw) if opt.kind == "multi" else opt.convert(raw)
+            values[opt.field] = opt.convert(raw)
         except ValueError as exc:
             raise ConfigError(f"{source}: {exc}") from None
     for field_name, env_name, _flag in SECRETS:
         values[field_name] = _read_tokens(getattr(args, field_name + "_file"), env, env_name)
-    if "accept_content" in values and "pickle" in values["accept_content"]:
-        raise ConfigError("--accept-content: pickle is refused; the exporter never unpickles")
     return Config(**values).validate()
+
+
+def start_warnings(config: Config, env: Mapping[str, str] | None = None) -> list[str]:
+    """Settings that work but deserve one line at start: unknown CE_* variables (a typo is
+    otherwise silently ignored) and pickle in --accept-content."""
+    env = os.environ if env is None else env
+    known = {name for opt in OPTIONS for name in opt.envs}
+    known |= {name + suffix for _f, name, _flag in SECRETS for suffix in ("", "_FILE")}
+    out = []
+    unknown = sorted(k for k in env if k.startswith("CE_") and k not in known)
+    if unknown:
+        out.append(f"ignoring unknown environment variables: {', '.join(unknown)}")
+    if "pickle" in config.accept_content:
+        out.append("--accept-content pickle: accepted, but pickle is never decoded; pickled "
+                   "events and results are skipped and counted in "
+                   "celery_exporter_results_skipped_total")  # fmt: skip
+    return out
 
 
 def _read_tokens(path: str | None, env: Mapping[str, str], env_name: str) -> tuple[str, ...]:
@@ -147,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"celery-ops-exporter: error: {exc}", file=sys.stderr)
         return 2
     setup_logging(config)
+    for warning in start_warnings(config):
+        log.warning("%s", warning)
     from exporter.daemon import Daemon  # imported late: --help stays fast
 
     try:
@@ -155,4 +180,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"celery-ops-exporter: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # what only Celery/kombu reject: redis://h/notadb, ?ssl_cert_reqs=x
+        why = _scrub(f"{type(exc).__name__}: {exc}", config)
+        print(f"celery-ops-exporter: error: cannot start with this configuration: {why}",
+              file=sys.stderr)  # fmt: skip
+        return 2
     return daemon.run()
+
+
+def _scrub(text: str, config: Config) -> str:
+    """One line, without the broker's or backend's password."""
+    for url in (config.broker_url, config.result_backend or ""):
+        for part in url.split(";"):
+            password = urlsplit(part).password
+            if password:
+                text = text.replace(password, "**")
+    return " ".join(text.split())

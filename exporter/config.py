@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from exporter.naming import check_prefix, check_static_labels
+from exporter.urls import url_problem
+
 DEFAULT_BROKER_URL = "redis://localhost:6379/0"
 DEFAULT_BUCKETS = (
     0.005,
@@ -82,6 +85,7 @@ class Config:
     broker_ssl_options: dict[str, Any] = field(default_factory=dict)
     backend_transport_options: dict[str, Any] = field(default_factory=dict)
     accept_content: tuple[str, ...] = ("json",)
+    retry_interval: float = 0.0  # 0: the event consumer backs off 0.5 s doubling to 30 s
 
     # --- HTTP -----------------------------------------------------------------------------
     host: str = "0.0.0.0"
@@ -114,6 +118,10 @@ class Config:
     max_task_names: int = 500
     max_exception_types: int = 100
     task_worker_label: bool = False
+    # hostname="generic" instead of the worker's on task counters (celery-exporter's switches).
+    generic_hostname_task_sent_metric: bool = False
+    generic_hostname_worker_task_metric: bool = False
+    default_queue_name: str = "celery"
     # Names this exporter's event queue and persisted ledger state; "" means the host name.
     # Two exporters watching one cluster at once need different names.
     instance: str = ""
@@ -129,6 +137,10 @@ class Config:
     transient_exceptions: tuple[str, ...] = DEFAULT_TRANSIENT_EXCEPTIONS
     show_task_args: bool = False
     audit_max_entries: int = 10_000
+
+    # --- metric names and labels ---------------------------------------------------------
+    metric_prefix: str = "celery_"
+    static_labels: dict[str, str] = field(default_factory=dict)
 
     # --- logging ----------------------------------------------------------------------------
     log_level: str = "INFO"
@@ -163,6 +175,11 @@ class Config:
 
     def validate(self) -> Config:
         """Return self, or raise ConfigError naming the first bad setting."""
+        bad_url = url_problem(self.broker_url, "--broker-url") or (
+            self.result_backend and url_problem(self.result_backend, "--result-backend")
+        )
+        if bad_url:
+            raise ConfigError(bad_url)
         broker_kind(self.broker_url)
         backend = self.backend_url
         if backend is not None and url_scheme(backend) not in BACKEND_REDIS_SCHEMES:
@@ -190,6 +207,7 @@ class Config:
             "purge_offline_worker_metrics",
             "enable_events_interval",
             "reconcile_interval",
+            "retry_interval",
         ):
             value = getattr(self, name)
             if value < 0:
@@ -231,6 +249,11 @@ class Config:
             raise ConfigError(f"--log-format must be text or json, got {self.log_format!r}")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"--log-level {self.log_level!r} is not a logging level")
+        if not self.accept_content:
+            raise ConfigError("--accept-content lists no content type")
+        naming = check_prefix(self.metric_prefix) or check_static_labels(self.static_labels)
+        if naming:
+            raise ConfigError(naming)
         return self
 
 

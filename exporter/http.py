@@ -18,6 +18,7 @@ from exporter.api import build_router, check_metrics_auth, install_error_handler
 from exporter.celery_io import CeleryIO
 from exporter.collectors import build_registry
 from exporter.state import State
+from exporter.urls import masked_url
 
 
 def create_app(
@@ -59,6 +60,18 @@ def create_app(
     def healthy() -> str:
         # The process serves: that is all "healthy" claims (restart me if this fails).
         return "OK\n"
+
+    @app.get("/health", response_class=HTMLResponse, include_in_schema=False)
+    def health() -> str:
+        # celery-exporter's probe path (its Helm chart's liveness and readiness): 200 with its
+        # body while we serve, from memory only; a down broker shows in celery_exporter_up.
+        broker = html.escape(masked_url(state.config.broker_url))
+        health = state.snapshot.health
+        if health.broker_up:
+            return f"Connected to the broker {broker}"
+        if health.polls_total == 0:
+            return f"Serving; the first poll of the broker {broker} is pending"
+        return f"Serving; the last poll did not reach the broker {broker}"
 
     @app.get("/-/ready", response_class=PlainTextResponse, include_in_schema=False)
     def ready() -> Response:

@@ -1,12 +1,15 @@
 """The option table: every flag, its `CE_*` variable, Config field, parser and help line.
 
-Flag and env names follow danihodovic/celery-exporter where the meaning is the same, so
-switching is a one-line change. Secrets are not options: they come from env vars or files.
+Flag and env names follow danihodovic/celery-exporter (all 18 of its options are here), and
+values parse as its click CLI parses them: a repeatable option (`kind="multi"`) takes several
+values from one variable separated by whitespace, lists inside one value are comma separated.
+Secrets are not options: they come from env vars or files.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,16 +20,34 @@ def _csv(text: str) -> tuple[str, ...]:
 
 
 def _floats(text: str) -> tuple[float, ...]:
-    return tuple(float(part) for part in _csv(text))
+    # celery-exporter's default bucket list ends in "inf"; the +Inf bucket is always added.
+    values = tuple(float(part) for part in _csv(text))
+    if any(math.isnan(v) for v in values):
+        raise ValueError(f"{text!r}: nan is not a bucket")
+    return tuple(v for v in values if v != math.inf)
 
 
 def _bool(text: str) -> bool:
+    # The words click's BOOL accepts.
     lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
+    if lowered in ("1", "true", "t", "yes", "y", "on"):
         return True
-    if lowered in ("0", "false", "no", "off"):
+    if lowered in ("0", "false", "f", "no", "n", "off"):
         return False
     raise ValueError(f"{text!r} is not a boolean")
+
+
+# loguru's TRACE and SUCCESS (celery-exporter logs with loguru) map to the nearest stdlib level.
+LOG_LEVELS = {"TRACE": "DEBUG", "DEBUG": "DEBUG", "INFO": "INFO", "SUCCESS": "INFO",
+              "WARNING": "WARNING", "WARN": "WARNING", "ERROR": "ERROR",
+              "CRITICAL": "CRITICAL"}  # fmt: skip
+
+
+def _log_level(text: str) -> str:
+    level = LOG_LEVELS.get(text.strip().upper())
+    if level is None:
+        raise ValueError(f"{text!r} is not a log level ({', '.join(LOG_LEVELS)})")
+    return level
 
 
 def _word(text: str) -> str:
@@ -41,14 +62,23 @@ def _kv_value(raw: str) -> Any:
         return raw
 
 
-def _kv(items: Sequence[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def _pairs(items: Sequence[str]) -> list[tuple[str, str]]:
+    out = []
     for item in items:
         key, sep, raw = item.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise ValueError(f"{item!r} is not KEY=VALUE")
-        out[key.strip()] = _kv_value(raw.strip())
+        out.append((key.strip(), raw.strip()))
     return out
+
+
+def _kv(items: Sequence[str]) -> dict[str, Any]:
+    return {key: _kv_value(raw) for key, raw in _pairs(items)}
+
+
+def _labels(items: Sequence[str]) -> dict[str, str]:
+    # Label values stay strings: `--static-label shard=01` keeps the leading zero.
+    return dict(_pairs(items))
 
 
 @dataclass(frozen=True)
@@ -59,19 +89,20 @@ class Opt:
     flags: tuple[str, ...]
     field: str
     help: str
-    convert: Callable[[str], Any] = str
+    # value: str -> Any; multi: list[str] -> Any (repeatable; whitespace-split in the env var);
+    # flag: a switch without a value (its env var takes a boolean word).
+    convert: Callable[[Any], Any] = str
     kind: str = "value"  # value | flag | multi
     metavar: str | None = None
 
     @property
     def env(self) -> str:
-        return "CE_" + self.field_env.upper()
+        return self.envs[0]
 
     @property
-    def field_env(self) -> str:
-        # The env var mirrors the long flag name: --broker-url -> CE_BROKER_URL.
-        long_flag = next(f for f in self.flags if f.startswith("--"))
-        return long_flag[2:].replace("-", "_")
+    def envs(self) -> tuple[str, ...]:
+        # The env var mirrors each long flag name: --broker-url -> CE_BROKER_URL.
+        return tuple("CE_" + f[2:].replace("-", "_").upper() for f in self.flags if f[:2] == "--")
 
 
 # One row per option; kept as a table (fmt: off) so it reads as one.
@@ -83,15 +114,19 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("broker", ("--result-backend",), "result_backend",
         "Redis result backend URL; default: the broker when it is Redis; '' disables"),
     Opt("broker", ("--broker-transport-option",), "broker_transport_options",
-        "Broker transport option KEY=VALUE, repeatable (e.g. global_keyprefix=app1:)",
-        kind="multi", metavar="KEY=VALUE"),
+        "Broker transport option KEY=VALUE (JSON values decoded), repeatable (e.g. "
+        "global_keyprefix=app1:)", _kv, "multi", "KEY=VALUE"),
     Opt("broker", ("--broker-ssl-option",), "broker_ssl_options",
         "Broker SSL option KEY=VALUE, repeatable (e.g. ca_certs=/etc/ssl/ca.pem)",
-        kind="multi", metavar="KEY=VALUE"),
+        _kv, "multi", "KEY=VALUE"),
     Opt("broker", ("--backend-transport-option",), "backend_transport_options",
-        "Result backend transport option KEY=VALUE, repeatable", kind="multi", metavar="KEY=VALUE"),
+        "Result backend transport option KEY=VALUE, repeatable", _kv, "multi", "KEY=VALUE"),
     Opt("broker", ("--accept-content",), "accept_content",
-        "Content types accepted from the broker, comma separated (pickle is refused)", _csv),
+        "Content types accepted from the broker, comma separated; pickle is accepted with a "
+        "warning and never decoded (pickled messages are skipped and counted)", _csv),
+    Opt("broker", ("--retry-interval",), "retry_interval",
+        "Seconds between reconnects of the event consumer after a broker error; 0: back off "
+        "0.5 s doubling to 30 s. The exporter never exits on a broker outage", float),
     Opt("http", ("--host",), "host",
         "Address to listen on for /metrics, / and /api"),
     Opt("http", ("--port",), "port",
@@ -129,7 +164,7 @@ OPTIONS: tuple[Opt, ...] = (
         "Task ids remembered for de-duplication (bounds memory)", int),
     Opt("tasks", ("--buckets",), "buckets",
         "Task runtime histogram buckets, seconds", _floats),
-    Opt("tasks", ("--wait-buckets",), "wait_buckets",
+    Opt("tasks", ("--wait-buckets", "--queue-wait-buckets"), "wait_buckets",
         "Queue wait histogram buckets, seconds", _floats),
     Opt("tasks", ("--success-window",), "success_window",
         "Window of the success-ratio gauges, seconds", float),
@@ -141,6 +176,12 @@ OPTIONS: tuple[Opt, ...] = (
         'Distinct exception types before folding into exception="other"', int),
     Opt("tasks", ("--task-worker-label",), "task_worker_label",
         "Add a hostname label to task counters (true/false; watch cardinality)", _bool),
+    Opt("tasks", ("--generic-hostname-task-sent-metric",), "generic_hostname_task_sent_metric",
+        'hostname="generic" on celery_task_sent_total (with --task-worker-label)', _bool, "flag"),
+    Opt("tasks", ("--generic-hostname-worker-task-metric",), "generic_hostname_worker_task_metric",
+        'hostname="generic" on the other task counters (with --task-worker-label)', _bool, "flag"),
+    Opt("tasks", ("--default-queue-name",), "default_queue_name",
+        "Celery's task_default_queue: the queue of tasks whose queue is not known"),
     Opt("tasks", ("--instance",), "instance",
         "Stable name of this exporter: names its saved counters in Redis and the event queue of "
         "Celery's receiver "
@@ -157,8 +198,14 @@ OPTIONS: tuple[Opt, ...] = (
         "Show task args/kwargs in the API and logs (true/false)", _bool),
     Opt("api", ("--audit-max-entries",), "audit_max_entries",
         "Audit trail entries kept", int),
+    Opt("metrics", ("--metric-prefix",), "metric_prefix",
+        "Replaces celery_ at the start of every metric name (the exporter's own included)"),
+    Opt("metrics", ("--static-label",), "static_labels",
+        "Label KEY=VALUE added to every series, repeatable (e.g. cluster=eu1)",
+        _labels, "multi", "KEY=VALUE"),
     Opt("log", ("--log-level",), "log_level",
-        "DEBUG, INFO, WARNING or ERROR"),
+        "TRACE, DEBUG, INFO, SUCCESS, WARNING, ERROR or CRITICAL (TRACE: DEBUG, SUCCESS: INFO)",
+        _log_level),
     Opt("log", ("--log-format",), "log_format",
         "text or json"),
 )
@@ -170,6 +217,7 @@ GROUPS = {
     "poll": "cluster polling",
     "tasks": "task ledger and its sources",
     "api": "API and remediation",
+    "metrics": "metric names and labels",
     "log": "logging",
 }
 

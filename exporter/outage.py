@@ -38,3 +38,8 @@ class Backoff:
 
     def reset(self) -> None:
         self.current = self.first
+
+    @classmethod
+    def paced(cls, interval: float) -> Backoff:
+        """--retry-interval: a fixed delay when set (> 0), else the doubling default."""
+        return cls(interval, interval) if interval > 0 else cls()

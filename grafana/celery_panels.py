@@ -6,8 +6,30 @@ from __future__ import annotations
 from typing import Any
 
 DS = {"type": "prometheus", "uid": "${datasource}"}
-SEL = 'job=~"$job", instance=~"$instance"'
 RI = "$__rate_interval"
+DEFAULT_SELECTOR = 'job="celery"'
+_selector = [DEFAULT_SELECTOR]
+
+
+def use_selector(selector: str) -> None:
+    """The label matchers every query carries (generate.py --selector), so a Prometheus that
+    also scrapes another Celery exporter (same metric names) never mixes its series in."""
+    _selector[0] = selector
+
+
+def base_sel() -> str:
+    return _selector[0]
+
+
+def rsel(extra: str = "") -> str:
+    """Matchers of a recording rule's series: kept per job, so no instance variable."""
+    return f'{_selector[0]}, job=~"$job"' + (f", {extra}" if extra else "")
+
+
+def sel(extra: str = "") -> str:
+    """Matchers of a panel query: the selector, then the dashboard's job/instance variables."""
+    return f'{_selector[0]}, job=~"$job", instance=~"$instance"' + (f", {extra}" if extra else "")
+
 
 # Series that legitimately have no data on a healthy cluster: a panel query naming one of these
 # may come back empty (the e2e test checks every other query returns data).
@@ -97,9 +119,9 @@ def variables(extra: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     base = [
         {"name": "datasource", "label": "Data source", "type": "datasource",
          "query": "prometheus", "current": {}, "hide": 0},
-        query_var("job", "Job", "label_values(celery_exporter_build_info, job)"),
+        query_var("job", "Job", f"label_values(celery_exporter_build_info{{{base_sel()}}}, job)"),
         query_var("instance", "Instance",
-                  'label_values(celery_exporter_build_info{job=~"$job"}, instance)', multi=True),
+                  f"label_values(celery_exporter_build_info{{{rsel()}}}, instance)", multi=True),
     ]  # fmt: skip
     return {"list": base + (extra or [])}
 
@@ -115,7 +137,8 @@ def dashboard(uid: str, title: str, desc: str, board: Board, extra_vars: list[An
                    "title": "Celery dashboards", "includeVars": True, "keepTime": True}],
         "annotations": {"list": [{
             "name": "Celery alerts", "datasource": DS, "enable": True, "iconColor": "red",
-            "expr": 'ALERTS{alertname=~"Celery.*", alertstate="firing", job=~"$job"}',
+            "expr": f'ALERTS{{{base_sel()}, alertname=~"Celery.*", alertstate="firing", '
+                    'job=~"$job"}',
             "titleFormat": "{{alertname}}", "textFormat": "{{description}}"}]},
     }  # fmt: skip
 
@@ -123,13 +146,14 @@ def dashboard(uid: str, title: str, desc: str, board: Board, extra_vars: list[An
 STATES = ("sent", "received", "started", "succeeded", "failed", "retried", "revoked", "rejected")
 
 
-def rate(metric: str, by: str = "", sel: str = SEL) -> str:
+def rate(metric: str, by: str = "", extra: str = "") -> str:
     grouping = f" by ({by})" if by else ""
-    return f"sum{grouping} (rate({metric}{{{sel}}}[{RI}]))"
+    return f"sum{grouping} (rate({metric}{{{sel(extra)}}}[{RI}]))"
 
 
-def quantiles(metric: str, sel: str = SEL) -> list[tuple[str, str]]:
+def quantiles(metric: str, extra: str = "") -> list[tuple[str, str]]:
+    m = f"{metric}_bucket{{{sel(extra)}}}"
     return [
-        (f"histogram_quantile({q}, sum by (le) (rate({metric}_bucket{{{sel}}}[{RI}])))", f"p{p}")
+        (f"histogram_quantile({q}, sum by (le) (rate({m}[{RI}])))", f"p{p}")
         for q, p in ((0.5, "50"), (0.9, "90"), (0.99, "99"))
     ]

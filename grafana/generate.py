@@ -7,6 +7,10 @@ what this file produces and that every query names only metrics the exporter exp
 
     python grafana/generate.py            # rewrite grafana/dashboards/*.json
     python grafana/generate.py --check    # exit 1 if a committed file is stale
+    python grafana/generate.py --selector 'job="celery-eu",env="prod"' --out-dir my-dashboards
+
+Every query carries the selector (default job="celery", the shipped rules' job), so another
+Celery exporter in the same Prometheus never shows up on these dashboards.
 """
 
 from __future__ import annotations
@@ -21,13 +25,16 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from celery_panels import (
     ALLOWED_EMPTY,
-    SEL,
+    DEFAULT_SELECTOR,
     STATES,
     Board,
     dashboard,
     quantiles,
     query_var,
     rate,
+    rsel,
+    sel,
+    use_selector,
 )
 
 OUT_DIR = Path(__file__).resolve().parent / "dashboards"
@@ -35,20 +42,21 @@ __all__ = ["ALLOWED_EMPTY", "STATES", "main", "render_all"]  # what the tests re
 
 
 def overview() -> dict[str, Any]:
+    q = sel()
     b = Board()
     b.row("Success")
     b.add("stat", "Success rate (5m)", "Share of finished tasks that succeeded over 5m, from "
           "the counters (recording rule celery:tasks_success_ratio:5m).",
-          [('celery:tasks_success_ratio:5m{job=~"$job"}', "{{job}}")], "percentunit", w=4,
+          [(f"celery:tasks_success_ratio:5m{{{rsel()}}}", "{{job}}")], "percentunit", w=4,
           thresholds=[(0.95, "orange"), (0.99, "green")], min=0, max=1)  # fmt: skip
     b.add("stat", "Success rate (exporter window)", "The exporter's own success-ratio gauge "
           "over --success-window (see its HELP).",
-          [(f"min(celery_tasks_success_ratio{{{SEL}}})", "")], "percentunit", w=4,
+          [(f"min(celery_tasks_success_ratio{{{q}}})", "")], "percentunit", w=4,
           thresholds=[(0.95, "orange"), (0.99, "green")], min=0, max=1)  # fmt: skip
     b.add("timeseries", "Success rate vs SLO", "Success ratio over 5m and 1h against the SLO "
           "($slo); the burn-rate alerts fire when both windows fall well below it.",
-          [('celery:tasks_success_ratio:5m{job=~"$job"}', "5m"),
-           ('celery:tasks_success_ratio:1h{job=~"$job"}', "1h"),
+          [(f"celery:tasks_success_ratio:5m{{{rsel()}}}", "5m"),
+           (f"celery:tasks_success_ratio:1h{{{rsel()}}}", "1h"),
            ("vector($slo)", "SLO")], "percentunit", w=16, max=1)  # fmt: skip
     b.add("timeseries", "Throughput by state", "Tasks per second entering each state, summed "
           "over task names and queues.",
@@ -62,28 +70,28 @@ def overview() -> dict[str, Any]:
     b.row("Queues")
     b.add("timeseries", "Queue depth", "Messages waiting in each queue (Redis priority "
           "sub-queues included).",
-          [(f"max by (queue_name) (celery_queue_length{{{SEL}}})", "{{queue_name}}")],
+          [(f"max by (queue_name) (celery_queue_length{{{q}}})", "{{queue_name}}")],
           w=8)  # fmt: skip
     b.add("timeseries", "Oldest message age", "Age of the oldest waiting message per queue.",
-          [(f"max by (queue_name) (celery_queue_oldest_message_age_seconds{{{SEL}}})",
+          [(f"max by (queue_name) (celery_queue_oldest_message_age_seconds{{{q}}})",
             "{{queue_name}}")], "s", w=8)  # fmt: skip
     b.add("timeseries", "Workers per queue", "Up workers consuming each queue (stays at 0 when "
           "they are all gone), and broker-side consumers where the broker reports them.",
-          [(f"max by (queue_name) (celery_queue_workers{{{SEL}}})", "workers {{queue_name}}"),
-           (f"max by (queue_name) (celery_queue_consumers{{{SEL}}})", "consumers {{queue_name}}")],
+          [(f"max by (queue_name) (celery_queue_workers{{{q}}})", "workers {{queue_name}}"),
+           (f"max by (queue_name) (celery_queue_consumers{{{q}}})", "consumers {{queue_name}}")],
           w=8)  # fmt: skip
     b.row("Workers")
     b.add("stat", "Workers up", "Workers that answered or sent a heartbeat recently.",
-          [(f"sum(celery_workers{{{SEL}}})", "")], w=4, thresholds=[(1, "green")])  # fmt: skip
+          [(f"sum(celery_workers{{{q}}})", "")], w=4, thresholds=[(1, "green")])  # fmt: skip
     b.add("timeseries", "Tasks in workers", "Active, reserved (prefetched) and scheduled (ETA) "
           "tasks across the cluster, and unacknowledged broker messages (Redis).",
-          [(f"sum(celery_tasks_active{{{SEL}}})", "active"),
-           (f"sum(celery_tasks_reserved{{{SEL}}})", "reserved"),
-           (f"sum(celery_tasks_scheduled{{{SEL}}})", "scheduled"),
-           (f"sum(celery_broker_unacked_messages{{{SEL}}})", "unacked")], w=10)  # fmt: skip
+          [(f"sum(celery_tasks_active{{{q}}})", "active"),
+           (f"sum(celery_tasks_reserved{{{q}}})", "reserved"),
+           (f"sum(celery_tasks_scheduled{{{q}}})", "scheduled"),
+           (f"sum(celery_broker_unacked_messages{{{q}}})", "unacked")], w=10)  # fmt: skip
     b.add("timeseries", "Worker utilisation", "Active tasks over pool concurrency, per worker.",
-          [(f"max by (hostname) (celery_worker_tasks_active{{{SEL}}}) / max by (hostname) "
-            f"(celery_worker_pool_max_concurrency{{{SEL}}})", "{{hostname}}")],
+          [(f"max by (hostname) (celery_worker_tasks_active{{{q}}}) / max by (hostname) "
+            f"(celery_worker_pool_max_concurrency{{{q}}})", "{{hostname}}")],
           "percentunit", w=10, min=0)  # fmt: skip
     b.row("Latency")
     b.add("timeseries", "Task runtime percentiles", "Runtime of finished tasks (histogram).",
@@ -91,7 +99,7 @@ def overview() -> dict[str, Any]:
     b.add("timeseries", "Queue wait percentiles", "Time from sent (or received) to started.",
           quantiles("celery_task_queue_wait_seconds"), "s", w=8)  # fmt: skip
     b.add("timeseries", "Stuck tasks", "Tasks running longer than --stuck-after, by name.",
-          [(f"sum by (name) (celery_tasks_stuck{{{SEL}}})", "{{name}}")], w=8)  # fmt: skip
+          [(f"sum by (name) (celery_tasks_stuck{{{q}}})", "{{name}}")], w=8)  # fmt: skip
     slo = {"name": "slo", "label": "SLO", "type": "custom", "query": "0.99,0.995,0.999,0.95,0.9",
            "current": {"selected": True, "text": "0.99", "value": "0.99"}}  # fmt: skip
     return dashboard("celery-overview", "Celery / Overview", "Task success against the SLO, "
@@ -99,34 +107,36 @@ def overview() -> dict[str, Any]:
 
 
 def task() -> dict[str, Any]:
-    sel = SEL + ', name=~"$task"'
+    task_sel = 'name=~"$task"'
+    q = sel()
     b = Board()
     b.row("Task $task")
     b.add("timeseries", "Success rate", "Success ratio of this task over 5m and 1h (recording "
           "rules celery:task_success_ratio:*).",
-          [('celery:task_success_ratio:5m{job=~"$job", name=~"$task"}', "5m {{name}}"),
-           ('celery:task_success_ratio:1h{job=~"$job", name=~"$task"}', "1h {{name}}")],
+          [(f"celery:task_success_ratio:5m{{{rsel(task_sel)}}}", "5m {{name}}"),
+           (f"celery:task_success_ratio:1h{{{rsel(task_sel)}}}", "1h {{name}}")],
           "percentunit", w=12, max=1)  # fmt: skip
     b.add("timeseries", "Throughput by state", "Tasks per second entering each state.",
-          [(rate(f"celery_task_{s}_total", sel=sel), s) for s in STATES], "ops", w=12)  # fmt: skip
+          [(rate(f"celery_task_{s}_total", extra=task_sel), s) for s in STATES], "ops",
+          w=12)  # fmt: skip
     b.add("timeseries", "Failures by exception", "Failures per second by exception type.",
-          [(rate("celery_task_exceptions_total", "exception", sel), "{{exception}}")], "ops",
+          [(rate("celery_task_exceptions_total", "exception", task_sel), "{{exception}}")], "ops",
           w=8)  # fmt: skip
     b.add("timeseries", "Finished by queue", "Succeeded and failed per second, by queue.",
-          [(rate("celery_task_succeeded_total", "queue_name", sel), "ok {{queue_name}}"),
-           (rate("celery_task_failed_total", "queue_name", sel), "failed {{queue_name}}")],
+          [(rate("celery_task_succeeded_total", "queue_name", task_sel), "ok {{queue_name}}"),
+           (rate("celery_task_failed_total", "queue_name", task_sel), "failed {{queue_name}}")],
           "ops", w=8)  # fmt: skip
     b.add("timeseries", "Retries", "Retries per second (a retry is not a failure).",
-          [(rate("celery_task_retried_total", sel=sel), "retried")], "ops", w=8)  # fmt: skip
+          [(rate("celery_task_retried_total", extra=task_sel), "retried")], "ops", w=8)  # fmt: skip
     b.add("timeseries", "Runtime percentiles", "Runtime of this task.",
-          quantiles("celery_task_runtime_seconds", sel), "s", w=8)  # fmt: skip
+          quantiles("celery_task_runtime_seconds", task_sel), "s", w=8)  # fmt: skip
     b.add("timeseries", "Queue wait percentiles", "Wait before this task started.",
-          quantiles("celery_task_queue_wait_seconds", sel), "s", w=8)  # fmt: skip
+          quantiles("celery_task_queue_wait_seconds", task_sel), "s", w=8)  # fmt: skip
     b.add("timeseries", "Stuck", "Runs of this task past --stuck-after.",
-          [(f"sum(celery_tasks_stuck{{{sel}}})", "stuck")], w=8)  # fmt: skip
+          [(f"sum(celery_tasks_stuck{{{sel(task_sel)}}})", "stuck")], w=8)  # fmt: skip
     name_var = query_var(
         "task", "Task",
-        'label_values(celery_task_succeeded_total{job=~"$job", instance=~"$instance"}, name)',
+        f"label_values(celery_task_succeeded_total{{{q}}}, name)",
         multi=True,
     )  # fmt: skip
     return dashboard("celery-task", "Celery / Task", "Drill-down into one task name: success, "
@@ -134,25 +144,26 @@ def task() -> dict[str, Any]:
 
 
 def exporter() -> dict[str, Any]:
+    q = sel()
     b = Board()
     b.row("Health")
     b.add("stat", "Scrape up", "Prometheus could scrape the exporter.",
-          [(f"min(up{{{SEL}}})", "")], w=4, thresholds=[(1, "green")])  # fmt: skip
+          [(f"min(up{{{q}}})", "")], w=4, thresholds=[(1, "green")])  # fmt: skip
     b.add("stat", "Broker reachable", "celery_exporter_up: the last poll reached the broker.",
-          [(f"min(celery_exporter_up{{{SEL}}})", "")], w=4, thresholds=[(1, "green")])  # fmt: skip
+          [(f"min(celery_exporter_up{{{q}}})", "")], w=4, thresholds=[(1, "green")])  # fmt: skip
     b.add("stat", "Task events", "0: workers are alive but send no task events (-E is off).",
-          [(f"min(celery_exporter_task_events_enabled{{{SEL}}})", "")], w=4,
+          [(f"min(celery_exporter_task_events_enabled{{{q}}})", "")], w=4,
           thresholds=[(1, "green")])  # fmt: skip
     b.add("timeseries", "Sources up", "Each task source (events, results) connected.",
-          [(f"min by (source) (celery_exporter_source_up{{{SEL}}})", "{{source}}")],
+          [(f"min by (source) (celery_exporter_source_up{{{q}}})", "{{source}}")],
           w=6)  # fmt: skip
     b.add("timeseries", "Snapshot age", "Age of the cluster snapshot served on /metrics.",
-          [(f"max(celery_exporter_snapshot_age_seconds{{{SEL}}})", "snapshot"),
-           (f"time() - max(celery_exporter_last_successful_poll_timestamp_seconds{{{SEL}}})",
+          [(f"max(celery_exporter_snapshot_age_seconds{{{q}}})", "snapshot"),
+           (f"time() - max(celery_exporter_last_successful_poll_timestamp_seconds{{{q}}})",
             "since last good poll")], "s", w=6)  # fmt: skip
     b.row("Polling")
     b.add("timeseries", "Poll duration", "Duration of the last cluster poll.",
-          [(f"max(celery_exporter_poll_duration_seconds{{{SEL}}})", "poll")], "s", w=8)  # fmt: skip
+          [(f"max(celery_exporter_poll_duration_seconds{{{q}}})", "poll")], "s", w=8)  # fmt: skip
     b.add("timeseries", "Polls and errors", "Polls and failed polls per second, and inspect "
           "broadcasts nobody answered in time.",
           [(rate("celery_exporter_polls_total"), "polls"),
@@ -160,7 +171,7 @@ def exporter() -> dict[str, Any]:
            (rate("celery_exporter_inspect_timeouts_total", "method"), "timeout {{method}}")],
           "ops", w=8)  # fmt: skip
     b.add("timeseries", "Scrape", "Prometheus' own scrape duration of the exporter.",
-          [(f"max(scrape_duration_seconds{{{SEL}}})", "scrape")], "s", w=8)  # fmt: skip
+          [(f"max(scrape_duration_seconds{{{q}}})", "scrape")], "s", w=8)  # fmt: skip
     b.row("Task ledger")
     b.add("timeseries", "Events received", "Celery events per second, by type.",
           [(rate("celery_exporter_events_received_total", "type"), "{{type}}")], "ops",
@@ -174,7 +185,7 @@ def exporter() -> dict[str, Any]:
           "ops", w=8)  # fmt: skip
     b.add("timeseries", "Source last message age", "Seconds since each source last delivered.",
           [(f"time() - max by (source) (celery_exporter_source_last_message_timestamp_seconds"
-            f"{{{SEL}}})", "{{source}}")], "s", w=8)  # fmt: skip
+            f"{{{q}}})", "{{source}}")], "s", w=8)  # fmt: skip
     b.add("timeseries", "Reconcile", "Reconcile runs and result keys scanned per second.",
           [(rate("celery_exporter_reconcile_runs_total"), "runs"),
            (rate("celery_exporter_reconcile_keys_scanned_total"), "keys scanned")], "ops",
@@ -182,9 +193,9 @@ def exporter() -> dict[str, Any]:
     b.add("timeseries", "Ledger", "Task ids remembered for de-duplication, evictions, "
           "evicted ids given up before a reconcile covered them (those could count twice), and "
           "label values folded into other/unknown.",
-          [(f"sum(celery_exporter_ledger_entries{{{SEL}}})", "entries"),
+          [(f"sum(celery_exporter_ledger_entries{{{q}}})", "entries"),
            (rate("celery_exporter_ledger_evictions_total"), "evictions/s"),
-           (f"sum(celery_exporter_ledger_evicted_ids{{{SEL}}})", "evicted ids remembered"),
+           (f"sum(celery_exporter_ledger_evicted_ids{{{q}}})", "evicted ids remembered"),
            (rate("celery_exporter_ledger_evicted_ids_dropped_total"), "evicted ids dropped/s"),
            (rate("celery_exporter_label_overflow_total", "label"), "overflow {{label}}/s")],
           w=8)  # fmt: skip
@@ -194,7 +205,7 @@ def exporter() -> dict[str, Any]:
            (rate("celery_exporter_actions_total", "action, outcome"),
             "{{action}} {{outcome}}")], "ops", w=8)  # fmt: skip
     b.add("table", "Build", "Exporter version and Python per instance.",
-          [(f"max by (instance, version, python) (celery_exporter_build_info{{{SEL}}})", "")],
+          [(f"max by (instance, version, python) (celery_exporter_build_info{{{q}}})", "")],
           w=24, h=5)  # fmt: skip
     return dashboard("celery-exporter", "Celery / Exporter health", "Is the exporter itself "
                      "healthy: scrapes, broker, sources, polls and the task ledger.",
@@ -205,7 +216,8 @@ DASHBOARDS = {"celery-overview.json": overview, "celery-task.json": task,
               "celery-exporter.json": exporter}  # fmt: skip
 
 
-def render_all() -> dict[str, str]:
+def render_all(selector: str = DEFAULT_SELECTOR) -> dict[str, str]:
+    use_selector(selector)
     return {name: json.dumps(build(), indent=2) + "\n" for name, build in DASHBOARDS.items()}
 
 
@@ -213,9 +225,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true")
     parser.add_argument("--out-dir", type=Path, default=OUT_DIR)
+    parser.add_argument(
+        "--selector",
+        default=DEFAULT_SELECTOR,
+        help=f"label matchers every query carries (default {DEFAULT_SELECTOR})",
+    )
     args = parser.parse_args(argv)
     stale = 0
-    for name, text in render_all().items():
+    for name, text in render_all(args.selector).items():
         path = args.out_dir / name
         if args.check:
             if not path.exists() or path.read_text() != text:

@@ -25,7 +25,8 @@ def config_table() -> str:
     for opt in OPTIONS:
         flags = ", ".join(f"`{f}`" for f in opt.flags)
         default = _show(getattr(defaults, opt.field)).replace("|", "\\|")
-        rows.append(f"| {flags} | `{opt.env}` | `{default}` | {opt.help.replace('|', '/')} |")
+        envs = ", ".join(f"`{e}`" for e in opt.envs)
+        rows.append(f"| {flags} | {envs} | `{default}` | {opt.help.replace('|', '/')} |")
     for field, env, flag in SECRETS:
         what = field.replace("_", " ")
         rows.append(f"| `{flag}` | `{env}`, `{env}_FILE` | none | {what}: env (comma separated) "

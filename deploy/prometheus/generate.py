@@ -11,11 +11,16 @@ PromQL in several places, and the tests render the same rules with short duratio
 
 Success ratios are computed from counters (sum the rates, then divide), never by averaging a
 ratio gauge, so they stay right across exporter restarts (rate() handles counter resets).
+
+Every series an expression reads carries the selector (`job="celery"` by default; `--set
+job=NAME` or `--set 'selector=cluster="eu1"'`), so another Celery exporter scraped by the same
+Prometheus (danihodovic/celery-exporter has the same metric names) never trips these alerts.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,6 +35,11 @@ SECONDS = {"5m": 300, "30m": 1800, "1h": 3600, "6h": 21600}
 # name -> (default, meaning). Durations are Prometheus durations ("2m"); the rest numbers.
 VARIABLES: dict[str, tuple[Any, str]] = {
     "job": ("celery", "Prometheus job name of the exporter (one job per Celery cluster)"),
+    "selector": (
+        "",
+        'Label matchers every expression carries instead of job="<job>", e.g. '
+        'job="celery",env="prod" (target labels: up has no --static-label labels)',
+    ),
     "slo": (0.99, "Target share of finished tasks that succeed (succeeded / (succeeded+failed))"),
     "fast_burn_factor": (14.4, "Fast burn: error-budget burn rate over 1h and 5m (2% in 1h)"),
     "fast_burn_for": ("2m", "How long the fast burn must hold before paging"),
@@ -66,11 +76,27 @@ def _num(value: float) -> str:
     return f"{value:.6g}"
 
 
-def recording_rules() -> list[dict[str, Any]]:
+def selector(v: dict[str, Any]) -> str:
+    """The label matchers every series selector in the rules carries."""
+    return str(v["selector"] or f'job="{v["job"]}"')
+
+
+def _sel(v: dict[str, Any], metric: str, extra: str = "") -> str:
+    return f"{metric}{{{selector(v)}{', ' + extra if extra else ''}}}"
+
+
+def _by(v: dict[str, Any], *labels: str) -> str:
+    """`by (job, <the selector's labels>, labels...)`: aggregations keep what selects them."""
+    names = re.findall(r"([a-zA-Z_]\w*)\s*(?:=~|!~|!=|=)", selector(v))
+    return f"by ({', '.join(dict.fromkeys(['job', *names, *labels]))})"
+
+
+def recording_rules(v: dict[str, Any]) -> list[dict[str, Any]]:
     rules: list[dict[str, Any]] = []
     for w in WINDOWS:
-        succ = f"sum by (job, name) (rate(celery_task_succeeded_total[{w}]))"
-        fail = f"sum by (job, name) (rate(celery_task_failed_total[{w}]))"
+        succ = f"sum {_by(v, 'name')} (rate({_sel(v, 'celery_task_succeeded_total')}[{w}]))"
+        fail = f"sum {_by(v, 'name')} (rate({_sel(v, 'celery_task_failed_total')}[{w}]))"
+        ok, bad = _sel(v, f"celery:task_succeeded:rate{w}"), _sel(v, f"celery:task_failed:rate{w}")
         # A name that never failed has no failed series (and vice versa): `or 0 * other` makes
         # it 0 so the ratio is defined instead of the series vanishing.
         rules += [
@@ -78,18 +104,15 @@ def recording_rules() -> list[dict[str, Any]]:
             {"record": f"celery:task_failed:rate{w}", "expr": f"{fail}\nor\n0 * {succ}\n"},
             {
                 "record": f"celery:task_success_ratio:{w}",
-                "expr": f"celery:task_succeeded:rate{w}\n/\n(celery:task_succeeded:rate{w}"
-                f" + celery:task_failed:rate{w})\n",
+                "expr": f"{ok}\n/\n({ok} + {bad})\n",
             },
             {
                 "record": f"celery:tasks_completed:rate{w}",
-                "expr": f"sum by (job) (celery:task_succeeded:rate{w}"
-                f" + celery:task_failed:rate{w})",
+                "expr": f"sum {_by(v)} ({ok} + {bad})",
             },
             {
                 "record": f"celery:tasks_success_ratio:{w}",
-                "expr": f"sum by (job) (celery:task_succeeded:rate{w})\n/\n"
-                f"celery:tasks_completed:rate{w}\n",
+                "expr": f"sum {_by(v)} ({ok})\n/\n{_sel(v, f'celery:tasks_completed:rate{w}')}\n",
             },
         ]
     return rules
@@ -118,9 +141,9 @@ def _burn(
     # Error ratio over both windows above factor x budget; the short window makes the alert
     # stop soon after recovery, the traffic guard keeps 1 failure out of 2 tasks from paging.
     expr = (
-        f"(1 - celery:tasks_success_ratio:{long_w}) > {limit}\n"
-        f"and\n(1 - celery:tasks_success_ratio:{short_w}) > {limit}\n"
-        f"and\ncelery:tasks_completed:rate{short_w} * {SECONDS[short_w]} >= "
+        f"(1 - {_sel(v, f'celery:tasks_success_ratio:{long_w}')}) > {limit}\n"
+        f"and\n(1 - {_sel(v, f'celery:tasks_success_ratio:{short_w}')}) > {limit}\n"
+        f"and\n{_sel(v, f'celery:tasks_completed:rate{short_w}')} * {SECONDS[short_w]} >= "
         f"{_num(float(v['burn_min_tasks']))}\n"
     )
     return _alert(
@@ -135,32 +158,41 @@ def _burn(
 
 def _workers_expr(v: dict[str, Any]) -> str:
     overrides: dict[str, int] = dict(v["queue_min_workers"])
-    base = "max by (job, queue_name) (celery_queue_workers{%s})"
+
+    def base(extra: str = "") -> str:
+        return f"max {_by(v, 'queue_name')} ({_sel(v, 'celery_queue_workers', extra)})"
+
     if not overrides:
-        return (base % "") + f" < {int(v['min_workers'])}\n"
+        return base() + f" < {int(v['min_workers'])}\n"
     names = "|".join(sorted(overrides))
-    parts = [(base % f'queue_name!~"{names}"') + f" < {int(v['min_workers'])}"]
+    parts = [base(f'queue_name!~"{names}"') + f" < {int(v['min_workers'])}"]
     for queue, need in sorted(overrides.items()):
-        parts.append((base % f'queue_name="{queue}"') + f" < {int(need)}")
+        match = f'queue_name="{queue}"'
+        parts.append(base(match) + f" < {int(need)}")
         # A queue we were told to expect must alert even if its series never appeared;
         # `- 1` turns absent()'s 1 into the 0 workers the description reports.
-        parts.append(f'absent(celery_queue_workers{{queue_name="{queue}"}}) - 1')
+        parts.append(f"absent({_sel(v, 'celery_queue_workers', match)}) - 1")
     return "\nor\n".join(parts) + "\n"
 
 
 def alerting_rules(v: dict[str, Any]) -> list[dict[str, Any]]:
-    job = v["job"]
-    q = "max by (job, queue_name)"
+    q = f"max {_by(v, 'queue_name')}"
+    on = _by(v, "queue_name").replace("by", "on", 1)
     ratio = _num(float(v["task_failure_ratio"]))
+
+    def ratio_of(w: str) -> str:
+        return _sel(v, f"celery:task_success_ratio:{w}")
+
     return [
         _burn("fast", "1h", "5m", "critical", v),
         _burn("slow", "6h", "30m", "warning", v),
         _alert(
             "CeleryTaskFailingMoreThanUsual",
-            f"(1 - celery:task_success_ratio:30m) > {ratio}\n"
-            f"and\n(1 - celery:task_success_ratio:30m)\n  > {_num(float(v['task_failure_factor']))}"
-            " * (1 - celery:task_success_ratio:6h)\n"
-            f"and\n(celery:task_succeeded:rate30m + celery:task_failed:rate30m) * 1800 >= "
+            f"(1 - {ratio_of('30m')}) > {ratio}\n"
+            f"and\n(1 - {ratio_of('30m')})\n  > {_num(float(v['task_failure_factor']))}"
+            f" * (1 - {ratio_of('6h')})\n"
+            f"and\n({_sel(v, 'celery:task_succeeded:rate30m')} + "
+            f"{_sel(v, 'celery:task_failed:rate30m')}) * 1800 >= "
             f"{_num(float(v['task_failure_min_tasks']))}\n",
             v["task_failure_for"],
             "warning",
@@ -171,8 +203,8 @@ def alerting_rules(v: dict[str, Any]) -> list[dict[str, Any]]:
         ),
         _alert(
             "CeleryQueueBacklogGrowing",
-            f"{q} (celery_queue_length) > {int(v['backlog_min_messages'])}\n"
-            f"and\n{q} (deriv(celery_queue_length[10m])) > 0\n",
+            f"{q} ({_sel(v, 'celery_queue_length')}) > {int(v['backlog_min_messages'])}\n"
+            f"and\n{q} (deriv({_sel(v, 'celery_queue_length')}[10m])) > 0\n",
             v["backlog_for"],
             "warning",
             "A Celery queue's backlog keeps growing",
@@ -182,7 +214,8 @@ def alerting_rules(v: dict[str, Any]) -> list[dict[str, Any]]:
         ),
         _alert(
             "CeleryQueueOldestMessageTooOld",
-            f"{q} (celery_queue_oldest_message_age_seconds) > {int(v['oldest_age_seconds'])}\n",
+            f"{q} ({_sel(v, 'celery_queue_oldest_message_age_seconds')}) > "
+            f"{int(v['oldest_age_seconds'])}\n",
             v["oldest_age_for"],
             "warning",
             "Messages are waiting too long in a Celery queue",
@@ -192,9 +225,9 @@ def alerting_rules(v: dict[str, Any]) -> list[dict[str, Any]]:
         ),
         _alert(
             "CeleryQueueNoConsumers",
-            f"{q} (celery_queue_length) > 0\n"
-            f"and on (job, queue_name)\n{q} (celery_queue_workers) == 0\n"
-            f"unless on (job, queue_name)\n{q} (celery_queue_consumers) > 0\n",
+            f"{q} ({_sel(v, 'celery_queue_length')}) > 0\n"
+            f"and {on}\n{q} ({_sel(v, 'celery_queue_workers')}) == 0\n"
+            f"unless {on}\n{q} ({_sel(v, 'celery_queue_consumers')}) > 0\n",
             v["no_consumers_for"],
             "critical",
             "A Celery queue has work but no worker consumes it",
@@ -215,7 +248,7 @@ def alerting_rules(v: dict[str, Any]) -> list[dict[str, Any]]:
         ),
         _alert(
             "CeleryTasksStuck",
-            "max by (job, name) (celery_tasks_stuck) > 0\n",
+            f"max {_by(v, 'name')} ({_sel(v, 'celery_tasks_stuck')}) > 0\n",
             v["stuck_for"],
             "warning",
             "Celery tasks are stuck",
@@ -225,7 +258,7 @@ def alerting_rules(v: dict[str, Any]) -> list[dict[str, Any]]:
         ),
         _alert(
             "CeleryExporterBrokerUnreachable",
-            "celery_exporter_up == 0\n",
+            f"{_sel(v, 'celery_exporter_up')} == 0\n",
             v["broker_down_for"],
             "critical",
             "The Celery exporter cannot reach the broker",
@@ -235,7 +268,7 @@ def alerting_rules(v: dict[str, Any]) -> list[dict[str, Any]]:
         ),
         _alert(
             "CeleryExporterSourceDown",
-            "celery_exporter_source_up == 0\n",
+            f"{_sel(v, 'celery_exporter_source_up')} == 0\n",
             v["source_down_for"],
             "warning",
             "A Celery exporter task source is down",
@@ -245,7 +278,7 @@ def alerting_rules(v: dict[str, Any]) -> list[dict[str, Any]]:
         ),
         _alert(
             "CeleryExporterDown",
-            f'up{{job="{job}"}} == 0\nor\nabsent(up{{job="{job}"}})\n',
+            f"{_sel(v, 'up')} == 0\nor\nabsent({_sel(v, 'up')})\n",
             v["exporter_down_for"],
             "critical",
             "The Celery exporter is down or not scraped",
@@ -256,7 +289,7 @@ def alerting_rules(v: dict[str, Any]) -> list[dict[str, Any]]:
         ),
         _alert(
             "CeleryTaskEventsDisabled",
-            "celery_exporter_task_events_enabled == 0\n",
+            f"{_sel(v, 'celery_exporter_task_events_enabled')} == 0\n",
             v["events_off_for"],
             "info",
             "Celery workers are not sending task events",
@@ -276,7 +309,7 @@ def build(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         v[name] = value
     # One group: rules in a group run in order at the same timestamp, so each alert sees the
     # ratios recorded in this very evaluation (separate groups would lag, or race in promtool).
-    return {"groups": [{"name": "celery", "rules": recording_rules() + alerting_rules(v)}]}
+    return {"groups": [{"name": "celery", "rules": recording_rules(v) + alerting_rules(v)}]}
 
 
 class _Dumper(yaml.SafeDumper):

@@ -49,9 +49,11 @@ class EventStream:
         instance: str,
         handler: Callable[[dict[str, Any]], None],
         on_state: Callable[[bool, str | None], None],
+        retry_interval: float = 0.0,
     ) -> None:
         self.app = app
         self.instance = instance
+        self.retry_interval = retry_interval
         self._handler = handler
         self._on_state = on_state
         self._receiver: Any = None
@@ -59,8 +61,8 @@ class EventStream:
         self.chosen = ""  # why this consumer, logged when it starts
 
     def run(self, stop: threading.Event) -> None:
-        """Consume until `stop` is set; reconnect with exponential backoff on any failure."""
-        backoff = Backoff()
+        """Consume until `stop` is set; reconnect with backoff (--retry-interval) on any failure."""
+        backoff = Backoff.paced(self.retry_interval)
         outage = OutageLog(log, "event receiver")
         if self.chosen:
             log.info("events: %s", self.chosen)
@@ -177,6 +179,7 @@ def event_stream(
     handler: Callable[[dict[str, Any]], None],
     on_state: Callable[[bool, str | None], None],
     batch_handler: BatchHandler,
+    retry_interval: float = 0.0,
 ) -> EventStream | RedisEventStream:
     """The lean Redis consumer when `consumer` is auto and it applies, else Celery's."""
     from celery.utils.time import utcoffset
@@ -184,7 +187,7 @@ def event_stream(
     # Which one is logged when it starts: a bad --port must still fail in one line.
     settings, why = lean_settings(app) if consumer == "auto" else (None, "--events-consumer")
     if settings is None:
-        stream = EventStream(app, instance, handler, on_state)
+        stream = EventStream(app, instance, handler, on_state, retry_interval)
         stream.chosen = f"Celery's event receiver ({why})"
         return stream
     return RedisEventStream(
@@ -194,4 +197,5 @@ def event_stream(
         utcoffset=utcoffset,
         wakeup=lambda: app.control.broadcast("heartbeat"),
         enable_events=app.control.enable_events,
+        retry_interval=retry_interval,
     )

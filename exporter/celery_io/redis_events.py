@@ -131,8 +131,10 @@ class RedisEventStream:
         wakeup: Callable[[], None] | None = None,
         enable_events: Callable[[], None] | None = None,
         linger: float = LINGER,
+        retry_interval: float = 0.0,
     ) -> None:
         self.settings = settings
+        self.retry_interval = retry_interval
         self._handler = handler
         self._on_state = on_state
         self._utcoffset = utcoffset
@@ -143,8 +145,8 @@ class RedisEventStream:
         self._stopping = threading.Event()
 
     def run(self, stop: threading.Event) -> None:
-        """Consume until `stop` is set; reconnect with exponential backoff on any failure."""
-        backoff = Backoff()
+        """Consume until `stop` is set; reconnect with backoff (--retry-interval) on any failure."""
+        backoff = Backoff.paced(self.retry_interval)
         outage = OutageLog(log, "event receiver")
         log.info("events: lean Redis consumer, PSUBSCRIBE %s", self.settings.pattern)
         while not (stop.is_set() or self._stopping.is_set()):

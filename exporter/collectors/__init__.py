@@ -12,9 +12,12 @@ from exporter.state import State
 
 def build_registry(state: State) -> CollectorRegistry:
     """A private registry with every collector; nothing from the process-global default."""
+    from exporter.collectors.relabel import wrap
+
     registry = CollectorRegistry(auto_describe=True)
+    cfg = state.config
     for collector in _collectors(state):
-        registry.register(collector)
+        registry.register(wrap(collector, cfg.metric_prefix, cfg.static_labels))
     return registry
 
 

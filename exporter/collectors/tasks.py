@@ -54,8 +54,8 @@ class TasksCollector:
             c: CounterMetricFamily(f"celery_task_{c}", _HELP[c], labels=labels) for c in _COUNTERS
         }
         if with_host:
-            for (name, queue, counter, host), value in sorted(counts.tasks_by_worker.items()):
-                families[counter].add_metric([name, queue, host], value)
+            for (name, queue, (state, host)), value in _by_host(self.state, counts).items():
+                families[state].add_metric([name, queue, host], value)
         else:
             for (name, queue, counter), value in sorted(counts.tasks.items()):
                 families[counter].add_metric([name, queue], value)
@@ -136,6 +136,19 @@ class TasksCollector:
         from exporter.collectors.tasks_sources import source_metrics
 
         yield from source_metrics(self.state, counts)
+
+
+def _by_host(state: State, counts: LedgerCounts) -> dict[tuple[str, str, tuple[str, str]], int]:
+    """Task counters by worker, with celery-exporter's switches: hostname="generic" on
+    `sent` (--generic-hostname-task-sent-metric) or on the others (...-worker-task-metric)."""
+    cfg = state.config
+    out: dict[tuple[str, str, tuple[str, str]], int] = {}
+    for (name, queue, counter, host), value in sorted(counts.tasks_by_worker.items()):
+        generic = (cfg.generic_hostname_task_sent_metric if counter == "sent"
+                   else cfg.generic_hostname_worker_task_metric)  # fmt: skip
+        key = (name, queue, (counter, "generic" if generic else host))
+        out[key] = out.get(key, 0) + value
+    return out
 
 
 def _buckets(data: HistogramData) -> list[tuple[str, float]]:

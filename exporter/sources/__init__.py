@@ -68,6 +68,7 @@ def build_sources(state: State, io: CeleryIO | None) -> list[Source]:
                 handler,
                 on_state,
                 batch_handler,
+                config.retry_interval,
             )
 
         sources.append(EventsSource(state, stream, boot))

@@ -51,6 +51,25 @@ def metric_names(expr: str) -> set[str]:
     return {n for n in found if n.lower() not in _KEYWORDS}
 
 
+def unselected(expr: str, selector: str) -> list[str]:
+    """Names of the series an expression selects without `selector` among its matchers."""
+    e = re.sub(r"label_values\((.*?),\s*\w+\s*\)", r"\1", expr)
+    e = re.sub(r"\{[^}]*\}", lambda m: "{+}" if selector in m.group(0) else "{-}", e)
+    e = re.sub(r"\[[^\]]*\]", " ", e)
+    e = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", e)
+    e = re.sub(r"\boffset\s+\w+", " ", e)
+    e = re.sub(r"\$\{?\w+\}?", " ", e)
+    e = re.sub(r"(?<![\w:])\d+(\.\d+)?([eE][+-]?\d+)?", " ", e)
+    out = []
+    for m in re.finditer(r"[a-zA-Z_:][\w:]*(?![\w:])", e):
+        rest = e[m.end() :].lstrip()
+        if m.group(0).lower() in _KEYWORDS or rest.startswith("("):
+            continue
+        if not rest.startswith("{+}"):
+            out.append(m.group(0))
+    return out
+
+
 def _golden_names() -> set[str]:
     names: set[str] = set()
     for path in sorted(GOLDEN_DIR.glob("*.prom")):

@@ -3,14 +3,16 @@ units, descriptions and the shared variables, and provisioning points at the fil
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from promql_names import ROOT, board_queries, dashboards, load_module
+from promql_names import ROOT, board_queries, dashboards, load_module, metric_names, unselected
 
 gen = load_module("grafana/generate.py", "ops_grafana_generate")
 
@@ -63,6 +65,20 @@ def test_panels_have_units_descriptions_and_use_the_variables() -> None:
                     assert rng == "$__rate_interval", f"{where}: [{rng}] in {expr}"
                 if "celery_" in expr or "up{" in expr or "scrape_" in expr:
                     assert 'job=~"$job"' in expr, f"{where}: no job filter in {expr}"
+
+
+@pytest.mark.parametrize("selector", ['job="celery"', 'job="celery-eu", cluster=~"eu.*"'])
+def test_every_query_carries_the_selector(selector: str, tmp_path: Path) -> None:
+    """Another Celery exporter in the same Prometheus (same metric names) never shows up."""
+    assert gen.main(["--out-dir", str(tmp_path), "--selector", selector]) == 0
+    boards = {p.name: json.loads(p.read_text()) for p in tmp_path.glob("*.json")}
+    queries = [q for board in boards.values() for q in board_queries(board)]
+    assert len(boards) == 3 and len(queries) > 50
+    for query in queries:
+        if metric_names(query):
+            assert unselected(query, selector) == [], query
+    if selector == 'job="celery"':  # the shipped files are the default selector's
+        assert {n: json.loads(t) for n, t in gen.render_all().items()} == boards
 
 
 def test_overview_covers_the_issue_list() -> None:

@@ -30,7 +30,7 @@ def yaml_docs(path: Path) -> list[Any]:
 
 def known_env() -> set[str]:
     return (
-        {opt.env for opt in OPTIONS}
+        {env for opt in OPTIONS for env in opt.envs}
         | {env for _f, env, _flag in SECRETS}
         | {env + "_FILE" for _f, env, _flag in SECRETS}
     )

@@ -12,10 +12,12 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.exposition import generate_latest
 
+from exporter.api.stats import stats_for
 from exporter.clock import FakeClock
 from exporter.collectors import build_registry
 from exporter.config import Config
@@ -39,8 +41,8 @@ def idle(clock: FakeClock) -> State:
     return state
 
 
-def busy(clock: FakeClock) -> State:
-    state = State(Config(queues=("reports",)), clock)
+def busy(clock: FakeClock, **options: Any) -> State:
+    state = State(Config(queues=("reports",), **options), clock)
     reader = FakeReader()
     now = clock.time()
     reader.add_worker(
@@ -83,9 +85,9 @@ def broker_down(clock: FakeClock) -> State:
     return state
 
 
-def task_sources(clock: FakeClock) -> State:
+def task_sources(clock: FakeClock, **options: Any) -> State:
     """Busy cluster plus every task source reporting, and a ledger with each outcome."""
-    state = busy(clock)
+    state = busy(clock, **options)
     now = clock.time()
     updates = [
         TaskUpdate("t1", "SENT", "events", timestamp=now - 30, name="app.render", queue="celery"),
@@ -99,6 +101,10 @@ def task_sources(clock: FakeClock) -> State:
                    retries=1),
         TaskUpdate("t4", "REVOKED", "reconcile", timestamp=now - 4, name="app.render",
                    queue="celery"),
+        TaskUpdate("t5", "RECEIVED", "events", timestamp=now - 3, name="app.render",
+                   queue="celery", worker="beta@node2"),
+        TaskUpdate("t6", "REJECTED", "events", timestamp=now - 2, name="app.send_mail",
+                   queue="mail", worker="alpha@node1"),
     ]  # fmt: skip
     for update in updates:
         state.ledger.apply(update)
@@ -107,10 +113,22 @@ def task_sources(clock: FakeClock) -> State:
     state.update_source("events", up=True, last_message_at=now - 1, detail=detail)
     state.update_source("pubsub", up=True, last_message_at=now - 2, messages_total=2,
                         detail={"skipped:pickle": 1.0, "parse_errors": 1.0})  # fmt: skip
+    api = stats_for(state)
+    api.request("/api/sitrep", 200)
+    api.action("retry", "ok")
     state.update_source("reconcile", up=True, last_message_at=now - 60, messages_total=5,
                         detail={"runs": 1.0, "last_duration_seconds": 0.25,
                                 "keys_scanned": 5.0})  # fmt: skip
     return state
+
+
+def prefix_static(clock: FakeClock) -> State:
+    """celery-exporter's --metric-prefix and --static-label (twice), with --task-worker-label
+    and both generic-hostname switches, over the task_sources cluster."""
+    return task_sources(clock, metric_prefix="myapp_",
+                        static_labels={"cluster": "eu1", "shard": "01"}, task_worker_label=True,
+                        generic_hostname_task_sent_metric=True,
+                        generic_hostname_worker_task_metric=True)  # fmt: skip
 
 
 SCENARIOS: dict[str, Callable[[FakeClock], State]] = {
@@ -118,6 +136,8 @@ SCENARIOS: dict[str, Callable[[FakeClock], State]] = {
     "idle": idle,
     "busy": busy,
     "broker_down": broker_down,
+    # Not beside the others: the README's metric table lists the default names only.
+    "options/prefix_static": prefix_static,
 }
 
 

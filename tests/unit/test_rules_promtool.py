@@ -30,6 +30,8 @@ def load_module(rel: str, name: str) -> ModuleType:
 
 
 gen = load_module("deploy/prometheus/generate.py", "ops_rules_generate")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from promql_names import metric_names, unselected  # noqa: E402
 
 
 def promtool() -> str:
@@ -134,10 +136,10 @@ tests:
               summary: A Celery queue has fewer workers than expected
               description: 'Queue critical (job prod) has 2 workers up, fewer than expected.'
               runbook_url: https://runbooks.example/celery#celeryqueuetoofewworkers
-          - exp_labels: {severity: critical, queue_name: reports}
+          - exp_labels: {severity: critical, job: prod, queue_name: reports}
             exp_annotations:
               summary: A Celery queue has fewer workers than expected
-              description: 'Queue reports has 0 workers up, fewer than expected.'
+              description: 'Queue reports (job prod) has 0 workers up, fewer than expected.'
               runbook_url: https://runbooks.example/celery#celeryqueuetoofewworkers
   - name: a stricter SLO and no for-duration page sooner
     interval: 1m
@@ -171,6 +173,57 @@ def test_overridden_variables_change_the_rules(tmp_path: Path) -> None:
     assert 'up{job="prod"}' in text
     proc = run(promtool(), "test", "rules", "t.yml", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+SELECTOR_TESTS = """
+rule_files: [rules.yml]
+evaluation_interval: 1m
+tests:
+  - name: any label matcher selects; the aggregations keep its label; other clusters stay out
+    interval: 1m
+    input_series:
+      - series: 'celery_task_succeeded_total{job="celery",cluster="eu1",name="t",queue_name="q"}'
+        values: '0+60x120'
+      - series: 'celery_task_failed_total{job="celery",cluster="eu1",name="t",queue_name="q"}'
+        values: '0x60 30+30x60'
+      - series: 'celery_task_succeeded_total{job="celery",cluster="us1",name="t",queue_name="q"}'
+        values: '0+60x120'
+      - series: 'celery_task_failed_total{job="celery",cluster="us1",name="t",queue_name="q"}'
+        values: '0x60 30+30x60'
+    alert_rule_test:
+      - eval_time: 90m
+        alertname: CeleryTaskSuccessRateBurnFast
+        exp_alerts:
+          - exp_labels: {severity: critical, job: celery, cluster: eu1}
+            exp_annotations:
+              summary: Celery task success rate is burning the error budget (fast burn)
+              description: >-
+                Job celery: 20% of tasks failed over the last 1h (limit 0.144 for SLO 0.99,
+                14.4x burn).
+              runbook_url: README.md#celerytasksuccessrateburnfast
+"""
+
+
+def test_selector_takes_any_label_matcher(tmp_path: Path) -> None:
+    text = gen.render({"selector": 'cluster="eu1"'})
+    (tmp_path / "rules.yml").write_text(text)
+    (tmp_path / "t.yml").write_text(SELECTOR_TESTS)
+    proc = run(promtool(), "test", "rules", "t.yml", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("sel", ['job="celery"', 'cluster="eu1", env!~"dev|test"'])
+def test_every_expression_carries_the_selector(sel: str) -> None:
+    doc = yaml.safe_load(gen.render({} if sel == 'job="celery"' else {"selector": sel}))
+    exprs = [r["expr"] for g in doc["groups"] for r in g["rules"]]
+    assert exprs
+    for expr in exprs:
+        assert metric_names(expr), expr
+        assert unselected(expr, sel) == [], expr
+    # The check itself notices a selector-less series.
+    assert unselected("sum(rate(celery_task_failed_total[5m]))", sel) == [
+        "celery_task_failed_total"
+    ]
 
 
 def test_generator_cli_check_detects_a_stale_file(tmp_path: Path) -> None:
