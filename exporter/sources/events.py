@@ -151,6 +151,14 @@ class EventsEnabledCheck:
                     )
                 self._off.add(host)
 
+    def retain(self, hosts: set[str]) -> None:
+        """Keep only these hosts (the tracked ones): memory stays within --max-workers."""
+        with self._lock:
+            for memory in (self._last_task_event, self._last_beat):
+                for host in set(memory) - hosts:
+                    del memory[host]
+            self._off &= hosts
+
     def enabled(self) -> bool:
         with self._lock:
             return not self._off
@@ -223,7 +231,8 @@ class EventsSource:
         now = self.state.clock.time()
         kinds: Counter[str] = Counter()
         updates: list[TaskUpdate] = []
-        task_hosts: dict[str, float] = {}
+        task_hosts: dict[str, float] = {}  # host -> newest task event stamp
+        changed = False  # a worker went offline or came back: refresh the snapshot
         errors = 0
         for event in events:
             try:
@@ -234,16 +243,22 @@ class EventsSource:
                 if update is not None:
                     updates.append(update)
                     if update.worker:
-                        task_hosts[update.worker] = now
+                        when = update.timestamp or now
+                        task_hosts[update.worker] = max(when, task_hosts.get(update.worker, 0))
                 elif kind.startswith("worker-"):
                     if task_hosts:  # task events before this heartbeat count first
-                        self._task_events(task_hosts)
-                    self._worker_event(kind, event, now)
+                        changed = self._task_events(task_hosts, now) or changed
+                    changed = self._worker_event(kind, event, now) or changed
             except Exception as exc:  # a malformed event is counted, not fatal
                 errors += 1
                 log.debug("bad event: %s: %s", type(exc).__name__, exc)
         if task_hosts:
-            self._task_events(task_hosts)
+            changed = self._task_events(task_hosts, now) or changed
+        if changed:
+            try:
+                self.state.workers_changed()
+            except Exception:  # a bug there must not kill the receiver thread
+                log.exception("refreshing worker liveness failed")
         if updates:
             try:
                 self.state.ledger.apply_many(updates)
@@ -262,18 +277,28 @@ class EventsSource:
         if flush:
             self.flush()
 
-    def _task_events(self, hosts: dict[str, float]) -> None:
-        for host, when in hosts.items():
-            self.check.task_event(host, when)
+    def _task_events(self, hosts: dict[str, float], now: float) -> bool:
+        """Task events confirm their workers; True if one was offline and came back."""
+        tracked, lifted = self.state.workers.task_events(hosts)
+        for host in tracked:
+            self.check.task_event(host, now)
         hosts.clear()
+        return lifted
 
-    def _worker_event(self, kind: str, event: dict[str, Any], now: float) -> None:
+    def _worker_event(self, kind: str, event: dict[str, Any], now: float) -> bool:
+        """Heartbeat, online or offline; True if the worker's liveness changed. Hosts beyond
+        --max-workers are not tracked, by the "-E is off" check either."""
         host = _text(event.get("hostname"))
-        if host and kind == "worker-offline":
-            self.state.forget_worker(host)
-        elif host:
-            self.state.saw_worker(host, event_timestamp(event) or now)
-        self.check.worker_event(kind, host, event.get("processed"), now)
+        if not host:
+            return False
+        when = event_timestamp(event) or now
+        if kind == "worker-offline":  # only ever removes from the check's memory
+            tracked, changed = True, self.state.workers.offline(host, when, received=now)
+        else:
+            tracked, changed = self.state.workers.beat(host, when)
+        if tracked:
+            self.check.worker_event(kind, host, event.get("processed"), now)
+        return changed
 
     def flush(self) -> None:
         """Publish counters to source health (batched: the per-event path stays cheap)."""
@@ -281,6 +306,7 @@ class EventsSource:
             counts, self._counts = self._counts, Counter()
             pending, self._pending = self._pending, 0
         self.stats.add_many(counts)
+        self.check.retain(self.state.workers.hosts())  # forget evicted and purged hosts
         self.stats.set("task_events_enabled", 1.0 if self.check.enabled() else 0.0)
         self.stats.publish(
             messages=pending, message_at=self.state.clock.time() if pending else None
