@@ -44,7 +44,8 @@ class WorkersCollector(Collector):
         )
         seen = GaugeMetricFamily(
             "celery_worker_last_seen_timestamp_seconds",
-            "When the worker last answered or sent a heartbeat.",
+            "When the worker last answered inspect or sent an event (heartbeat, task event, "
+            "worker-online or worker-offline).",
             labels=["hostname"],
         )
         per_worker = {
