@@ -48,7 +48,7 @@ class EventsEnabledCheck:
             if last is None or last < previous[0] - self.GRACE:
                 if host not in self._off:
                     log.warning(
-                        "worker %s processed tasks but sent no task events: start it "
+                        "worker %r processed tasks but sent no task events: start it "
                         "with -E or use --enable-events-interval",
                         host,
                     )
