@@ -142,9 +142,14 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("poll", ("--queues", "-Q"), "queues",
         "Queues to always report, comma separated, besides those workers consume", _csv),
     Opt("poll", ("--worker-timeout",), "worker_timeout",
-        "Seconds without an answer or heartbeat before celery_worker_up is 0; 0: never", float),
+        "Seconds without an answer or heartbeat before celery_worker_up is 0 (a worker-offline "
+        "event sets it at once); 0: never", float),
     Opt("poll", ("--purge-offline-worker-metrics",), "purge_offline_worker_metrics",
         "Seconds after which an offline worker's series disappear; 0: never", float),
+    Opt("poll", ("--max-workers",), "max_workers",
+        "Worker host names tracked at most; beyond it heartbeat-only hosts make room for "
+        "workers that answered inspect or sent task events, the rest are counted and dropped",
+        int),
     Opt("tasks", ("--events",), "events",
         "Count tasks from Celery events (true/false)", _bool),
     Opt("tasks", ("--events-consumer",), "events_consumer",

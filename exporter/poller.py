@@ -1,19 +1,24 @@
 """The poll job: asks the cluster what it is doing and swaps in a new `Snapshot`.
 
 Runs on the scheduler thread, never on a scrape. Between polls it remembers only what a
-snapshot cannot: when each worker was last seen, which queues it has known, and when it first
-saw each queue's head message (the lower bound for the oldest-message age).
+snapshot cannot: each worker's identity (queues, pool size) for polls it does not answer,
+which queues it has known, and when it first saw each queue's head message (the lower bound
+for the oldest-message age). Which workers exist and when they were last seen is
+`State.workers` (bounded by --max-workers); when an event takes a worker offline or brings it
+back, `refresh` re-applies that to the current snapshot from memory, on the event thread.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import replace
 from typing import Any
 
 from exporter.cluster import BrokerUnavailable, ClusterReader, DepthReply, InspectReply
 from exporter.snapshot import PollHealth, QueueSnapshot, RunningTask, Snapshot, WorkerSnapshot
 from exporter.state import State
+from exporter.workerhosts import HostView
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +34,16 @@ class Poller:
         self._reader = reader
         self._clock = state.clock
         self._cfg = state.config
-        self._last_seen: dict[str, float] = {}
         self._known: dict[str, WorkerSnapshot] = {}
+        # Held while a snapshot is built and swapped (never during broker I/O), so a refresh
+        # from the event thread and a poll cannot swap in each other's older picture.
+        self._lock = threading.Lock()
         self._queues_seen: dict[str, float] = {}  # queue -> last time a worker consumed it
         self._head_first_seen: dict[tuple[str, str], float] = {}
         self._health = PollHealth()
         self._outage = False
         self._last_discovery = float("-inf")
+        state.on_workers_changed(self.refresh)
 
     def poll(self) -> Snapshot:
         started = self._clock.monotonic()
@@ -60,8 +68,9 @@ class Poller:
                 log.error("broker unreachable, keeping the last good values: %s", exc)
                 self._outage = True
             self._reader.close()
-            snap = replace(self._state.snapshot, health=self._health)
-            self._state.set_snapshot(snap)
+            with self._lock:
+                snap = replace(self._state.snapshot, health=self._health)
+                self._state.set_snapshot(snap)
             return snap
         if self._outage:
             log.warning("broker reachable again after an outage")
@@ -77,62 +86,87 @@ class Poller:
             duration=self._clock.monotonic() - started,
             inspect_timeouts_total=timeouts,
         )
-        snap = Snapshot(
-            taken_at=now,
-            workers=self._workers(reply, now),
-            queues=self._queues(depths, now),
-            unacked=depths.unacked,
-            health=self._health,
-        )
-        self._state.set_snapshot(snap)
+        queue_snaps = self._queues(depths, now)
+        with self._lock:
+            snap = Snapshot(
+                taken_at=now,
+                workers=self._workers(reply, now),
+                queues=queue_snaps,
+                unacked=depths.unacked,
+                health=self._health,
+            )
+            self._state.set_snapshot(snap)
         return snap
+
+    def refresh(self) -> None:
+        """Re-apply goodbyes (worker-offline) and returns to the current snapshot: called on
+        the event thread right after an event changed them; reads memory only."""
+        with self._lock:
+            snap = self._state.snapshot
+            if not snap.workers:
+                return
+            views = self._state.workers.view()
+            now = self._clock.time()
+            workers: dict[str, WorkerSnapshot] = {}
+            for host, worker in snap.workers.items():
+                view = views.get(host)
+                if view is None:
+                    continue  # no longer tracked: evicted for a confirmed worker
+                if view.offline and not worker.offline:
+                    worker = _offline(worker, view)
+                elif worker.offline and not view.offline:
+                    up = (
+                        self._cfg.worker_timeout == 0 or now - view.seen <= self._cfg.worker_timeout
+                    )
+                    worker = replace(worker, up=up, offline=False, last_seen=view.seen)
+                workers[host] = worker
+                if host in self._known:
+                    self._known[host] = worker
+            if workers != snap.workers:
+                self._state.set_snapshot(replace(snap, workers=workers))
 
     def _expected_workers(self, now: float) -> int | None:
         """How many workers should answer, or None when it is time to discover new ones."""
         live = {h for h, w in self._known.items() if w.up}
         if not live or now - self._last_discovery >= DISCOVERY_INTERVAL:
             return None
-        if set(self._state.heartbeats()) - set(self._known):
+        if self._state.workers.hosts() - set(self._known):
             return None  # a heartbeat from a worker we have not inspected yet
         return len(live)
 
     # -- workers ----------------------------------------------------------------------------
     def _workers(self, reply: InspectReply, now: float) -> dict[str, WorkerSnapshot]:
         stats = reply.get("stats") or {}
-        for host, when in self._state.heartbeats().items():
-            self._last_seen[host] = max(self._last_seen.get(host, 0.0), when)
-        for host in stats:
-            self._last_seen[host] = now
+        tracked = self._state.workers
+        answered = tracked.answered(stats, now)
         out: dict[str, WorkerSnapshot] = {}
-        timeout, purge = self._cfg.worker_timeout, self._cfg.purge_offline_worker_metrics
-        for host, seen in list(self._last_seen.items()):
-            age = now - seen
-            if purge and age > purge:
+        purge = self._cfg.purge_offline_worker_metrics
+        for host, view in tracked.view().items():
+            if purge and now - view.seen > purge:
                 # Gone long enough: its series disappear (the aggregates keep counting).
-                del self._last_seen[host]
-                self._known.pop(host, None)
-                self._state.forget_worker(host)
+                tracked.forget(host)
                 continue
-            up = host in stats or timeout == 0 or age <= timeout
-            if host in stats:
-                worker = _worker_from_reply(host, reply, now)
-            elif host in self._known:
-                # No answer this time: keep identity, drop per-poll numbers (None, not zero).
-                prev = self._known[host]
-                worker = WorkerSnapshot(
-                    host,
-                    up,
-                    seen,
-                    queues=prev.queues,
-                    pool_max_concurrency=prev.pool_max_concurrency,
-                    processed=prev.processed,
-                )
-            else:
-                worker = WorkerSnapshot(host, up, seen)
-            worker = replace(worker, up=up, last_seen=seen)
-            self._known[host] = worker
-            out[host] = worker
+            out[host] = self._known[host] = self._worker(host, view, reply, answered, now)
+        for host in set(self._known) - set(out):
+            del self._known[host]  # purged, or evicted for a confirmed worker
         return out
+
+    def _worker(
+        self, host: str, view: HostView, reply: InspectReply, answered: set[str], now: float
+    ) -> WorkerSnapshot:
+        timeout = self._cfg.worker_timeout
+        if host in answered:
+            worker = _worker_from_reply(host, reply, now)
+        elif host in self._known:
+            # No answer this time: keep identity, drop per-poll numbers (None, not zero).
+            worker = _identity(self._known[host], view.seen)
+        else:
+            worker = WorkerSnapshot(host, True, view.seen)
+        if view.offline:
+            # It said goodbye after this poll began: an answer gathered before that is stale.
+            return _offline(worker, view)
+        up = host in answered or timeout == 0 or now - view.seen <= timeout
+        return replace(worker, up=up, last_seen=view.seen)
 
     # -- queues -----------------------------------------------------------------------------
     def _queue_names(self, reply: InspectReply, now: float) -> list[str]:
@@ -170,6 +204,22 @@ class Poller:
         for key in set(self._head_first_seen) - live_heads:
             del self._head_first_seen[key]
         return out
+
+
+def _identity(prev: WorkerSnapshot, seen: float) -> WorkerSnapshot:
+    """What a silent worker keeps from its last answer: who it is, not what it was doing."""
+    return WorkerSnapshot(
+        prev.hostname,
+        prev.up,
+        seen,
+        queues=prev.queues,
+        pool_max_concurrency=prev.pool_max_concurrency,
+        processed=prev.processed,
+    )
+
+
+def _offline(worker: WorkerSnapshot, view: HostView) -> WorkerSnapshot:
+    return replace(_identity(worker, view.seen), up=False, offline=True)
 
 
 def _count(reply: dict[str, Any] | None, host: str) -> int | None:

@@ -23,7 +23,8 @@ class RunningTask:
 @dataclass(frozen=True)
 class WorkerSnapshot:
     hostname: str
-    # True when the worker answered this poll (or sent a heartbeat within --worker-timeout).
+    # True when the worker answered this poll (or sent a heartbeat within --worker-timeout)
+    # and has not said goodbye (worker-offline) since.
     up: bool
     last_seen: float  # wall-clock seconds of the last answer or heartbeat
     # None means the worker did not answer that inspect call, never "zero".
@@ -36,6 +37,8 @@ class WorkerSnapshot:
     processed: dict[str, int] | None = None
     queues: tuple[str, ...] = ()
     running: tuple[RunningTask, ...] = ()
+    # Down because it sent worker-offline (not merely silent); its series stay until purged.
+    offline: bool = False
 
 
 @dataclass(frozen=True)

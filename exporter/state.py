@@ -1,18 +1,23 @@
-"""The daemon's shared state: config, clock, ledger, the current snapshot and source health.
+"""The daemon's shared state: config, clock, ledger, the current snapshot, source health and
+the tracked worker hosts (workerhosts.py: heartbeats, goodbyes, the --max-workers bound).
 
 Writers swap whole immutable objects (the snapshot) or call the ledger; readers (collectors,
-API) take references under no lock or a short one. Nothing here does I/O.
+API) take references under no lock or a short one. Nothing here does I/O. When an event
+changes a worker's liveness, `workers_changed()` asks the poller (which registered itself) to
+re-apply it to the current snapshot from memory, so metrics follow within the event's batch.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from exporter.clock import Clock, SystemClock
 from exporter.config import Config
 from exporter.ledger import Ledger
 from exporter.snapshot import EMPTY, Snapshot
+from exporter.workerhosts import WorkerHosts
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,8 @@ class State:
         self.started_at = self.clock.time()
         self._snapshot: Snapshot = EMPTY
         self._sources: dict[str, SourceHealth] = {}
-        self._heartbeats: dict[str, float] = {}
+        self.workers = WorkerHosts(config.max_workers, self.clock)
+        self._on_workers_changed: Callable[[], None] | None = None
         self._lock = threading.Lock()
 
     @property
@@ -67,15 +73,15 @@ class State:
             return updated
 
     def saw_worker(self, hostname: str, when: float) -> None:
-        """A worker showed signs of life (heartbeat or event) at `when` (wall-clock seconds)."""
-        with self._lock:
-            if when > self._heartbeats.get(hostname, 0.0):
-                self._heartbeats[hostname] = when
+        """A heartbeat from `hostname` stamped `when` (wall-clock seconds)."""
+        if self.workers.beat(hostname, when)[1]:
+            self.workers_changed()
 
-    def heartbeats(self) -> dict[str, float]:
-        with self._lock:
-            return dict(self._heartbeats)
+    def on_workers_changed(self, callback: Callable[[], None]) -> None:
+        """Called (on the event thread) when a worker went offline or came back."""
+        self._on_workers_changed = callback
 
-    def forget_worker(self, hostname: str) -> None:
-        with self._lock:
-            self._heartbeats.pop(hostname, None)
+    def workers_changed(self) -> None:
+        callback = self._on_workers_changed
+        if callback is not None:
+            callback()

@@ -27,6 +27,7 @@ RECENT_FAILURES = 10
 BACKLOG_AGE_WATCH = 300.0  # a queue whose oldest message waited this long is worth a look
 LOW_SUCCESS = 0.9
 MIN_FINISHED = 5  # below this a success rate says little
+DOWN_WORKER_LINES = 10  # down workers named one per line, newest first; the rest summed up
 
 
 def build_sitrep(state: State) -> Sitrep:
@@ -144,12 +145,17 @@ def _advise(report: Sitrep, state: State, snap: Snapshot, now: float) -> None:
         up = [w for w in snap.workers.values() if w.up]
         if not up:
             act.append("No worker is up: nothing will run. Start workers or check why they died.")
-        for w in sorted(snap.workers.values(), key=lambda w: w.hostname):
-            if not w.up:
-                watch.append(
-                    f"Worker {w.hostname} has not been seen for "
-                    f"{human_seconds(max(0.0, now - w.last_seen))}."
-                )
+        down = sorted((w for w in snap.workers.values() if not w.up), key=lambda w: -w.last_seen)
+        for w in down[:DOWN_WORKER_LINES]:
+            ago = human_seconds(max(0.0, now - w.last_seen))
+            if w.offline:
+                watch.append(f"Worker {w.hostname} shut down (worker-offline) {ago} ago.")
+            else:
+                watch.append(f"Worker {w.hostname} has not been seen for {ago}.")
+        if len(down) > DOWN_WORKER_LINES:
+            watch.append(
+                f"{len(down) - DOWN_WORKER_LINES:,} more workers are down; see the worker list."
+            )
     for q in report.queues:
         if not q.length:
             continue

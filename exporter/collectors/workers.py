@@ -1,7 +1,9 @@
 """Collector `workers`: per-worker series and cluster totals, rendered from the snapshot.
 
-Series of a worker gone longer than --purge-offline-worker-metrics disappear because the
-poller drops it from the snapshot; `celery_workers` and `celery_queue_workers` persist.
+A worker that said goodbye (worker-offline) or stayed silent past --worker-timeout is up 0
+and left out of `celery_workers`; its series disappear after --purge-offline-worker-metrics
+because the poller drops it from the snapshot; `celery_workers` and `celery_queue_workers`
+persist. Host names beyond --max-workers never reach the snapshot: they are counted here.
 """
 
 from __future__ import annotations
@@ -23,17 +25,27 @@ class WorkersCollector(Collector):
         workers = sorted(snap.workers.values(), key=lambda w: w.hostname)
         yield GaugeMetricFamily(
             "celery_workers",
-            "Workers that answered the last poll or a heartbeat in time.",
+            "Workers up: answered the last poll or sent a heartbeat within --worker-timeout, "
+            "and sent no worker-offline since.",
             value=sum(1 for w in workers if w.up),
+        )
+        yield CounterMetricFamily(
+            "celery_exporter_workers_dropped",
+            "Worker host names not tracked because --max-workers hosts already were: signs of "
+            "life refused, plus heartbeat-only hosts evicted for workers that answered inspect "
+            "or sent task events.",
+            value=self._state.workers.dropped,
         )
         up = GaugeMetricFamily(
             "celery_worker_up",
-            "1 if the worker is alive, 0 if it stopped answering (series go after the purge time).",
+            "1 if the worker is alive; 0 at once after worker-offline, or after --worker-timeout "
+            "of silence (series go after --purge-offline-worker-metrics).",
             labels=["hostname"],
         )
         seen = GaugeMetricFamily(
             "celery_worker_last_seen_timestamp_seconds",
-            "When the worker last answered or sent a heartbeat.",
+            "When the worker last answered inspect or sent an event (heartbeat, task event, "
+            "worker-online or worker-offline).",
             labels=["hostname"],
         )
         per_worker = {

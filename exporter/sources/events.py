@@ -1,4 +1,5 @@
-"""Celery events source: task-* events into ledger updates, worker events into "-E is off".
+"""Celery events source: task-* events into ledger updates; worker events into worker
+liveness (State.workers) and the "-E is off" check (events_check.py).
 
 Every field is guarded: events for tasks whose earlier events were missed, a success without
 `runtime` (or with a non-number), timestamps from hosts whose clock is far off (replaced by
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from exporter.sources.base import Boot, SourceStats
+from exporter.sources.events_check import EventsEnabledCheck
 from exporter.sources.resultparse import parse_date
 from exporter.state import State
 from exporter.taskstate import (
@@ -110,56 +112,6 @@ def parse_event(event: dict[str, Any]) -> TaskUpdate | None:
     )
 
 
-class EventsEnabledCheck:
-    """Tells "-E is off": a worker's heartbeat shows tasks processed but no task event came."""
-
-    GRACE = 5.0
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._last_task_event: dict[str, float] = {}
-        self._last_beat: dict[str, tuple[float, int]] = {}
-        self._off: set[str] = set()
-
-    def task_event(self, host: str | None, now: float) -> None:
-        if host:
-            with self._lock:
-                self._last_task_event[host] = now
-                self._off.discard(host)
-
-    def worker_event(self, kind: str, host: str | None, processed: Any, now: float) -> None:
-        if not host:
-            return
-        with self._lock:
-            if kind == "worker-offline":
-                self._last_beat.pop(host, None)
-                self._off.discard(host)
-                return
-            if isinstance(processed, bool) or not isinstance(processed, int):
-                return
-            previous = self._last_beat.get(host)
-            self._last_beat[host] = (now, processed)
-            if previous is None or processed <= previous[1]:
-                return
-            last = self._last_task_event.get(host)
-            if last is None or last < previous[0] - self.GRACE:
-                if host not in self._off:
-                    log.warning(
-                        "worker %s processed tasks but sent no task events: start it "
-                        "with -E or use --enable-events-interval",
-                        host,
-                    )
-                self._off.add(host)
-
-    def enabled(self) -> bool:
-        with self._lock:
-            return not self._off
-
-    def hosts_off(self) -> list[str]:
-        with self._lock:
-            return sorted(self._off)
-
-
 class EventsSource:
     name = SOURCE_EVENTS
 
@@ -223,7 +175,8 @@ class EventsSource:
         now = self.state.clock.time()
         kinds: Counter[str] = Counter()
         updates: list[TaskUpdate] = []
-        task_hosts: dict[str, float] = {}
+        task_hosts: dict[str, float] = {}  # host -> newest task event stamp
+        changed = False  # a worker went offline or came back: refresh the snapshot
         errors = 0
         for event in events:
             try:
@@ -234,16 +187,22 @@ class EventsSource:
                 if update is not None:
                     updates.append(update)
                     if update.worker:
-                        task_hosts[update.worker] = now
+                        when = update.timestamp or now
+                        task_hosts[update.worker] = max(when, task_hosts.get(update.worker, 0))
                 elif kind.startswith("worker-"):
                     if task_hosts:  # task events before this heartbeat count first
-                        self._task_events(task_hosts)
-                    self._worker_event(kind, event, now)
+                        changed = self._task_events(task_hosts, now) or changed
+                    changed = self._worker_event(kind, event, now) or changed
             except Exception as exc:  # a malformed event is counted, not fatal
                 errors += 1
                 log.debug("bad event: %s: %s", type(exc).__name__, exc)
         if task_hosts:
-            self._task_events(task_hosts)
+            changed = self._task_events(task_hosts, now) or changed
+        if changed:
+            try:
+                self.state.workers_changed()
+            except Exception:  # a bug there must not kill the receiver thread
+                log.exception("refreshing worker liveness failed")
         if updates:
             try:
                 self.state.ledger.apply_many(updates)
@@ -262,18 +221,28 @@ class EventsSource:
         if flush:
             self.flush()
 
-    def _task_events(self, hosts: dict[str, float]) -> None:
-        for host, when in hosts.items():
-            self.check.task_event(host, when)
+    def _task_events(self, hosts: dict[str, float], now: float) -> bool:
+        """Task events confirm their workers; True if one was offline and came back."""
+        tracked, lifted = self.state.workers.task_events(hosts)
+        for host in tracked:
+            self.check.task_event(host, now)
         hosts.clear()
+        return lifted
 
-    def _worker_event(self, kind: str, event: dict[str, Any], now: float) -> None:
+    def _worker_event(self, kind: str, event: dict[str, Any], now: float) -> bool:
+        """Heartbeat, online or offline; True if the worker's liveness changed. Hosts beyond
+        --max-workers are not tracked, by the "-E is off" check either."""
         host = _text(event.get("hostname"))
-        if host and kind == "worker-offline":
-            self.state.forget_worker(host)
-        elif host:
-            self.state.saw_worker(host, event_timestamp(event) or now)
-        self.check.worker_event(kind, host, event.get("processed"), now)
+        if not host:
+            return False
+        when = event_timestamp(event) or now
+        if kind == "worker-offline":  # only ever removes from the check's memory
+            tracked, changed = True, self.state.workers.offline(host, when, received=now)
+        else:
+            tracked, changed = self.state.workers.beat(host, when)
+        if tracked:
+            self.check.worker_event(kind, host, event.get("processed"), now)
+        return changed
 
     def flush(self) -> None:
         """Publish counters to source health (batched: the per-event path stays cheap)."""
@@ -281,6 +250,7 @@ class EventsSource:
             counts, self._counts = self._counts, Counter()
             pending, self._pending = self._pending, 0
         self.stats.add_many(counts)
+        self.check.retain(self.state.workers.hosts())  # forget evicted and purged hosts
         self.stats.set("task_events_enabled", 1.0 if self.check.enabled() else 0.0)
         self.stats.publish(
             messages=pending, message_at=self.state.clock.time() if pending else None

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from exporter.clock import FakeClock
 from exporter.config import Config
 from exporter.sources.base import Boot
-from exporter.sources.events import EventsEnabledCheck, EventsSource, exception_type, parse_event
+from exporter.sources.events import EventsSource, exception_type, parse_event
+from exporter.sources.events_check import EventsEnabledCheck
 from exporter.state import State
 from exporter.taskstate import FAILURE, RETRY, SENT, SUCCESS, TaskUpdate
 
