@@ -228,3 +228,43 @@ def test_api_docs_is_self_contained() -> None:
     assert "/api/openapi.json" in html
     schema = client.get("/api/openapi.json")
     assert schema.status_code == 200 and "/api/sitrep" in schema.json()["paths"]
+
+
+# -- the bound on Redis-calling API work -------------------------------------------------------
+def test_gate_answers_503_at_once_beyond_its_bound_and_frees_slots_when_calls_end() -> None:
+    import asyncio
+    import threading
+
+    from fastapi import HTTPException
+
+    from exporter.api.gate import ApiGate
+    from exporter.api.stats import ApiStats
+
+    stats = ApiStats()
+    gate = ApiGate(2, stats)
+    release = threading.Event()
+
+    async def scenario() -> None:
+        stuck = [asyncio.create_task(gate.run(release.wait)) for _ in range(2)]
+        while gate.busy < 2:
+            await asyncio.sleep(0)
+        with pytest.raises(HTTPException) as refused:
+            await gate.run(lambda: "never runs")
+        assert refused.value.status_code == 503
+        assert refused.value.headers == {"Retry-After": "2"}
+        assert "--api-max-concurrent" in refused.value.detail
+        # A client that gives up does not free its slot: the thread still waits on Redis.
+        stuck[0].cancel()
+        await asyncio.sleep(0.05)
+        assert gate.busy == 2
+        release.set()
+        await asyncio.gather(*stuck, return_exceptions=True)
+        assert await gate.run(lambda: "ok") == "ok"
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        release.set()
+        gate.close()
+    assert stats.bounds()[1] == 1
+    wait_for(lambda: gate.busy == 0, 5, what="slots freed")

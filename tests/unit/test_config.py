@@ -201,3 +201,15 @@ def test_token_rules_apply_to_token_files_too(tmp_path: Path) -> None:
     assert load_config(["--viewer-token-file", str(path)], env={}).viewer_tokens == (
         "x" * MIN_TOKEN_LENGTH,
     )
+
+
+def test_a_short_token_stops_the_cli_with_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from exporter.cli import main
+
+    monkeypatch.setenv("CE_OPERATOR_TOKENS", "hunter2")
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("celery-ops-exporter: error: operator token #1")
+    assert "hunter2" not in err
