@@ -90,8 +90,6 @@ def build_router(
     backend_outage = OutageLog(log, "API: result backend Redis")
     route_class = type("CountingRoute", (CountingRoute,), {"stats": stats})
     router = APIRouter(route_class=route_class, responses=ERRORS)
-    router.gate = gate  # type: ignore[attr-defined]  # for tests and the daemon
-    router.refusals = refusals  # type: ignore[attr-defined]
 
     def guard(request: Request, role: str) -> Principal:
         try:
