@@ -50,6 +50,9 @@ REDIS_SCHEMES = frozenset({"redis", "rediss", "sentinel", "redis+socket", "socke
 AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp", "librabbitmq"})
 EVENTS_CONSUMERS = ("auto", "celery")
 BACKEND_REDIS_SCHEMES = frozenset({"redis", "rediss", "sentinel", "redis+socket", "socket"})
+# Tokens: printable ASCII only (what an HTTP header carries unchanged), at least this long.
+# 16 random hex digits are 64 bits: far beyond online guessing at any request rate.
+MIN_TOKEN_LENGTH = 16
 
 
 class ConfigError(ValueError):
@@ -141,6 +144,8 @@ class Config:
     transient_exceptions: tuple[str, ...] = DEFAULT_TRANSIENT_EXCEPTIONS
     show_task_args: bool = False
     audit_max_entries: int = 10_000
+    # API calls to Redis in flight at once; more get 503 at once (see exporter/api/gate.py).
+    api_max_concurrent: int = 8
 
     # --- metric names and labels ---------------------------------------------------------
     metric_prefix: str = "celery_"
@@ -230,6 +235,7 @@ class Config:
             "recent_size",
             "recent_failed_size",
             "audit_max_entries",
+            "api_max_concurrent",
         ):
             value = getattr(self, name)
             if value < 1:
@@ -238,6 +244,12 @@ class Config:
             values = getattr(self, name)
             if not values or list(values) != sorted(set(values)) or values[0] <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be increasing positive numbers")
+        for name, tokens in (
+            ("viewer", self.viewer_tokens),
+            ("operator", self.operator_tokens),
+            ("metrics", self.metrics_tokens),
+        ):
+            check_tokens(name, tokens)
         if self.metrics_auth not in ("none", "token", "basic"):
             raise ConfigError(
                 f"--metrics-auth must be none, token or basic, got {self.metrics_auth!r}"
@@ -260,6 +272,22 @@ class Config:
         if naming:
             raise ConfigError(naming)
         return self
+
+
+def check_tokens(role: str, tokens: tuple[str, ...]) -> None:
+    """ConfigError naming the first unusable token by position, never showing the token."""
+    where = f"CE_{role.upper()}_TOKENS or --{role}-token-file"
+    for number, token in enumerate(tokens, 1):
+        if not all(33 <= ord(c) <= 126 for c in token):
+            raise ConfigError(
+                f"{role} token #{number} ({where}) has a character that is not printable "
+                "ASCII (spaces, accents and control characters cannot be sent in a header)"
+            )
+        if len(token) < MIN_TOKEN_LENGTH:
+            raise ConfigError(
+                f"{role} token #{number} ({where}) has {len(token)} characters; tokens need at "
+                f"least {MIN_TOKEN_LENGTH} (e.g. the output of `openssl rand -hex 16`)"
+            )
 
 
 def parse_listen(value: str, flag: str) -> tuple[str, int]:

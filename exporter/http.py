@@ -1,7 +1,11 @@
 """The HTTP front: `/`, `/metrics`, `/-/healthy`, `/-/ready`, and the API when it is built.
 
 `/metrics` renders the private registry from in-memory state only, so a scrape costs
-milliseconds however slow the cluster is.
+milliseconds however slow the cluster is. `/`, `/metrics`, `/-/healthy` and `/-/ready` (and the
+/metrics auth check) are `async def`s that do no I/O: they run on the event loop and never
+wait for a thread of any pool, so API calls stuck on a stalled Redis (which have their own
+bounded pool, api/gate.py) cannot delay them, on one listener or two (--api-listen).
+`/api/docs` is our own page (api/page.py), not FastAPI's CDN-loaded Swagger UI.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from prometheus_client.registry import CollectorRegistry
 
 from exporter import __version__
 from exporter.api import build_router, check_metrics_auth, install_error_handlers
+from exporter.api.auth import Refused
+from exporter.api.refusals import RefusalLog
+from exporter.api.stats import stats_for
 from exporter.celery_io import CeleryIO
 from exporter.collectors import build_registry
 from exporter.state import State
@@ -28,7 +35,7 @@ def create_app(
     app = FastAPI(
         title="celery-ops-exporter",
         version=__version__,
-        docs_url="/api/docs" if api else None,
+        docs_url=None,  # served by api/page.py without third-party assets
         redoc_url=None,
         openapi_url="/api/openapi.json" if api else None,
     )
@@ -43,7 +50,7 @@ def create_app(
         links += ['<a href="/ui">/ui</a> (operator page)', '<a href="/api/docs">/api/docs</a>']
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def index() -> str:
+    async def index() -> str:
         snap = state.snapshot
         status = "broker reachable" if snap.health.broker_up else "broker NOT reachable"
         if not snap.ready:
@@ -57,12 +64,12 @@ def create_app(
         )
 
     @app.get("/-/healthy", response_class=PlainTextResponse, include_in_schema=False)
-    def healthy() -> str:
+    async def healthy() -> str:
         # The process serves: that is all "healthy" claims (restart me if this fails).
         return "OK\n"
 
     @app.get("/health", response_class=HTMLResponse, include_in_schema=False)
-    def health() -> str:
+    async def health() -> str:
         # celery-exporter's probe path (its Helm chart's liveness and readiness): 200 with its
         # body while we serve, from memory only; a down broker shows in celery_exporter_up.
         broker = html.escape(masked_url(state.config.broker_url))
@@ -74,7 +81,7 @@ def create_app(
         return f"Serving; the last poll did not reach the broker {broker}"
 
     @app.get("/-/ready", response_class=PlainTextResponse, include_in_schema=False)
-    def ready() -> Response:
+    async def ready() -> Response:
         # Ready once a first poll finished (values exist), whether or not the broker is up:
         # an exporter reporting "broker down" is doing its job and should keep being scraped.
         if state.snapshot.health.polls_total == 0:
@@ -85,11 +92,17 @@ def create_app(
 
 
 def _add_metrics(app: FastAPI, state: State, registry: CollectorRegistry) -> None:
-    def guard(request: Request) -> None:
+    refusals = RefusalLog(stats_for(state), state.clock)  # no store: counted and logged only
+
+    async def guard(request: Request) -> None:
         # --metrics-auth: open by default (Prometheus convention), or a token / basic auth.
-        check_metrics_auth(request, state.config)
+        try:
+            check_metrics_auth(request, state.config)
+        except Refused as exc:
+            refusals.note(request, exc, audit=False)
+            raise
 
     @app.get("/metrics", include_in_schema=False, dependencies=[Depends(guard)])
-    def metrics(request: Request) -> Response:
+    async def metrics(request: Request) -> Response:
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
         return Response(encoder(registry), media_type=content_type)

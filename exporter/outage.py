@@ -5,6 +5,7 @@ at INFO with how many attempts failed. Metrics carry the per-attempt detail."""
 from __future__ import annotations
 
 import logging
+import threading
 
 
 class OutageLog:
@@ -12,17 +13,24 @@ class OutageLog:
         self._log = log
         self._what = what
         self._failures = 0
+        self._lock = threading.Lock()  # the API's threads share one
 
-    def failed(self, error: object, retry_in: float) -> None:
-        self._failures += 1
-        level = logging.WARNING if self._failures == 1 else logging.DEBUG
+    def failed(self, error: object, retry_in: float | None = None) -> None:
+        with self._lock:
+            self._failures += 1
+            first = self._failures == 1
+        level = logging.WARNING if first else logging.DEBUG
+        if retry_in is None:  # the caller does not retry by itself (e.g. a request failed)
+            self._log.log(level, "%s: %s (logged once per outage)", self._what, error)
+            return
         self._log.log(level, "%s: %s; retrying in %.1fs (logged once per outage)",
                       self._what, error, retry_in)  # fmt: skip
 
     def ok(self) -> None:
-        if self._failures:
-            self._log.info("%s: back after %d failed attempts", self._what, self._failures)
-        self._failures = 0
+        with self._lock:
+            failures, self._failures = self._failures, 0
+        if failures:
+            self._log.info("%s: back after %d failed attempts", self._what, failures)
 
 
 class Backoff:

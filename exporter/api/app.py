@@ -1,48 +1,52 @@
-"""The side API's routes: `build_router(state, io)` for the HTTP server to mount, and
-`install_error_handlers(app)` so every error is JSON with a `message`.
+"""The side API's routes: `build_router(state, io)` for the HTTP server to mount (errors.py
+makes every error JSON with a `message`).
 
 No `from __future__ import annotations` here: FastAPI must evaluate the handlers' annotations
-at definition time to see the closure-local auth dependencies. Handlers are plain `def`s:
-FastAPI runs them in its thread pool, so a Redis or broker round trip (task lookup, plan
-store, approval) never blocks the event loop serving /metrics.
+at definition time to see the closure-local auth dependencies. Handlers that call Redis or the
+broker (task lookup, plan store, approval) are `async def`s that hand that work to the API's
+own bounded pool (gate.py): it never shares threads with /metrics, and beyond
+`--api-max-concurrent` calls in flight a request is answered 503 at once. Handlers that read
+memory only (sitrep, recent) stay plain `def`s on FastAPI's thread pool, which therefore never
+waits for Redis. Auth refusals are counted, logged and audited by refusals.py.
 """
 
 import logging
 import re
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
 import redis
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
-from fastapi.routing import APIRoute
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from exporter.api import page, views
 from exporter.api.actions import Remediation
-from exporter.api.auth import OPERATOR, VIEWER, Principal, require
+from exporter.api.auth import OPERATOR, VIEWER, Principal, Refused, require
+from exporter.api.errors import ERRORS, CountingRoute, install_error_handlers
+from exporter.api.gate import ApiGate, api_client
 from exporter.api.models import (
+    PLAN_ID_PATTERN,
+    TASK_ID_PATTERN,
     ApproveRequest,
     AuditEntry,
     AuditPage,
-    ErrorOut,
     FixItRequest,
     PlanOut,
     Sitrep,
     TaskOut,
     TaskPage,
 )
+from exporter.api.refusals import RefusalLog
 from exporter.api.sitrep import build_sitrep
-from exporter.api.stats import ApiStats, stats_for
+from exporter.api.stats import stats_for
 from exporter.celery_io import CeleryIO
-from exporter.remediation.backend import NotJson, make_client, read_task_meta
+from exporter.outage import OutageLog
+from exporter.remediation.backend import NotJson, read_task_meta
 from exporter.remediation.store import PlanStore
 from exporter.state import State
 
+__all__ = ["build_router", "install_error_handlers"]
 log = logging.getLogger(__name__)
 _bearer = HTTPBearer(auto_error=False, description="A viewer or operator token")
 STATUSES = Literal[
@@ -65,37 +69,10 @@ STATUSES = Literal[
 ]
 _SINCE = "Updated at or after: ISO-8601 (UTC when no zone) or epoch seconds"
 _UNTIL = "Updated at or before: ISO-8601 (UTC when no zone) or epoch seconds"
-_STREAM_ID = re.compile(r"^[0-9]{1,15}-[0-9]{1,15}$")
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 410, 422, 503)
-}
-
-
-class _CountingRoute(APIRoute):
-    """Counts every request in celery_exporter_api_requests_total{endpoint,code}."""
-
-    stats: ApiStats
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-        endpoint, stats = self.path, self.stats
-
-        async def counted(request: Request) -> Response:
-            try:
-                response = await handler(request)
-            except StarletteHTTPException as exc:
-                stats.request(endpoint, exc.status_code)
-                raise
-            except RequestValidationError:
-                stats.request(endpoint, 422)
-                raise
-            except Exception:
-                stats.request(endpoint, 500)
-                raise
-            stats.request(endpoint, response.status_code)
-            return response
-
-        return counted
+# An audit entry id as Redis writes it (no leading zeros), after 0-0: an exclusive range
+# cannot end before the smallest id, so Redis refused "(0-0" (it answered 503 before).
+_ID_PART = "[1-9][0-9]{0,14}"
+_STREAM_ID = re.compile(f"^({_ID_PART}-(0|{_ID_PART})|0-{_ID_PART})$")
 
 
 def build_router(
@@ -104,22 +81,51 @@ def build_router(
     """All /api routes and the /ui page. `client`/`store` default to the result backend."""
     config, stats = state.config, stats_for(state)
     if client is None:
-        client = make_client(config)
+        client = api_client(config)
     if store is None and client is not None:
         store = PlanStore(client, config.global_keyprefix, config.audit_max_entries)
     fix = Remediation(state, io, client, store, stats)
-    route_class = type("CountingRoute", (_CountingRoute,), {"stats": stats})
+    gate = ApiGate(config.api_max_concurrent, stats)
+    refusals = RefusalLog(stats, state.clock, store)
+    backend_outage = OutageLog(log, "API: result backend Redis")
+    route_class = type("CountingRoute", (CountingRoute,), {"stats": stats})
     router = APIRouter(route_class=route_class, responses=ERRORS)
 
-    def viewer(
-        request: Request, _c: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-    ) -> Principal:
-        return require(request, config, VIEWER)
+    def guard(request: Request, role: str) -> Principal:
+        try:
+            return require(request, config, role)
+        except Refused as exc:
+            refusals.note(request, exc)
+            raise
 
-    def operator(
+    # async: no I/O here, so auth never takes a thread of any pool.
+    async def viewer(
         request: Request, _c: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
     ) -> Principal:
-        return require(request, config, OPERATOR)
+        return guard(request, VIEWER)
+
+    async def operator(
+        request: Request, _c: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    ) -> Principal:
+        return guard(request, OPERATOR)
+
+    def redis_call(what: str, fn: Callable[[], Any]) -> Any:
+        """fn() on a gate thread: a Redis error is 503 and logged once per outage."""
+        try:
+            out = fn()
+        except redis.ResponseError as exc:
+            if "WRONGTYPE" in str(exc):  # inside a pipeline it follows "Command # n ..."
+                raise  # the key exists with another type: the caller says what that means
+            backend_outage.failed(exc)
+            raise HTTPException(503, f"{what} unavailable: {exc}") from None
+        except redis.RedisError as exc:
+            backend_outage.failed(exc)
+            raise HTTPException(503, f"{what} unavailable: {exc}") from None
+        backend_outage.ok()
+        return out
+
+    def store_call(fn: Callable[[], Any]) -> Any:
+        return redis_call("plan store (result backend Redis)", fn)
 
     @router.get("/api/sitrep", response_model=Sitrep, tags=["read"])
     def sitrep(_p: Annotated[Principal, Depends(viewer)]) -> Sitrep:
@@ -162,24 +168,32 @@ def build_router(
         )
 
     @router.get("/api/tasks/{task_id}", response_model=TaskOut, tags=["read"])
-    def task(
-        task_id: Annotated[str, Path(min_length=1, max_length=200)],
+    async def task(
+        task_id: Annotated[str, Path(pattern=TASK_ID_PATTERN, description="A Celery task id")],
         _p: Annotated[Principal, Depends(viewer)],
     ) -> TaskOut:
         """One task from the ledger, else from the result backend (JSON records only)."""
-        rec = state.ledger.get(task_id)
+        rec = state.ledger.get(task_id)  # memory: on the event loop, like /metrics
         if rec is not None:
             return views.task_from_record(rec, config)
         try:
-            meta = read_task_meta(client, config, task_id)
+            meta = await gate.run(
+                lambda: redis_call(
+                    "result backend", lambda: read_task_meta(client, config, task_id)
+                )
+            )
         except NotJson:
             raise HTTPException(
                 404,
                 f"task {task_id} is stored in a format other than JSON; "
                 "the exporter never unpickles",
             ) from None
-        except redis.RedisError as exc:
-            raise HTTPException(503, f"result backend unavailable: {exc}") from None
+        except redis.ResponseError:  # WRONGTYPE: not something a worker stored
+            raise HTTPException(
+                404,
+                f"task {task_id}: its result key holds another kind of Redis value than a "
+                "Celery result",
+            ) from None
         if meta is None:
             raise HTTPException(
                 404,
@@ -189,28 +203,41 @@ def build_router(
         return views.task_from_backend(task_id, meta, config)
 
     @router.post("/api/fix-it", response_model=PlanOut, status_code=201, tags=["actions"])
-    def fix_it(body: FixItRequest, p: Annotated[Principal, Depends(operator)]) -> PlanOut:
+    async def fix_it(body: FixItRequest, p: Annotated[Principal, Depends(operator)]) -> PlanOut:
         """Propose a remediation plan. Changes nothing: approve it to run it."""
-        plan = _store_call(lambda: fix.propose(body, p.name))
+        plan = await gate.run(lambda: store_call(lambda: fix.propose(body, p.name)))
         return views.plan_out(plan, state.clock.time(), config)
 
     @router.post("/api/approve", response_model=PlanOut, tags=["actions"])
-    def approve(body: ApproveRequest, p: Annotated[Principal, Depends(operator)]) -> PlanOut:
+    async def approve(body: ApproveRequest, p: Annotated[Principal, Depends(operator)]) -> PlanOut:
         """Approve (run once) or deny a plan, by id and digest."""
-        plan = _store_call(lambda: fix.decide(body, p.name))
+        plan = await gate.run(lambda: store_call(lambda: fix.decide(body, p.name)))
         return views.plan_out(plan, state.clock.time(), config)
 
     @router.get("/api/plans/{plan_id}", response_model=PlanOut, tags=["read"])
-    def get_plan(
-        plan_id: Annotated[str, Path(min_length=1, max_length=64)],
+    async def get_plan(
+        plan_id: Annotated[str, Path(pattern=PLAN_ID_PATTERN, description="A plan's id")],
         _p: Annotated[Principal, Depends(viewer)],
     ) -> PlanOut:
         """A plan: its actions, status, who decided and what each action returned."""
-        plan = _store_call(lambda: fix.get(plan_id))
+        try:
+            plan = await gate.run(lambda: store_call(lambda: fix.get(plan_id)))
+        except (
+            redis.ResponseError,
+            ValueError,
+            TypeError,
+            KeyError,
+            AttributeError,
+            RecursionError,
+        ):
+            # WRONGTYPE, or JSON that is not a plan: nothing this exporter saved is there.
+            raise HTTPException(
+                404, f"no readable plan {plan_id!r}: the key holds something else"
+            ) from None
         return views.plan_out(plan, state.clock.time(), config)
 
     @router.get("/api/audit", response_model=AuditPage, tags=["actions"])
-    def audit(
+    async def audit(
         _p: Annotated[Principal, Depends(operator)],
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
         cursor: Annotated[str | None, Query(pattern=_STREAM_ID.pattern)] = None,
@@ -218,7 +245,7 @@ def build_router(
         """Who proposed, approved or denied what, and what ran; newest first."""
         if cursor is not None and not _STREAM_ID.match(cursor):
             raise HTTPException(400, "cursor is not an audit entry id")
-        rows = _store_call(lambda: fix.audit(limit, cursor))
+        rows = await gate.run(lambda: store_call(lambda: fix.audit(limit, cursor)))
         entries = [
             AuditEntry(**{**r, "at": views.ts(r["at"]) or datetime.fromtimestamp(0, timezone.utc)})
             for r in rows
@@ -237,36 +264,3 @@ def _epoch(value: datetime | float | None) -> float | None:
     if value.tzinfo is None:  # a time without a zone is read as UTC, like every time we show
         value = value.replace(tzinfo=timezone.utc)
     return value.timestamp()
-
-
-def _store_call(fn: Callable[[], Any]) -> Any:
-    try:
-        return fn()
-    except redis.RedisError as exc:
-        raise HTTPException(503, f"plan store (result backend Redis) unavailable: {exc}") from None
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    """Make every error a JSON object with a human `message` (and the original `detail`)."""
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_r: Request, exc: StarletteHTTPException) -> JSONResponse:
-        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        return JSONResponse(
-            {"message": message, "detail": exc.detail},
-            exc.status_code,
-            headers=getattr(exc, "headers", None),
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_r: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = jsonable_encoder(exc.errors(), custom_encoder={Exception: str})
-        first = errors[0] if errors else {}
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        message = f"invalid request: {where}: {first.get('msg', 'bad value')}"
-        return JSONResponse({"message": message, "detail": errors}, 422)
-
-    @app.exception_handler(Exception)
-    async def crashed(_r: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error in the API")
-        return JSONResponse({"message": "internal error; the exporter log has details"}, 500)

@@ -69,38 +69,67 @@ def authenticate(request: Request, config: Config) -> Principal | None:
     return None
 
 
-def _unauthorized(message: str) -> HTTPException:
-    return HTTPException(401, message, headers={"WWW-Authenticate": 'Bearer realm="celery-ops"'})
+# Why a request was refused: the `reason` label of celery_exporter_api_refused_total.
+DISABLED = "disabled"  # no token of the needed kind is configured (403)
+MISSING = "missing_token"  # 401
+INVALID = "invalid_token"  # 401
+ROLE = "insufficient_role"  # a viewer token on an operator endpoint (403)
+REASONS = (DISABLED, MISSING, INVALID, ROLE)
+
+
+class Refused(HTTPException):
+    """A 401/403 with the reason it was refused, for the refusal metric, log and audit."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        reason: str,
+        headers: dict[str, str] | None = None,
+        principal: str | None = None,
+    ) -> None:
+        super().__init__(status, message, headers=headers)
+        self.reason = reason
+        self.principal = principal
+
+
+def _unauthorized(message: str, reason: str) -> Refused:
+    return Refused(401, message, reason, headers={"WWW-Authenticate": 'Bearer realm="celery-ops"'})
 
 
 def require(request: Request, config: Config, role: str) -> Principal:
     """The authenticated principal with at least `role`, or an HTTPException saying why not."""
     if role == OPERATOR and not config.operator_tokens:
-        raise HTTPException(
+        raise Refused(
             403,
             "actions are disabled: no operator token is configured (set CE_OPERATOR_TOKENS "
             "or --operator-token-file)",
+            DISABLED,
         )
     if not config.operator_tokens and not config.viewer_tokens:
-        raise HTTPException(
+        raise Refused(
             403,
             "the API is disabled: no token is configured (set CE_VIEWER_TOKENS or "
             "CE_OPERATOR_TOKENS, or the matching --*-token-file)",
+            DISABLED,
         )
     if bearer_token(request) is None:
-        raise _unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
+        raise _unauthorized("missing bearer token: send 'Authorization: Bearer <token>'", MISSING)
     principal = authenticate(request, config)
     if principal is None:
-        raise _unauthorized("invalid token")
+        raise _unauthorized("invalid token", INVALID)
     if not principal.can(role):
-        raise HTTPException(
-            403, f"this endpoint needs the {role} role; your token is {principal.role}"
+        raise Refused(
+            403,
+            f"this endpoint needs the {role} role; your token is {principal.role}",
+            ROLE,
+            principal=principal.name,
         )
     return principal
 
 
 def check_metrics_auth(request: Request, config: Config) -> None:
-    """Guard for /metrics per `Config.metrics_auth`; raises HTTPException(401) when refused.
+    """Guard for /metrics per `Config.metrics_auth`; raises Refused(401) when refused.
 
     `token`: `Authorization: Bearer <token>`. `basic`: HTTP basic auth with any user name and
     a token as the password (Prometheus `basic_auth`); a bearer token is accepted too.
@@ -111,14 +140,18 @@ def check_metrics_auth(request: Request, config: Config) -> None:
     token = bearer_token(request)
     if token is not None and _matches(token, config.metrics_tokens) is not None:
         return
+    password = _basic_password(request) if mode == "basic" else None
+    if password is not None and _matches(password, config.metrics_tokens) is not None:
+        return
+    reason = INVALID if request.headers.get("authorization") else MISSING
     if mode == "basic":
-        password = _basic_password(request)
-        if password is not None and _matches(password, config.metrics_tokens) is not None:
-            return
-        raise HTTPException(
-            401, "metrics need basic auth", headers={"WWW-Authenticate": 'Basic realm="metrics"'}
+        raise Refused(
+            401,
+            "metrics need basic auth",
+            reason,
+            headers={"WWW-Authenticate": 'Basic realm="metrics"'},
         )
-    raise _unauthorized("metrics need a bearer token")
+    raise _unauthorized("metrics need a bearer token", reason)
 
 
 def _basic_password(request: Request) -> str | None:

@@ -121,9 +121,15 @@ class Sitrep(BaseModel):
     watch_items: list[str] = Field(description="Worth a look, not urgent")
 
 
+# Task ids are printable ASCII without spaces (Celery's are UUIDs); plan ids are what the
+# planner makes (uuid4 hex). Anything else is refused with 422 before it reaches Redis.
+TASK_ID_PATTERN = r"^[!-~]{1,200}$"
+PLAN_ID_PATTERN = r"^[0-9a-f]{32}$"
+
+
 class FixItRequest(BaseModel):
     mode: Literal["conservative", "balanced", "greedy"] = "conservative"
-    task_ids: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+    task_ids: list[Annotated[str, Field(pattern=TASK_ID_PATTERN)]] = Field(
         default_factory=list,
         max_length=200,
         description="Explicit tasks: failed ones are retried, running ones revoked",
@@ -192,7 +198,7 @@ class PlanOut(BaseModel):
 
 
 class ApproveRequest(BaseModel):
-    plan_id: str = Field(min_length=1, max_length=64)
+    plan_id: str = Field(pattern=PLAN_ID_PATTERN)
     digest: str = Field(min_length=1, max_length=128)
     decision: Literal["approve", "deny"] = "approve"
     comment: str | None = Field(None, max_length=500)

@@ -4,6 +4,10 @@ The page itself holds no data and needs no auth; its script calls the JSON API w
 the operator typed, kept in sessionStorage and sent as an `Authorization` header. No cookie is
 ever set, so a forged cross-site request carries no credentials: the page is CSRF-safe by
 construction. The strict Content-Security-Policy allows only this page's own inline script.
+
+`/api/docs` is served the same way: a small page of our own that reads `/api/openapi.json` and
+lists every endpoint, instead of FastAPI's Swagger UI, which loads its script and styles from a
+CDN (a blank page on an air-gapped site, and a third-party script on the operator's origin).
 """
 
 from __future__ import annotations
@@ -17,9 +21,9 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
 
-@lru_cache(maxsize=1)
-def _page() -> tuple[str, str]:
-    html = resources.files("exporter.api").joinpath("templates/ui.html").read_text("utf-8")
+@lru_cache(maxsize=2)
+def _page(name: str = "ui.html") -> tuple[str, str]:
+    html = resources.files("exporter.api").joinpath(f"templates/{name}").read_text("utf-8")
     scripts = re.findall(r"<script>(.*?)</script>", html, flags=re.S)
     hashes = " ".join("'sha256-" + _b64(hashlib.sha256(s.encode()).digest()) + "'" for s in scripts)
     csp = (
@@ -36,16 +40,25 @@ def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
 
 
+def _serve(name: str) -> HTMLResponse:
+    html, csp = _page(name)
+    return HTMLResponse(
+        html,
+        headers={
+            "Content-Security-Policy": csp,
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+            "Cache-Control": "no-store",
+        },
+    )
+
+
 def add_routes(router: APIRouter) -> None:
+    # async: the templates are read once and cached; no pool thread is needed.
     @router.get("/ui", response_class=HTMLResponse, include_in_schema=False)
-    def ui() -> HTMLResponse:
-        html, csp = _page()
-        return HTMLResponse(
-            html,
-            headers={
-                "Content-Security-Policy": csp,
-                "X-Content-Type-Options": "nosniff",
-                "Referrer-Policy": "no-referrer",
-                "Cache-Control": "no-store",
-            },
-        )
+    async def ui() -> HTMLResponse:
+        return _serve("ui.html")
+
+    @router.get("/api/docs", response_class=HTMLResponse, include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return _serve("docs.html")

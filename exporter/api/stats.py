@@ -19,6 +19,9 @@ class ApiStats:
         self._requests: dict[tuple[str, str], int] = defaultdict(int)
         self._plans: dict[str, int] = defaultdict(int)
         self._actions: dict[tuple[str, str], int] = defaultdict(int)
+        self._refused: dict[str, int] = defaultdict(int)
+        self._overloaded = 0
+        self._unaudited = 0
 
     def request(self, endpoint: str, code: int) -> None:
         with self._lock:
@@ -31,6 +34,23 @@ class ApiStats:
     def action(self, action: str, outcome: str) -> None:
         with self._lock:
             self._actions[(action, outcome)] += 1
+
+    def refused(self, reason: str) -> None:
+        with self._lock:
+            self._refused[reason] += 1
+
+    def overloaded(self) -> None:
+        with self._lock:
+            self._overloaded += 1
+
+    def unaudited(self) -> None:
+        with self._lock:
+            self._unaudited += 1
+
+    def bounds(self) -> tuple[dict[str, int], int, int]:
+        """(refusals by reason, requests refused by --api-max-concurrent, refusals not audited)."""
+        with self._lock:
+            return dict(self._refused), self._overloaded, self._unaudited
 
     def copy(
         self,

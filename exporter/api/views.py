@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from exporter.api.models import ActionOut, OutcomeOut, PlanOut, SkippedOut, TaskOut
+from exporter.api.models import TASK_ID_PATTERN, ActionOut, OutcomeOut, PlanOut, SkippedOut, TaskOut
 from exporter.config import Config
 from exporter.remediation.plan import Plan
 from exporter.taskstate import FAILURE, TaskRecord
@@ -168,7 +168,7 @@ def _parse_iso(value: Any) -> float | None:
 
 
 # -- filtering and paging --------------------------------------------------------------------
-CURSOR_PATTERN = r"^[0-9]{1,12}(\.[0-9]{1,9})?_[!-~]{1,200}$"  # ids: printable ASCII
+CURSOR_PATTERN = r"^[0-9]{1,12}(\.[0-9]{1,9})?_" + TASK_ID_PATTERN[1:]
 
 
 def encode_cursor(rec: TaskRecord) -> str:

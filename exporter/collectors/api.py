@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, Metric
 
+from exporter.api.auth import REASONS
 from exporter.api.stats import stats_for
 from exporter.state import State
 
@@ -45,3 +46,30 @@ class ApiCollector:
         for (action, outcome), value in sorted(actions.items()):
             act.add_metric([action, outcome], value)
         yield act
+        yield from _bounds(self._state)
+
+
+def _bounds(state: State) -> Iterator[Metric]:
+    refused, overloaded, unaudited = stats_for(state).bounds()
+    ref = CounterMetricFamily(
+        "celery_exporter_api_refused",
+        "Requests refused with 401/403 by reason: missing_token, invalid_token, "
+        "insufficient_role, disabled (no token of that kind configured); /metrics refusals "
+        "(--metrics-auth) included.",
+        labels=["reason"],
+    )
+    for reason in sorted(set(REASONS) | set(refused)):
+        ref.add_metric([reason], refused.get(reason, 0))
+    yield ref
+    yield CounterMetricFamily(
+        "celery_exporter_api_overloaded",
+        "API requests answered 503 at once because --api-max-concurrent calls to the result "
+        "backend were already in flight.",
+        value=overloaded,
+    )
+    yield CounterMetricFamily(
+        "celery_exporter_api_refusals_unaudited",
+        "Refused API requests not written to the audit stream: the result backend failed, or "
+        "the backlog of audit writes was full (refusals are still counted and logged).",
+        value=unaudited,
+    )

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 
 from exporter.ledger_store import LedgerStore
+from exporter.outage import OutageLog
 from exporter.sources.base import Boot, SourceStats
 from exporter.state import State
 
@@ -25,6 +26,7 @@ class PersistSource:
         self.store = store
         self._boot = boot
         self.stats = SourceStats(state, self.name)
+        self._outage = OutageLog(log, "saving ledger state")  # once per outage, not per save
 
     def start(self) -> None:
         return None
@@ -43,6 +45,7 @@ class PersistSource:
             self.store.save(self.state.ledger)
             self.stats.add("saves")
             self.stats.publish(up=True, message_at=self.state.clock.time())
+            self._outage.ok()
         except Exception as exc:  # retried next interval, with a full rewrite
-            log.warning("saving ledger state failed: %s", exc)
+            self._outage.failed(exc, SAVE_INTERVAL)
             self.stats.publish(up=False, error=f"{type(exc).__name__}: {exc}")

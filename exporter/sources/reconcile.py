@@ -32,7 +32,7 @@ from typing import Any
 
 from exporter.gcpause import gc_paused
 from exporter.ledger_store import LedgerStore
-from exporter.outage import Backoff
+from exporter.outage import Backoff, OutageLog
 from exporter.sources.base import Boot, SourceStats
 from exporter.sources.inflight import InFlight
 from exporter.sources.resultparse import PARSE_ERRORS, parse_result, task_ids_from_keys
@@ -48,6 +48,7 @@ MGET_CHUNK = 250
 
 class ReconcileSource:
     name = SOURCE_RECONCILE
+    BACKOFF = (1.0, 30.0)  # seconds: first retry, cap (tests shorten it)
 
     def __init__(
         self,
@@ -72,6 +73,9 @@ class ReconcileSource:
         self.runs = 0
         self.resumed = 0  # passes resumed after an interruption
         self.last_duration: float | None = None
+        # An unreachable backend is logged once per outage, not on every retry.
+        self._load_outage = OutageLog(log, "loading saved ledger state")
+        self._pass_outage = OutageLog(log, "reconcile")
         state.ledger.expect_backfill()
 
     def start(self) -> None:
@@ -96,17 +100,19 @@ class ReconcileSource:
 
     def _loop(self) -> None:
         """Load the saved ledger, open the boot gate, then run whenever asked."""
-        backoff = Backoff(1.0, 30.0)
+        backoff = Backoff(*self.BACKOFF)
         while not self._stop.is_set() and not self._boot.loaded.is_set():
             try:
                 if self.store is not None:
                     self.store.load(self.state.ledger)
                 self._boot.loaded.set()
+                self._load_outage.ok()
             except Exception as exc:  # Redis down at start: retry, then give up
                 delay = backoff.next()
-                log.warning("cannot load saved ledger state (%s); retrying in %.0fs", exc, delay)
+                self._load_outage.failed(exc, delay)
                 self.stats.publish(up=False, error=f"load: {exc}")
                 self._stop.wait(delay)
+        backoff.reset()
         self._wanted.set()  # the start-up run
         while not self._stop.is_set():
             self._wanted.wait()
@@ -116,9 +122,10 @@ class ReconcileSource:
             try:
                 self.run_once()
                 backoff.reset()
+                self._pass_outage.ok()
             except Exception as exc:  # retried on the next request or backoff
                 delay = backoff.next()
-                log.warning("reconcile failed: %s; next try in %.0fs", exc, delay)
+                self._pass_outage.failed(f"pass failed: {exc}", delay)
                 self.stats.publish(up=False, error=f"{type(exc).__name__}: {exc}")
                 if not self._stop.wait(delay):
                     self._wanted.set()

@@ -17,7 +17,7 @@ from tests.conftest import celery_app, free_port, wait_for
 from tests.integration.core_helpers import ExporterProcess, fresh_db
 
 pytestmark = pytest.mark.integration
-OP, VIEW = "op-daemon-token", "view-daemon-token"
+OP, VIEW = "op-daemon-token-01", "view-daemon-token-01"
 
 
 def test_daemon_api_stuck_revoke_and_retry(

@@ -109,7 +109,7 @@ def test_recent_filters_and_cursor_paging() -> None:
     ).json()
     assert len(by_name["items"]) == 7
     bad = client.get("/api/tasks/recent", params={"cursor": "garbage!"}, headers=HEAD_V)
-    assert bad.status_code == 422 and "cursor" in bad.json()["message"]
+    assert bad.status_code == 400 and "cursor" in bad.json()["message"]
 
 
 def test_task_fields_hide_args_and_truncate_errors() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from exporter.cli import OPTIONS, build_parser, load_config
-from exporter.config import Config, ConfigError
+from exporter.config import MIN_TOKEN_LENGTH, Config, ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -101,6 +101,7 @@ def test_sentinel_url_is_a_redis_broker() -> None:
         (["--broker-transport-option", "novalue"], "not KEY=VALUE"),
         (["--events", "maybe"], "not a boolean"),
         (["--events-consumer", "kombu"], "--events-consumer must be auto or celery"),
+        (["--api-max-concurrent", "0"], "--api-max-concurrent must be >= 1"),
     ],
 )
 def test_bad_settings_fail_with_one_clear_line(argv: list[str], message: str) -> None:
@@ -118,11 +119,14 @@ def test_events_consumer_from_flag_or_env() -> None:
 
 def test_tokens_come_from_env_or_file_never_argv(tmp_path: Path) -> None:
     token_file = tmp_path / "ops"
-    token_file.write_text("op-secret-1\n\nop-secret-2\n")
-    env = {"CE_VIEWER_TOKENS": "v1,v2", "CE_OPERATOR_TOKENS_FILE": str(token_file)}
+    token_file.write_text("op-secret-0000001\n\nop-secret-0000002\n")
+    env = {
+        "CE_VIEWER_TOKENS": "viewer-000000001,viewer-000000002",
+        "CE_OPERATOR_TOKENS_FILE": str(token_file),
+    }
     cfg = load_config([], env=env)
-    assert cfg.viewer_tokens == ("v1", "v2")
-    assert cfg.operator_tokens == ("op-secret-1", "op-secret-2")
+    assert cfg.viewer_tokens == ("viewer-000000001", "viewer-000000002")
+    assert cfg.operator_tokens == ("op-secret-0000001", "op-secret-0000002")
     assert "op-secret" not in repr(cfg)  # never printed with the config
     flags = {f for action in build_parser()._actions for f in action.option_strings}
     assert not any(f.endswith("-tokens") or f == "--token" for f in flags)
@@ -160,3 +164,52 @@ def test_cli_exits_2_with_one_line_on_bad_config() -> None:
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "unsupported broker URL scheme" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"CE_VIEWER_TOKENS": "short"}, "viewer token #1 (CE_VIEWER_TOKENS or "),
+        (
+            {"CE_OPERATOR_TOKENS": "operator-token-0001,operator-tok\u00e9n-0002"},
+            "operator token #2 (CE_OPERATOR_TOKENS or --operator-token-file) has a character "
+            "that is not printable ASCII",
+        ),
+        ({"CE_METRICS_TOKENS": "metrics\x01token-00001"}, "metrics token #1"),
+        ({"CE_VIEWER_TOKENS": "fifteen-chars-x"}, "has 15 characters; tokens need at least 16"),
+    ],
+)
+def test_unusable_tokens_fail_at_start_without_showing_them(
+    env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config([], env=env)
+    text = str(err.value)
+    assert message in text
+    assert "\n" not in text
+    for value in env.values():
+        for token in value.split(","):
+            assert token not in text  # never echo a secret, even a bad one
+
+
+def test_token_rules_apply_to_token_files_too(tmp_path: Path) -> None:
+    path = tmp_path / "viewer"
+    path.write_text("viewer-token-000001\nbad token with spaces\n")
+    with pytest.raises(ConfigError, match=r"viewer token #2 .* not printable ASCII"):
+        load_config(["--viewer-token-file", str(path)], env={})
+    path.write_text("x" * MIN_TOKEN_LENGTH + "\n")
+    assert load_config(["--viewer-token-file", str(path)], env={}).viewer_tokens == (
+        "x" * MIN_TOKEN_LENGTH,
+    )
+
+
+def test_a_short_token_stops_the_cli_with_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from exporter.cli import main
+
+    monkeypatch.setenv("CE_OPERATOR_TOKENS", "hunter2")
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("celery-ops-exporter: error: operator token #1")
+    assert "hunter2" not in err

@@ -293,7 +293,7 @@ def test_log_levels_of_loguru() -> None:
 
 
 def test_unknown_ce_variables_get_one_warning() -> None:
-    env = {"CE_PORT": "9808", "CE_BORKER_URL": "x", "CE_METRICS_TOKENS": "t", "CE_ZZ": "1"}
+    env = {"CE_PORT": "9808", "CE_BORKER_URL": "x", "CE_METRICS_TOKENS": "t" * 16, "CE_ZZ": "1"}
     warnings = cli.start_warnings(cli.load_config([], env=env), env)
     assert warnings == ["ignoring unknown environment variables: CE_BORKER_URL, CE_ZZ"]
     assert cli.start_warnings(Config(), {"CE_PORT": "1"}) == []

@@ -24,3 +24,50 @@ def test_outage_logged_once_then_recovery(caplog: pytest.LogCaptureFixture) -> N
     assert "result pub/sub: refused; retrying in 2.0s" in warnings[0]
     assert len([m for lvl, m in levels if lvl == "DEBUG"]) == 4
     assert ("INFO", "result pub/sub: back after 5 failed attempts") in levels
+
+
+class _DownStore:
+    """A ledger store whose Redis refuses `failures` loads, then loads nothing."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+
+    def load(self, _ledger: object) -> bool:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise ConnectionError("Error 111 connecting to 127.0.0.1:6390. Connection refused.")
+        return False
+
+
+def test_unreachable_backend_is_logged_once_not_per_load_retry(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import fakeredis
+
+    from exporter.clock import FakeClock
+    from exporter.config import Config
+    from exporter.sources.base import Boot
+    from exporter.sources.reconcile import ReconcileSource
+    from exporter.state import State
+    from tests.conftest import wait_for
+
+    state = State(Config(broker_url="memory://", result_backend=""), FakeClock())
+    store = _DownStore(failures=5)
+    boot = Boot()
+    client = fakeredis.FakeRedis()
+    source = ReconcileSource(state, lambda: client, boot, store)  # type: ignore[arg-type]
+    source.BACKOFF = (0.001, 0.001)  # the retries themselves are not what is tested
+    with caplog.at_level(logging.DEBUG, logger="exporter.sources.reconcile"):
+        source.start()
+        try:
+            wait_for(boot.loaded.is_set, 10, what="saved state loaded")
+        finally:
+            source.stop()
+    assert store.calls == 6
+    lines = [
+        (r.levelname, r.getMessage()) for r in caplog.records if "ledger state" in r.getMessage()
+    ]
+    warnings = [m for lvl, m in lines if lvl == "WARNING"]
+    assert len(warnings) == 1 and "Connection refused" in warnings[0], lines
+    assert ("INFO", "loading saved ledger state: back after 5 failed attempts") in lines
