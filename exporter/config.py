@@ -96,6 +96,7 @@ class Config:
     # Optional second listener for /api and the page, so actions can stay internal.
     api_listen: str | None = None
     metrics_auth: str = "none"  # none | token | basic
+    metrics_render_interval: float = 1.0  # exposition.py: render at most this often
 
     # --- polling (the scrape loop) --------------------------------------------------------
     poll_interval: float = 10.0
@@ -213,6 +214,7 @@ class Config:
                 raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {value}")
         for name in (
             "worker_timeout",
+            "metrics_render_interval",
             "purge_offline_worker_metrics",
             "enable_events_interval",
             "reconcile_interval",

@@ -1,10 +1,11 @@
 """The HTTP front: `/`, `/metrics`, `/-/healthy`, `/-/ready`, and the API when it is built.
 
-`/metrics` renders the private registry from in-memory state only, so a scrape costs
-milliseconds however slow the cluster is. `/`, `/metrics`, `/-/healthy` and `/-/ready` (and the
-/metrics auth check) are `async def`s that do no I/O: they run on the event loop and never
-wait for a thread of any pool, so API calls stuck on a stalled Redis (which have their own
-bounded pool, api/gate.py) cannot delay them, on one listener or two (--api-listen).
+`/metrics` serves bytes rendered beforehand from in-memory state (exposition.py), so a
+scrape costs well under a millisecond however slow or large the cluster is. `/`, `/metrics`,
+`/-/healthy`, `/-/ready` and `/health` (and the /metrics auth check) are `async def`s that do
+no I/O: they run on the event loop and never wait for a thread of any pool, so API calls
+stuck on a stalled Redis (which have their own bounded pool, api/gate.py) cannot delay them,
+on one listener or two (--api-listen).
 `/api/docs` is our own page (api/page.py), not FastAPI's CDN-loaded Swagger UI.
 """
 
@@ -14,7 +15,6 @@ import html
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, PlainTextResponse
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 
 from exporter import __version__
@@ -24,6 +24,7 @@ from exporter.api.refusals import RefusalLog
 from exporter.api.stats import stats_for
 from exporter.celery_io import CeleryIO
 from exporter.collectors import build_registry
+from exporter.exposition import Exposition
 from exporter.state import State
 from exporter.urls import masked_url
 
@@ -102,7 +103,13 @@ def _add_metrics(app: FastAPI, state: State, registry: CollectorRegistry) -> Non
             refusals.note(request, exc, audit=False)
             raise
 
+    exposition = Exposition(registry, state.change_token, state.config.metrics_render_interval)
+
     @app.get("/metrics", include_in_schema=False, dependencies=[Depends(guard)])
     async def metrics(request: Request) -> Response:
-        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
-        return Response(encoder(registry), media_type=content_type)
+        # async and I/O-free: served on the event loop from bytes rendered beforehand, so it
+        # never queues behind API handlers in the thread pool.
+        gzip_ok = "gzip" in request.headers.get("accept-encoding", "")
+        body, content_type = exposition.get(request.headers.get("accept", ""), gzip_ok)
+        headers = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"} if gzip_ok else None
+        return Response(body, media_type=content_type, headers=headers)

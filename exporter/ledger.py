@@ -70,6 +70,9 @@ class Ledger(LedgerReads):
     ) -> None:
         self._clock = clock or SystemClock()
         self._lock = threading.Lock()
+        # Bumped by every write; read without the lock by the /metrics renderer (exposition.py)
+        # to tell whether anything may have changed since its last render.
+        self.changes = 0
         self._max_tasks = max_tasks
         self._window = success_window
         self._worker_label = worker_label
@@ -129,10 +132,12 @@ class Ledger(LedgerReads):
     def apply(self, update: TaskUpdate) -> bool:
         """Fold one update in. Returns True when it counted (not a duplicate)."""
         with self._lock:
+            self.changes += 1
             return self._apply(update, self._clock.time())
 
     def apply_many(self, updates: Iterable[TaskUpdate]) -> int:
         with self._lock:
+            self.changes += 1
             now = self._clock.time()
             return sum(self._apply(u, now) for u in updates)
 
@@ -252,6 +257,7 @@ class Ledger(LedgerReads):
     ) -> None:
         """Learn (task id, name, queue, worker, started_at) from inspect, without counting."""
         with self._lock:
+            self.changes += 1
             for task_id, name, queue, worker, started_at in tasks:
                 e = self._entries.get(task_id)
                 if e is None or e.seen & READY_MASK:
@@ -309,4 +315,5 @@ class Ledger(LedgerReads):
         from exporter.ledger_state import import_state
 
         with self._lock:
+            self.changes += 1
             import_state(self, data)

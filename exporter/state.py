@@ -48,6 +48,7 @@ class State:
         self.workers = WorkerHosts(config.max_workers, self.clock)
         self._on_workers_changed: Callable[[], None] | None = None
         self._lock = threading.Lock()
+        self._version = 0  # bumped when the snapshot or a source's health is replaced
 
     @property
     def snapshot(self) -> Snapshot:
@@ -55,6 +56,11 @@ class State:
 
     def set_snapshot(self, snapshot: Snapshot) -> None:
         self._snapshot = snapshot
+        self._version += 1
+
+    def change_token(self) -> tuple[int, int]:
+        """Moves whenever what /metrics shows may have changed (read without locks)."""
+        return self._version, self.ledger.changes
 
     def source_health(self) -> dict[str, SourceHealth]:
         with self._lock:
@@ -63,6 +69,7 @@ class State:
     def set_source_health(self, health: SourceHealth) -> None:
         with self._lock:
             self._sources[health.name] = health
+            self._version += 1
 
     def update_source(self, name: str, **changes: object) -> SourceHealth:
         """Change some fields of a source's health (creating it enabled if new)."""
@@ -70,6 +77,7 @@ class State:
             current = self._sources.get(name) or SourceHealth(name=name, enabled=True)
             updated = replace(current, **changes)  # type: ignore[arg-type]
             self._sources[name] = updated
+            self._version += 1
             return updated
 
     def saw_worker(self, hostname: str, when: float) -> None:

@@ -1,0 +1,218 @@
+"""Render once, serve many: `/metrics` bodies kept ready, with their gzip form.
+
+A scrape used to render the whole registry itself: at 1,000 task names over 20 queues that
+is a 4 MB body and about 290 ms of CPU per scrape, paid again by each Prometheus of an HA
+pair. Here one renderer thread renders each format a scraper has asked for (text 0.0.4,
+OpenMetrics) when what it shows may have changed, and keeps the bytes and their gzip form; a
+scrape picks the ready bytes and does no formatting, takes no ledger lock, waits on no I/O.
+
+When to render (`--metrics-render-interval`, default 1 s):
+- the change token moved (ledger writes, a new snapshot, source health), and the last render
+  is at least one interval old (or ten times as old as that render took, see `DUTY`): so a
+  busy cluster is rendered at most once per interval, and never more than 10% of the time;
+- nothing moved, but the last render is `REFRESH` seconds old: values derived from the time
+  (snapshot age, stuck tasks, the success window) stay that fresh;
+- a format nobody asked for in `IDLE_AFTER` seconds is not rendered at all, so an exporter
+  nobody scrapes spends nothing here. The first scrape of a format renders it once, inline.
+An interval of 0 renders on every scrape (the old path, kept for comparison and for tests).
+
+`celery_exporter_metrics_render_age_seconds` is appended to every body as it is served, so
+the age of what a scrape got is in the scrape itself. The gzip form is kept as a deflate
+stream flushed but not finished, with its compressor: a scrape copies the compressor and
+finishes the stream with the age line (one gzip member with the right CRC: a second member
+would be lost on clients that read only the first, such as httpx).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import weakref
+import zlib
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, replace
+
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import CollectorRegistry
+
+from exporter.textformat import encoder_for
+
+REFRESH = 10.0  # seconds: re-render unchanged state this often (time-derived values)
+# A render may take at most this share of the time: after a render that took r seconds the
+# next waits at least r / DUTY. At 1,000 task names a render is ~0.3 s of CPU, so a busy
+# cluster is rendered every ~3 s instead of every second, and rendering stays under 10% of
+# a core however large the cluster grows.
+DUTY = 0.1
+IDLE_AFTER = 600.0  # seconds without a scrape of a format before it is no longer rendered
+# zlib level 1: a 4.0 MB body compresses to about 6% of its size in ~15 ms; level 6 gains a
+# few percent for three times the CPU (measured with bench/scrape_bench.py, see RESULTS.md).
+GZIP_LEVEL = 1
+AGE_METRIC = "celery_exporter_metrics_render_age_seconds"
+_EOF = b"# EOF\n"
+
+
+def _tail(openmetrics: bool, age: float, renders: int, cpu: float) -> bytes:
+    """The families added as a body is served: its age, and the renderer's own cost."""
+    lines = []
+    for name, kind, value, help_text in (
+        (AGE_METRIC, "gauge", age, "Seconds since the served /metrics body was rendered "
+         "(--metrics-render-interval)"),
+        ("celery_exporter_metrics_renders", "counter", renders,
+         "Renders of /metrics bodies, every format"),
+        ("celery_exporter_metrics_render_cpu_seconds", "counter", cpu,
+         "CPU seconds spent rendering /metrics bodies"),
+    ):  # fmt: skip
+        family = name if openmetrics or kind != "counter" else f"{name}_total"
+        sample = f"{name}_total" if kind == "counter" else name
+        lines += [f"# HELP {family} {help_text}", f"# TYPE {family} {kind}", f"{sample} {value}"]
+    return ("\n".join(lines) + "\n").encode() + (_EOF if openmetrics else b"")
+
+
+@dataclass(frozen=True)
+class Body:
+    """One rendered format (OpenMetrics without its `# EOF` line), plain and gzip-ready."""
+
+    content_type: str
+    plain: bytes
+    gzip_head: bytes  # a gzip stream of `plain`, flushed, not finished
+    compressor: zlib._Compress  # the state after `plain`: copied to finish a response
+    rendered_at: float  # monotonic seconds
+    openmetrics: bool
+    took: float = 0.0  # seconds the render took
+
+    @classmethod
+    def render(cls, content_type: str, plain: bytes, at: float, openmetrics: bool) -> Body:
+        compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: gzip wrapper
+        head = compressor.compress(plain) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        return cls(content_type, plain, head, compressor, at, openmetrics)
+
+    def serve(self, gzip_ok: bool, now: float, renders: int = 0, cpu: float = 0.0) -> bytes:
+        age = round(max(0.0, now - self.rendered_at), 3)
+        tail = _tail(self.openmetrics, age, renders, round(cpu, 6))
+        if gzip_ok:
+            finish = self.compressor.copy()  # about 0.1 ms; the shared state stays unfinished
+            return self.gzip_head + finish.compress(tail) + finish.flush()
+        return self.plain + tail
+
+
+@dataclass
+class _Format:
+    encoder: Callable[[CollectorRegistry], bytes]
+    content_type: str
+    openmetrics: bool
+    body: Body | None = None
+    token: Hashable = None
+    asked_at: float = 0.0
+
+
+class Exposition:
+    """The ready bodies of one registry. `change_token` is cheap and read without locks."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        change_token: Callable[[], Hashable],
+        interval: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
+        background: bool = True,
+    ) -> None:
+        self.registry = registry
+        self.interval = interval
+        self._token = change_token
+        self._now = monotonic
+        self._background = background  # False: only refresh() renders (tests drive it)
+        self._formats: dict[str, _Format] = {}
+        self._render_lock = threading.Lock()  # one render at a time per registry
+        self.renders = 0
+        self.render_cpu_seconds = 0.0  # CPU the renders took (this thread's), for the bench
+
+    def get(self, accept: str, gzip_ok: bool) -> tuple[bytes, str]:
+        """(body, content type) for a scrape with these Accept/Accept-Encoding headers."""
+        encoder, content_type = choose_encoder(accept)
+        fmt = self._formats.get(content_type)
+        if fmt is None:
+            openmetrics = content_type.startswith("application/openmetrics")
+            fmt = self._formats.setdefault(
+                content_type, _Format(encoder_for(encoder), content_type, openmetrics)
+            )
+        now = self._now()
+        fmt.asked_at = now
+        body = fmt.body
+        if body is None or self.interval <= 0:
+            body = self._render(fmt)
+        elif self._background:
+            _renderer().watch(self)
+        body_bytes = body.serve(gzip_ok, self._now(), self.renders, self.render_cpu_seconds)
+        return body_bytes, content_type
+
+    def refresh(self) -> None:
+        """Render what is due (called by the renderer thread, and by tests)."""
+        now = self._now()
+        for fmt in list(self._formats.values()):
+            body = fmt.body
+            if body is None or now - fmt.asked_at > IDLE_AFTER:
+                continue
+            age = now - body.rendered_at
+            gap = max(self.interval, body.took / DUTY)
+            if age >= max(REFRESH, gap) or (age >= gap and self._token() != fmt.token):
+                self._render(fmt)
+
+    def _render(self, fmt: _Format) -> Body:
+        with self._render_lock:
+            token = self._token()
+            started, cpu = self._now(), time.thread_time()
+            plain = fmt.encoder(self.registry)
+            if fmt.openmetrics and plain.endswith(_EOF):
+                plain = plain[: -len(_EOF)]
+            body = Body.render(fmt.content_type, plain, started, fmt.openmetrics)
+            body = replace(body, took=self._now() - started)
+            fmt.body, fmt.token = body, token
+            self.renders += 1
+            self.render_cpu_seconds += time.thread_time() - cpu
+            return body
+
+
+class _Renderer:
+    """One daemon thread for every live `Exposition` of the process (held weakly)."""
+
+    TICK = 0.25  # seconds between checks of the change tokens (a few µs each)
+
+    def __init__(self) -> None:
+        self._live: weakref.WeakSet[Exposition] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, exposition: Exposition) -> None:
+        if exposition in self._live and self._thread is not None:
+            return
+        with self._lock:
+            self._live.add(exposition)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="metrics-render", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                live = list(self._live)
+                if not live:
+                    self._thread = None
+                    return
+            tick = min([self.TICK, *(e.interval for e in live if e.interval > 0)])
+            for exposition in live:
+                try:
+                    exposition.refresh()
+                except Exception:  # a collector bug must not stop every later render
+                    logging.getLogger(__name__).exception("rendering /metrics failed")
+            live = []  # hold no strong reference while asleep
+            time.sleep(tick)
+
+
+_RENDERER = _Renderer()
+
+
+def _renderer() -> _Renderer:
+    return _RENDERER

@@ -1,0 +1,169 @@
+"""Render once, serve many: when /metrics is rendered, what a scrape gets, gzip and formats."""
+
+from __future__ import annotations
+
+import gzip
+
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.clock import FakeClock
+from exporter.collectors import build_registry
+from exporter.config import Config
+from exporter.exposition import IDLE_AFTER, REFRESH, Exposition
+from exporter.http import create_app
+from exporter.state import State
+from exporter.taskstate import SUCCESS, TaskUpdate
+
+OM = "application/openmetrics-text; version=1.0.0"
+
+
+class Mono:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _setup(interval: float = 1.0) -> tuple[State, Exposition, Mono]:
+    state = State(Config(), FakeClock())
+    mono = Mono()
+    return (
+        state,
+        Exposition(build_registry(state), state.change_token, interval, mono, background=False),
+        mono,
+    )
+
+
+def _succeeded(body: bytes) -> float:
+    for family in text_string_to_metric_families(body.decode()):
+        if family.name == "celery_task_succeeded":
+            return sum(s.value for s in family.samples if s.name.endswith("_total"))
+    return 0.0
+
+
+def _done(state: State, task_id: str) -> None:
+    state.ledger.apply(TaskUpdate(task_id, SUCCESS, "pubsub", name="t.a", queue="q"))
+
+
+def test_renders_on_change_at_most_once_per_interval() -> None:
+    state, expo, mono = _setup()
+    assert _succeeded(expo.get("", False)[0]) == 0  # first scrape renders inline
+    assert expo.renders == 1
+    _done(state, "a")
+    assert _succeeded(expo.get("", False)[0]) == 0  # served ready bytes: no render
+    mono.t += 0.5
+    expo.refresh()
+    assert expo.renders == 1  # changed, but within the interval
+    mono.t += 0.5
+    expo.refresh()
+    assert expo.renders == 2 and _succeeded(expo.get("", False)[0]) == 1
+    mono.t += 5
+    expo.refresh()
+    assert expo.renders == 2  # nothing changed
+    mono.t += REFRESH
+    expo.refresh()
+    assert expo.renders == 3  # time-derived values refreshed
+
+
+def test_age_is_appended_and_gzip_is_the_same_body() -> None:
+    _state, expo, mono = _setup()
+    plain, ctype = expo.get("", False)
+    assert ctype.startswith("text/plain")
+    mono.t += 2.5
+    plain, _ = expo.get("", False)
+    zipped, _ = expo.get("", True)
+    assert gzip.decompress(zipped) == plain  # two gzip members read as one stream
+    assert b"\ncelery_exporter_metrics_render_age_seconds 2.5\n" in plain
+    assert b"\ncelery_exporter_metrics_renders_total 1\n" in plain
+    names = {f.name for f in text_string_to_metric_families(plain.decode())}
+    assert "celery_exporter_up" in names
+
+
+def test_openmetrics_keeps_eof_last_and_formats_render_apart() -> None:
+    _state, expo, _mono = _setup()
+    om, ctype = expo.get(OM, False)
+    assert ctype.startswith("application/openmetrics-text")
+    assert b"\ncelery_exporter_metrics_render_age_seconds 0.0\n" in om
+    assert b"# TYPE celery_exporter_metrics_renders counter\n" in om and om.endswith(b"\n# EOF\n")
+    assert om.count(b"# EOF") == 1
+    assert gzip.decompress(expo.get(OM, True)[0]) == om
+    expo.get("", False)
+    assert expo.renders == 2  # one per format
+
+
+def test_a_format_nobody_scrapes_is_not_rendered() -> None:
+    state, expo, mono = _setup()
+    expo.get(OM, False)
+    mono.t += IDLE_AFTER + 1
+    expo.get("", False)  # text is still scraped, OpenMetrics is not
+    renders = expo.renders
+    _done(state, "a")
+    mono.t += REFRESH
+    expo.refresh()
+    assert expo.renders == renders + 1
+
+
+def test_interval_zero_renders_every_scrape() -> None:
+    state, expo, _mono = _setup(interval=0)
+    expo.get("", False)
+    _done(state, "a")
+    assert _succeeded(expo.get("", False)[0]) == 1
+    assert expo.renders == 2
+
+
+def test_http_serves_gzip_when_asked() -> None:
+    state = State(Config(), FakeClock())
+    client = TestClient(create_app(state))
+    r = client.get("/metrics", headers={"Accept-Encoding": "gzip"})
+    assert r.status_code == 200 and r.headers["content-encoding"] == "gzip"
+    assert "celery_exporter_metrics_render_age_seconds" in r.text  # httpx decompressed it
+    raw = client.get("/metrics", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in raw.headers
+    assert "celery_exporter_up" in raw.text
+
+
+def test_served_bodies_pass_promtool_and_the_openmetrics_parser() -> None:
+    import shutil
+    import subprocess
+
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
+
+    state, expo, mono = _setup()
+    _done(state, "a")
+    mono.t += 3
+    text, _ = expo.get("", False)
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool missing: `make deps` installs Debian's prometheus package"
+    proc = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True)
+    assert proc.returncode == 0 and not proc.stdout.strip(), proc.stdout + proc.stderr
+    om, _ = expo.get(OM, False)
+    families = {f.name: f for f in om_parse(om.decode())}  # raises on a malformed body
+    assert families["celery_exporter_metrics_renders"].samples[0].value == 2
+
+
+def test_a_slow_render_spaces_the_next_ones_out() -> None:
+    from prometheus_client.core import GaugeMetricFamily
+    from prometheus_client.registry import CollectorRegistry
+
+    mono = Mono()
+    changes = [0]
+
+    class Slow:
+        def collect(self):  # type: ignore[no-untyped-def]
+            mono.t += 0.5  # each render takes half a second
+            yield GaugeMetricFamily("slow", "a slow collector", value=1)
+
+    registry = CollectorRegistry()
+    registry.register(Slow())
+    expo = Exposition(registry, lambda: changes[0], 1.0, mono, background=False)
+    expo.get("", False)
+    for _ in range(8):  # changing all the time, checked every 0.5 s for 4 s
+        changes[0] += 1
+        mono.t += 0.5
+        expo.refresh()
+    assert expo.renders == 1  # 0.5 s renders: at most one per 5 s (DUTY 10%)
+    mono.t += 0.5
+    expo.refresh()
+    assert expo.renders == 2
