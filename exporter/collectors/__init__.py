@@ -19,7 +19,7 @@ def build_registry(state: State) -> CollectorRegistry:
 
 
 def _collectors(state: State) -> list[Collector]:
-    from exporter.collectors import api, queues, tasks, workers
+    from exporter.collectors import api, beat, queues, tasks, workers
     from exporter.collectors import exporter as exporter_c
 
     return [
@@ -28,4 +28,5 @@ def _collectors(state: State) -> list[Collector]:
         exporter_c.ExporterCollector(state),
         tasks.TasksCollector(state),
         api.ApiCollector(state),
+        beat.BeatCollector(state),
     ]

@@ -22,6 +22,7 @@ from exporter.config import Config
 from exporter.poller import Poller
 from exporter.state import State
 from exporter.taskstate import TaskUpdate
+from tests.support.beat import beat_scenario
 from tests.support.cluster import FakeReader
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
@@ -114,6 +115,7 @@ def task_sources(clock: FakeClock) -> State:
 
 
 SCENARIOS: dict[str, Callable[[FakeClock], State]] = {
+    "beat": beat_scenario,
     "task_sources": task_sources,
     "idle": idle,
     "busy": busy,
