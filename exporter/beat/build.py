@@ -34,4 +34,17 @@ def beat_sources(state: State) -> list[BeatSource]:
                 tz,
             )
         )
+    if config.beat_django_db_url:
+        import importlib.util
+
+        from exporter.beat.django import DjangoReader, kind_of_url
+
+        url = config.beat_django_db_url
+        driver = "psycopg" if kind_of_url(url) == "postgresql" else "pymysql"
+        if importlib.util.find_spec(driver) is None:
+            raise ConfigError(
+                f"--beat-django-db-url needs the {driver} driver: "
+                "pip install 'celery-ops-exporter[django-beat]'"
+            )
+        readers.append(DjangoReader(url, tz))
     return [BeatSource(state, reader) for reader in readers]

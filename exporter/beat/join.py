@@ -69,7 +69,7 @@ def join_entry(
         dispatched = times.get(SENT) or times.get(RECEIVED) or times.get(STARTED)
     due = entry.next_due
     if due is None:
-        start = dispatched if dispatched is not None else anchor
+        start = dispatched if dispatched is not None else (entry.anchor or anchor)
         due = sched.next_after(entry.schedule, start, anchor=start)
         if due is None and dispatched is None:
             due = getattr(entry.schedule, "at", None)  # a clocked entry never run yet
@@ -127,13 +127,22 @@ def join(
 
 
 def _up_from_entries(rows: tuple[EntryView, ...], now: float, grace: float) -> bool | None:
-    """Without a lock: up when an entry was dispatched within its interval; down when an
-    entry missed a run and none was; unknown otherwise (e.g. just started, daily entries)."""
+    """Without a lock: down when a run came due (and was missed) after beat's latest dispatch
+    of any entry; up when an entry was dispatched within its interval; unknown otherwise
+    (e.g. just started with daily entries only). One broken entry while others are sent
+    does not make beat down: its due time is before their dispatches."""
+    sent = [r.last_dispatched for r in rows if r.last_dispatched is not None]
+    latest = max(sent) if sent else None
+    for row in rows:
+        if (
+            row.missed > 0
+            and row.next_due is not None
+            and (latest is None or row.next_due > latest)
+        ):
+            return False
     for row in rows:
         if not row.entry.enabled or row.interval is None or row.last_dispatched is None:
             continue
         if now - row.last_dispatched <= row.interval + grace:
             return True
-    if any(row.missed > 0 for row in rows):
-        return False
     return None

@@ -66,6 +66,8 @@ class BeatEntry:
     enabled: bool = True
     next_due: float | None = None  # the scheduler's own next run time, if it stores one
     last_run_at: float | None = None  # when beat last sent it, from the scheduler
+    # Never run: when its schedule starts counting (django-celery-beat: the row's last change)
+    anchor: float | None = None
     total_run_count: int | None = None
     queue: str | None = None
     # Arguments are never shown or exported; their digest tells entries of one task apart.
