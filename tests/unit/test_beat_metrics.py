@@ -4,10 +4,15 @@ liveness from RedBeat's lock or from dispatches, and the sources' own health."""
 
 from __future__ import annotations
 
+import datetime as dt
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.beat import cron
+from exporter.beat.build import beat_sources
 from exporter.beat.model import BeatEntry, Every, LockState
 from exporter.beat.source import BeatSource
 from exporter.clock import FakeClock
@@ -16,6 +21,8 @@ from exporter.config import Config
 from exporter.state import State
 from exporter.taskstate import TaskUpdate
 from tests.support.beat import ScriptedReader, beat_scenario
+
+UTC = dt.timezone.utc
 
 
 def samples(state: State) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -178,3 +185,48 @@ def test_store_down_keeps_the_last_read_and_says_so() -> None:
     reader.down = False
     source.run()
     assert beat(state, "celery_exporter_beat_source_up") == 1
+
+
+def test_schedule_file_crontab_across_dst_on_the_fake_clock(tmp_path: Path) -> None:
+    """A nightly 02:30 Europe/Berlin entry from a schedule file, its runs seen as task-sent
+    events, the fake clock walked across the spring and autumn changes of 2026."""
+    path = tmp_path / "schedule.toml"
+    path.write_text('[[entries]]\nname = "nightly"\ntask = "app.nightly"\n'
+                    'crontab = "30 2 * * *"\ntimezone = "Europe/Berlin"\n')  # fmt: skip
+    berlin = ZoneInfo("Europe/Berlin")
+
+    def at(*args: int) -> float:
+        return dt.datetime(*args, tzinfo=berlin).timestamp()
+
+    clock = FakeClock(at(2026, 3, 28, 2, 30))
+    state = State(Config(beat_grace=60.0, beat_schedule_file=str(path)), clock)
+    (source,) = beat_sources(state)
+    source.run()
+    m = "celery_beat_entry_"
+
+    def sent() -> None:
+        state.ledger.apply(TaskUpdate(f"n{clock.time()}", "SENT", "events",
+                                      timestamp=clock.time(), name="app.nightly"))  # fmt: skip
+
+    sent()  # 28 March, 02:30 CET
+    due = entry(state, m + "next_due_timestamp_seconds", "nightly", "app.nightly", "file")
+    # 29 March has no 02:30 (clocks jump 02:00 -> 03:00): next is the 30th, 02:30 CEST
+    assert due == at(2026, 3, 30, 2, 30) == dt.datetime(2026, 3, 30, 0, 30, tzinfo=UTC).timestamp()
+    assert entry(state, m + "interval_seconds", "nightly", "app.nightly", "file") == 86400
+    clock.advance(at(2026, 3, 29, 12) - clock.time())  # the 29th passes: nothing was due
+    assert entry(state, m + "overdue_seconds", "nightly", "app.nightly", "file") == 0
+    assert entry(state, m + "missed_runs", "nightly", "app.nightly", "file") == 0
+    clock.advance(at(2026, 3, 30, 2, 30) - clock.time() + 120)  # beat is silent at 02:30 CEST
+    assert entry(state, m + "overdue_seconds", "nightly", "app.nightly", "file") == 120
+    assert entry(state, m + "missed_runs", "nightly", "app.nightly", "file") == 1
+    sent()
+    assert entry(state, m + "missed_runs", "nightly", "app.nightly", "file") == 0
+    # autumn: 25 October, 02:30 comes twice (CEST, then CET); due once, at the first
+    clock.advance(dt.datetime(2026, 10, 25, 0, 30, tzinfo=UTC).timestamp() - clock.time())
+    sent()  # 02:30 CEST
+    clock.advance(3600)  # 02:30 CET: the repeated hour, not due again
+    assert entry(state, m + "overdue_seconds", "nightly", "app.nightly", "file") == 0
+    assert entry(state, m + "next_due_timestamp_seconds", "nightly", "app.nightly", "file") == (
+        at(2026, 10, 26, 2, 30))  # fmt: skip
+    # from the first 02:30 of the 25th to the 26th's is 25 hours; the 26th on is 24 again
+    assert entry(state, m + "interval_seconds", "nightly", "app.nightly", "file") == 86400
