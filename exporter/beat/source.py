@@ -42,6 +42,7 @@ class SourceView:
     first_ok: float | None = None  # when watching began: the anchor when no run is known
     reads: int = 0
     errors: int = 0
+    last_error: str | None = None
     skipped: Counter[str] = field(default_factory=Counter)
     lock_timeout: float = 0.0  # the largest lock TTL seen: RedBeat's lock timeout
     lock_refreshed_at: float | None = None
@@ -124,11 +125,14 @@ class BeatSource:
             read = self.reader.read(now, self.state.config.beat_max_entries)
         except Exception as exc:  # the store is down or answered nonsense: keep serving
             self.reader.close()
-            self._outage.failed(_oneline(exc), self.state.config.beat_interval)
+            self._outage.failed(_oneline(exc), self.state.config.beat_interval)  # once
+
+            error = _oneline(exc)
 
             def failed(view: SourceView) -> None:
                 view.up = False
                 view.errors += 1
+                view.last_error = error
 
             self._board.update(self.reader.source, failed)
             return
