@@ -108,6 +108,7 @@ class BeatSource:
         self.name = f"beat_{reader.source}"
         self._board = board_for(state)
         self._outage = OutageLog(log, f"beat schedule ({reader.source})")
+        self._skip_logged: set[str] = set()
         self._board.update(reader.source, lambda v: None)
 
     def start(self) -> None:
@@ -138,6 +139,15 @@ class BeatSource:
             return
         self._outage.ok()
         self._board.update(self.reader.source, lambda view: note_read(view, read))
+        for reason in sorted(set(read.skipped) - self._skip_logged):
+            self._skip_logged.add(reason)  # once per reason: the counter tells the rest
+            log.warning(
+                "beat schedule (%s): %d record(s) skipped (%s); counted in "
+                "celery_exporter_beat_records_skipped_total",
+                self.reader.source,
+                read.skipped[reason],
+                reason,
+            )
 
 
 def _oneline(exc: BaseException) -> str:

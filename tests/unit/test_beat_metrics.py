@@ -5,9 +5,11 @@ liveness from RedBeat's lock or from dispatches, and the sources' own health."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -230,3 +232,20 @@ def test_schedule_file_crontab_across_dst_on_the_fake_clock(tmp_path: Path) -> N
         at(2026, 10, 26, 2, 30))  # fmt: skip
     # from the first 02:30 of the 25th to the 26th's is 25 hours; the 26th on is 24 again
     assert entry(state, m + "interval_seconds", "nightly", "app.nightly", "file") == 86400
+
+
+def test_skipped_records_are_logged_once_per_reason(caplog: pytest.LogCaptureFixture) -> None:
+    state = State(Config(), FakeClock())
+    reader = ScriptedReader()
+    reader.skipped = {"bad_json": 2}
+    source = BeatSource(state, reader)
+    with caplog.at_level(logging.WARNING, logger="exporter.beat.source"):
+        source.run()
+        source.run()
+        reader.skipped = {"bad_json": 1, "wrong_type": 1}
+        source.run()
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2, lines
+    assert "2 record(s) skipped (bad_json)" in lines[0] and "(wrong_type)" in lines[1]
+    skipped = "celery_exporter_beat_records_skipped_total"
+    assert samples(state)[(skipped, (("reason", "bad_json"), ("source", "redbeat")))] == 5
