@@ -53,6 +53,7 @@ class BeatStatus:
     lock_held: bool | None
     lock_refreshed_at: float | None
     entries: tuple[EntryView, ...]
+    total: int = 0  # entries the store holds (more than `entries` past --beat-max-entries)
 
 
 def join_entry(
@@ -123,6 +124,7 @@ def join(
         lock_held=None if lock is None else lock.held,
         lock_refreshed_at=view.lock_refreshed_at,
         entries=rows,
+        total=read.total,
     )
 
 

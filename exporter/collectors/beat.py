@@ -81,7 +81,9 @@ def _beat(statuses: list[BeatStatus]) -> Iterator[Metric]:
         labels=["source"],
     )
     entries = GaugeMetricFamily(
-        "celery_beat_entries", "Entries in the schedule, by source", labels=["source"]
+        "celery_beat_entries",
+        "Entries the schedule store holds, by source (at most --beat-max-entries are exported)",
+        labels=["source"],
     )
     for s in statuses:
         if s.up is not None:
@@ -90,7 +92,7 @@ def _beat(statuses: list[BeatStatus]) -> Iterator[Metric]:
             held.add_metric([s.source], 1.0 if s.lock_held else 0.0)
         if s.lock_refreshed_at is not None:
             refreshed.add_metric([s.source], s.lock_refreshed_at)
-        entries.add_metric([s.source], float(len(s.entries)))
+        entries.add_metric([s.source], float(s.total))
     yield from (up, held, refreshed, entries)
 
 

@@ -70,7 +70,7 @@ def test_scenario_joins_scheduler_and_ledger() -> None:
     assert entry(state, m + "overdue_seconds", "old", "app.old") == 0
     assert entry(state, m + "enabled", "old", "app.old") == 0
     assert beat(state, "celery_beat_up") == 1
-    assert beat(state, "celery_beat_entries") == 4
+    assert beat(state, "celery_beat_entries") == 5  # the store's count: one did not decode
     s = samples(state)
     assert s[("celery_exporter_beat_records_skipped_total",
               (("reason", "bad_json"), ("source", "redbeat")))] == 1  # fmt: skip
@@ -175,7 +175,8 @@ def test_store_down_keeps_the_last_read_and_says_so() -> None:
     source = BeatSource(state, reader)
     source.run()
     assert beat(state, "celery_exporter_beat_source_up") == 1
-    assert beat(state, "celery_beat_entries") == 1
+    assert beat(state, "celery_beat_entries") == 2
+    assert entry(state, "celery_beat_entry_enabled", "b", "app.u") is None  # past the bound
     s = samples(state)
     assert s[("celery_exporter_beat_records_skipped_total",
               (("reason", "max_entries"), ("source", "redbeat")))] == 1  # fmt: skip
@@ -183,7 +184,7 @@ def test_store_down_keeps_the_last_read_and_says_so() -> None:
     source.run()
     assert beat(state, "celery_exporter_beat_source_up") == 0
     assert beat(state, "celery_exporter_beat_read_errors_total") == 1
-    assert beat(state, "celery_beat_entries") == 1 and reader.closed == 1
+    assert beat(state, "celery_beat_entries") == 2 and reader.closed == 1
     reader.down = False
     source.run()
     assert beat(state, "celery_exporter_beat_source_up") == 1
