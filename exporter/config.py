@@ -152,6 +152,18 @@ class Config:
     metric_prefix: str = "celery_"
     static_labels: dict[str, str] = field(default_factory=dict)
 
+    # --- Celery beat schedules (exporter/beat) -----------------------------------------------
+    beat_redbeat_url: str | None = field(default=None, repr=False)  # may hold a password
+    redbeat_key_prefix: str = "redbeat:"
+    redbeat_lock_key: str | None = None  # None: RedBeat's default, "<prefix>:lock"
+    beat_django_db_url: str | None = field(default=None, repr=False)  # may hold a password
+    beat_schedule_file: str | None = None
+    beat_timezone: str = "UTC"
+    beat_interval: float = 15.0
+    beat_max_entries: int = 500
+    beat_grace: float = 60.0
+    beat_stale_after: float = 330.0
+
     # --- logging ----------------------------------------------------------------------------
     log_level: str = "INFO"
     log_format: str = "text"  # text | json
@@ -264,6 +276,7 @@ class Config:
             raise ConfigError(
                 f"--events-consumer must be auto or celery, got {self.events_consumer!r}"
             )
+        _check_beat(self)
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"--log-format must be text or json, got {self.log_format!r}")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -315,3 +328,29 @@ def _check_host(host: str, flag: str) -> None:
         socket.getaddrinfo(host, None)
     except OSError as exc:
         raise ConfigError(f"{flag} {host!r} does not resolve: {exc}") from None
+
+
+def _check_beat(config: Config) -> None:
+    """The beat options (exporter/beat); the schedule file is checked when it is loaded."""
+    for name in ("beat_interval", "beat_stale_after"):
+        value = getattr(config, name)
+        if not value > 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {value}")
+    if config.beat_grace < 0:
+        raise ConfigError(f"--beat-grace must be >= 0, got {config.beat_grace}")
+    if config.beat_max_entries < 1:
+        raise ConfigError(f"--beat-max-entries must be >= 1, got {config.beat_max_entries}")
+    url = config.beat_django_db_url
+    if url and url_scheme(url).split("+")[0] not in ("postgresql", "postgres", "mysql", "mariadb"):
+        raise ConfigError(
+            f"--beat-django-db-url: unsupported scheme {url_scheme(url)!r}: use postgresql:// "
+            "or mysql://"
+        )
+    if config.beat_redbeat_url and url_scheme(config.beat_redbeat_url) not in REDIS_SCHEMES:
+        raise ConfigError("--beat-redbeat-url must be a redis:// or rediss:// URL")
+    from exporter.beat.cron import CronError, zone
+
+    try:
+        zone(config.beat_timezone)
+    except CronError as exc:
+        raise ConfigError(f"--beat-timezone: {exc}") from None

@@ -3,7 +3,8 @@
 Brings up Redis (the one on 6379 if reachable, in its own DB and key prefix; else a private
 redis-server), two Celery workers of the demo app, a load generator (successes, transient and
 permanent failures, retries, a task that hangs past --stuck-after, a queue nobody consumes, and
-a failure burst that trips the success-rate alert), the exporter, and Prometheus with the
+a failure burst that trips the success-rate alert), the exporter, a celery beat with a healthy
+and a broken periodic task (watched through a schedule file), and Prometheus with the
 shipped rules when it is installed. Prints the URLs and live progress; Ctrl-C or SIGTERM stops
 everything (no process is left behind).
 """
@@ -155,6 +156,7 @@ def run(args: argparse.Namespace, stack: Stack, stop: threading.Event) -> int:
     stack.start_workers(args.workers)
     port = args.port or free_port()
     stack.start_exporter(port, args.stuck_after)
+    stack.start_beat()
     if not args.no_prometheus:
         stack.start_prometheus(args.prometheus_port or free_port(), port)
     from exporter.celery_io.demo_app import LoadGenerator  # after DEMO_* are set

@@ -33,6 +33,11 @@ RULES = REPO / "deploy" / "prometheus" / "celery-rules.yml"
 PROMETHEUS = "/usr/bin/prometheus"
 DEMO_DB = 14  # on a shared Redis the demo also prefixes every key with KEYPREFIX
 KEYPREFIX = "celery-ops-demo:"
+# The demo beat: one healthy and one broken periodic task (demo_app's heartbeat and export).
+BEAT_ENTRIES = (
+    {"name": "heartbeat", "task": "demo.heartbeat", "every": 10},
+    {"name": "nightly-export", "task": "demo.export", "every": 15},
+)
 
 
 class DemoError(RuntimeError):
@@ -179,6 +184,19 @@ class Stack:
                        child.name, child, self.stop_event)  # fmt: skip
         return workers
 
+    def write_beat_schedule(self) -> Path:
+        """The demo beat's entries, as the schedule file the exporter reads (and beat too)."""
+        path = self.workdir / "beat-schedule.json"
+        path.write_text(json.dumps({"entries": list(BEAT_ENTRIES)}, indent=2))
+        return path
+
+    def start_beat(self) -> Child:
+        """Celery beat with its default file scheduler (state in the demo's work dir)."""
+        argv = [sys.executable, "-m", "celery", "-A", "exporter.celery_io.demo_app", "beat",
+                "-s", str(self.workdir / "celerybeat-schedule"), "--loglevel", "INFO"]  # fmt: skip
+        env = {**self.app_env(), "DEMO_BEAT_FILE": str(self.workdir / "beat-schedule.json")}
+        return self.spawn("beat", argv, env)
+
     def start_exporter(self, port: int, stuck_after: float) -> Child:
         argv = [sys.executable, "-m", "exporter", "--broker-url", self.broker_url,
                 "--host", "127.0.0.1", "--port", str(port),
@@ -186,6 +204,7 @@ class Stack:
                 "--stuck-after", str(stuck_after), "--success-window", "300",
                 "--broker-transport-option", f"global_keyprefix={KEYPREFIX}",
                 "--instance", "demo",
+                "--beat-schedule-file", str(self.write_beat_schedule()),
                 # The demo app's own transient error, so the conservative fix-it retries it.
                 "--transient-exceptions",
                 ",".join((*DEFAULT_TRANSIENT_EXCEPTIONS, "TransientError"))]  # fmt: skip

@@ -23,6 +23,7 @@ from typing import Any
 from exporter.clock import Clock, SystemClock
 from exporter.ledger_entry import BIT, READY_MASK, Entry, source_bit
 from exporter.ledger_evicted import EvictedIds
+from exporter.ledger_last import LastTimes
 from exporter.ledger_parts import (
     OTHER,
     UNKNOWN,
@@ -99,6 +100,7 @@ class Ledger(LedgerReads):
         self._recent: deque[str] = deque(maxlen=recent_size)
         self._recent_failed: deque[str] = deque(maxlen=recent_failed_size)
         self._outcomes = OutcomeWindow(success_window)
+        self._last = LastTimes()  # per name label: last sent/received/started/succeeded/failed
         # Evicted task ids whose results a reconcile could still find above the watermark,
         # oldest first; bounded like the entries, so the oldest are given up first.
         self._evicted = EvictedIds(max(1, max_tasks // 2))
@@ -190,6 +192,9 @@ class Ledger(LedgerReads):
                 self._finish(task_id, e, state, now, settle)
             elif state == STARTED and not e.seen & READY_MASK:
                 self._running[task_id] = e
+            if e.name:
+                label = e.name if e.name in self._names.values else OTHER
+                self._last.note(label, state, min(u.timestamp or now, now))
         if u.retries and state != RETRY and state != SENT:
             # Attempt r (received, started or final) means r retries happened before it.
             counted |= self._raise_retries(task_id, e, u.retries)

@@ -12,6 +12,7 @@ from collections import deque
 from exporter.clock import Clock
 from exporter.ledger_entry import Entry, record_of
 from exporter.ledger_evicted import EvictedIds
+from exporter.ledger_last import LastTimes
 from exporter.ledger_parts import (
     UNKNOWN,
     LabelGuard,
@@ -42,6 +43,7 @@ class LedgerReads:
     _recent: deque[str]
     _recent_failed: deque[str]
     _outcomes: OutcomeWindow
+    _last: LastTimes
 
     def counts(self) -> LedgerCounts:
         with self._lock:
@@ -116,3 +118,9 @@ class LedgerReads:
                     out.append(record_of(task_id, e))
         out.sort(key=lambda r: r.updated_at or 0.0, reverse=True)
         return out
+
+    def last_times(self) -> dict[str, dict[str, float]]:
+        """name label -> {state: when it was last counted} (SENT, RECEIVED, STARTED, SUCCESS,
+        FAILURE), from the update's own timestamp (never later than the ledger's clock)."""
+        with self._lock:
+            return self._last.copy()

@@ -49,7 +49,13 @@ ALLOWED_EMPTY: dict[str, str] = {
     "celery_exporter_actions_total": "no fix-it plan was carried out",
     "celery_broker_unacked_messages": "AMQP brokers (Redis only)",
     "celery_queue_consumers": "brokers that do not report consumers",
-}
+    **{f"celery_beat_{m}": "no beat schedule source configured (exporter/beat)" for m in (
+        "up", "entry_info", "entry_last_dispatched_timestamp_seconds",
+        "entry_last_success_timestamp_seconds", "entry_last_failure_timestamp_seconds",
+        "entry_next_due_timestamp_seconds", "entry_overdue_seconds", "entry_missed_runs",
+        "entry_enabled")},
+    "celery_exporter_beat_source_up": "no beat schedule source configured (exporter/beat)",
+}  # fmt: skip
 
 
 class Board:

@@ -23,6 +23,7 @@ from typing import Any
 
 # The helpers sit next to this file; it runs as a script and is loaded by path in the tests.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from beat_panels import beat_row
 from celery_panels import (
     ALLOWED_EMPTY,
     DEFAULT_SELECTOR,
@@ -100,6 +101,7 @@ def overview() -> dict[str, Any]:
           quantiles("celery_task_queue_wait_seconds"), "s", w=8)  # fmt: skip
     b.add("timeseries", "Stuck tasks", "Tasks running longer than --stuck-after, by name.",
           [(f"sum by (name) (celery_tasks_stuck{{{q}}})", "{{name}}")], w=8)  # fmt: skip
+    beat_row(b)
     slo = {"name": "slo", "label": "SLO", "type": "custom", "query": "0.99,0.995,0.999,0.95,0.9",
            "current": {"selected": True, "text": "0.99", "value": "0.99"}}  # fmt: skip
     return dashboard("celery-overview", "Celery / Overview", "Task success against the SLO, "

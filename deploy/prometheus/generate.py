@@ -28,6 +28,10 @@ from typing import Any
 import yaml
 
 HERE = Path(__file__).resolve().parent
+# The beat rules sit next to this file; it runs as a script and is loaded by path in the tests.
+sys.path.insert(0, str(HERE))
+import beat_rules  # noqa: E402
+
 DEFAULT_OUT = HERE / "celery-rules.yml"
 WINDOWS = ("5m", "30m", "1h", "6h")
 SECONDS = {"5m": 300, "30m": 1800, "1h": 3600, "6h": 21600}
@@ -64,6 +68,7 @@ VARIABLES: dict[str, tuple[Any, str]] = {
     "exporter_down_for": ("5m", "How long the exporter may be unscraped or down"),
     "events_off_for": ("15m", "How long workers may run without sending task events"),
     "runbook_url": ("README.md", "Where the runbook lives; alerts link to its anchors"),
+    **beat_rules.VARIABLES,
 }
 
 
@@ -309,7 +314,10 @@ def build(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         v[name] = value
     # One group: rules in a group run in order at the same timestamp, so each alert sees the
     # ratios recorded in this very evaluation (separate groups would lag, or race in promtool).
-    return {"groups": [{"name": "celery", "rules": recording_rules(v) + alerting_rules(v)}]}
+    rules = (
+        recording_rules(v) + alerting_rules(v) + beat_rules.alerts(v, _alert, lambda m: _sel(v, m))
+    )
+    return {"groups": [{"name": "celery", "rules": rules}]}
 
 
 class _Dumper(yaml.SafeDumper):

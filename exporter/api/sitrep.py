@@ -7,6 +7,7 @@ here, each a sentence an on-call person can act on without opening Grafana.
 
 from __future__ import annotations
 
+from exporter.api.beat_advice import beat_advice
 from exporter.api.models import (
     BrokerHealth,
     Health,
@@ -189,6 +190,9 @@ def _advise(report: Sitrep, state: State, snap: Snapshot, now: float) -> None:
         if s.enabled and not s.up:
             err = f": {s.last_error}" if s.last_error else ""
             watch.append(f"Task source {s.name} is down{err}; task counts may lag.")
+    beat_act, beat_watch = beat_advice(state, now)
+    act.extend(beat_act)
+    watch.extend(beat_watch)
     events = state.source_health().get("events")
     if events is not None and events.detail.get("task_events_enabled", 1.0) == 0:
         watch.append(

@@ -42,6 +42,22 @@ app.conf.update(
 )
 
 
+def _beat_schedule() -> dict[str, Any]:
+    """The demo beat's entries, from the schedule file the demo also hands the exporter
+    (DEMO_BEAT_FILE: {"entries": [{"name", "task", "every"}]}), so both read one list."""
+    path = os.environ.get("DEMO_BEAT_FILE")
+    if not path:
+        return {}
+    import json
+
+    with open(path, encoding="utf-8") as fh:
+        entries = json.load(fh)["entries"]
+    return {e["name"]: {"task": e["task"], "schedule": float(e["every"])} for e in entries}
+
+
+app.conf.beat_schedule = _beat_schedule()
+
+
 class TransientError(ConnectionError):
     """A network-blip-like failure (the fix-it API treats it as retryable)."""
 
@@ -78,6 +94,17 @@ def retry(self: Any, value: int) -> int:
 def slow(seconds: float) -> float:
     time.sleep(seconds)  # the "stuck" task: runs past the exporter's --stuck-after
     return seconds
+
+
+@app.task(name="demo.heartbeat")
+def heartbeat() -> str:
+    return "alive"  # the demo beat's healthy periodic task
+
+
+@app.task(name="demo.export")
+def export() -> None:
+    # The demo beat's broken periodic task: sent on time, fails every run.
+    raise PermanentError("export target s3://demo-bucket is not configured")
 
 
 @app.task(name="demo.report")

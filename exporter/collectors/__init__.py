@@ -22,7 +22,7 @@ def build_registry(state: State) -> CollectorRegistry:
 
 
 def _collectors(state: State) -> list[Collector]:
-    from exporter.collectors import api, queues, tasks, workers
+    from exporter.collectors import api, beat, queues, tasks, workers
     from exporter.collectors import exporter as exporter_c
 
     return [
@@ -31,4 +31,5 @@ def _collectors(state: State) -> list[Collector]:
         exporter_c.ExporterCollector(state),
         tasks.TasksCollector(state),
         api.ApiCollector(state),
+        beat.BeatCollector(state),
     ]

@@ -32,6 +32,7 @@ class Source(Protocol):
 
 def build_sources(state: State, io: CeleryIO | None) -> list[Source]:
     """Events (when --events and a Celery app), pub/sub and reconcile (Redis backend)."""
+    from exporter.beat.build import beat_sources
     from exporter.ledger_store import LedgerStore
     from exporter.sources.base import Boot
     from exporter.sources.inspect_names import InspectNames
@@ -84,6 +85,7 @@ def build_sources(state: State, io: CeleryIO | None) -> list[Source]:
     if reconcile is not None:
         sources.append(reconcile)
     sources.append(InspectNames(state))
+    sources.extend(beat_sources(state))  # schedules of Celery beat (exporter/beat), if set
     if store is not None:
         sources.append(PersistSource(state, store, boot))
     return sources

@@ -97,7 +97,7 @@ def test_demo_shows_the_traffic_shape_and_stops_cleanly(demo: Demo) -> None:
     match = wait_for(lambda: demo.find(r"demo: exporter\s+(http://\S+/metrics)"), 120,
                      what=f"the demo's exporter URL; output:\n{demo.output()}")  # fmt: skip
     url = match.group(1)
-    assert set(demo.pids()) >= {"redis", "worker1", "worker2", "exporter"}
+    assert set(demo.pids()) >= {"redis", "worker1", "worker2", "exporter", "beat"}
 
     def shape() -> bool:
         m = metrics(url)
@@ -112,6 +112,10 @@ def test_demo_shows_the_traffic_shape_and_stops_cleanly(demo: Demo) -> None:
             and total(m, "celery_tasks_stuck", name="demo.slow") >= 1
             and total(m, "celery_queue_length", queue_name="demo.backlog") >= 3
             and total(m, "celery_workers") == 2
+            # the demo beat: a healthy and a broken periodic task, from the schedule file
+            and total(m, "celery_beat_entry_last_success_timestamp_seconds", entry="heartbeat") > 0
+            and total(m, "celery_beat_entry_last_failure_timestamp_seconds", entry="nightly-export")
+            > 0
         )
 
     try:
@@ -132,6 +136,9 @@ def test_demo_shows_the_traffic_shape_and_stops_cleanly(demo: Demo) -> None:
     with urllib.request.urlopen(req, timeout=10) as resp:
         sitrep = json.loads(resp.read())
     assert any(q["name"] == "demo.backlog" for q in sitrep["queues"]), sitrep
+    assert any(line.startswith("Periodic task nightly-export (demo.export) failed")
+               for line in sitrep["watch_items"]), sitrep  # fmt: skip
+    assert total(metrics(url), "celery_beat_up", source="file") == 1
     if os.path.exists("/usr/bin/prometheus"):
         assert "prometheus" in demo.pids()
         # The progress line shows the recording rule once Prometheus has evaluated it.

@@ -24,6 +24,7 @@ from exporter.config import Config
 from exporter.poller import Poller
 from exporter.state import State
 from exporter.taskstate import TaskUpdate
+from tests.support.beat import beat_scenario
 from tests.support.cluster import FakeReader
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
@@ -132,6 +133,7 @@ def prefix_static(clock: FakeClock) -> State:
 
 
 SCENARIOS: dict[str, Callable[[FakeClock], State]] = {
+    "beat": beat_scenario,
     "task_sources": task_sources,
     "idle": idle,
     "busy": busy,

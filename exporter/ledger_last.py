@@ -1,0 +1,38 @@
+"""The last time each task name was sent, received, started, succeeded and failed.
+
+Beat monitoring joins schedule entries with these. Keyed by the name label the ledger's name
+guard admitted (names past --max-task-names share "other"), so it is bounded like the
+counters. The ledger calls `note` under its own lock; nothing here locks.
+"""
+
+from __future__ import annotations
+
+from exporter.taskstate import FAILURE, RECEIVED, SENT, STARTED, SUCCESS
+
+TRACKED = (SENT, RECEIVED, STARTED, SUCCESS, FAILURE)
+_SLOT = {state: i for i, state in enumerate(TRACKED)}
+
+
+class LastTimes:
+    __slots__ = ("_by_name",)
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, list[float | None]] = {}
+
+    def note(self, name: str, state: str, when: float) -> None:
+        slot = _SLOT.get(state)
+        if slot is None:
+            return
+        times = self._by_name.get(name)
+        if times is None:
+            times = self._by_name[name] = [None] * len(TRACKED)
+        current = times[slot]
+        if current is None or when > current:
+            times[slot] = when
+
+    def copy(self) -> dict[str, dict[str, float]]:
+        """name -> {state: last time} for the states seen."""
+        return {
+            name: {TRACKED[i]: t for i, t in enumerate(times) if t is not None}
+            for name, times in self._by_name.items()
+        }

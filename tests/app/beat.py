@@ -1,0 +1,24 @@
+"""Celery beat for the tests: the app of tests/app/tasks.py with RedBeat as its scheduler.
+
+TEST_REDBEAT_URL is RedBeat's Redis, TEST_REDBEAT_PREFIX its key prefix. Two entries every
+TEST_BEAT_EVERY seconds: "tick" (tests.add, succeeds) and "broken" (tests.fail_permanent).
+beat_max_loop_interval is 1 s, so beat ticks, and extends its lock (5 x 1 s), every second.
+"""
+
+from __future__ import annotations
+
+import os
+
+from tests.app.tasks import app
+
+every = float(os.environ.get("TEST_BEAT_EVERY", "2"))
+app.conf.update(
+    beat_scheduler="redbeat.RedBeatScheduler",
+    redbeat_redis_url=os.environ.get("TEST_REDBEAT_URL", app.conf.broker_url),
+    redbeat_key_prefix=os.environ.get("TEST_REDBEAT_PREFIX", "redbeat:"),
+    beat_max_loop_interval=1,
+    beat_schedule={
+        "tick": {"task": "tests.add", "schedule": every, "args": (1, 2)},
+        "broken": {"task": "tests.fail_permanent", "schedule": every},
+    },
+)
