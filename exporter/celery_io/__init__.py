@@ -7,11 +7,13 @@ kind of round trip: `inspect` (broadcasts), `depth` (queue depth per transport),
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any
 
 from celery import Celery
 
+from exporter.cluster import BrokerUnavailable
 from exporter.config import Config
 
 
@@ -60,24 +62,49 @@ class CeleryIO:
 
 
 class CeleryReader:
-    """The poller's `ClusterReader`, backed by a real broker."""
+    """The poller's `ClusterReader`, backed by a real broker. One broker connection is kept
+    from poll to poll for the inspect broadcasts and the queue depths (one poll at a time:
+    the poll job never overlaps itself)."""
 
     def __init__(self, io: CeleryIO) -> None:
         self._io = io
+        self._conn: Any = None
 
     def inspect(self, timeout: float, expected: int | None = None) -> Any:
         from exporter.celery_io.inspect import inspect_cluster
 
-        return inspect_cluster(self._io.app, timeout, expected)
+        app = self._io.app
+        held, self._conn = self._conn, None  # inspect_cluster releases it if it fails
+        if held is not None:
+            try:
+                reply, self._conn = inspect_cluster(app, timeout, expected, held)
+                return reply
+            except BrokerUnavailable:
+                pass  # held since the last poll, it may be stale: a fresh one decides
+        reply, self._conn = inspect_cluster(app, timeout, expected)
+        return reply
 
     def depths(self, queues: list[str]) -> Any:
         from exporter.celery_io.depth import read_depths
 
         cfg = self._io.config
-        return read_depths(self._io.app, cfg.broker_kind, queues, cfg.inspect_timeout)
+        try:
+            return read_depths(
+                self._io.app, cfg.broker_kind, queues, cfg.inspect_timeout, self._conn
+            )
+        except BaseException:
+            self._release()
+            raise
 
     def close(self) -> None:
+        self._release()
         self._io.close()
+
+    def _release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.release()
 
 
 def _drop_pools(app: Any) -> None:

@@ -79,14 +79,23 @@ def amqp_depths(conn: Any, queues: list[str]) -> DepthReply:
     return DepthReply(queues=out, unacked=None)
 
 
-def read_depths(app: Any, kind: str, queues: list[str], timeout: float) -> DepthReply:
-    with app.connection_for_read() as conn:
-        try:
-            conn.ensure_connection(max_retries=1, timeout=timeout)
-            if kind == "redis":
-                return redis_depths(conn, queues)
-            return amqp_depths(conn, queues)
-        except conn.connection_errors as exc:
-            raise BrokerUnavailable(f"{exc.__class__.__name__}: {exc}"[:300]) from exc
-        except OSError as exc:
-            raise BrokerUnavailable(f"{exc.__class__.__name__}: {exc}"[:300]) from exc
+def read_depths(
+    app: Any, kind: str, queues: list[str], timeout: float, conn: Any = None
+) -> DepthReply:
+    """Queue depths over `conn` (kept open: the caller owns it), or a connection of its own."""
+    if conn is None:
+        with app.connection_for_read() as own:
+            return _read_depths(own, kind, queues, timeout)
+    return _read_depths(conn, kind, queues, timeout)
+
+
+def _read_depths(conn: Any, kind: str, queues: list[str], timeout: float) -> DepthReply:
+    try:
+        conn.ensure_connection(max_retries=1, timeout=timeout)
+        if kind == "redis":
+            return redis_depths(conn, queues)
+        return amqp_depths(conn, queues)
+    except conn.connection_errors as exc:
+        raise BrokerUnavailable(f"{exc.__class__.__name__}: {exc}"[:300]) from exc
+    except OSError as exc:
+        raise BrokerUnavailable(f"{exc.__class__.__name__}: {exc}"[:300]) from exc

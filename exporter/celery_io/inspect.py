@@ -4,6 +4,10 @@ Each broadcast waits the whole timeout unless `limit` bounds the replies. The po
 `expected` (the workers it knows) so `stats` returns as soon as they all answered, and None
 now and then to discover new workers by waiting the timeout; every later broadcast is bounded
 by how many answered `stats`.
+
+The connection is kept from one poll to the next (`CeleryReader` holds it): a new kombu
+connection per poll cost a quarter of an idle exporter's poll CPU (connect, channel set-up,
+and redis-py reading its own package metadata for every new socket), bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -19,10 +23,15 @@ log = logging.getLogger(__name__)
 METHODS = ("stats", "active_queues", "active", "reserved", "scheduled")
 
 
-def inspect_cluster(app: Any, timeout: float, expected: int | None = None) -> InspectReply:
+def inspect_cluster(
+    app: Any, timeout: float, expected: int | None = None, conn: Any = None
+) -> tuple[InspectReply, Any]:
+    """The replies, and the broker connection to use next time (`conn`, if given and still
+    usable, else a new one). On failure the connection is released and the error raised."""
     replies: dict[str, dict[str, Any]] = {}
     unanswered: list[str] = []
-    conn = _connect(app, timeout)
+    if conn is None:
+        conn = _connect(app, timeout)
     try:
         found = expected or 0
         for method in METHODS:
@@ -51,9 +60,10 @@ def inspect_cluster(app: Any, timeout: float, expected: int | None = None) -> In
             replies[method] = dict(reply)
             if method == "stats":
                 found = len(reply)
-    finally:
+    except BaseException:
         conn.release()
-    return InspectReply(replies=replies, unanswered=tuple(unanswered))
+        raise
+    return InspectReply(replies=replies, unanswered=tuple(unanswered)), conn
 
 
 def _connect(app: Any, timeout: float) -> Any:

@@ -3,15 +3,16 @@
 On Redis, Celery's event exchange is a fanout that kombu carries over PUBLISH to channels
 named `<global_keyprefix>/<db>.<event exchange>/<routing key>`. This consumer subscribes to
 the same pattern Celery's receiver would (`RedisEventSettings.pattern`, computed from the
-app's configuration in `celery_io/events.py`) on a plain redis-py connection, reads every
-reply buffered per wake-up (hiredis parses them; after a wake-up it lingers `LINGER`, 50 ms, so one
-wake-up serves many messages even when each event is its own message), decodes them with
+app's configuration in `celery_io/events.py`) on a plain redis-py connection, reads it with
+the batch loop shared with the result listener (`exporter/pubsub_batch.py`: every reply
+buffered per wake-up, after a 50 ms linger, so one wake-up serves many messages even when
+each event is its own message), decodes them with
 `event_envelope.EventDecoder` and hands the whole batch to the events source at once.
 
 Nothing is declared on the broker: no queue, no binding in `_kombu.binding.<exchange>`, so a
 dead exporter leaves nothing behind. Like `EventStream` it runs on a background thread,
 reconnects with exponential backoff, logs an outage once, reports its state through
-`on_state` and stops within `WAIT` seconds. Redis Sentinel is resolved with redis-py's
+`on_state` and stops within `pubsub_batch.WAIT` seconds. Redis Sentinel is resolved with redis-py's
 Sentinel client, to the master, on every (re)connect.
 """
 
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,20 +30,11 @@ from redis.retry import Retry
 
 from exporter.celery_io.event_envelope import EventDecoder
 from exporter.outage import Backoff, OutageLog
+from exporter.pubsub_batch import LINGER, Message, read_batches
 
 log = logging.getLogger(__name__)
 
 BatchHandler = Callable[[list[dict[str, Any]], dict[str, int]], None]
-WAIT = 0.5  # seconds between checks of the stop flag while nothing arrives
-MAX_BATCH = 2000  # replies handled per batch at most, so counters never lag far behind
-# After a wake-up, let messages gather this long before reading them. Every wake-up costs
-# about 25-30 us of CPU (poll, recv, the thread switch, cold caches) whatever it reads, and a
-# worker without Celery's event buffer sends one message per event: lingering turns thousands
-# of wake-ups a second into twenty, for 50 ms of delay no scrape can notice. At 300 events/s
-# it halves the CPU per event against 10 ms (bench/RESULTS.md). No linger after a full batch:
-# when messages arrive faster than one batch per linger, the consumer reads back to back and
-# Redis's pub/sub output buffer for us never grows.
-LINGER = 0.05
 
 
 @dataclass(frozen=True)
@@ -198,35 +189,21 @@ class RedisEventStream:
         decode = self.decoder.decode
         decoder = self.decoder
         handler = self._handler
-        linger = self.linger
-        health = self.settings.health_interval
-        quiet_since = time.monotonic()
-        ping_sent = False
-        behind = False  # the last batch was full: more is waiting, read on without lingering
-        while not (stop.is_set() or self._stopping.is_set()):
-            if not conn.can_read(WAIT):
-                idle = time.monotonic() - quiet_since
-                if ping_sent and idle > 2 * health:
-                    raise redis.ConnectionError(f"no reply to PING within {health:.0f}s")
-                if not ping_sent and idle > health:
-                    conn.send_command("PING")
-                    ping_sent = True
-                continue
-            if linger and not behind:
-                time.sleep(linger)
+        utcoffset = self._utcoffset
+
+        def handle(batch: list[Message]) -> None:
             events: list[dict[str, Any]] = []
-            here = self._utcoffset()
-            for _ in range(MAX_BATCH):
-                reply = conn.read_response()
-                if type(reply) is list and len(reply) == 4 and reply[0] == b"pmessage":
-                    decode(reply[3], here, events)
-                if not conn.can_read(0):
-                    behind = False
-                    break
-            else:
-                behind = True
-            quiet_since = time.monotonic()
-            ping_sent = False
+            here = utcoffset()
+            for _channel, data in batch:
+                decode(data, here, events)
             counts = decoder.take_counts() if decoder.skipped or decoder.errors else {}
             if events or counts:
                 handler(events, counts)
+
+        read_batches(
+            conn,
+            lambda: stop.is_set() or self._stopping.is_set(),
+            handle,
+            linger=self.linger,
+            health_interval=self.settings.health_interval,
+        )

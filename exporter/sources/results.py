@@ -4,7 +4,8 @@ Celery's Redis backend PUBLISHes each result on a channel named like its key, so
 PSUBSCRIBE `<global_keyprefix>celery-task-meta-*` hears every transition. Pub/sub is
 server-wide, not per database: when other databases of the server hold keys, each batch is
 checked with EXISTS in ours and foreign results are skipped (`other_db`). Messages published
-while disconnected are lost, so every reconnect asks the reconcile source for a run.
+while disconnected are lost, so every reconnect asks the reconcile source for a run. The
+connection is read in batches by the loop the lean event consumer uses (`pubsub_batch`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from exporter.outage import Backoff, OutageLog
+from exporter.pubsub_batch import LINGER, read_batches
 from exporter.sources.base import Boot, SourceStats
 from exporter.sources.resultparse import PARSE_ERRORS, parse_result, task_id_from_key
 from exporter.state import State
@@ -48,6 +50,7 @@ class ResultsSource:
         self._verify_db = False
         self._verify_checked_at = float("-inf")
         self.connected = threading.Event()
+        self.linger = LINGER
 
     def start(self) -> None:
         if self._thread is None:
@@ -97,21 +100,21 @@ class ResultsSource:
         self.stats.publish(up=False)
 
     def _listen(self, client: Any, pubsub: Any) -> None:
-        batch: list[tuple[bytes, bytes]] = []
-        while not self._stop.is_set():
-            msg = pubsub.get_message(timeout=0.5)
-            deadline = time.monotonic() + 0.05
-            while msg is not None:
-                if msg.get("type") == "pmessage":
-                    batch.append((msg["channel"], msg["data"]))
-                if len(batch) >= 1000 or time.monotonic() > deadline:
-                    break
-                msg = pubsub.get_message(timeout=0.0)
-            if batch:
-                self.handle(batch, client)
-                batch = []
+        """Read the subscribed connection with the loop the lean event consumer uses: one
+        wake-up drains every buffered result, after a linger, and `handle` applies them under
+        one ledger lock (redis-py's get_message woke once per result: ~240 us each)."""
+
+        def tick() -> None:
             if time.monotonic() - self._verify_checked_at > 60:
                 self._check_other_dbs(client)
+
+        read_batches(
+            pubsub.connection,
+            self._stop.is_set,
+            lambda batch: self.handle(batch, client),
+            linger=self.linger,
+            tick=tick,
+        )
 
     def handle(self, batch: list[tuple[bytes, bytes]], client: Any = None) -> int:
         """Parse and apply one batch of (channel, data); returns how many counted."""

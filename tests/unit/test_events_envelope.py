@@ -207,7 +207,7 @@ class _Buffered:
             self.stop.set()  # drained: end the test's consume loop
         return self.waiting > 0
 
-    def read_response(self) -> list[bytes]:
+    def read_response(self, push_request: bool = False) -> list[bytes]:
         self.waiting -= 1
         return self.message
 
@@ -218,11 +218,11 @@ def test_lingers_once_per_wake_up_but_not_while_behind(monkeypatch: pytest.Monke
     Redis's pub/sub output buffer for us."""
     import threading
 
-    from exporter.celery_io import redis_events
+    from exporter import pubsub_batch
     from exporter.celery_io.redis_events import RedisEventSettings, RedisEventStream
 
     sleeps: list[float] = []
-    monkeypatch.setattr(redis_events.time, "sleep", sleeps.append)
+    monkeypatch.setattr(pubsub_batch.time, "sleep", sleeps.append)
     batches: list[int] = []
     stream = RedisEventStream(
         RedisEventSettings(pattern="/0.celeryev/*"),
@@ -231,6 +231,6 @@ def test_lingers_once_per_wake_up_but_not_while_behind(monkeypatch: pytest.Monke
         utcoffset=lambda: 0.0,
     )
     stop = threading.Event()
-    stream._consume(_Buffered(2 * redis_events.MAX_BATCH + 10, stop), stop)
-    assert batches == [redis_events.MAX_BATCH, redis_events.MAX_BATCH, 10]
-    assert sleeps == [redis_events.LINGER]
+    stream._consume(_Buffered(2 * pubsub_batch.MAX_BATCH + 10, stop), stop)
+    assert batches == [pubsub_batch.MAX_BATCH, pubsub_batch.MAX_BATCH, 10]
+    assert sleeps == [pubsub_batch.LINGER]

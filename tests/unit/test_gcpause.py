@@ -63,3 +63,30 @@ def test_reconcile_pass_pauses_and_restores_on_redis_error() -> None:
     with pytest.raises(ConnectionError):
         rec.run_once()
     assert gc.isenabled()
+
+
+def test_freed_heap_is_trimmed_once_when_the_outermost_pause_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from exporter import gcpause
+
+    calls: list[int] = []
+    monkeypatch.setattr(gcpause, "_malloc_trim", lambda pad: calls.append(pad) or 1)
+    with gc_paused():
+        with gc_paused():
+            pass
+        assert calls == []  # an inner pause ending is not the end of the job
+    assert calls == [0]
+    with pytest.raises(RuntimeError), gc_paused():
+        raise RuntimeError("boom")
+    assert calls == [0, 0]
+
+
+def test_trim_is_the_real_glibc_call_on_linux() -> None:
+    import platform
+
+    from exporter.gcpause import trim_heap
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("malloc_trim is glibc's")
+    assert trim_heap() is True

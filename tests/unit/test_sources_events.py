@@ -187,3 +187,24 @@ def test_batch_task_events_count_before_a_later_heartbeat() -> None:
         state.clock.advance(10)  # type: ignore[attr-defined]
         src.handle_many([ev("worker-heartbeat", processed=processed)])
     assert not src.check.enabled()
+
+
+def test_counters_are_published_from_the_receiver_thread_once_a_second() -> None:
+    """No scheduler wake-up per second: a batch publishes the counters when a second has
+    passed since the last publish; the job only catches a batch followed by silence."""
+    clock = FakeClock()
+    state = State(Config(), clock=clock)
+    src = EventsSource(state, FakeStream, Boot())
+    assert [interval for _f, interval, name in src.jobs() if name == "events-flush"] == [10.0]
+
+    def published() -> float:
+        return state.source_health()["events"].detail.get("events:task-received", 0)
+
+    src.handle(ev("task-received", uuid="a", name="t"))
+    assert published() == 1  # the first batch publishes at once
+    clock.advance(0.5)
+    src.handle(ev("task-received", uuid="b", name="t"))
+    assert published() == 1  # within the second: held back
+    clock.advance(0.6)
+    src.handle(ev("task-received", uuid="c", name="t"))
+    assert published() == 3

@@ -1,0 +1,313 @@
+"""Whole-process cost of the exporter on a live cluster, beside its peers, in one run.
+
+    python -m bench.live_bench                    # 3,000 tasks, 30 s idle window
+    python -m bench.live_bench --small            # CI-sized smoke run (no peers)
+    python -m bench.live_bench --flower CELERY_BIN --reference-python PY --reference-dir DIR
+
+One private redis-server is broker and result backend; one real prefork worker (`-c 2`,
+`-E`) runs tests/app/tasks.py. Side by side, as separate processes watching the same
+cluster: this exporter in four source combinations (everything on, `--results-pubsub
+false`, `--events false`, both off), and, when given, Flower (`celery flower`, which keeps
+Prometheus metrics from events) and danihodovic/celery-exporter (the reference). Each is
+measured by its whole-process CPU time (user + system from /proc/<pid>/stat, every thread),
+never by wall time:
+
+- idle: CPU per second over `--idle-seconds` with the worker connected and nothing running;
+- load: CPU from just before the first task is sent until `--tail-seconds` after the last
+  result is stored, divided by the number of tasks; `--tasks` tasks, about 10% failing and
+  10% retried once;
+- RSS at the end.
+
+The machine may be loaded by other work: compare the ratios of one run, not absolute
+figures across runs. Counts are checked exact for every configuration of ours that counts
+tasks (every one but both-off before its first reconcile, which is after 300 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE_CPU_PER_EVENT = 0.3e-3  # seconds, danihodovic/celery-exporter's published figure
+TICK = os.sysconf("SC_CLK_TCK")
+OURS = {
+    "ours: everything on": [],
+    "ours: --results-pubsub false": ["--results-pubsub", "false"],
+    "ours: --events false": ["--events", "false"],
+    "ours: both off": ["--results-pubsub", "false", "--events", "false"],
+}
+COUNTED = ("succeeded", "failed", "retried")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of the whole process (all threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@dataclass
+class Watched:
+    """One monitoring process watching the cluster, with its /metrics port."""
+
+    name: str
+    argv: list[str]
+    port: int
+    cwd: Path = ROOT
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    log: Any = None
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    def start(self) -> None:
+        # Kept open for the process's lifetime and removed in stop(): no context manager fits.
+        self.log = tempfile.NamedTemporaryFile(prefix="live-bench-", suffix=".log", delete=False)  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            self.argv,
+            cwd=self.cwd,
+            env={**os.environ, **self.env},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def metrics(self) -> str:
+        import httpx
+
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=5).text
+        except httpx.HTTPError:
+            return ""
+
+    def alive(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{self.name} exited:\n{Path(self.log.name).read_text()[-3000:]}")
+        return True
+
+    def cpu(self) -> float:
+        assert self.proc is not None
+        return cpu_seconds(self.proc.pid)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        if self.log is not None:
+            os.unlink(self.log.name)
+
+
+def our_counts(text: str) -> Counter[str]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: Counter[str] = Counter()
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            for counter in COUNTED:
+                if s.name == f"celery_task_{counter}_total":
+                    out[counter] += int(s.value)
+    return out
+
+
+def send_tasks(app: Any, n: int) -> Counter[str]:
+    """n tasks: every tenth fails, every tenth (another one) retries once; the truth."""
+    truth: Counter[str] = Counter()
+    with app.producer_or_acquire() as producer:
+        for i in range(n):
+            if i % 10 == 3:
+                app.send_task("tests.fail_permanent", (), producer=producer)
+                truth["failed"] += 1
+            elif i % 10 == 7:
+                app.send_task("tests.retry_once", (i,), producer=producer)
+                truth["retried"] += 1
+                truth["succeeded"] += 1
+            else:
+                app.send_task("tests.add", (i, 1), producer=producer)
+                truth["succeeded"] += 1
+    return truth
+
+
+def final_results(client: Any) -> int:
+    done = 0
+    for key in client.scan_iter(match="celery-task-meta-*", count=1000):
+        raw = client.get(key)
+        if raw and json.loads(raw).get("status") in ("SUCCESS", "FAILURE"):
+            done += 1
+    return done
+
+
+def wait(cond: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.2)
+
+
+def watched(args: argparse.Namespace, url: str) -> list[Watched]:
+    from tests.conftest import free_port
+
+    procs = []
+    for i, (name, extra) in enumerate(OURS.items()):
+        port = free_port()
+        argv = [sys.executable, "-m", "exporter", "--broker-url", url, "--result-backend", url]
+        argv += ["--instance", f"live{i}", "--host", "127.0.0.1", "--port", str(port), *extra]
+        procs.append(Watched(name, argv, port, env={"PYTHONPATH": str(ROOT)}))
+    if args.flower:
+        port = free_port()
+        argv = [args.flower, "--broker", url, "flower", "--address=127.0.0.1", f"--port={port}"]
+        procs.append(Watched("Flower", argv, port, cwd=Path(tempfile.gettempdir())))
+    if args.reference_python and args.reference_dir:
+        port = free_port()
+        argv = [args.reference_python, "cli.py", "--broker-url", url, "--port", str(port)]
+        argv += ["--host", "127.0.0.1"]
+        procs.append(Watched("danihodovic/celery-exporter", argv, port, Path(args.reference_dir)))
+    return procs
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    import redis
+
+    from tests.conftest import RedisServer, Worker, celery_app
+
+    server = RedisServer()
+    server.start()
+    url = f"{server.url}/0"
+    env = {"TEST_BROKER_URL": url, "TEST_BACKEND_URL": url}
+    procs = watched(args, url)
+    worker: Worker | None = None
+    try:
+        for p in procs:
+            p.start()
+        for p in procs:
+            wait(lambda p=p: p.alive() and bool(p.metrics()), 300, f"{p.name} /metrics")
+        worker = Worker(env, concurrency=args.concurrency, extra=("-E",)).wait_ready()
+        time.sleep(args.settle_seconds)  # discovery, first polls and reconciles, imports
+        idle0 = {p.name: p.cpu() for p in procs}
+        t0 = time.monotonic()
+        time.sleep(args.idle_seconds)
+        idle_wall = time.monotonic() - t0
+        for p in procs:
+            p.figures["idle_ms_per_s"] = (p.cpu() - idle0[p.name]) / idle_wall * 1e3
+        app = celery_app(env)
+        client = redis.Redis.from_url(url)
+        load0 = {p.name: p.cpu() for p in procs}
+        t0 = time.monotonic()
+        truth = send_tasks(app, args.tasks)
+        wait(lambda: final_results(client) >= args.tasks, 60 + args.tasks / 10, "all results")
+        drained = time.monotonic() - t0
+        time.sleep(args.tail_seconds)
+        for p in procs:
+            p.alive()
+            spent = p.cpu() - load0[p.name]
+            p.figures.update(
+                cpu_s=spent,
+                cpu_ms_per_task=spent / args.tasks * 1e3,
+                rss_mb=rss_mb(p.proc.pid) if p.proc else 0.0,
+            )
+        for p in procs:
+            if p.name.startswith("ours") and p.name != "ours: both off":
+                # Exact once every source caught up; the reconcile-only one is not waited for.
+                def exact(p: Watched = p) -> bool:
+                    return our_counts(p.metrics()) == truth
+
+                with contextlib.suppress(RuntimeError):
+                    wait(exact, 30, f"{p.name} counts")
+                p.figures["counts"] = dict(our_counts(p.metrics()))
+                p.figures["counts_exact"] = p.figures["counts"] == dict(truth)
+        report: dict[str, Any] = {
+            "tasks": args.tasks,
+            "truth": dict(truth),
+            "drained_s": drained,
+            "idle_s": idle_wall,
+            "tail_s": args.tail_seconds,
+            "concurrency": args.concurrency,
+            "processes": {p.name: p.figures for p in procs},
+        }
+        ours = report["processes"]["ours: everything on"]
+        for p in procs:
+            if not p.name.startswith("ours") and p.figures["cpu_ms_per_task"]:
+                p.figures["ours_cheaper_x"] = p.figures["cpu_ms_per_task"] / max(
+                    ours["cpu_ms_per_task"], 1e-9
+                )
+        return report
+    finally:
+        if worker is not None:
+            worker.stop()
+        for p in procs:
+            p.stop()
+        server.cleanup()
+
+
+def show(report: dict[str, Any]) -> None:
+    print(
+        f"live: {report['tasks']} tasks {report['truth']}, drained in {report['drained_s']:.1f}s,"
+        f" idle window {report['idle_s']:.0f}s, tail {report['tail_s']:.0f}s"
+    )
+    print(f"{'process':34} {'idle ms/s':>9} {'CPU s':>7} {'ms/task':>8} {'RSS MB':>7}  notes")
+    for name, f in report["processes"].items():
+        notes = []
+        if "counts_exact" in f:
+            notes.append("counts exact" if f["counts_exact"] else f"counts {f['counts']}")
+        if "ours_cheaper_x" in f:
+            notes.append(f"ours (everything on) {f['ours_cheaper_x']:.1f}x cheaper")
+        print(
+            f"{name:34} {f['idle_ms_per_s']:9.2f} {f['cpu_s']:7.2f} {f['cpu_ms_per_task']:8.3f}"
+            f" {f['rss_mb']:7.1f}  {'; '.join(notes)}"
+        )
+    ours = report["processes"]["ours: everything on"]["cpu_ms_per_task"]
+    # A task makes about 5 events here (sent, received, started, succeeded/failed; retried).
+    reference = REFERENCE_CPU_PER_EVENT * 1e3 * 5
+    print(
+        f"live: the reference's published ~0.3 ms CPU per event is ~{reference:.1f} ms per task"
+        f" (5 events each): ours {ours:.3f} ms/task, {reference / max(ours, 1e-9):.1f}x cheaper"
+    )
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m bench.live_bench")
+    parser.add_argument("--small", action="store_true", help="CI-sized run (40 tasks, short)")
+    parser.add_argument("--tasks", type=int, default=None, help="tasks sent (default 3000)")
+    parser.add_argument("--concurrency", type=int, default=2, help="prefork worker -c")
+    parser.add_argument("--idle-seconds", type=float, default=None, help="idle window (30)")
+    parser.add_argument("--tail-seconds", type=float, default=None, help="after drain (8)")
+    parser.add_argument("--settle-seconds", type=float, default=None, help="before idle (15)")
+    parser.add_argument("--flower", help="a `celery` executable with flower installed")
+    parser.add_argument("--reference-python", help="python of a celery-exporter venv")
+    parser.add_argument("--reference-dir", help="a danihodovic/celery-exporter checkout")
+    args = parser.parse_args(argv)
+    small = args.small
+    args.tasks = args.tasks or (40 if small else 3000)
+    args.idle_seconds = args.idle_seconds if args.idle_seconds is not None else (2 if small else 30)
+    args.tail_seconds = args.tail_seconds if args.tail_seconds is not None else (1 if small else 8)
+    if args.settle_seconds is None:
+        args.settle_seconds = 2 if small else 15
+    report = run(args)
+    show(report)
+    if os.environ.get("BENCH_JSON"):
+        Path(os.environ["BENCH_JSON"]).write_text(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""Reading a subscribed Redis connection in batches: the one read loop of every pub/sub source.
+
+Both pub/sub consumers (the lean event consumer, `celery_io/redis_events.py`, and the result
+pub/sub listener, `sources/results.py`) read their PSUBSCRIBE connection here. One wake-up
+drains every reply already buffered (hiredis parses them), up to `MAX_BATCH`, and hands the
+`pmessage` replies to the caller as one list of (channel, data), which the caller decodes
+and applies at once (one ledger lock per batch). After a wake-up the loop lingers `LINGER`
+so that one wake-up serves many messages even when every event or result is its own
+message; never after a full batch, when more is already waiting.
+
+Plain redis-py connections only (`can_read`, `read_response`, `send_command`): no Celery,
+no kombu, so `sources/` may use it and `celery_io/` may too. RESP2 or RESP3: on RESP3 (redis-py
+8's default) a message is a push reply (a `list` subclass), read with `push_request=True`,
+or redis-py would hand it to its push handler and block for the next ordinary reply.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+WAIT = 0.5  # seconds between checks of the stop flag while nothing arrives
+MAX_BATCH = 2000  # replies handled per batch at most, so counters never lag far behind
+# After a wake-up, let messages gather this long before reading them. Every wake-up costs
+# about 25-30 us of CPU (poll, recv, the thread switch, cold caches) whatever it reads, and a
+# worker without Celery's event buffer sends one message per event (and Celery's Redis
+# backend one PUBLISH per result): lingering turns thousands of wake-ups a second into
+# twenty, for 50 ms of delay no scrape can notice. At 300 events/s it halves the CPU per
+# event against 10 ms (bench/RESULTS.md). No linger after a full batch: when messages arrive
+# faster than one batch per linger, the loop reads back to back and Redis's pub/sub output
+# buffer for us never grows.
+LINGER = 0.05
+HEALTH_INTERVAL = 15.0  # PING after this long without a message; no reply in twice: reconnect
+
+Message = tuple[bytes, bytes]  # (channel, data) of one pmessage
+
+
+class NoPong(ConnectionError):
+    """The server answered nothing, not even a PING, for twice the health interval."""
+
+
+def read_batches(
+    conn: Any,
+    stopped: Callable[[], bool],
+    handle: Callable[[list[Message]], object],
+    *,
+    linger: float = LINGER,
+    max_batch: int = MAX_BATCH,
+    health_interval: float = HEALTH_INTERVAL,
+    tick: Callable[[], None] | None = None,
+) -> None:
+    """Read `conn` (already PSUBSCRIBEd) until `stopped()`; call `handle` once per wake-up
+    with every pmessage read, in order (other replies: subscribe confirmations, PONGs, are
+    dropped). `tick` runs after every wake-up or idle `WAIT`. Raises on a broken connection,
+    or `NoPong` when a PING sent after `health_interval` of silence got no reply in as long
+    again (a half-open socket)."""
+    quiet_since = time.monotonic()
+    ping_sent = False
+    behind = False  # the last batch was full: more is waiting, read on without lingering
+    while not stopped():
+        if not conn.can_read(WAIT):
+            idle = time.monotonic() - quiet_since
+            if ping_sent and idle > 2 * health_interval:
+                raise NoPong(f"no reply to PING within {health_interval:.0f}s")
+            if not ping_sent and idle > health_interval:
+                conn.send_command("PING", check_health=False)
+                ping_sent = True
+            if tick is not None:
+                tick()
+            continue
+        if linger and not behind:
+            time.sleep(linger)
+        batch: list[Message] = []
+        for _ in range(max_batch):
+            reply = conn.read_response(push_request=True)
+            if isinstance(reply, list) and len(reply) == 4 and reply[0] == b"pmessage":
+                batch.append((reply[2], reply[3]))
+            if not conn.can_read(0):
+                behind = False
+                break
+        else:
+            behind = True
+        quiet_since = time.monotonic()
+        ping_sent = False
+        handle(batch)
+        if tick is not None:
+            tick()

@@ -1,0 +1,31 @@
+"""Smoke run of the live-cluster benchmark: a real worker, four exporters, figures produced.
+
+Only that every figure is there and the counts are exact; timings are never asserted (the
+full size is run by hand, its figures in bench/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from bench import live_bench
+
+pytestmark = pytest.mark.integration
+
+
+def test_live_bench_small_run(capsys: pytest.CaptureFixture[str]) -> None:
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server is not installed")
+    report = live_bench.main(["--small"])
+    procs = report["processes"]
+    assert set(procs) == set(live_bench.OURS)
+    assert report["truth"] == {"succeeded": 36, "failed": 4, "retried": 4}
+    for name, figures in procs.items():
+        for key in ("idle_ms_per_s", "cpu_s", "cpu_ms_per_task", "rss_mb"):
+            assert figures[key] >= 0, (name, key)
+        assert figures["rss_mb"] > 0
+        if name != "ours: both off":
+            assert figures["counts"] == report["truth"], name
+    assert "ms/task" in capsys.readouterr().out
