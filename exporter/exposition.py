@@ -30,12 +30,13 @@ import threading
 import time
 import weakref
 import zlib
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, replace
 
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 
+from exporter.naming import DEFAULT_PREFIX, renamed
 from exporter.textformat import encoder_for
 
 REFRESH = 10.0  # seconds: re-render unchanged state this often (time-derived values)
@@ -52,8 +53,11 @@ AGE_METRIC = "celery_exporter_metrics_render_age_seconds"
 _EOF = b"# EOF\n"
 
 
-def _tail(openmetrics: bool, age: float, renders: int, cpu: float) -> bytes:
-    """The families added as a body is served: its age, and the renderer's own cost."""
+def _tail(
+    openmetrics: bool, age: float, renders: int, cpu: float, prefix: str, labels: str
+) -> bytes:
+    """The families added as a body is served: its age, and the renderer's own cost, named
+    and labelled like every other family (--metric-prefix, --static-label)."""
     lines = []
     for name, kind, value, help_text in (
         (AGE_METRIC, "gauge", age, "Seconds since the served /metrics body was rendered "
@@ -63,10 +67,22 @@ def _tail(openmetrics: bool, age: float, renders: int, cpu: float) -> bytes:
         ("celery_exporter_metrics_render_cpu_seconds", "counter", cpu,
          "CPU seconds spent rendering /metrics bodies"),
     ):  # fmt: skip
+        name = renamed(name, prefix)
         family = name if openmetrics or kind != "counter" else f"{name}_total"
         sample = f"{name}_total" if kind == "counter" else name
-        lines += [f"# HELP {family} {help_text}", f"# TYPE {family} {kind}", f"{sample} {value}"]
+        lines += [f"# HELP {family} {help_text}", f"# TYPE {family} {kind}"]
+        lines.append(f"{sample}{labels} {value}")
     return ("\n".join(lines) + "\n").encode() + (_EOF if openmetrics else b"")
+
+
+def _label_text(labels: Mapping[str, str]) -> str:
+    if not labels:
+        return ""
+    esc = {
+        k: v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+        for k, v in labels.items()
+    }
+    return "{" + ",".join(f'{k}="{v}"' for k, v in sorted(esc.items())) + "}"
 
 
 @dataclass(frozen=True)
@@ -87,9 +103,17 @@ class Body:
         head = compressor.compress(plain) + compressor.flush(zlib.Z_SYNC_FLUSH)
         return cls(content_type, plain, head, compressor, at, openmetrics)
 
-    def serve(self, gzip_ok: bool, now: float, renders: int = 0, cpu: float = 0.0) -> bytes:
+    def serve(
+        self,
+        gzip_ok: bool,
+        now: float,
+        renders: int = 0,
+        cpu: float = 0.0,
+        prefix: str = DEFAULT_PREFIX,
+        labels: str = "",
+    ) -> bytes:
         age = round(max(0.0, now - self.rendered_at), 3)
-        tail = _tail(self.openmetrics, age, renders, round(cpu, 6))
+        tail = _tail(self.openmetrics, age, renders, round(cpu, 6), prefix, labels)
         if gzip_ok:
             finish = self.compressor.copy()  # about 0.1 ms; the shared state stays unfinished
             return self.gzip_head + finish.compress(tail) + finish.flush()
@@ -116,12 +140,16 @@ class Exposition:
         interval: float = 1.0,
         monotonic: Callable[[], float] = time.monotonic,
         background: bool = True,
+        prefix: str = DEFAULT_PREFIX,
+        static_labels: Mapping[str, str] | None = None,
     ) -> None:
         self.registry = registry
         self.interval = interval
         self._token = change_token
         self._now = monotonic
         self._background = background  # False: only refresh() renders (tests drive it)
+        self._prefix = prefix
+        self._labels = _label_text(static_labels or {})
         self._formats: dict[str, _Format] = {}
         self._render_lock = threading.Lock()  # one render at a time per registry
         self.renders = 0
@@ -143,7 +171,9 @@ class Exposition:
             body = self._render(fmt)
         elif self._background:
             _renderer().watch(self)
-        body_bytes = body.serve(gzip_ok, self._now(), self.renders, self.render_cpu_seconds)
+        body_bytes = body.serve(
+            gzip_ok, self._now(), self.renders, self.render_cpu_seconds, self._prefix, self._labels
+        )
         return body_bytes, content_type
 
     def refresh(self) -> None:

@@ -103,7 +103,14 @@ def _add_metrics(app: FastAPI, state: State, registry: CollectorRegistry) -> Non
             refusals.note(request, exc, audit=False)
             raise
 
-    exposition = Exposition(registry, state.change_token, state.config.metrics_render_interval)
+    cfg = state.config
+    exposition = Exposition(
+        registry,
+        state.change_token,
+        cfg.metrics_render_interval,
+        prefix=cfg.metric_prefix,
+        static_labels=cfg.static_labels,
+    )
 
     @app.get("/metrics", include_in_schema=False, dependencies=[Depends(guard)])
     async def metrics(request: Request) -> Response:

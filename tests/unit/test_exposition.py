@@ -167,3 +167,20 @@ def test_a_slow_render_spaces_the_next_ones_out() -> None:
     mono.t += 0.5
     expo.refresh()
     assert expo.renders == 2
+
+
+def test_the_served_tail_is_named_and_labelled_like_the_rest() -> None:
+    state = State(Config(), FakeClock())
+    expo = Exposition(
+        build_registry(state),
+        state.change_token,
+        1.0,
+        Mono(),
+        background=False,
+        prefix="myapp_",
+        static_labels={"cluster": 'eu"1'},
+    )
+    text = expo.get("", False)[0].decode()
+    assert '\nmyapp_exporter_metrics_render_age_seconds{cluster="eu\\"1"} 0.0\n' in text
+    assert "# TYPE myapp_exporter_metrics_renders_total counter" in text
+    assert "celery_exporter_metrics" not in text
