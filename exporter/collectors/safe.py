@@ -51,6 +51,15 @@ class SafeCollector:
         self._inner = inner
         self._drops = drops
 
+    def describe(self) -> list[Metric]:
+        """The families, for the registry's name check at registration: not a scrape, so
+        nothing is counted (auto_describe would otherwise call collect)."""
+        try:
+            describe = getattr(self._inner, "describe", None)
+            return list(describe() if describe is not None else self._inner.collect())
+        except Exception:
+            return []
+
     def collect(self) -> Iterator[Metric]:
         try:
             families = list(self._inner.collect())
