@@ -197,25 +197,27 @@ _INVALID = object()
 
 def _walk(meta: dict[str, Any]) -> tuple[bool, bool]:
     """What a non-success record keeps (result, args, kwargs): whether it holds a float orjson
-    may have made of an integer beyond 64 bits, and whether args or kwargs nest deeper than
-    ARGS_DEPTH. Iterative, and far cheaper than decoding again."""
+    may have made of an integer beyond 64 bits, and whether it nests deeper than ARGS_DEPTH.
+    Iterative (only containers are stacked), and far cheaper than decoding again."""
     big = False
-    stack: list[tuple[Any, int]] = [
-        (meta.get("result"), 0),
-        (meta.get("args"), 0),
-        (meta.get("kwargs"), 0),
-    ]
+    stack: list[tuple[Any, int]] = [(meta, 0)]
+    first = True
     while stack:
         value, depth = stack.pop()
-        cls = value.__class__
-        if cls is float:
-            if not -_BIG < value < _BIG:
-                big = True
-        elif cls is list or cls is dict:
-            if depth >= ARGS_DEPTH:
-                return big, True
-            children = value if cls is list else value.values()
-            stack.extend((child, depth + 1) for child in children)
+        if first:  # the record itself: only these three fields are kept
+            children: Any = (meta.get("result"), meta.get("args"), meta.get("kwargs"))
+            first = False
+        else:
+            children = value if value.__class__ is list else value.values()
+        for child in children:
+            cls = child.__class__
+            if cls is float:
+                if not -_BIG < child < _BIG:
+                    big = True
+            elif cls is list or cls is dict:
+                if depth >= ARGS_DEPTH:
+                    return big, True
+                stack.append((child, depth + 1))
     return big, False
 
 
