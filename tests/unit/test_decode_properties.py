@@ -231,7 +231,7 @@ def test_saved_state_loader_is_total_and_what_it_loads_renders() -> None:
     redis = fakeredis.FakeRedis()
     store = LedgerStore(redis, "", "x")
 
-    @SETTINGS
+    @settings(SETTINGS, max_examples=40)
     @given(saved_states())
     def one(data: dict[str, Any]) -> None:
         # Through the store, as a restart reads it (JSON with escaped surrogates)...
