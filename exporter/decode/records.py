@@ -55,8 +55,8 @@ PARSE_ERRORS = frozenset({INVALID_JSON, NOT_A_RESULT})
 # orjson reads an integer beyond 64 bits as a float (json.loads keeps it exact); every such
 # float is at least this large. Smaller floats and all ints are decoded alike by both.
 _BIG = float(2**63)
-# Arguments nested deeper than this are not kept (not retryable); Celery tasks take plain
-# data, and the deepest arguments in the test apps nest 3 levels.
+# Arguments nested deeper than this are not kept (not retryable). Not measured against real
+# apps: a bound far beyond plain task data, and far below what a recursive walk survives.
 ARGS_DEPTH = 64
 
 
