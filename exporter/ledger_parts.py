@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from exporter.decode.clean import label
+
 if TYPE_CHECKING:
     from exporter.ledger_entry import Entry
 
@@ -35,6 +37,14 @@ class LabelGuard:
             return UNKNOWN
         if value in self.values:
             return value
+        if not (value.isascii() and value.isprintable()) or len(value) > 500:
+            # The decoders clean labels already: this only keeps a value no scrape can
+            # render (say, a lone surrogate) out of the counters whatever its path.
+            value = label(value)
+            if value is None:
+                return UNKNOWN
+            if value in self.values:
+                return value
         if len(self.values) >= self.limit:
             self.overflow += 1
             return OTHER

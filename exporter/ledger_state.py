@@ -10,15 +10,19 @@ state always match. `import_state` restores a fresh ledger from what the store r
 
 from __future__ import annotations
 
-import contextlib
+import logging
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from exporter.decode import clean
 from exporter.ledger_entry import READY_MASK, STATE_OF_BIT, Entry
-from exporter.ledger_parts import Histogram
+from exporter.ledger_parts import UNKNOWN, Histogram
+from exporter.taskstate import COUNTER_FOR_STATE
 
 if TYPE_CHECKING:
     from exporter.ledger import Ledger
 
+log = logging.getLogger(__name__)
 VERSION = 1
 
 
@@ -85,45 +89,124 @@ def export_state(ledger: Ledger) -> dict[str, Any]:
 
 
 def import_state(ledger: Ledger, data: dict[str, Any]) -> None:
-    """Restore counters and dedup entries; label guards re-admit the names they held."""
-    counters = data.get("counters") or {}
-    if counters.get("v") != VERSION:
+    """Restore counters and dedup entries; label guards re-admit the names they held.
+
+    What was saved is input like any other (an older version may have saved a label holding
+    a lone surrogate, which no scrape can render): labels are cleaned with the decoders'
+    rule (rows that clean to the same labels are added up), rows of the wrong shape or type
+    and counts that are not non-negative integers are dropped. Never raises."""
+    counters = data.get("counters") if isinstance(data, dict) else None
+    if not isinstance(counters, dict) or counters.get("v") != VERSION:
         return
-    ledger._watermark = max(ledger._watermark, float(counters.get("watermark", 0.0)))
+    fixed = _Repairs()
+    watermark = clean.finite(counters.get("watermark", 0.0))
+    if watermark is not None:
+        ledger._watermark = max(ledger._watermark, watermark)
     ledger._persisted_watermark = ledger._watermark
-    for name, queue, counter, value in counters.get("tasks", []):
-        _admit(ledger, name=name, queue_name=queue)
-        key = (name, queue, counter)
-        ledger._tasks[key] = ledger._tasks.get(key, 0) + int(value)
-    for name, queue, counter, host, value in counters.get("by_worker", []):
-        _admit(ledger, hostname=host)
-        wkey = (name, queue, counter, host)
-        ledger._by_worker[wkey] = ledger._by_worker.get(wkey, 0) + int(value)
-    for name, exc, value in counters.get("exceptions", []):
-        _admit(ledger, exception=exc)
-        ekey = (name, exc)
-        ledger._exceptions[ekey] = ledger._exceptions.get(ekey, 0) + int(value)
+    for labels, value in fixed.rows(counters.get("tasks"), 3, ("name", "queue_name", None)):
+        _admit(ledger, name=labels[0], queue_name=labels[1])
+        if labels[2] in _COUNTERS:
+            key = (labels[0], labels[1], labels[2])
+            ledger._tasks[key] = ledger._tasks.get(key, 0) + value
+    for labels, value in fixed.rows(
+        counters.get("by_worker"), 4, ("name", "queue_name", None, "hostname")
+    ):
+        _admit(ledger, hostname=labels[3])
+        if labels[2] in _COUNTERS:
+            wkey = (labels[0], labels[1], labels[2], labels[3])
+            ledger._by_worker[wkey] = ledger._by_worker.get(wkey, 0) + value
+    for labels, value in fixed.rows(counters.get("exceptions"), 2, ("name", "exception")):
+        _admit(ledger, exception=labels[1])
+        ekey = (labels[0], labels[1])
+        ledger._exceptions[ekey] = ledger._exceptions.get(ekey, 0) + value
     hists = ledger._hists
     for table, rows, bounds in (
         (hists.runtime, "runtime", hists.buckets),
         (hists.wait, "wait", hists.wait_buckets),
     ):
-        for name, queue, raw in counters.get(rows, []):
+        for labels, raw in fixed.rows(counters.get(rows), 2, ("name", "queue_name"), hist=True):
             hist = Histogram(bounds)
             hist.load_json(raw)  # a bucket layout that changed since is dropped, not misread
-            table[(name, queue)] = hist
-    ledger._evictions += int(counters.get("evictions", 0))
+            hkey = (labels[0], labels[1])
+            if hkey in table:  # two saved rows that clean to the same labels
+                old = table[hkey]
+                hist.counts = [a + b for a, b in zip(hist.counts, old.counts, strict=True)]
+                hist.sum += old.sum
+            table[hkey] = hist
+    evictions = counters.get("evictions", 0)
+    ledger._evictions += evictions if _is_count(evictions) else 0
     position = counters.get("pass")
     if isinstance(position, list) and len(position) == 3:
         # An unfinished reconcile pass, resumed if Redis is the same process; junk is ignored.
-        with contextlib.suppress(TypeError, ValueError):
-            ledger.pass_position = (str(position[0]), int(position[1]), float(position[2]))
-    for task_id, encoded in (data.get("seen") or {}).items():
-        e = _decode(encoded)
-        if e is not None and task_id not in ledger._entries:
+        run_id, cursor, start = position
+        start = clean.in_range(clean.finite(start))
+        if isinstance(run_id, str) and _is_count(cursor) and start is not None:
+            ledger.pass_position = (clean.label(run_id, 100) or "", cursor, start)
+    seen = data.get("seen")
+    for task_id, encoded in (seen if isinstance(seen, dict) else {}).items():
+        e = _decode(encoded) if isinstance(task_id, str) else None
+        if e is None:
+            fixed.dropped += 1
+        elif task_id not in ledger._entries:
             ledger._entries[task_id] = e
             ledger._order.append(task_id)
             ledger._persisted.add(task_id)
+    if fixed.dropped or fixed.cleaned:
+        log.warning(
+            "saved ledger state: %d unreadable rows dropped, %d labels cleaned (an older "
+            "version saved input it should have refused); the next save stores it clean",
+            fixed.dropped,
+            fixed.cleaned,
+        )
+
+
+_COUNTERS = frozenset(COUNTER_FOR_STATE.values())
+
+
+def _is_count(value: Any) -> bool:
+    return value.__class__ is int and value >= 0
+
+
+class _Repairs:
+    """Reads saved rows of labels and a count, cleaning labels and counting what it fixed."""
+
+    def __init__(self) -> None:
+        self.dropped = 0
+        self.cleaned = 0
+
+    def rows(
+        self, rows: Any, width: int, labels: tuple[str | None, ...], hist: bool = False
+    ) -> Iterator[tuple[tuple[str, ...], Any]]:
+        for row in rows if isinstance(rows, list) else ():
+            if not isinstance(row, list) or len(row) != width + 1:
+                self.dropped += 1
+                continue
+            value = row[width]
+            if not (_hist_ok(value) if hist else _is_count(value)):
+                self.dropped += 1
+                continue
+            out: list[str] = []
+            for raw, kind in zip(row[:width], labels, strict=True):
+                limit = 200 if kind == "exception" else 500
+                text = clean.label(raw, limit) if isinstance(raw, str) else None
+                if text is None and kind is not None and isinstance(raw, str):
+                    text = UNKNOWN  # an empty label is the guards' "unknown"
+                if text is None:
+                    break
+                if text != raw:
+                    self.cleaned += 1
+                out.append(text)
+            else:
+                yield tuple(out), value
+                continue
+            self.dropped += 1
+
+
+def _hist_ok(raw: Any) -> bool:
+    """A saved histogram: [bucket counts (non-negative ints), finite sum]."""
+    if not isinstance(raw, list) or len(raw) != 2 or not isinstance(raw[0], list):
+        return False
+    return all(_is_count(c) for c in raw[0]) and clean.finite(raw[1]) is not None
 
 
 def _admit(ledger: Ledger, **labels: str) -> None:
@@ -133,7 +216,10 @@ def _admit(ledger: Ledger, **labels: str) -> None:
             guard.values.add(value)
 
 
-def _decode(encoded: str) -> Entry | None:
+def _decode(encoded: Any) -> Entry | None:
+    """One saved dedup entry, or None when it is not one (never raises)."""
+    if not isinstance(encoded, str):
+        return None
     try:
         seen, retries, settled, name, queue = encoded.split("\x1f")
         total, ev, other = (int(x) for x in retries.split("."))
@@ -143,8 +229,12 @@ def _decode(encoded: str) -> Entry | None:
         e.settled = float(settled) if settled else None
     except ValueError:
         return None
-    e.name = name or None
-    e.queue = queue or None
+    if min(e.seen, total, ev, other) < 0 or e.seen >= 1 << 16:
+        return None
+    if e.settled is not None and clean.finite(e.settled) is None:
+        return None
+    e.name = clean.label(name)
+    e.queue = clean.label(queue)
     # The newest state the bits show, so the API does not call a finished task pending.
     for bit in sorted(STATE_OF_BIT, reverse=True):
         if e.seen & bit:

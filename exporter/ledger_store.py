@@ -43,8 +43,8 @@ class LedgerStore:
         if raw is None:
             return False
         try:
-            counters = json.loads(raw)
-        except ValueError:
+            counters = json.loads(raw)  # not orjson: older saves may hold escaped surrogates
+        except (ValueError, RecursionError):
             log.error("saved ledger state at %s is not JSON; starting from zero", self.counters_key)
             self.errors += 1
             return False

@@ -19,7 +19,7 @@ RESERVED_LABELS = frozenset({
     "le", "quantile", "job", "instance",
     "name", "queue_name", "hostname", "exception", "method", "source", "type", "reason",
     "label", "endpoint", "code", "outcome", "action", "version", "python",
-    "entry", "task", "schedule", "kind", "queue",
+    "entry", "task", "schedule", "kind", "queue", "collector",
 })  # fmt: skip
 
 

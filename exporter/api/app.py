@@ -182,12 +182,8 @@ def build_router(
                     "result backend", lambda: read_task_meta(client, config, task_id)
                 )
             )
-        except NotJson:
-            raise HTTPException(
-                404,
-                f"task {task_id} is stored in a format other than JSON; "
-                "the exporter never unpickles",
-            ) from None
+        except NotJson as exc:
+            raise HTTPException(404, _unreadable(task_id, exc.reason)) from None
         except redis.ResponseError:  # WRONGTYPE: not something a worker stored
             raise HTTPException(
                 404,
@@ -256,6 +252,12 @@ def build_router(
 
     page.add_routes(router)
     return router
+
+
+def _unreadable(task_id: str, reason: str) -> str:
+    if reason in ("pickle", "not_json"):
+        return f"task {task_id} is stored in a format other than JSON; the exporter never unpickles"
+    return f"task {task_id}: the result backend's record cannot be read ({reason})"
 
 
 def _epoch(value: datetime | float | None) -> float | None:

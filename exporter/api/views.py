@@ -1,29 +1,56 @@
 """Turn ledger records, backend records and plans into API models; filter and page task lists.
 
 Everything shown about a task passes through here, so the rules live in one place: args and
-kwargs only with --show-task-args, error messages truncated, times as UTC datetimes.
+kwargs only with --show-task-args (non-finite numbers shown as null, since JSON has none),
+error messages truncated, times as UTC datetimes (a time `datetime` cannot hold is shown as
+unknown, never an error). Backend records arrive decoded and cleaned by
+`exporter.decode.records`, the decoder the ledger's sources use.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import math
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 
 from exporter.api.models import TASK_ID_PATTERN, ActionOut, OutcomeOut, PlanOut, SkippedOut, TaskOut
 from exporter.config import Config
+from exporter.decode import clean
 from exporter.remediation.plan import Plan
-from exporter.taskstate import FAILURE, TaskRecord
+from exporter.taskstate import FAILURE, RETRY, REVOKED, TaskRecord, TaskUpdate
 
 ERROR_MAX = 300
 
 
 def ts(value: float | None) -> datetime | None:
-    return datetime.fromtimestamp(value, timezone.utc) if value else None
+    """An epoch as a UTC datetime; None when unknown or outside what datetime can hold."""
+    if not value or clean.in_range(value) is None:
+        return None
+    return datetime.fromtimestamp(value, timezone.utc)
 
 
 def utc(value: float) -> datetime:
+    """Like `ts` for times that are always known; out of range reads as the nearest bound."""
+    if not clean.MIN_EPOCH <= value <= clean.MAX_EPOCH:
+        value = clean.MAX_EPOCH if value > 0 else clean.MIN_EPOCH
     return datetime.fromtimestamp(value, timezone.utc)
+
+
+def shown(value: Any, depth: int = 0) -> Any:
+    """Args/kwargs as JSON can carry them: non-finite numbers as None, nesting bounded."""
+    cls = value.__class__
+    if cls is float:
+        return value if math.isfinite(value) else None
+    if cls is list or cls is tuple:
+        return None if depth >= clean.MAX_DEPTH else [shown(v, depth + 1) for v in value]
+    if cls is dict:
+        if depth >= clean.MAX_DEPTH:
+            return None
+        return {clean.text(str(k), 1000) or "": shown(v, depth + 1) for k, v in value.items()}
+    if cls is str:
+        return clean.text(value, 100_000) or value
+    return value
 
 
 def display_name(name: str | None) -> str:
@@ -37,7 +64,7 @@ def display_name(name: str | None) -> str:
 def truncate(text: str | None, limit: int = ERROR_MAX) -> str | None:
     if text is None:
         return None
-    text = str(text)
+    text = clean.text(str(text), limit + 1) or ""
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -111,60 +138,37 @@ def task_from_record(rec: TaskRecord, config: Config) -> TaskOut:
         error=err,
         parent_id=rec.parent_id,
         retryable=bool(rec.args_complete and rec.name),
-        args=rec.args if config.show_task_args else None,
-        kwargs=rec.kwargs if config.show_task_args else None,
+        args=shown(rec.args) if config.show_task_args else None,
+        kwargs=shown(rec.kwargs) if config.show_task_args else None,
         source="ledger",
     )
 
 
-def task_from_backend(task_id: str, meta: Mapping[str, Any], config: Config) -> TaskOut:
-    # The record is written by workers we do not control: read every field defensively.
-    status = _str(meta.get("status")) or "UNKNOWN"
-    result = meta.get("result")
-    exc = err = None
-    if status == FAILURE and isinstance(result, dict):
-        exc = _str(result.get("exc_type"))
-        msg = result.get("exc_message")
-        err = truncate(" ".join(map(str, msg)) if isinstance(msg, list) else _str(msg))
-    name, worker = _str(meta.get("name")), _str(meta.get("worker"))
-    dn = display_name(name)
-    retries = meta.get("retries")
-    retries = retries if isinstance(retries, int) and retries >= 0 else 0
-    extended = "args" in meta and "kwargs" in meta and bool(name)
+def task_from_backend(task_id: str, rec: TaskUpdate, config: Config) -> TaskOut:
+    """A backend record, as `exporter.decode.records.read_record` decoded and cleaned it."""
+    shows_error = rec.state in (FAILURE, RETRY, REVOKED)
+    exc = rec.exception_type if shows_error else None
+    err = truncate(rec.exception_message) if shows_error else None
+    dn = display_name(rec.name)
+    retries = rec.retries or 0
     return TaskOut(
         id=task_id,
-        name=name,
+        name=rec.name,
         display_name=dn,
-        status=status,
-        description=_describe(status, dn, worker, None, exc, err, retries),
-        queue=_str(meta.get("queue")),
-        worker=worker,
+        status=rec.state,
+        description=_describe(rec.state, dn, rec.worker, None, exc, err, retries),
+        queue=rec.queue,
+        worker=rec.worker,
         retries=retries,
-        completed_at=ts(_parse_iso(meta.get("date_done"))),
+        completed_at=ts(rec.timestamp),
         exception_type=exc,
         error=err,
-        parent_id=_str(meta.get("parent_id")),
-        retryable=extended,
-        args=meta.get("args") if config.show_task_args else None,
-        kwargs=meta.get("kwargs") if config.show_task_args else None,
+        parent_id=rec.parent_id,
+        retryable=rec.args_complete and bool(rec.name),
+        args=shown(rec.args) if config.show_task_args else None,
+        kwargs=shown(rec.kwargs) if config.show_task_args else None,
         source="backend",
     )
-
-
-def _str(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-def _parse_iso(value: Any) -> float | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.timestamp()
 
 
 # -- filtering and paging --------------------------------------------------------------------

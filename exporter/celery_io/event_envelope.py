@@ -5,6 +5,9 @@ is `base64`, kombu's default on Redis), `content-type`, `content-encoding`, `hea
 `properties`. The body is one event (a dict) or, for Celery's buffered groups (`task.multi`),
 a list of them. Only `application/json` in UTF-8 is decoded; anything else (pickle above all)
 is counted as skipped and never decoded, and what does not parse is counted, never raised.
+Nesting is bounded by orjson (it refuses documents deeper than 1,024) and nothing here walks
+an event; the events source (`sources/events.parse_event`) cleans every field it keeps with
+`exporter.decode.clean`, as the result decoder does.
 
 Each event then gets what Celery's `EventReceiver.event_from_message` adds, so the events
 source sees the same dicts from either consumer: `clock` (a Lamport clock, as `app.clock`),
@@ -72,7 +75,7 @@ class EventDecoder:
                 self._skip("not_json")
                 return
             payload = orjson.loads(body)
-        except (ValueError, AttributeError, KeyError, TypeError):  # JSON, base64, shape
+        except Exception:  # JSON, base64, shape: whatever a hostile message holds is counted
             self.errors += 1
             return
         if type(payload) is list:  # a buffered group, e.g. task.multi
@@ -104,7 +107,7 @@ class EventDecoder:
             if ts is not None:
                 try:  # noqa: SIM105 (contextlib.suppress costs more on this per-event path)
                     event["timestamp"] = ts - (offset - here) * 3600
-                except TypeError:
+                except (TypeError, ValueError, OverflowError):
                     pass  # the events source falls back to local_received
         event["local_received"] = self._now()
         out.append(event)

@@ -1,6 +1,8 @@
 """Collectors: each renders plain state (snapshot, ledger) into metric families on a scrape.
 
-One module per collector, named as its `--collector` would be; none does I/O.
+One module per collector, named as its `--collector` would be; none does I/O. Each is
+wrapped in `safe.SafeCollector`, so a sample that cannot be rendered is dropped and counted
+rather than failing the page.
 """
 
 from __future__ import annotations
@@ -13,23 +15,31 @@ from exporter.state import State
 def build_registry(state: State) -> CollectorRegistry:
     """A private registry with every collector; nothing from the process-global default."""
     from exporter.collectors.relabel import wrap
+    from exporter.collectors.safe import DropsCollector, RenderDrops, SafeCollector
 
     registry = CollectorRegistry(auto_describe=True)
     cfg = state.config
-    for collector in _collectors(state):
-        registry.register(wrap(collector, cfg.metric_prefix, cfg.static_labels))
+    drops = RenderDrops()
+    named = _collectors(state)
+    # Safe inside, relabel outside: a drop is counted under the collector's own name, and
+    # every family (the drop counter's too) gets --metric-prefix and --static-label.
+    for name, collector in named:
+        safe = SafeCollector(name, collector, drops)
+        registry.register(wrap(safe, cfg.metric_prefix, cfg.static_labels))
+    drops_c = DropsCollector(drops, [name for name, _ in named])
+    registry.register(wrap(drops_c, cfg.metric_prefix, cfg.static_labels))
     return registry
 
 
-def _collectors(state: State) -> list[Collector]:
+def _collectors(state: State) -> list[tuple[str, Collector]]:
     from exporter.collectors import api, beat, queues, tasks, workers
     from exporter.collectors import exporter as exporter_c
 
     return [
-        workers.WorkersCollector(state),
-        queues.QueuesCollector(state),
-        exporter_c.ExporterCollector(state),
-        tasks.TasksCollector(state),
-        api.ApiCollector(state),
-        beat.BeatCollector(state),
+        ("workers", workers.WorkersCollector(state)),
+        ("queues", queues.QueuesCollector(state)),
+        ("exporter", exporter_c.ExporterCollector(state)),
+        ("tasks", tasks.TasksCollector(state)),
+        ("api", api.ApiCollector(state)),
+        ("beat", beat.BeatCollector(state)),
     ]

@@ -1,4 +1,5 @@
-"""Read one task's record from the Redis result backend (JSON only; never unpickles).
+"""Read one task's record from the Redis result backend, through the one result decoder
+(`exporter.decode.records`: JSON only, never unpickles, every field cleaned).
 
 Also builds the Redis client the API shares for the backend read and the plan store: the
 plan store lives in the result-backend Redis under the exporter's own key prefix.
@@ -6,21 +7,25 @@ plan store lives in the result-backend Redis under the exporter's own key prefix
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Mapping
-from typing import Any
 
 import redis
 
 from exporter.config import Config
+from exporter.decode.records import read_record
 from exporter.sources.redisconn import backend_client
+from exporter.taskstate import TaskUpdate
 
 log = logging.getLogger(__name__)
 
 
 class NotJson(Exception):
-    """The stored record is not JSON (pickle, msgpack, compressed): we do not decode it."""
+    """The stored record cannot be read: not JSON (pickle, msgpack, compressed: we do not
+    decode it), or JSON the decoder refuses (`reason`: invalid_json, not_a_result)."""
+
+    def __init__(self, task_id: str, reason: str) -> None:
+        super().__init__(task_id)
+        self.reason = reason
 
 
 def make_client(config: Config) -> redis.Redis | None:
@@ -35,28 +40,21 @@ def meta_key(config: Config, task_id: str) -> str:
     return f"{config.global_keyprefix}celery-task-meta-{task_id}"
 
 
-def read_task_meta(
-    client: redis.Redis | None, config: Config, task_id: str
-) -> Mapping[str, Any] | None:
-    """The stored backend record, None when absent; NotJson when it is not JSON."""
+def read_task_meta(client: redis.Redis | None, config: Config, task_id: str) -> TaskUpdate | None:
+    """The stored backend record, decoded; None when absent; NotJson when unreadable."""
     if client is None:
         return None
     raw = client.get(meta_key(config, task_id))
     if raw is None:
         return None
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        log.info("task %s: backend record is not JSON; not decoding it", task_id)
-        raise NotJson(task_id) from exc
-    if not isinstance(data, dict):
-        raise NotJson(task_id)
-    return data
+    record = read_record(raw, task_id)
+    if isinstance(record, str):
+        log.info("task %s: backend record not decoded (%s)", task_id, record)
+        raise NotJson(task_id, record)
+    return record
 
 
-def lookup_or_none(
-    client: redis.Redis | None, config: Config, task_id: str
-) -> Mapping[str, Any] | None:
+def lookup_or_none(client: redis.Redis | None, config: Config, task_id: str) -> TaskUpdate | None:
     """read_task_meta for the planner: undecodable or unreachable records count as unknown."""
     try:
         return read_task_meta(client, config, task_id)

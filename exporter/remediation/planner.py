@@ -9,7 +9,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
 
 from exporter.config import Config
 from exporter.remediation.plan import (
@@ -22,7 +21,7 @@ from exporter.remediation.plan import (
 )
 from exporter.snapshot import RunningTask
 from exporter.stuck import is_stuck
-from exporter.taskstate import FAILURE, TaskRecord
+from exporter.taskstate import FAILURE, TaskRecord, TaskUpdate
 
 CONSERVATIVE = "conservative"
 BALANCED = "balanced"
@@ -81,7 +80,8 @@ def classify(exception_type: str | None, config: Config) -> str:
     return "unknown"
 
 
-BackendLookup = Callable[[str], Mapping[str, Any] | None]
+# A task's backend record, decoded by exporter.decode.records (None: absent or unreadable).
+BackendLookup = Callable[[str], TaskUpdate | None]
 
 
 def propose(
@@ -249,11 +249,11 @@ def _retry_action(
     )
     root = None
     if not complete or not name:
-        meta = lookup(rec.task_id) or {}
-        if "args" in meta and "kwargs" in meta and isinstance(meta.get("name"), str):
-            name, args, kwargs, complete = meta["name"], meta["args"], meta["kwargs"], True
-            queue = queue or _text(meta.get("queue"))
-            root = _text(meta.get("root_id"))
+        stored = lookup(rec.task_id)
+        if stored is not None and stored.args_complete and stored.name:
+            name, args, kwargs, complete = stored.name, stored.args, stored.kwargs, True
+            queue = queue or stored.queue
+            root = stored.root_id
     if not complete or not name:
         return None, Skipped(
             rec.task_id,
@@ -283,20 +283,13 @@ def _retry_action(
 
 
 def _record_from_backend(task_id: str, lookup: BackendLookup) -> TaskRecord | None:
-    meta = lookup(task_id)
-    if not meta:
+    stored = lookup(task_id)
+    if stored is None:
         return None
-    result = meta.get("result")
-    exc = result.get("exc_type") if isinstance(result, dict) else None
     return TaskRecord(
         task_id=task_id,
-        state=str(meta.get("status", "unknown")),
-        name=_text(meta.get("name")),
-        queue=_text(meta.get("queue")),
-        exception_type=_text(exc),
+        state=stored.state,
+        name=stored.name,
+        queue=stored.queue,
+        exception_type=stored.exception_type,
     )
-
-
-def _text(value: Any) -> str | None:
-    """A string field of a backend record, or None: workers we do not control wrote it."""
-    return value if isinstance(value, str) and value else None

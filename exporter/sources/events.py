@@ -11,15 +11,14 @@ never imports Celery.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from exporter.decode import clean
 from exporter.sources.base import Boot, SourceStats
 from exporter.sources.events_check import EventsEnabledCheck
-from exporter.sources.resultparse import parse_date
 from exporter.state import State
 from exporter.taskstate import (
     FAILURE,
@@ -56,29 +55,22 @@ MAX_SKEW = 86_400.0  # a timestamp further than this from the receive time is no
 _EVENT_TYPES = frozenset(STATE_OF_EVENT) | {"worker-online", "worker-heartbeat", "worker-offline"}
 
 
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def _text(value: Any, limit: int = 500) -> str | None:
-    return value[:limit] if isinstance(value, str) and value else None
+_num = clean.finite
+_text = clean.label
 
 
 def exception_type(text: Any) -> str | None:
     """`"ValueError('x')"` (the repr an event carries) -> `"ValueError"`."""
     if not isinstance(text, str) or not text:
         return None
-    head = text.split("(", 1)[0].strip()
+    head = text[:300].split("(", 1)[0].strip()
     head = head.rsplit(".", 1)[-1]
-    return head[:200] if head.isidentifier() else None
+    return clean.label(head, 200) if head.isidentifier() else None
 
 
 def event_timestamp(event: dict[str, Any]) -> float | None:
-    ts = _num(event.get("timestamp"))
-    received = _num(event.get("local_received"))
+    ts = clean.in_range(_num(event.get("timestamp")))
+    received = clean.in_range(_num(event.get("local_received")))
     if ts is None:
         return received
     if received is not None and abs(ts - received) > MAX_SKEW:
@@ -90,8 +82,8 @@ def parse_event(event: dict[str, Any]) -> TaskUpdate | None:
     """The ledger update a task-* event means; None for worker events and junk."""
     kind = event.get("type")
     state = STATE_OF_EVENT.get(kind) if isinstance(kind, str) else None
-    task_id = event.get("uuid")
-    if state is None or not isinstance(task_id, str) or not task_id or len(task_id) > 255:
+    task_id = clean.label(event.get("uuid"), 256)
+    if state is None or task_id is None or len(task_id) > 255:
         return None
     hostname = _text(event.get("hostname"))
     retries = event.get("retries")
@@ -110,9 +102,9 @@ def parse_event(event: dict[str, Any]) -> TaskUpdate | None:
         worker=hostname if state != SENT else None,
         runtime=runtime if runtime is not None and runtime >= 0 else None,
         retries=retries if state in (SENT, RECEIVED) else None,
-        eta=parse_date(event.get("eta")),
+        eta=clean.epoch(event.get("eta")),
         exception_type=exception_type(exc) if state in (FAILURE, RETRY) else None,
-        exception_message=_text(exc, 2000) if state in (FAILURE, RETRY) else None,
+        exception_message=clean.text(exc, 2000) if state in (FAILURE, RETRY) else None,
         parent_id=_text(event.get("parent_id"), 255),
         root_id=_text(event.get("root_id"), 255),
     )

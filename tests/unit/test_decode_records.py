@@ -8,13 +8,13 @@ import pickle
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.sources.resultparse import (
+from exporter.decode.clean import epoch as parse_date
+from exporter.decode.records import (
     INVALID_JSON,
     NOT_A_RESULT,
     NOT_JSON,
     OTHER_STATE,
     PICKLE,
-    parse_date,
     parse_result,
     task_id_from_key,
 )
@@ -153,7 +153,8 @@ def test_any_bytes_parse_or_skip(raw: bytes) -> None:
 
 def reference_parse(raw: bytes, task_id: str, source: str) -> TaskUpdate | str:
     """The plain stdlib-json version parse_result replaced for speed: both must agree."""
-    from exporter.sources.resultparse import COUNTED_STATES, _message, _str, sniff
+    from exporter.decode.clean import depth_within, label
+    from exporter.decode.records import ARGS_DEPTH, COUNTED_STATES, _message, sniff
 
     if not raw:
         return NOT_JSON
@@ -172,26 +173,28 @@ def reference_parse(raw: bytes, task_id: str, source: str) -> TaskUpdate | str:
     result = doc.get("result")
     exc_type = exc_message = None
     if status in (FAILURE, "RETRY", "REVOKED") and isinstance(result, dict):
-        exc_type = _str(result.get("exc_type"), 200)
+        exc_type = label(result.get("exc_type"), 200)
         exc_message = _message(result.get("exc_message"))
     retries = doc.get("retries")
-    keep = status != SUCCESS and "args" in doc and "kwargs" in doc
+    shallow = all(depth_within(doc.get(k), ARGS_DEPTH) for k in ("result", "args", "kwargs"))
+    keep = status != SUCCESS and "args" in doc and "kwargs" in doc and shallow
     ok_retries = isinstance(retries, int) and not isinstance(retries, bool)
     return TaskUpdate(
         task_id=task_id,
         state=status,
         source=source,
         timestamp=parse_date(doc.get("date_done")),
-        name=_str(doc.get("name"), 500),
-        queue=_str(doc.get("queue"), 500),
-        worker=_str(doc.get("worker"), 500),
+        name=label(doc.get("name"), 500),
+        queue=label(doc.get("queue"), 500),
+        worker=label(doc.get("worker"), 500),
         retries=retries if ok_retries and 0 <= retries < 1_000_000 else None,  # type: ignore[operator]
         exception_type=exc_type,
         exception_message=exc_message,
         args=doc.get("args") if keep else None,
         kwargs=doc.get("kwargs") if keep else None,
         args_complete=keep,
-        parent_id=_str(doc.get("parent_id"), 255),
+        parent_id=label(doc.get("parent_id"), 255),
+        root_id=label(doc.get("root_id"), 255) if status != SUCCESS else None,
     )
 
 
@@ -227,11 +230,14 @@ def test_fast_parser_agrees_on_edge_cases() -> None:
 def reference_date(value: str) -> float | None:
     from datetime import datetime, timezone
 
+    from exporter.decode.clean import in_range
+
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        when = (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).timestamp()
+    except (ValueError, OverflowError):
         return None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).timestamp()
+    return in_range(when)
 
 
 @settings(max_examples=500, deadline=None)

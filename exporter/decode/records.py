@@ -1,25 +1,33 @@
-"""Turns one stored Celery result (Redis backend value) into a `TaskUpdate`, or a skip reason.
+"""The one decoder of a Celery result record (a Redis backend value): a `TaskUpdate` or a
+skip reason, never an exception.
 
-Only JSON is ever decoded. Pickle (and any other serializer) is recognised by its first bytes
-and skipped with a reason, never loaded. Every field is type-checked: results written by other
-Celery versions, other apps or hostile clients must not crash a source.
+Every consumer reads results through here: the pub/sub source and reconcile
+(`parse_result`, counted states only), the API's backend fallback and the fix-it planner
+(`read_record`, any state). Only JSON is ever decoded. Pickle (and any other serializer) is
+recognised by its first bytes and skipped with a reason, never loaded. Every field is
+type-checked and cleaned by `decode.clean` (valid Unicode, no control characters in labels,
+bounded lengths, dates `datetime` can hold); nesting is bounded before anything walks or
+prints it: orjson refuses documents deeper than 1,024, exception text is printed to depth
+`clean.MAX_DEPTH`, and arguments nested deeper than ARGS_DEPTH are not kept (the task is
+then not retryable). Results written by other Celery versions, other apps or hostile
+clients must not crash a source, and a bad record is skipped alone.
 
 Speed matters here: a reconcile of a million stored results runs every one through
 `parse_result`. orjson decodes; the stdlib decoder is used only where its answer could differ
-(values orjson rejects, such as NaN, and kept arguments or exception text holding a run of
-19+ digits, since orjson turns integers beyond 64 bits into floats), so the outcome is the
-stdlib's. Dates go through the C `datetime.fromisoformat`.
+(values orjson rejects, such as NaN or a lone surrogate, and kept arguments or exception text
+holding a run of 19+ digits, since orjson turns integers beyond 64 bits into floats), so the
+outcome is the stdlib's. Dates go through the C `datetime.fromisoformat`.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import fields
-from datetime import datetime, timezone
 from typing import Any
 
 import orjson
 
+from exporter.decode.clean import bounded_str, epoch, label, text
 from exporter.taskstate import (
     FAILURE,
     REJECTED,
@@ -42,10 +50,14 @@ NOT_A_RESULT = "not_a_result"
 OTHER_STATE = "other_state"
 BAD_KEY = "bad_key"
 _PICKLE0_OPENERS = frozenset(bytes([c]) for c in b"(c]}SVILFNdlpg")
+UNKNOWN = "UNKNOWN"  # read_record's state of a record without a status string
 PARSE_ERRORS = frozenset({INVALID_JSON, NOT_A_RESULT})
 # orjson reads an integer beyond 64 bits as a float (json.loads keeps it exact); every such
 # float is at least this large. Smaller floats and all ints are decoded alike by both.
 _BIG = float(2**63)
+# Arguments nested deeper than this are not kept (not retryable). Not measured against real
+# apps: a bound far beyond plain task data, and far below what a recursive walk survives.
+ARGS_DEPTH = 64
 
 
 def task_id_from_key(key: str | bytes, prefix: str) -> str | None:
@@ -93,9 +105,24 @@ def sniff(raw: bytes) -> str | None:
 
 
 def parse_result(raw: bytes | str, task_id: str, source: str) -> TaskUpdate | str:
-    """The update a stored result means, or the reason it was skipped."""
+    """The update a stored result means, or the reason it was skipped (counted states only)."""
+    return _decode(raw, task_id, source, True)
+
+
+def read_record(raw: bytes | str, task_id: str, source: str = "backend") -> TaskUpdate | str:
+    """A result record of any state (PENDING included), as the API and the planner show it,
+    or the reason it cannot be read."""
+    return _decode(raw, task_id, source, False)
+
+
+def _decode(raw: bytes | str, task_id: str, source: str, counted: bool) -> TaskUpdate | str:
     if raw.__class__ is not bytes:
-        raw = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8", "surrogatepass")
+        elif isinstance(raw, bytearray | memoryview):
+            raw = bytes(raw)
+        else:
+            return NOT_JSON
     # A result record opens with "{", which no pickle does: only other content is sniffed.
     if raw[:1] != b"{":
         reason = sniff(raw) if raw else NOT_JSON
@@ -111,36 +138,45 @@ def parse_result(raw: bytes | str, task_id: str, source: str) -> TaskUpdate | st
         return NOT_A_RESULT
     status = meta.get("status")
     if status.__class__ is not str:
-        return NOT_A_RESULT
+        if counted:
+            return NOT_A_RESULT
+        status = UNKNOWN  # the API still shows what else the record says
     if status not in COUNTED_STATES:
-        return OTHER_STATE
+        if counted:
+            return OTHER_STATE
+        status = label(status, 50) or UNKNOWN
     fast = dict(_DEFAULTS)
     fast["task_id"] = task_id
     fast["state"] = status
     fast["source"] = source
-    fast["timestamp"] = parse_date(meta.get("date_done"))
+    fast["timestamp"] = epoch(meta.get("date_done"))
     for field in ("name", "queue", "worker"):
         value = meta.get(field)
         if value.__class__ is str and value:
-            fast[field] = value if len(value) <= 500 else value[:500]
+            # clean labels (the usual case) pass two C checks; others are cleaned
+            if len(value) > 500 or not (value.isascii() and value.isprintable()):
+                value = label(value)
+            fast[field] = value
     retries = meta.get("retries")
     if retries.__class__ is int and 0 <= retries < 1_000_000:  # bool is not int here
         fast["retries"] = retries
-    fast["parent_id"] = _str(meta.get("parent_id"), 255)
-    if status != SUCCESS:
-        if _may_hold_big_int(meta):
+    fast["parent_id"] = label(meta.get("parent_id"), 255)
+    if status != SUCCESS or not counted:
+        big, deep = _walk(meta)
+        if big and not deep:
             exact = _stdlib_loads(raw)  # exact integers in what is kept: arguments, messages
             if isinstance(exact, dict):
                 meta = exact
         result = meta.get("result")
         if status in (FAILURE, RETRY, REVOKED) and isinstance(result, dict):
-            fast["exception_type"] = _str(result.get("exc_type"), 200)
+            fast["exception_type"] = label(result.get("exc_type"), 200)
             fast["exception_message"] = _message(result.get("exc_message"))
-        if "args" in meta and "kwargs" in meta:
+        if "args" in meta and "kwargs" in meta and not deep:
             # Arguments are kept only where a replay may need them, so successes cost none.
             fast["args"] = meta.get("args")
             fast["kwargs"] = meta.get("kwargs")
             fast["args_complete"] = True
+        fast["root_id"] = label(meta.get("root_id"), 255)
     return _new_update(fast)
 
 
@@ -159,21 +195,30 @@ def _new_update(values: dict[str, Any]) -> TaskUpdate:
 _INVALID = object()
 
 
-def _may_hold_big_int(meta: dict[str, Any]) -> bool:
-    """Whether what a non-success record keeps (result, args, kwargs) holds a float orjson may
-    have made of an integer beyond 64 bits. Walking these is far cheaper than decoding again."""
-    stack: list[Any] = [meta.get("result"), meta.get("args"), meta.get("kwargs")]
+def _walk(meta: dict[str, Any]) -> tuple[bool, bool]:
+    """What a non-success record keeps (result, args, kwargs): whether it holds a float orjson
+    may have made of an integer beyond 64 bits, and whether it nests deeper than ARGS_DEPTH.
+    Iterative (only containers are stacked), and far cheaper than decoding again."""
+    big = False
+    stack: list[tuple[Any, int]] = [(meta, 0)]
+    first = True
     while stack:
-        value = stack.pop()
-        cls = value.__class__
-        if cls is float:
-            if not -_BIG < value < _BIG:
-                return True
-        elif cls is list:
-            stack.extend(value)
-        elif cls is dict:
-            stack.extend(value.values())
-    return False
+        value, depth = stack.pop()
+        if first:  # the record itself: only these three fields are kept
+            children: Any = (meta.get("result"), meta.get("args"), meta.get("kwargs"))
+            first = False
+        else:
+            children = value if value.__class__ is list else value.values()
+        for child in children:
+            cls = child.__class__
+            if cls is float:
+                if not -_BIG < child < _BIG:
+                    big = True
+            elif cls is list or cls is dict:
+                if depth >= ARGS_DEPTH:
+                    return big, True
+                stack.append((child, depth + 1))
+    return big, False
 
 
 def _stdlib_loads(raw: bytes) -> Any:
@@ -183,43 +228,13 @@ def _stdlib_loads(raw: bytes) -> Any:
         return _INVALID
 
 
-def parse_date(value: Any) -> float | None:
-    """Celery's ISO `date_done` -> epoch seconds; naive dates are UTC (Celery's default).
-
-    `datetime.fromisoformat` (C) is the fast path too: for Celery's "+00:00" form it returns
-    the shared UTC timezone, and it plus `timestamp()` costs about 0.3 us, a third of the
-    hand-written slicing this replaced (and it is the definition of the right answer)."""
-    if not isinstance(value, str) or len(value) > 64:
-        return None
-    try:
-        parsed = _fromisoformat(value)  # Python 3.11 reads a trailing "Z" too
-    except ValueError:
-        if "Z" not in value:
-            return None
-        try:  # as before 3.11: every "Z" read as UTC
-            parsed = _fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.timestamp()
-
-
-_fromisoformat = datetime.fromisoformat
-
-
-def _str(value: Any, limit: int) -> str | None:
-    if isinstance(value, str) and value:
-        return value[:limit]
-    return None
-
-
 def _message(value: Any) -> str | None:
     # Celery stores exc_message as a list of the exception's args; older ones as a string.
-    if isinstance(value, str):
-        return value[:MAX_TEXT]
-    if isinstance(value, list):
-        return ", ".join(str(v)[:MAX_TEXT] for v in value[:20])[:MAX_TEXT]
     if value is None:
         return None
-    return str(value)[:MAX_TEXT]
+    if value.__class__ is str:
+        return text(value, MAX_TEXT)
+    if value.__class__ is list:
+        joined = ", ".join(bounded_str(v, MAX_TEXT) for v in value[:20])
+        return text(joined, MAX_TEXT)
+    return text(bounded_str(value, MAX_TEXT), MAX_TEXT)
