@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from exporter.cluster import BrokerUnavailable, ClusterReader, DepthReply, InspectReply
+from exporter.decode.inspect import clean_reply
 from exporter.snapshot import PollHealth, QueueSnapshot, RunningTask, Snapshot, WorkerSnapshot
 from exporter.state import State
 from exporter.workerhosts import HostView
@@ -51,7 +52,8 @@ class Poller:
         health = replace(self._health, polls_total=self._health.polls_total + 1)
         try:
             expected = self._expected_workers(now)
-            reply = self._reader.inspect(self._cfg.inspect_timeout, expected)
+            # Anything on the broker can answer a broadcast: decode before reading (never raises).
+            reply, dropped = clean_reply(self._reader.inspect(self._cfg.inspect_timeout, expected))
             if expected is None:
                 self._last_discovery = now
             queues = self._queue_names(reply, now)
@@ -85,6 +87,7 @@ class Poller:
             last_success=now,
             duration=self._clock.monotonic() - started,
             inspect_timeouts_total=timeouts,
+            inspect_dropped_total=health.inspect_dropped_total + dropped,
         )
         queue_snaps = self._queues(depths, now)
         with self._lock:

@@ -63,6 +63,8 @@ class PollHealth:
     errors_total: int = 0
     # inspect calls to which no worker at all answered, by method
     inspect_timeouts_total: dict[str, int] = field(default_factory=dict)
+    # parts of inspect replies dropped by their decoder (decode/inspect.py): malformed or hostile
+    inspect_dropped_total: int = 0
 
 
 @dataclass(frozen=True)

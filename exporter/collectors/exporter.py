@@ -64,3 +64,9 @@ class ExporterCollector(Collector):
         for method in ("stats", "active_queues", "active", "reserved", "scheduled"):
             timeouts.add_metric([method], health.inspect_timeouts_total.get(method, 0))
         yield timeouts
+        yield CounterMetricFamily(
+            "celery_exporter_inspect_reply_dropped",
+            "Parts of inspect replies dropped as malformed (hosts, queues, requests, counts "
+            "that are not what a Celery worker sends).",
+            value=health.inspect_dropped_total,
+        )
