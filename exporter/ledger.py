@@ -21,8 +21,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from exporter.clock import Clock, SystemClock
-from exporter.ledger_entry import BIT, READY_MASK, Entry, source_bit
+from exporter.ledger_entry import BIT, READY_MASK, Entry, share, source_bit
 from exporter.ledger_evicted import EvictedIds
+from exporter.ledger_labels import HELD, LedgerLabels
 from exporter.ledger_parts import (
     OTHER,
     UNKNOWN,
@@ -31,6 +32,7 @@ from exporter.ledger_parts import (
     OutcomeWindow,
     TaskHistograms,
 )
+from exporter.ledger_pending import PendingLabels
 from exporter.ledger_read import LedgerReads
 from exporter.taskstate import (
     COUNTER_FOR_STATE,
@@ -53,7 +55,7 @@ RECONCILE_MARGIN = 120.0
 MAX_RETRY_STEP = 1000
 
 
-class Ledger(LedgerReads):
+class Ledger(LedgerLabels, LedgerReads):
     def __init__(
         self,
         clock: Clock | None = None,
@@ -67,6 +69,8 @@ class Ledger(LedgerReads):
         wait_buckets: tuple[float, ...] = (0.1, 1.0, 10.0, 60.0),
         worker_label: bool = False,
         derive_runtime: bool = False,
+        label_grace: float = 0.0,
+        default_queue: str = UNKNOWN,
     ) -> None:
         self._clock = clock or SystemClock()
         self._lock = threading.Lock()
@@ -100,6 +104,12 @@ class Ledger(LedgerReads):
         # oldest first; bounded like the entries, so the oldest are given up first.
         self._evicted = EvictedIds(max(1, max_tasks // 2))
         self._backfill = False  # a reconcile source exists (see expect_backfill)
+        # Label-dependent effects waiting for a name or queue (ledger_labels.py); a quarter
+        # of the entries may wait at once, far more than a grace of seconds needs.
+        self._pending = PendingLabels(label_grace, max(1, max_tasks // 4))
+        self._default_queue = default_queue or UNKNOWN
+        self._unattributed = 0  # tasks released without a name: counted under "unknown"
+        self._pending_overflow = 0  # tasks released before their grace ended (a bound)
         # An unfinished reconcile pass: (Redis run_id, next cursor, start), saved with state.
         self.pass_position: tuple[str, int, float] | None = None
         # persistence bookkeeping (only once a store saves us): ids changed since the last
@@ -123,17 +133,22 @@ class Ledger(LedgerReads):
             wait_buckets=config.wait_buckets,
             worker_label=config.task_worker_label,
             derive_runtime=not config.events,
+            label_grace=config.label_grace,
+            default_queue=config.default_queue_name,
         )
 
     # -- writing -------------------------------------------------------------------------
     def apply(self, update: TaskUpdate) -> bool:
         """Fold one update in. Returns True when it counted (not a duplicate)."""
         with self._lock:
-            return self._apply(update, self._clock.time())
+            now = self._clock.time()
+            self._expire(now)
+            return self._apply(update, now)
 
     def apply_many(self, updates: Iterable[TaskUpdate]) -> int:
         with self._lock:
             now = self._clock.time()
+            self._expire(now)
             return sum(self._apply(u, now) for u in updates)
 
     def _apply(self, u: TaskUpdate, now: float) -> bool:
@@ -161,8 +176,10 @@ class Ledger(LedgerReads):
             self._entries[task_id] = e
             self._order.append(task_id)
             if len(self._entries) > self._max_tasks:
-                self._evict()
+                self._evict(now)
         e.merge(u, now, source_bit(u.source))
+        if e.seen & HELD and e.name is not None and e.queue is not None:
+            self._release(task_id, e, now)  # this update named the task: apply what waited
         if self._tracking:
             self._dirty.add(task_id)
         counted = False
@@ -175,11 +192,11 @@ class Ledger(LedgerReads):
             else:
                 e.retry_other += 1
                 floor = e.retry_other
-            counted = self._raise_retries(task_id, e, floor)
+            counted = self._raise_retries(task_id, e, floor, now)
         elif bit and not e.seen & bit:
             e.seen |= bit
             counted = True
-            self._count(e, COUNTER_FOR_STATE[state])
+            self._count(task_id, e, COUNTER_FOR_STATE[state], now)
             if bit & READY_MASK:
                 e.settled = settle
                 self._finish(task_id, e, state, now, settle)
@@ -187,15 +204,19 @@ class Ledger(LedgerReads):
                 self._running[task_id] = e
         if u.retries and state != RETRY and state != SENT:
             # Attempt r (received, started or final) means r retries happened before it.
-            counted |= self._raise_retries(task_id, e, u.retries)
+            counted |= self._raise_retries(task_id, e, u.retries, now)
         # Both histograms need a runtime or a start time: a backfilled result has neither.
         if (u.runtime is not None or e.started_at is not None) and not (
             e.runtime_done and e.wait_done
         ):
-            self._hists.observe(e, u.runtime, now, self._labels)
+            runtime, wait = self._hists.observe(e, u.runtime, now)
+            if runtime is not None:
+                self._effect(task_id, e, ("r", runtime, 0), now)
+            if wait is not None:
+                self._effect(task_id, e, ("q", wait, 0), now)
         return counted
 
-    def _raise_retries(self, task_id: str, e: Entry, floor: int) -> bool:
+    def _raise_retries(self, task_id: str, e: Entry, floor: int, now: float) -> bool:
         """Retries are counted as a lower bound that only grows: max over what each source
         proves (its own count of unnumbered retries, retry numbers, attempt numbers). So the
         same retry heard from events and pub/sub, in any order, counts once."""
@@ -203,41 +224,28 @@ class Ledger(LedgerReads):
         if delta <= 0:
             return False
         e.retry_total += delta
-        self._count(e, "retried", delta)
+        self._count(task_id, e, "retried", now, delta)
         self._recent.append(task_id)
         return True
 
-    def _count(self, e: Entry, counter: str, n: int = 1) -> None:
-        # Admitted labels pass unchanged, so the guards are called only for new or folded ones.
-        name = e.name if e.name in self._names.values else self._names(e.name)
-        queue = e.queue if e.queue in self._queues.values else self._queues(e.queue)
-        key = (name, queue, counter)
-        self._tasks[key] = self._tasks.get(key, 0) + n
-        if self._worker_label:
-            wkey = (name, queue, counter, self._guards["hostname"](e.worker))
-            self._by_worker[wkey] = self._by_worker.get(wkey, 0) + n
-
-    def _labels(self, e: Entry) -> tuple[str, str]:
-        return self._guards["name"](e.name), self._guards["queue_name"](e.queue)
-
     def _finish(self, task_id: str, e: Entry, state: str, now: float, settled: float) -> None:
         self._running.pop(task_id, None)
-        name = e.name if e.name in self._names.values else self._names(e.name)
         if state == FAILURE:
-            exc = self._guards["exception"](e.exc_type)
-            key = (name, exc)
-            self._exceptions[key] = self._exceptions.get(key, 0) + 1
             self._recent_failed.append(task_id)
         # A result reconcile backfills from hours ago is counted, but is not "recent": it
         # would skew the success ratio of the window (e.g. a whole backend at first start).
-        if state in (SUCCESS, FAILURE) and settled >= now - self._outcomes.window:
-            self._outcomes.add(now, name, state == SUCCESS)
+        recent = state in (SUCCESS, FAILURE) and settled >= now - self._outcomes.window
+        if state == FAILURE or recent:
+            self._outcome(task_id, e, state == FAILURE, recent, now)
         self._recent.append(task_id)
 
-    def _evict(self) -> None:
+    def _evict(self, now: float) -> None:
         while len(self._entries) > self._max_tasks and self._order:
             task_id = self._order.popleft()
-            e = self._entries.pop(task_id)
+            e = self._entries[task_id]
+            if e.seen & HELD:
+                self._release(task_id, e, now, early=True)  # its effects count before it goes
+            del self._entries[task_id]
             self._running.pop(task_id, None)
             self._evictions += 1
             # A counted result a reconcile could find again must stay known as counted.
@@ -250,17 +258,24 @@ class Ledger(LedgerReads):
         self,
         tasks: Iterable[tuple[str, str, str | None, str, float | None]],
     ) -> None:
-        """Learn (task id, name, queue, worker, started_at) from inspect, without counting."""
+        """Learn (task id, name, queue, worker, started_at) from inspect, without counting;
+        effects that waited for this name and queue are applied now."""
         with self._lock:
+            now = self._clock.time()
             for task_id, name, queue, worker, started_at in tasks:
                 e = self._entries.get(task_id)
-                if e is None or e.seen & READY_MASK:
+                # A finished task's names still help while its effects wait for them (the
+                # snapshot may be older than the result).
+                if e is None or (e.seen & READY_MASK and not e.seen & HELD):
                     continue
-                e.name = e.name or name
-                e.queue = e.queue or queue
-                e.worker = e.worker or worker
-                if e.started_at is None:
+                if name and name != UNKNOWN:  # the poller's placeholder is no name
+                    e.name = e.name or share(name)
+                e.queue = e.queue or (share(queue) if queue else None)
+                e.worker = e.worker or share(worker)
+                if e.started_at is None and not e.seen & READY_MASK:
                     e.started_at = started_at
+                if e.seen & HELD and e.name is not None and e.queue is not None:
+                    self._release(task_id, e, now)
 
     def mark_unsaved(self) -> None:
         """A save failed: write every needed entry and re-check drops on the next one."""

@@ -19,6 +19,7 @@ from exporter.ledger_parts import (
     OutcomeWindow,
     TaskHistograms,
 )
+from exporter.ledger_pending import PendingLabels
 from exporter.taskstate import TaskRecord
 
 
@@ -42,9 +43,16 @@ class LedgerReads:
     _recent: deque[str]
     _recent_failed: deque[str]
     _outcomes: OutcomeWindow
+    _pending: PendingLabels
+    _unattributed: int
+    _pending_overflow: int
+
+    def _expire(self, now: float) -> None:  # ledger_labels.py
+        raise NotImplementedError
 
     def counts(self) -> LedgerCounts:
         with self._lock:
+            self._expire(self._clock.time())  # what waited past its grace counts now
             return LedgerCounts(
                 tasks=dict(self._tasks),
                 exceptions=dict(self._exceptions),
@@ -59,6 +67,9 @@ class LedgerReads:
                 label_values={k: len(g.values) for k, g in self._guards.items()},
                 evicted_ids=len(self._evicted),
                 evicted_ids_dropped=self._evicted.given_up,
+                unattributed=self._unattributed,
+                label_pending=len(self._pending),
+                label_overflow=self._pending_overflow,
             )
 
     def name_label(self, name: str | None) -> str:
@@ -78,7 +89,9 @@ class LedgerReads:
     def success_ratio(self, window: float | None = None) -> dict[str, tuple[int, int]]:
         """name -> (succeeded, failed) within the window ending now; "" is all names."""
         with self._lock:
-            return self._outcomes.totals(self._clock.time(), window or self._window)
+            now = self._clock.time()
+            self._expire(now)
+            return self._outcomes.totals(now, window or self._window)
 
     @property
     def window(self) -> float:

@@ -11,10 +11,15 @@ state always match. `import_state` restores a fresh ledger from what the store r
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 from typing import TYPE_CHECKING, Any
 
 from exporter.ledger_entry import READY_MASK, STATE_OF_BIT, Entry
+from exporter.ledger_labels import HELD
 from exporter.ledger_parts import Histogram
+from exporter.ledger_pending import Effect
+from exporter.taskstate import COUNTER_FOR_STATE
 
 if TYPE_CHECKING:
     from exporter.ledger import Ledger
@@ -25,13 +30,20 @@ VERSION = 1
 def _needed(e: Entry | None, watermark: float) -> bool:
     if e is None:
         return False
-    return e.settled is None or e.settled > watermark
+    return e.settled is None or e.settled > watermark or bool(e.seen & HELD)
 
 
-def _encode(e: Entry) -> str:
+def _encode(e: Entry, held: list[Effect]) -> str:
     settled = "" if e.settled is None else repr(e.settled)
     retries = f"{e.retry_total}.{e.retry_ev}.{e.retry_other}"
-    fields = (str(e.seen), retries, settled, e.name or "", e.queue or "")
+    fields = [str(e.seen), retries, settled, e.name or "", e.queue or ""]
+    if held:
+        # Effects still waiting for labels are saved with the entry, not in the counters:
+        # the counters and the entry are written in one transaction, so a restart holds them
+        # again (a fresh grace) and applies each exactly once. (Applying them before every
+        # save instead would cut the grace short every 10 s.) A release marks the entry
+        # dirty, so the next save writes it without them, beside counters that include them.
+        fields.append(json.dumps(held, separators=(",", ":")))
     return "\x1f".join(fields)
 
 
@@ -47,7 +59,7 @@ def export_state(ledger: Ledger) -> dict[str, Any]:
         e = ledger._entries.get(task_id)
         if _needed(e, w):
             assert e is not None
-            seen[task_id] = _encode(e)
+            seen[task_id] = _encode(e, ledger._pending.effects(task_id))
             ledger._persisted.add(task_id)
         elif task_id in ledger._persisted and task_id not in ledger._evicted:
             # (an evicted id still above the watermark keeps its saved entry)
@@ -118,12 +130,17 @@ def import_state(ledger: Ledger, data: dict[str, Any]) -> None:
         # An unfinished reconcile pass, resumed if Redis is the same process; junk is ignored.
         with contextlib.suppress(TypeError, ValueError):
             ledger.pass_position = (str(position[0]), int(position[1]), float(position[2]))
+    now = ledger._clock.time()
     for task_id, encoded in (data.get("seen") or {}).items():
-        e = _decode(encoded)
-        if e is not None and task_id not in ledger._entries:
+        decoded = _decode(encoded)
+        if decoded is not None and task_id not in ledger._entries:
+            e, held = decoded
             ledger._entries[task_id] = e
             ledger._order.append(task_id)
             ledger._persisted.add(task_id)
+            if held:
+                e.seen |= HELD
+                ledger._pending.restore(task_id, held, now)
 
 
 def _admit(ledger: Ledger, **labels: str) -> None:
@@ -133,12 +150,12 @@ def _admit(ledger: Ledger, **labels: str) -> None:
             guard.values.add(value)
 
 
-def _decode(encoded: str) -> Entry | None:
+def _decode(encoded: str) -> tuple[Entry, list[Effect]] | None:
     try:
-        seen, retries, settled, name, queue = encoded.split("\x1f")
+        seen, retries, settled, name, queue, *rest = encoded.split("\x1f")
         total, ev, other = (int(x) for x in retries.split("."))
         e = Entry("PENDING")
-        e.seen = int(seen)
+        e.seen = int(seen) & ~HELD  # set again below if effects wait
         e.retry_total, e.retry_ev, e.retry_other = total, ev, other
         e.settled = float(settled) if settled else None
     except ValueError:
@@ -152,4 +169,37 @@ def _decode(encoded: str) -> Entry | None:
             break
     e.runtime_done = bool(e.seen & READY_MASK)
     e.wait_done = bool(e.seen & (READY_MASK | 4))  # 4: STARTED
-    return e
+    return e, _effects(rest[0]) if rest else []
+
+
+_COUNTER_NAMES = frozenset(COUNTER_FOR_STATE.values())
+
+
+def _effects(raw: str) -> list[Effect]:
+    """Held effects read back; anything malformed is dropped, never raised."""
+    try:
+        items = json.loads(raw)
+    except ValueError:
+        return []
+    out: list[Effect] = []
+    for item in items if isinstance(items, list) else ():
+        if not isinstance(item, list) or len(item) != 3:
+            continue
+        kind, a, b = item
+        if kind == "c" and a in _COUNTER_NAMES and _int(b) and 0 < b <= 1000:
+            out.append(("c", a, b))
+        elif kind == "x" and isinstance(a, str) and len(a) <= 200:
+            out.append(("x", a, 0))
+        elif kind == "w" and isinstance(a, bool):
+            out.append(("w", a, 0))
+        elif kind in ("r", "q") and _num(a) and 0 <= a < 1e12:
+            out.append((kind, float(a), 0))
+    return out
+
+
+def _int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _num(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

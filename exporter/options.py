@@ -139,6 +139,12 @@ OPTIONS: tuple[Opt, ...] = (
         'Distinct task names before further ones are folded into name="other"', int),
     Opt("tasks", ("--max-exception-types",), "max_exception_types",
         'Distinct exception types before folding into exception="other"', int),
+    Opt("tasks", ("--label-grace",), "label_grace",
+        "Seconds a task's counts may wait for a source to name its task name and queue "
+        "before they go under unknown / --default-queue-name; 0: never wait", float),
+    Opt("tasks", ("--default-queue-name",), "default_queue_name",
+        "queue_name of tasks whose queue no source names (task-sent events, result_extended "
+        "results, inspect)"),
     Opt("tasks", ("--task-worker-label",), "task_worker_label",
         "Add a hostname label to task counters (true/false; watch cardinality)", _bool),
     Opt("tasks", ("--instance",), "instance",

@@ -52,12 +52,22 @@ class TasksCollector:
         families = {
             c: CounterMetricFamily(f"celery_task_{c}", _HELP[c], labels=labels) for c in _COUNTERS
         }
-        if with_host:
-            for (name, queue, counter, host), value in sorted(counts.tasks_by_worker.items()):
-                families[counter].add_metric([name, queue, host], value)
-        else:
-            for (name, queue, counter), value in sorted(counts.tasks.items()):
-                families[counter].add_metric([name, queue], value)
+        # Every state counter of a label set seen once exists, at 0 until it moves, so
+        # failed / (failed + succeeded) has a value for a task that only fails. The zeros
+        # are made here from the label sets, not stored in the ledger.
+        table: dict[tuple[str, ...], int] = (
+            {(n, q, c, h): v for (n, q, c, h), v in counts.tasks_by_worker.items()}
+            if with_host
+            else {(n, q, c): v for (n, q, c), v in counts.tasks.items()}
+        )
+        label_sets = {(k[0], k[1], *k[3:]) for k in table}
+        if not with_host:
+            label_sets.update(counts.runtime)
+            label_sets.update(counts.queue_wait)
+        for key in sorted(label_sets):
+            name, queue, *host = key
+            for c in _COUNTERS:
+                families[c].add_metric(list(key), table.get((name, queue, c, *host), 0))
         yield from families.values()
         exc = CounterMetricFamily(
             "celery_task_exceptions",
@@ -70,6 +80,12 @@ class TasksCollector:
         yield exc
 
     def _histograms(self, counts: LedgerCounts) -> Iterator[Metric]:
+        pairs = {(n, q) for n, q, _c in counts.tasks} | set(counts.runtime) | set(counts.queue_wait)
+        config = self.state.config
+        empty = {
+            "celery_task_runtime_seconds": _empty(config.buckets),
+            "celery_task_queue_wait_seconds": _empty(config.wait_buckets),
+        }
         for metric, table, help_text in (
             (
                 "celery_task_runtime_seconds",
@@ -83,8 +99,11 @@ class TasksCollector:
             ),
         ):
             family = HistogramMetricFamily(metric, help_text, labels=["name", "queue_name"])
-            for (name, queue), data in sorted(table.items()):
-                family.add_metric([name, queue], _buckets(data), data.sum)
+            # An empty histogram (zero buckets) for every pair the counters know, so that
+            # its _count exists before the first observation.
+            for key in sorted(pairs):
+                data = table.get(key) or empty[metric]
+                family.add_metric(list(key), _buckets(data), data.sum)
             yield family
 
     def _ratios(self) -> Iterator[Metric]:
@@ -143,6 +162,10 @@ class TasksCollector:
         from exporter.collectors.tasks_sources import source_metrics
 
         yield from source_metrics(self.state, counts)
+
+
+def _empty(bounds: tuple[float, ...]) -> HistogramData:
+    return HistogramData(tuple(bounds), (0,) * (len(bounds) + 1), 0.0)
 
 
 def _buckets(data: HistogramData) -> list[tuple[str, float]]:

@@ -1,0 +1,133 @@
+"""How the ledger's label-dependent effects reach the counters: attribution with a grace.
+
+A mixin of `Ledger` (ledger.py), which decides *that* something counts (de-duplication);
+this module decides *under which name and queue*. Each effect (a counter increment, a failure
+by exception, a histogram observation, a success-window entry) of an entry whose name or
+queue is unknown is held in `PendingLabels` (ledger_pending.py) until a source supplies both,
+or its grace (--label-grace) ends; it is then applied under the labels known by then: the
+name or `unknown` (counted in `_unattributed`), the queue or --default-queue-name. An entry
+is held at most once: after its release every later effect applies at once, so a task
+whose name never comes is delayed once, not at every state.
+
+Flags live in `Entry.seen` above the state bits: HELD (effects wait in `_pending`) and
+RESOLVED (released once; never held again). Everything runs under the ledger's lock.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from exporter.ledger_entry import Entry
+from exporter.ledger_parts import OTHER, LabelGuard, OutcomeWindow, TaskHistograms
+from exporter.ledger_pending import Effect, PendingLabels
+
+HELD = 1 << 12
+RESOLVED = 1 << 13
+
+
+class LedgerLabels:
+    # Set by Ledger.__init__.
+    _entries: dict[str, Entry]
+    _tasks: dict[tuple[str, str, str], int]
+    _by_worker: dict[tuple[str, str, str, str], int]
+    _exceptions: dict[tuple[str, str], int]
+    _hists: TaskHistograms
+    _guards: dict[str, LabelGuard]
+    _names: LabelGuard
+    _queues: LabelGuard
+    _worker_label: bool
+    _outcomes: OutcomeWindow
+    _recent_failed: deque[str]
+    _tracking: bool
+    _dirty: set[str]
+    _pending: PendingLabels
+    _default_queue: str
+    _unattributed: int
+    _pending_overflow: int
+
+    # -- effects: applied now, or held while a label is unknown ------------------------------
+    def _count(self, task_id: str, e: Entry, counter: str, now: float, n: int = 1) -> None:
+        if (e.name is None or e.queue is None) and self._held(task_id, e, ("c", counter, n), now):
+            return
+        self._add_count(e, counter, n)
+
+    def _add_count(self, e: Entry, counter: str, n: int) -> None:
+        # Admitted labels pass unchanged, so the guards are called only for new or folded ones.
+        name = e.name if e.name in self._names.values else self._names(e.name)
+        queue = e.queue or self._default_queue
+        if queue not in self._queues.values:
+            queue = self._queues(queue)
+        key = (name, queue, counter)
+        self._tasks[key] = self._tasks.get(key, 0) + n
+        if self._worker_label:
+            wkey = (name, queue, counter, self._guards["hostname"](e.worker))
+            self._by_worker[wkey] = self._by_worker.get(wkey, 0) + n
+
+    def _outcome(self, task_id: str, e: Entry, failed: bool, recent: bool, now: float) -> None:
+        """A success or failure: the exception by name, and the window entry if recent."""
+        if failed:
+            self._effect(task_id, e, ("x", self._guards["exception"](e.exc_type), 0), now)
+        if recent:
+            self._effect(task_id, e, ("w", not failed, 0), now)
+
+    def _effect(self, task_id: str, e: Entry, effect: Effect, now: float) -> None:
+        """Any other effect, e.g. a runtime ("r") or queue-wait ("q") observation."""
+        if (e.name is None or e.queue is None) and self._held(task_id, e, effect, now):
+            return
+        self._do(e, effect, now)
+
+    def _labels(self, e: Entry) -> tuple[str, str]:
+        return self._names(e.name), self._queues(e.queue or self._default_queue)
+
+    def _do(self, e: Entry, effect: Effect, now: float) -> None:
+        kind, a, b = effect
+        if kind == "c":
+            self._add_count(e, a, b)
+        elif kind == "x":
+            key = (self._names(e.name), str(a))
+            self._exceptions[key] = self._exceptions.get(key, 0) + 1
+        elif kind == "w":
+            # The same label as the counter's, without counting the fold a second time.
+            g = self._names
+            name = e.name if e.name in g.values else None
+            if name is None:
+                name = OTHER if e.name and len(g.values) >= g.limit else g(e.name)
+            self._outcomes.add(now, name, bool(a))
+        elif kind in ("r", "q"):
+            self._hists.add(kind == "r", self._labels(e), a)
+
+    # -- holding and releasing ---------------------------------------------------------------
+    def _held(self, task_id: str, e: Entry, effect: Effect, now: float) -> bool:
+        """Hold the effect if the entry's labels may still come. False: apply it now."""
+        pending = self._pending
+        if not pending.grace or e.seen & RESOLVED:
+            return False
+        if not pending.hold(task_id, effect, now):
+            self._release(task_id, e, now, early=True)  # too many for one task
+            return True
+        if not e.seen & HELD:
+            e.seen |= HELD
+            if len(pending.held) > pending.limit:
+                for oldest in pending.over():
+                    self._release(oldest, self._entries[oldest], now, early=True)
+        return True
+
+    def _release(self, task_id: str, e: Entry, now: float, early: bool = False) -> None:
+        """Apply the held effects under the labels known now; the entry is never held again."""
+        effects = self._pending.take(task_id)
+        e.seen = (e.seen & ~HELD) | RESOLVED
+        if early:
+            self._pending_overflow += 1
+        if e.name is None:
+            self._unattributed += 1
+        for effect in effects:
+            self._do(e, effect, now)
+        if self._tracking:
+            self._dirty.add(task_id)
+
+    def _expire(self, now: float) -> None:
+        """Release every entry whose grace has ended (cheap when none has)."""
+        order = self._pending.order
+        if order and order[0][0] <= now:
+            for task_id in self._pending.due(now):
+                self._release(task_id, self._entries[task_id], now)
