@@ -198,7 +198,6 @@ class Config:
             "purge_offline_worker_metrics",
             "enable_events_interval",
             "reconcile_interval",
-            "label_grace",
         ):
             value = getattr(self, name)
             if value < 0:

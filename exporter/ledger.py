@@ -3,7 +3,8 @@
 It owns de-duplication (a state of a task id counts once, whichever source reported it; a
 retry counts once per retry number), the counters behind `celery_task_*_total`, the runtime
 and queue-wait histograms, the success-ratio window, running tasks, and the bounded
-recent-task lists the API reads. All state sits behind one lock; readers get copies.
+recent-task lists the API reads. All state sits behind one lock; readers get copies. Which
+name and queue a count goes under, and when (a grace for late names), is ledger_labels.py's.
 
 Exactness across restarts and evictions rests on one watermark `W` (see docs in the README's
 sources section): every ready result whose settle time is <= W has been counted. A reconcile
@@ -21,7 +22,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from exporter.clock import Clock, SystemClock
-from exporter.ledger_entry import BIT, READY_MASK, Entry, share, source_bit
+from exporter.ledger_entry import BIT, READY_MASK, Entry, source_bit
 from exporter.ledger_evicted import EvictedIds
 from exporter.ledger_labels import HELD, LedgerLabels
 from exporter.ledger_parts import (
@@ -253,29 +254,6 @@ class Ledger(LedgerLabels, LedgerReads):
                 self._evicted.add(task_id, e.settled)
             if self._tracking:
                 self._dirty.add(task_id)
-
-    def observe_running(
-        self,
-        tasks: Iterable[tuple[str, str, str | None, str, float | None]],
-    ) -> None:
-        """Learn (task id, name, queue, worker, started_at) from inspect, without counting;
-        effects that waited for this name and queue are applied now."""
-        with self._lock:
-            now = self._clock.time()
-            for task_id, name, queue, worker, started_at in tasks:
-                e = self._entries.get(task_id)
-                # A finished task's names still help while its effects wait for them (the
-                # snapshot may be older than the result).
-                if e is None or (e.seen & READY_MASK and not e.seen & HELD):
-                    continue
-                if name and name != UNKNOWN:  # the poller's placeholder is no name
-                    e.name = e.name or share(name)
-                e.queue = e.queue or (share(queue) if queue else None)
-                e.worker = e.worker or share(worker)
-                if e.started_at is None and not e.seen & READY_MASK:
-                    e.started_at = started_at
-                if e.seen & HELD and e.name is not None and e.queue is not None:
-                    self._release(task_id, e, now)
 
     def mark_unsaved(self) -> None:
         """A save failed: write every needed entry and re-check drops on the next one."""
