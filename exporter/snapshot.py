@@ -36,6 +36,8 @@ class WorkerSnapshot:
     processed: dict[str, int] | None = None
     queues: tuple[str, ...] = ()
     running: tuple[RunningTask, ...] = ()
+    # inspect reserved(): tasks a worker holds but has not started (their names and queues)
+    waiting: tuple[RunningTask, ...] = ()
 
 
 @dataclass(frozen=True)

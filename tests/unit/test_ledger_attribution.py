@@ -261,3 +261,25 @@ def test_any_interleaving_gives_the_same_labelled_counts(
     assert sum(
         v for (_n, _q, c), v in canonical["tasks"].items() if c in ("succeeded", "failed")
     ) == len(finals)
+
+
+def test_reserved_tasks_from_the_poll_name_waiting_counts() -> None:
+    """The poller keeps inspect reserved()'s requests; their delivery_info names the queue."""
+    from exporter.config import Config
+    from exporter.poller import Poller
+    from exporter.sources.inspect_names import InspectNames
+    from exporter.state import State
+    from tests.support.cluster import FakeReader
+
+    clock = FakeClock()
+    state = State(Config(label_grace=GRACE), clock=clock)
+    state.ledger.apply(U("a", RECEIVED, name="t.add"))  # task-received: no queue
+    reader = FakeReader()
+    reader.add_worker("w@h", queues=("bulk",))
+    reader.replies["reserved"]["w@h"] = [
+        {"id": "a", "name": "t.add", "delivery_info": {"routing_key": "bulk"}},
+        {"id": "b", "delivery_info": {"routing_key": 7}},  # junk is no queue, no name
+    ]
+    Poller(state, reader).poll()
+    InspectNames(state).run()
+    assert state.ledger.counts().tasks == {("t.add", "bulk", "received"): 1}
