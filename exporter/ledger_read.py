@@ -13,6 +13,7 @@ from exporter.clock import Clock
 from exporter.ledger_entry import Entry, record_of
 from exporter.ledger_evicted import EvictedIds
 from exporter.ledger_parts import (
+    OTHER,
     UNKNOWN,
     LabelGuard,
     LedgerCounts,
@@ -100,7 +101,19 @@ class LedgerReads:
     def get(self, task_id: str) -> TaskRecord | None:
         with self._lock:
             e = self._entries.get(task_id)
-            return record_of(task_id, e) if e else None
+            return self._record(task_id, e) if e else None
+
+    def _record(self, task_id: str, e: Entry) -> TaskRecord:
+        """The API's record, with the name label its counters use (without admitting it)."""
+        rec = record_of(task_id, e)
+        names, name = self._guards["name"], e.name
+        if not name:
+            rec.name_label = UNKNOWN
+        elif name in names.values or len(names.values) < names.limit:
+            rec.name_label = name
+        else:
+            rec.name_label = OTHER
+        return rec
 
     def sent_time(self, task_id: str) -> float | None:
         with self._lock:
@@ -119,6 +132,6 @@ class LedgerReads:
                 e = self._entries.get(task_id)
                 if e is not None and task_id not in seen:
                     seen.add(task_id)
-                    out.append(record_of(task_id, e))
+                    out.append(self._record(task_id, e))
         out.sort(key=lambda r: r.updated_at or 0.0, reverse=True)
         return out

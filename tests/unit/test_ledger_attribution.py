@@ -283,3 +283,17 @@ def test_reserved_tasks_from_the_poll_name_waiting_counts() -> None:
     Poller(state, reader).poll()
     InspectNames(state).run()
     assert state.ledger.counts().tasks == {("t.add", "bulk", "received"): 1}
+
+
+def test_records_show_the_late_name_and_the_label_the_counters_use() -> None:
+    """The API, the sitrep and the planner read records: same names as the metrics."""
+    clock = FakeClock()
+    led = ledger(clock, max_task_names=1)
+    led.apply(U("a", SUCCESS, SOURCE_PUBSUB))
+    assert led.get("a").name is None and led.get("a").name_label == "unknown"
+    led.apply(U("a", RECEIVED, name="t.first", queue="q"))  # the name, late
+    led.apply(U("b", FAILURE, SOURCE_PUBSUB, name="t.second", queue="q"))
+    recent = {r.task_id: r for r in led.recent()}
+    assert (recent["a"].name, recent["a"].name_label) == ("t.first", "t.first")
+    assert (recent["b"].name, recent["b"].name_label) == ("t.second", "other")
+    assert {n for n, _q, _c in led.counts().tasks} == {"t.first", "other"}
