@@ -211,10 +211,8 @@ class Ledger(LedgerLabels, LedgerReads):
             e.runtime_done and e.wait_done
         ):
             runtime, wait = self._hists.observe(e, u.runtime, now)
-            if runtime is not None:
-                self._effect(task_id, e, ("r", runtime, 0), now)
-            if wait is not None:
-                self._effect(task_id, e, ("q", wait, 0), now)
+            if runtime is not None or wait is not None:
+                self._observed(task_id, e, runtime, wait, now)
         return counted
 
     def _raise_retries(self, task_id: str, e: Entry, floor: int, now: float) -> bool:

@@ -59,14 +59,13 @@ class LedgerLabels:
     _pending_overflow: int
 
     # -- effects: applied now, or held while a label is unknown ------------------------------
+    # Each has a fast path for an entry whose name and queue are known (the common case, as
+    # cheap as before attribution waited) and goes through `_held`/`_do` otherwise.
     def _count(self, task_id: str, e: Entry, counter: str, now: float, n: int = 1) -> None:
         if (e.name is None or e.queue is None) and self._held(
             task_id, e, _ONE[counter] if n == 1 else ("c", counter, n), now
         ):
             return
-        self._add_count(e, counter, n)
-
-    def _add_count(self, e: Entry, counter: str, n: int) -> None:
         # Admitted labels pass unchanged, so the guards are called only for new or folded ones.
         name = e.name if e.name in self._names.values else self._names(e.name)
         queue = e.queue or self._default_queue
@@ -80,24 +79,47 @@ class LedgerLabels:
 
     def _outcome(self, task_id: str, e: Entry, failed: bool, recent: bool, now: float) -> None:
         """A success or failure: the exception by name, and the window entry if recent."""
+        if e.name is None or e.queue is None:
+            if failed:
+                self._effect(task_id, e, ("x", self._guards["exception"](e.exc_type), 0), now)
+            if recent:
+                self._effect(task_id, e, _FAILED if failed else _SUCCEEDED, now)
+            return
+        name = e.name if e.name in self._names.values else self._names(e.name)
         if failed:
-            self._effect(task_id, e, ("x", self._guards["exception"](e.exc_type), 0), now)
+            key = (name, self._guards["exception"](e.exc_type))
+            self._exceptions[key] = self._exceptions.get(key, 0) + 1
         if recent:
-            self._effect(task_id, e, _FAILED if failed else _SUCCEEDED, now)
+            self._outcomes.add(now, name, not failed)
+
+    def _observed(
+        self, task_id: str, e: Entry, runtime: float | None, wait: float | None, now: float
+    ) -> None:
+        """A runtime and/or a queue-wait observation (histograms)."""
+        if e.name is None or e.queue is None:
+            if runtime is not None:
+                self._effect(task_id, e, ("r", runtime, 0), now)
+            if wait is not None:
+                self._effect(task_id, e, ("q", wait, 0), now)
+            return
+        labels = self._labels(e)
+        if runtime is not None:
+            self._hists.add(True, labels, runtime)
+        if wait is not None:
+            self._hists.add(False, labels, wait)
 
     def _effect(self, task_id: str, e: Entry, effect: Effect, now: float) -> None:
-        """Any other effect, e.g. a runtime ("r") or queue-wait ("q") observation."""
-        if (e.name is None or e.queue is None) and self._held(task_id, e, effect, now):
-            return
-        self._do(e, effect, now)
+        if not self._held(task_id, e, effect, now):
+            self._do(e, effect, now)
 
     def _labels(self, e: Entry) -> tuple[str, str]:
         return self._names(e.name), self._queues(e.queue or self._default_queue)
 
     def _do(self, e: Entry, effect: Effect, now: float) -> None:
+        """Apply one effect under the labels known now (a held one, or with no grace)."""
         kind, a, b = effect
         if kind == "c":
-            self._add_count(e, a, b)
+            self._count("", e, a, now, b)  # released or never held: not held again
         elif kind == "x":
             key = (self._names(e.name), str(a))
             self._exceptions[key] = self._exceptions.get(key, 0) + 1
