@@ -24,7 +24,7 @@ from typing import Any
 from exporter.clock import Clock, SystemClock
 from exporter.ledger_entry import BIT, READY_MASK, Entry, source_bit
 from exporter.ledger_evicted import EvictedIds
-from exporter.ledger_labels import HELD, LedgerLabels
+from exporter.ledger_labels import HELD, INSPECTED, LedgerLabels
 from exporter.ledger_parts import (
     OTHER,
     UNKNOWN,
@@ -160,7 +160,7 @@ class Ledger(LedgerLabels, LedgerReads):
         backfill = u.source == SOURCE_RECONCILE
         settle = u.timestamp if backfill and u.timestamp else now
         e = self._entries.get(task_id)
-        if e is None:
+        if e is None or e.seen & INSPECTED:  # (an entry only inspect knows is as new)
             # Only a backfill can be stale: a live message is news, however late it is.
             if (
                 backfill
@@ -173,11 +173,9 @@ class Ledger(LedgerLabels, LedgerReads):
                 # An unfinished task we no longer know may be one we evicted: its retries
                 # were counted then, and counting them again would be wrong.
                 return False
-            e = Entry(state)
-            self._entries[task_id] = e
-            self._order.append(task_id)
-            if len(self._entries) > self._max_tasks:
-                self._evict(now)
+            if e is None:
+                e = self._add(task_id, Entry(state), now)
+            e.seen &= ~INSPECTED
         e.merge(u, now, source_bit(u.source))
         if e.seen & HELD and e.name is not None and e.queue is not None:
             self._release(task_id, e, now)  # this update named the task: apply what waited
@@ -214,6 +212,13 @@ class Ledger(LedgerLabels, LedgerReads):
             if runtime is not None or wait is not None:
                 self._observed(task_id, e, runtime, wait, now)
         return counted
+
+    def _add(self, task_id: str, e: Entry, now: float) -> Entry:
+        self._entries[task_id] = e
+        self._order.append(task_id)
+        if len(self._entries) > self._max_tasks:
+            self._evict(now)
+        return e
 
     def _raise_retries(self, task_id: str, e: Entry, floor: int, now: float) -> bool:
         """Retries are counted as a lower bound that only grows: max over what each source

@@ -22,6 +22,7 @@ from exporter.taskstate import (
     RETRY,
     SENT,
     SOURCE_EVENTS,
+    SOURCE_INSPECT,
     SOURCE_PUBSUB,
     STARTED,
     SUCCESS,
@@ -218,6 +219,8 @@ def task_streams(draw: st.DrawFn) -> list[TaskUpdate]:
         mine += [U(tid, RETRY, SOURCE_PUBSUB, retries=r, **named) for r in range(retries)]
         if sent:
             mine.append(U(tid, SENT, name=name, queue=queue, timestamp=1.0))
+        if draw(st.booleans()):  # a poll saw it running or reserved: inspect's delivery_info
+            mine.append(U(tid, STARTED, SOURCE_INSPECT, name=name, queue=queue))
         # Lossy events: drop some, but keep one source of the name (task-received or the
         # extended result) and one of the final state.
         keep = draw(st.lists(st.booleans(), min_size=len(mine), max_size=len(mine)))
@@ -233,7 +236,11 @@ def run(updates: list[TaskUpdate], steps: list[float], batches: list[bool]) -> d
     i = 0
     while i < len(updates):
         n = 3 if batches[i % len(batches)] else 1
-        led.apply_many(updates[i : i + n])
+        for u in updates[i : i + n]:
+            if u.source == SOURCE_INSPECT:  # not an update: names learned without counting
+                led.observe_running([(u.task_id, u.name or "", u.queue, "w@h", None)])
+            else:
+                led.apply_many([u])
         clock.advance(steps[i % len(steps)])
         i += n
     clock.advance(GRACE + 1)
@@ -297,3 +304,19 @@ def test_records_show_the_late_name_and_the_label_the_counters_use() -> None:
     assert (recent["a"].name, recent["a"].name_label) == ("t.first", "t.first")
     assert (recent["b"].name, recent["b"].name_label) == ("t.second", "other")
     assert {n for n, _q, _c in led.counts().tasks} == {"t.first", "other"}
+
+
+def test_inspect_before_any_source_keeps_the_names_without_counting() -> None:
+    clock = FakeClock()
+    led = ledger(clock, max_tasks=3)
+    led.observe_running([("a", "t.slow", "long", "w1", 1.0)])
+    assert led.counts().tasks == {} and led.get("a").state == STARTED
+    led.apply(U("a", SUCCESS, SOURCE_PUBSUB))  # no name in the result: inspect's is used
+    assert led.counts().tasks == {("t.slow", "long", "succeeded"): 1}
+    # Once the ledger evicted, an entry only inspect made is as unknown as a missing one:
+    # a reconcile's unfinished state may be one counted before the eviction.
+    for i in range(4):
+        led.apply(U(f"x{i}", SUCCESS, SOURCE_PUBSUB, name="t", queue="q"))
+    led.observe_running([("b", "t.slow", "long", "w1", 1.0)])
+    assert not led.apply(U("b", STARTED, "reconcile", timestamp=clock.time()))
+    assert led.apply(U("b", STARTED, SOURCE_EVENTS))  # a live source is news
