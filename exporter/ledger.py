@@ -108,6 +108,7 @@ class Ledger(LedgerLabels, LedgerReads):
         # Label-dependent effects waiting for a name or queue (ledger_labels.py); a quarter
         # of the entries may wait at once, far more than a grace of seconds needs.
         self._pending = PendingLabels(label_grace, max(1, max_tasks // 4))
+        self._due = self._pending.order  # (deadline, id) oldest first
         self._default_queue = default_queue or UNKNOWN
         self._unattributed = 0  # tasks released without a name: counted under "unknown"
         self._pending_overflow = 0  # tasks released before their grace ended (a bound)
@@ -141,15 +142,14 @@ class Ledger(LedgerLabels, LedgerReads):
     # -- writing -------------------------------------------------------------------------
     def apply(self, update: TaskUpdate) -> bool:
         """Fold one update in. Returns True when it counted (not a duplicate)."""
-        with self._lock:
-            now = self._clock.time()
-            self._expire(now)
-            return self._apply(update, now)
+        return self.apply_many((update,)) > 0
 
     def apply_many(self, updates: Iterable[TaskUpdate]) -> int:
         with self._lock:
             now = self._clock.time()
-            self._expire(now)
+            due = self._due
+            if due and due[0][0] <= now:  # (inline: this runs per event batch)
+                self._expire(now)
             return sum(self._apply(u, now) for u in updates)
 
     def _apply(self, u: TaskUpdate, now: float) -> bool:

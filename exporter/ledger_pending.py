@@ -101,9 +101,12 @@ class PendingLabels:
         return out
 
     def _compact(self) -> None:
+        # In place: the ledger keeps a reference to `order` for its cheap "anything due?" test.
         held = self.held
-        self.order = deque(
+        kept = [
             (deadline, task_id)
             for deadline, task_id in self.order
             if (slot := held.get(task_id)) is not None and slot[0] == deadline
-        )
+        ]
+        self.order.clear()
+        self.order.extend(kept)
