@@ -37,13 +37,11 @@ from exporter.ledger_pending import PendingLabels
 from exporter.ledger_read import LedgerReads
 from exporter.taskstate import (
     COUNTER_FOR_STATE,
-    FAILURE,
     RETRY,
     SENT,
     SOURCE_EVENTS,
     SOURCE_RECONCILE,
     STARTED,
-    SUCCESS,
     TaskUpdate,
 )
 
@@ -208,7 +206,9 @@ class Ledger(LedgerLabels, LedgerReads):
         if (u.runtime is not None or e.started_at is not None) and not (
             e.runtime_done and e.wait_done
         ):
-            runtime, wait = self._hists.observe(e, u.runtime, now)
+            # Labels known: observed at once; else the observations may wait for them.
+            known = e.name is not None and e.queue is not None
+            runtime, wait = self._hists.observe(e, u.runtime, now, self._labels if known else None)
             if runtime is not None or wait is not None:
                 self._observed(task_id, e, runtime, wait, now)
         return counted
@@ -231,17 +231,6 @@ class Ledger(LedgerLabels, LedgerReads):
         self._count(task_id, e, "retried", now, delta)
         self._recent.append(task_id)
         return True
-
-    def _finish(self, task_id: str, e: Entry, state: str, now: float, settled: float) -> None:
-        self._running.pop(task_id, None)
-        if state == FAILURE:
-            self._recent_failed.append(task_id)
-        # A result reconcile backfills from hours ago is counted, but is not "recent": it
-        # would skew the success ratio of the window (e.g. a whole backend at first start).
-        recent = state in (SUCCESS, FAILURE) and settled >= now - self._outcomes.window
-        if state == FAILURE or recent:
-            self._outcome(task_id, e, state == FAILURE, recent, now)
-        self._recent.append(task_id)
 
     def _evict(self, now: float) -> None:
         while len(self._entries) > self._max_tasks and self._order:

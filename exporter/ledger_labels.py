@@ -12,7 +12,8 @@ whose name never comes is delayed once, not at every state.
 Flags live in `Entry.seen` above the state bits: HELD (effects wait in `_pending`) and
 RESOLVED (released once; never held again). Everything runs under the ledger's lock.
 `observe_running` (inspect's names and queues of running tasks) lives here for that reason:
-it only ever adds labels, and releases what waited for them.
+it only ever adds labels, and releases what waited for them; so does `_finish`, the
+label-dependent half of a task's end (exceptions, the success window, the recent lists).
 """
 
 from __future__ import annotations
@@ -25,7 +26,14 @@ from exporter.clock import Clock
 from exporter.ledger_entry import READY_MASK, Entry, share, source_bit
 from exporter.ledger_parts import OTHER, UNKNOWN, LabelGuard, OutcomeWindow, TaskHistograms
 from exporter.ledger_pending import Effect, PendingLabels
-from exporter.taskstate import COUNTER_FOR_STATE, RECEIVED, SOURCE_INSPECT, STARTED
+from exporter.taskstate import (
+    COUNTER_FOR_STATE,
+    FAILURE,
+    RECEIVED,
+    SOURCE_INSPECT,
+    STARTED,
+    SUCCESS,
+)
 
 HELD = 1 << 12
 RESOLVED = 1 << 13
@@ -52,6 +60,8 @@ class LedgerLabels:
     _worker_label: bool
     _outcomes: OutcomeWindow
     _recent_failed: deque[str]
+    _recent: deque[str]
+    _running: dict[str, Entry]
     _tracking: bool
     _dirty: set[str]
     _pending: PendingLabels
@@ -78,36 +88,40 @@ class LedgerLabels:
             wkey = (name, queue, counter, self._guards["hostname"](e.worker))
             self._by_worker[wkey] = self._by_worker.get(wkey, 0) + n
 
-    def _outcome(self, task_id: str, e: Entry, failed: bool, recent: bool, now: float) -> None:
-        """A success or failure: the exception by name, and the window entry if recent."""
+    def _finish(self, task_id: str, e: Entry, state: str, now: float, settled: float) -> None:
+        self._running.pop(task_id, None)
+        if state == FAILURE:
+            self._recent_failed.append(task_id)
+        # A result reconcile backfills from hours ago is counted, but is not "recent": it
+        # would skew the success ratio of the window (e.g. a whole backend at first start).
+        recent = state in (SUCCESS, FAILURE) and settled >= now - self._outcomes.window
         if e.name is None or e.queue is None:
-            if failed:
-                self._effect(task_id, e, ("x", self._guards["exception"](e.exc_type), 0), now)
+            self._outcome(task_id, e, state == FAILURE, recent, now)  # may wait for labels
+        else:
+            name = e.name if e.name in self._names.values else self._names(e.name)
+            if state == FAILURE:
+                key = (name, self._guards["exception"](e.exc_type))
+                self._exceptions[key] = self._exceptions.get(key, 0) + 1
             if recent:
-                self._effect(task_id, e, _FAILED if failed else _SUCCEEDED, now)
-            return
-        name = e.name if e.name in self._names.values else self._names(e.name)
+                self._outcomes.add(now, name, state == SUCCESS)
+        self._recent.append(task_id)
+
+    def _outcome(self, task_id: str, e: Entry, failed: bool, recent: bool, now: float) -> None:
+        """A success or failure of an entry whose labels are unknown (the known case is
+        inline in `Ledger._finish`): the exception by name, and the window entry."""
         if failed:
-            key = (name, self._guards["exception"](e.exc_type))
-            self._exceptions[key] = self._exceptions.get(key, 0) + 1
+            self._effect(task_id, e, ("x", self._guards["exception"](e.exc_type), 0), now)
         if recent:
-            self._outcomes.add(now, name, not failed)
+            self._effect(task_id, e, _FAILED if failed else _SUCCEEDED, now)
 
     def _observed(
         self, task_id: str, e: Entry, runtime: float | None, wait: float | None, now: float
     ) -> None:
-        """A runtime and/or a queue-wait observation (histograms)."""
-        if e.name is None or e.queue is None:
-            if runtime is not None:
-                self._effect(task_id, e, ("r", runtime, 0), now)
-            if wait is not None:
-                self._effect(task_id, e, ("q", wait, 0), now)
-            return
-        labels = self._labels(e)
+        """A runtime and/or a queue-wait observation of an entry whose labels are unknown."""
         if runtime is not None:
-            self._hists.add(True, labels, runtime)
+            self._effect(task_id, e, ("r", runtime, 0), now)
         if wait is not None:
-            self._hists.add(False, labels, wait)
+            self._effect(task_id, e, ("q", wait, 0), now)
 
     def _effect(self, task_id: str, e: Entry, effect: Effect, now: float) -> None:
         if not self._held(task_id, e, effect, now):

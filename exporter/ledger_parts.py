@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from exporter.ledger_entry import Entry
 
+LabelFn = Callable[["Entry"], "tuple[str, str]"]
 UNKNOWN = "unknown"
 OTHER = "other"
 
@@ -86,11 +88,11 @@ class TaskHistograms:
         self.wait: dict[tuple[str, str], Histogram] = {}
 
     def observe(
-        self, e: Entry, runtime: float | None, now: float
+        self, e: Entry, runtime: float | None, now: float, labels: LabelFn | None
     ) -> tuple[float | None, float | None]:
         """What became observable for this task (inputs may arrive in any order): a runtime
-        and a queue wait, each at most once per task. The caller records them (`add`) under
-        the task's labels, now or once they are known."""
+        and a queue wait, each at most once per task. Recorded at once under `labels(e)`;
+        without `labels` returned instead, for the caller to record (`add`) later."""
         observed: float | None = None
         wait: float | None = None
         if not e.runtime_done and e.finished_at is not None:
@@ -99,7 +101,10 @@ class TaskHistograms:
                 runtime = now - e.started_at
             if runtime is not None and runtime >= 0:
                 e.runtime_done = True
-                observed = runtime
+                if labels is not None:
+                    self._get(self.runtime, labels(e), self.buckets).observe(runtime)
+                else:
+                    observed = runtime
         if not e.wait_done and e.started_at is not None:
             base = e.sent_at
             if e.eta is not None and (base is None or e.eta > base):
@@ -107,7 +112,11 @@ class TaskHistograms:
             if base is not None:
                 e.wait_done = True
                 # Producer and worker clocks differ: a negative wait is skew, not speed.
-                wait = max(0.0, e.started_at - base)
+                value = max(0.0, e.started_at - base)
+                if labels is not None:
+                    self._get(self.wait, labels(e), self.wait_buckets).observe(value)
+                else:
+                    wait = value
         return observed, wait
 
     def add(self, runtime: bool, labels: tuple[str, str], value: float) -> None:
