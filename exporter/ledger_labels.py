@@ -5,9 +5,9 @@ this module decides *under which name and queue*. Each effect (a counter increme
 by exception, a histogram observation, a success-window entry) of an entry whose name or
 queue is unknown is held in `PendingLabels` (ledger_pending.py) until a source supplies both,
 or its grace (--label-grace) ends; it is then applied under the labels known by then: the
-name or `unknown` (counted in `_unattributed`), the queue or --default-queue-name. An entry
-is held at most once: after its release every later effect applies at once, so a task
-whose name never comes is delayed once, not at every state.
+name or `unknown` (counted in `PendingLabels.unattributed`), the queue or
+--default-queue-name. An entry is held at most once: after its release every later effect
+applies at once, so a task whose name never comes is delayed once, not at every state.
 
 Flags live in `Entry.seen` above the state bits: HELD (effects wait in `_pending`) and
 RESOLVED (released once; never held again). Everything runs under the ledger's lock.
@@ -65,9 +65,6 @@ class LedgerLabels:
     _tracking: bool
     _dirty: set[str]
     _pending: PendingLabels
-    _default_queue: str
-    _unattributed: int
-    _pending_overflow: int
 
     # -- effects: applied now, or held while a label is unknown ------------------------------
     # Each has a fast path for an entry whose name and queue are known (the common case, as
@@ -79,7 +76,7 @@ class LedgerLabels:
             return
         # Admitted labels pass unchanged, so the guards are called only for new or folded ones.
         name = e.name if e.name in self._names.values else self._names(e.name)
-        queue = e.queue or self._default_queue
+        queue = e.queue or self._queues.default
         if queue not in self._queues.values:
             queue = self._queues(queue)
         key = (name, queue, counter)
@@ -128,7 +125,7 @@ class LedgerLabels:
             self._do(e, effect, now)
 
     def _labels(self, e: Entry) -> tuple[str, str]:
-        return self._names(e.name), self._queues(e.queue or self._default_queue)
+        return self._names(e.name), self._queues(e.queue or self._queues.default)
 
     def _do(self, e: Entry, effect: Effect, now: float) -> None:
         """Apply one effect under the labels known now (a held one, or with no grace)."""
@@ -172,9 +169,9 @@ class LedgerLabels:
         effects = self._pending.take(task_id)
         e.seen = (e.seen & ~HELD) | RESOLVED
         if early:
-            self._pending_overflow += 1
+            self._pending.early += 1
         if e.name is None:
-            self._unattributed += 1
+            self._pending.unattributed += 1
         for effect in effects:
             self._do(e, effect, now)
         if self._tracking:

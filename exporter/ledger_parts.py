@@ -23,12 +23,13 @@ OTHER = "other"
 class LabelGuard:
     """Admits up to `limit` distinct values of one label; later ones fold into "other"."""
 
-    __slots__ = ("limit", "overflow", "values")
+    __slots__ = ("default", "limit", "overflow", "values")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.values: set[str] = set()
         self.overflow = 0  # observations folded into "other"
+        self.default = UNKNOWN  # what a missing value is labelled (--default-queue-name)
 
     def __call__(self, value: str | None) -> str:
         if not value:

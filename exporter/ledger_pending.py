@@ -34,7 +34,7 @@ MAX_EFFECTS = 32
 
 
 class PendingLabels:
-    __slots__ = ("grace", "held", "limit", "order")
+    __slots__ = ("early", "grace", "held", "limit", "order", "unattributed")
 
     def __init__(self, grace: float, limit: int) -> None:
         self.grace = grace
@@ -43,6 +43,8 @@ class PendingLabels:
         # (deadline, task id), oldest first; an item is stale when its id was released (or
         # re-held with another deadline) since.
         self.order: deque[tuple[float, str]] = deque()
+        self.unattributed = 0  # tasks released without a name: counted under "unknown"
+        self.early = 0  # tasks released before their grace ended (a bound)
 
     def __len__(self) -> int:
         return len(self.held)

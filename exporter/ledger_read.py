@@ -45,8 +45,6 @@ class LedgerReads:
     _recent_failed: deque[str]
     _outcomes: OutcomeWindow
     _pending: PendingLabels
-    _unattributed: int
-    _pending_overflow: int
 
     def _expire(self, now: float) -> None:  # ledger_labels.py
         raise NotImplementedError
@@ -68,9 +66,9 @@ class LedgerReads:
                 label_values={k: len(g.values) for k, g in self._guards.items()},
                 evicted_ids=len(self._evicted),
                 evicted_ids_dropped=self._evicted.given_up,
-                unattributed=self._unattributed,
+                unattributed=self._pending.unattributed,
                 label_pending=len(self._pending),
-                label_overflow=self._pending_overflow,
+                label_overflow=self._pending.early,
             )
 
     def name_label(self, name: str | None) -> str:
