@@ -129,7 +129,14 @@ class Config:
     # hostname="generic" instead of the worker's on task counters (celery-exporter's switches).
     generic_hostname_task_sent_metric: bool = False
     generic_hostname_worker_task_metric: bool = False
-    default_queue_name: str = "celery"
+    # Seconds a count may wait for its task's name and queue. Sources race: the lean events
+    # consumer hands over batches up to 50 ms late, a worker's event loop buffers task
+    # events (up to 24) until its next iteration, and the result pub/sub arrives on its own
+    # connection, often first. 5 s covers those with a wide margin (a busy worker's loop, a
+    # reconnect's backlog) and is still shorter than a scrape interval, so a rate() hardly
+    # notices; a longer grace holds more tasks (memory: tasks/s x grace entries' effects).
+    label_grace: float = 5.0
+    default_queue_name: str = "unknown"
     # Names this exporter's event queue and persisted ledger state; "" means the host name.
     # Two exporters watching one cluster at once need different names.
     instance: str = ""
@@ -235,6 +242,10 @@ class Config:
             value = getattr(self, name)
             if value < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+        if not 0 <= self.label_grace <= 600:
+            raise ConfigError(f"--label-grace must be 0 to 600 seconds, got {self.label_grace}")
+        if not self.default_queue_name.strip():
+            raise ConfigError("--default-queue-name must not be empty")
         if self.inspect_timeout >= self.poll_interval * 4:
             raise ConfigError(
                 f"--inspect-timeout {self.inspect_timeout} is too long for --poll-interval "

@@ -3,7 +3,8 @@
 It owns de-duplication (a state of a task id counts once, whichever source reported it; a
 retry counts once per retry number), the counters behind `celery_task_*_total`, the runtime
 and queue-wait histograms, the success-ratio window, running tasks, and the bounded
-recent-task lists the API reads. All state sits behind one lock; readers get copies.
+recent-task lists the API reads. All state sits behind one lock; readers get copies. Which
+name and queue a count goes under, and when (a grace for late names), is ledger_labels.py's.
 
 Exactness across restarts and evictions rests on one watermark `W` (see docs in the README's
 sources section): every ready result whose settle time is <= W has been counted. A reconcile
@@ -23,6 +24,7 @@ from typing import Any
 from exporter.clock import Clock, SystemClock
 from exporter.ledger_entry import BIT, READY_MASK, Entry, source_bit
 from exporter.ledger_evicted import EvictedIds
+from exporter.ledger_labels import HELD, INSPECTED, LedgerLabels
 from exporter.ledger_last import LastTimes
 from exporter.ledger_parts import (
     OTHER,
@@ -32,16 +34,15 @@ from exporter.ledger_parts import (
     OutcomeWindow,
     TaskHistograms,
 )
+from exporter.ledger_pending import PendingLabels
 from exporter.ledger_read import LedgerReads
 from exporter.taskstate import (
     COUNTER_FOR_STATE,
-    FAILURE,
     RETRY,
     SENT,
     SOURCE_EVENTS,
     SOURCE_RECONCILE,
     STARTED,
-    SUCCESS,
     TaskUpdate,
 )
 
@@ -54,7 +55,7 @@ RECONCILE_MARGIN = 120.0
 MAX_RETRY_STEP = 1000
 
 
-class Ledger(LedgerReads):
+class Ledger(LedgerLabels, LedgerReads):
     def __init__(
         self,
         clock: Clock | None = None,
@@ -68,6 +69,8 @@ class Ledger(LedgerReads):
         wait_buckets: tuple[float, ...] = (0.1, 1.0, 10.0, 60.0),
         worker_label: bool = False,
         derive_runtime: bool = False,
+        label_grace: float = 0.0,
+        default_queue: str = UNKNOWN,
     ) -> None:
         self._clock = clock or SystemClock()
         self._lock = threading.Lock()
@@ -75,7 +78,6 @@ class Ledger(LedgerReads):
         # to tell whether anything may have changed since its last render.
         self.changes = 0
         self._max_tasks = max_tasks
-        self._window = success_window
         self._worker_label = worker_label
         # Plain dict + first-seen order: cheaper per task than an OrderedDict. Eviction is
         # first-in first-out; a task evicted while open is simply counted on from scratch.
@@ -105,6 +107,14 @@ class Ledger(LedgerReads):
         # oldest first; bounded like the entries, so the oldest are given up first.
         self._evicted = EvictedIds(max(1, max_tasks // 2))
         self._backfill = False  # a reconcile source exists (see expect_backfill)
+        # Label-dependent effects waiting for a name or queue (ledger_labels.py); a quarter
+        # of the entries may wait at once, far more than a grace of seconds needs.
+        self._pending = PendingLabels(label_grace, max(1, max_tasks // 4))
+        # (Kept on the guard and in _pending, not on the ledger: past 30 attributes CPython
+        # 3.11 stops sharing an instance's keys and every self._x load gets slower. Callgrind,
+        # event fixture, one apply_many per update: +8.2% instructions per update over the
+        # ledger before attribution with 33 attributes, +5.5% with these 29.)
+        self._queues.default = default_queue or UNKNOWN
         # An unfinished reconcile pass: (Redis run_id, next cursor, start), saved with state.
         self.pass_position: tuple[str, int, float] | None = None
         # persistence bookkeeping (only once a store saves us): ids changed since the last
@@ -128,19 +138,22 @@ class Ledger(LedgerReads):
             wait_buckets=config.wait_buckets,
             worker_label=config.task_worker_label,
             derive_runtime=not config.events,
+            label_grace=config.label_grace,
+            default_queue=config.default_queue_name,
         )
 
     # -- writing -------------------------------------------------------------------------
     def apply(self, update: TaskUpdate) -> bool:
         """Fold one update in. Returns True when it counted (not a duplicate)."""
-        with self._lock:
-            self.changes += 1
-            return self._apply(update, self._clock.time())
+        return self.apply_many((update,)) > 0
 
     def apply_many(self, updates: Iterable[TaskUpdate]) -> int:
         with self._lock:
             self.changes += 1
             now = self._clock.time()
+            due = self._pending.order  # (deadline, id) oldest first
+            if due and due[0][0] <= now:  # (inline: this runs per event batch)
+                self._expire(now)
             return sum(self._apply(u, now) for u in updates)
 
     def _apply(self, u: TaskUpdate, now: float) -> bool:
@@ -151,7 +164,7 @@ class Ledger(LedgerReads):
         backfill = u.source == SOURCE_RECONCILE
         settle = u.timestamp if backfill and u.timestamp else now
         e = self._entries.get(task_id)
-        if e is None:
+        if e is None or e.seen & INSPECTED:  # (an entry only inspect knows is as new)
             # Only a backfill can be stale: a live message is news, however late it is.
             if (
                 backfill
@@ -164,12 +177,12 @@ class Ledger(LedgerReads):
                 # An unfinished task we no longer know may be one we evicted: its retries
                 # were counted then, and counting them again would be wrong.
                 return False
-            e = Entry(state)
-            self._entries[task_id] = e
-            self._order.append(task_id)
-            if len(self._entries) > self._max_tasks:
-                self._evict()
+            if e is None:
+                e = self._add(task_id, Entry(state), now)
+            e.seen &= ~INSPECTED
         e.merge(u, now, source_bit(u.source))
+        if e.seen & HELD and e.name is not None and e.queue is not None:
+            self._release(task_id, e, now)  # this update named the task: apply what waited
         if self._tracking:
             self._dirty.add(task_id)
         counted = False
@@ -182,30 +195,40 @@ class Ledger(LedgerReads):
             else:
                 e.retry_other += 1
                 floor = e.retry_other
-            counted = self._raise_retries(task_id, e, floor)
+            counted = self._raise_retries(task_id, e, floor, now)
         elif bit and not e.seen & bit:
             e.seen |= bit
             counted = True
-            self._count(e, COUNTER_FOR_STATE[state])
+            self._count(task_id, e, COUNTER_FOR_STATE[state], now)
             if bit & READY_MASK:
                 e.settled = settle
                 self._finish(task_id, e, state, now, settle)
             elif state == STARTED and not e.seen & READY_MASK:
                 self._running[task_id] = e
-            if e.name:
-                label = e.name if e.name in self._names.values else OTHER
-                self._last.note(label, state, min(u.timestamp or now, now))
+            if e.name:  # (held until its name is known otherwise: ledger_labels._release)
+                self._last.note(self._name_label(e), state, min(u.timestamp or now, now))
         if u.retries and state != RETRY and state != SENT:
             # Attempt r (received, started or final) means r retries happened before it.
-            counted |= self._raise_retries(task_id, e, u.retries)
+            counted |= self._raise_retries(task_id, e, u.retries, now)
         # Both histograms need a runtime or a start time: a backfilled result has neither.
         if (u.runtime is not None or e.started_at is not None) and not (
             e.runtime_done and e.wait_done
         ):
-            self._hists.observe(e, u.runtime, now, self._labels)
+            # Labels known: observed at once; else the observations may wait for them.
+            known = e.name is not None and e.queue is not None
+            runtime, wait = self._hists.observe(e, u.runtime, now, self._labels if known else None)
+            if runtime is not None or wait is not None:
+                self._observed(task_id, e, runtime, wait, now)
         return counted
 
-    def _raise_retries(self, task_id: str, e: Entry, floor: int) -> bool:
+    def _add(self, task_id: str, e: Entry, now: float) -> Entry:
+        self._entries[task_id] = e
+        self._order.append(task_id)
+        if len(self._entries) > self._max_tasks:
+            self._evict(now)
+        return e
+
+    def _raise_retries(self, task_id: str, e: Entry, floor: int, now: float) -> bool:
         """Retries are counted as a lower bound that only grows: max over what each source
         proves (its own count of unnumbered retries, retry numbers, attempt numbers). So the
         same retry heard from events and pub/sub, in any order, counts once."""
@@ -213,41 +236,17 @@ class Ledger(LedgerReads):
         if delta <= 0:
             return False
         e.retry_total += delta
-        self._count(e, "retried", delta)
+        self._count(task_id, e, "retried", now, delta)
         self._recent.append(task_id)
         return True
 
-    def _count(self, e: Entry, counter: str, n: int = 1) -> None:
-        # Admitted labels pass unchanged, so the guards are called only for new or folded ones.
-        name = e.name if e.name in self._names.values else self._names(e.name)
-        queue = e.queue if e.queue in self._queues.values else self._queues(e.queue)
-        key = (name, queue, counter)
-        self._tasks[key] = self._tasks.get(key, 0) + n
-        if self._worker_label:
-            wkey = (name, queue, counter, self._guards["hostname"](e.worker))
-            self._by_worker[wkey] = self._by_worker.get(wkey, 0) + n
-
-    def _labels(self, e: Entry) -> tuple[str, str]:
-        return self._guards["name"](e.name), self._guards["queue_name"](e.queue)
-
-    def _finish(self, task_id: str, e: Entry, state: str, now: float, settled: float) -> None:
-        self._running.pop(task_id, None)
-        name = e.name if e.name in self._names.values else self._names(e.name)
-        if state == FAILURE:
-            exc = self._guards["exception"](e.exc_type)
-            key = (name, exc)
-            self._exceptions[key] = self._exceptions.get(key, 0) + 1
-            self._recent_failed.append(task_id)
-        # A result reconcile backfills from hours ago is counted, but is not "recent": it
-        # would skew the success ratio of the window (e.g. a whole backend at first start).
-        if state in (SUCCESS, FAILURE) and settled >= now - self._outcomes.window:
-            self._outcomes.add(now, name, state == SUCCESS)
-        self._recent.append(task_id)
-
-    def _evict(self) -> None:
+    def _evict(self, now: float) -> None:
         while len(self._entries) > self._max_tasks and self._order:
             task_id = self._order.popleft()
-            e = self._entries.pop(task_id)
+            e = self._entries[task_id]
+            if e.seen & HELD:
+                self._release(task_id, e, now, early=True)  # its effects count before it goes
+            del self._entries[task_id]
             self._running.pop(task_id, None)
             self._evictions += 1
             # A counted result a reconcile could find again must stay known as counted.
@@ -255,23 +254,6 @@ class Ledger(LedgerReads):
                 self._evicted.add(task_id, e.settled)
             if self._tracking:
                 self._dirty.add(task_id)
-
-    def observe_running(
-        self,
-        tasks: Iterable[tuple[str, str, str | None, str, float | None]],
-    ) -> None:
-        """Learn (task id, name, queue, worker, started_at) from inspect, without counting."""
-        with self._lock:
-            self.changes += 1
-            for task_id, name, queue, worker, started_at in tasks:
-                e = self._entries.get(task_id)
-                if e is None or e.seen & READY_MASK:
-                    continue
-                e.name = e.name or name
-                e.queue = e.queue or queue
-                e.worker = e.worker or worker
-                if e.started_at is None:
-                    e.started_at = started_at
 
     def mark_unsaved(self) -> None:
         """A save failed: write every needed entry and re-check drops on the next one."""

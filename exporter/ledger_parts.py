@@ -25,12 +25,13 @@ OTHER = "other"
 class LabelGuard:
     """Admits up to `limit` distinct values of one label; later ones fold into "other"."""
 
-    __slots__ = ("limit", "overflow", "values")
+    __slots__ = ("default", "limit", "overflow", "values")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.values: set[str] = set()
         self.overflow = 0  # observations folded into "other"
+        self.default = UNKNOWN  # what a missing value is labelled (--default-queue-name)
 
     def __call__(self, value: str | None) -> str:
         if not value:
@@ -97,15 +98,24 @@ class TaskHistograms:
         self.runtime: dict[tuple[str, str], Histogram] = {}
         self.wait: dict[tuple[str, str], Histogram] = {}
 
-    def observe(self, e: Entry, runtime: float | None, now: float, labels: LabelFn) -> None:
-        """Observe whatever became known for this task (inputs may arrive in any order)."""
+    def observe(
+        self, e: Entry, runtime: float | None, now: float, labels: LabelFn | None
+    ) -> tuple[float | None, float | None]:
+        """What became observable for this task (inputs may arrive in any order): a runtime
+        and a queue wait, each at most once per task. Recorded at once under `labels(e)`;
+        without `labels` returned instead, for the caller to record (`add`) later."""
+        observed: float | None = None
+        wait: float | None = None
         if not e.runtime_done and e.finished_at is not None:
             # Without events, STARTED comes from pub/sub and started_at is when we heard it.
             if runtime is None and self.derive_runtime and e.started_at is not None:
                 runtime = now - e.started_at
             if runtime is not None and runtime >= 0:
                 e.runtime_done = True
-                self._get(self.runtime, labels(e), self.buckets).observe(runtime)
+                if labels is not None:
+                    self._get(self.runtime, labels(e), self.buckets).observe(runtime)
+                else:
+                    observed = runtime
         if not e.wait_done and e.started_at is not None:
             base = e.sent_at
             if e.eta is not None and (base is None or e.eta > base):
@@ -113,9 +123,18 @@ class TaskHistograms:
             if base is not None:
                 e.wait_done = True
                 # Producer and worker clocks differ: a negative wait is skew, not speed.
-                self._get(self.wait, labels(e), self.wait_buckets).observe(
-                    max(0.0, e.started_at - base)
-                )
+                value = max(0.0, e.started_at - base)
+                if labels is not None:
+                    self._get(self.wait, labels(e), self.wait_buckets).observe(value)
+                else:
+                    wait = value
+        return observed, wait
+
+    def add(self, runtime: bool, labels: tuple[str, str], value: float) -> None:
+        if runtime:
+            self._get(self.runtime, labels, self.buckets).observe(value)
+        else:
+            self._get(self.wait, labels, self.wait_buckets).observe(value)
 
     @staticmethod
     def _get(
@@ -203,3 +222,8 @@ class LedgerCounts:
     # evicted ids remembered until a completed reconcile covers them, and those given up
     evicted_ids: int = 0
     evicted_ids_dropped: int = 0
+    # tasks whose name no source gave within --label-grace (counted under name="unknown"),
+    # tasks whose effects wait for a name or queue now, and those released early by a bound
+    unattributed: int = 0
+    label_pending: int = 0
+    label_overflow: int = 0

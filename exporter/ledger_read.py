@@ -14,12 +14,14 @@ from exporter.ledger_entry import Entry, record_of
 from exporter.ledger_evicted import EvictedIds
 from exporter.ledger_last import LastTimes
 from exporter.ledger_parts import (
+    OTHER,
     UNKNOWN,
     LabelGuard,
     LedgerCounts,
     OutcomeWindow,
     TaskHistograms,
 )
+from exporter.ledger_pending import PendingLabels
 from exporter.taskstate import TaskRecord
 
 
@@ -27,7 +29,6 @@ class LedgerReads:
     # Set by Ledger.__init__.
     _lock: threading.Lock
     _clock: Clock
-    _window: float
     _entries: dict[str, Entry]
     _tasks: dict[tuple[str, str, str], int]
     _by_worker: dict[tuple[str, str, str, str], int]
@@ -44,9 +45,14 @@ class LedgerReads:
     _recent_failed: deque[str]
     _outcomes: OutcomeWindow
     _last: LastTimes
+    _pending: PendingLabels
+
+    def _expire(self, now: float) -> None:  # ledger_labels.py
+        raise NotImplementedError
 
     def counts(self) -> LedgerCounts:
         with self._lock:
+            self._expire(self._clock.time())  # what waited past its grace counts now
             return LedgerCounts(
                 tasks=dict(self._tasks),
                 exceptions=dict(self._exceptions),
@@ -61,6 +67,9 @@ class LedgerReads:
                 label_values={k: len(g.values) for k, g in self._guards.items()},
                 evicted_ids=len(self._evicted),
                 evicted_ids_dropped=self._evicted.given_up,
+                unattributed=self._pending.unattributed,
+                label_pending=len(self._pending),
+                label_overflow=self._pending.early,
             )
 
     def name_label(self, name: str | None) -> str:
@@ -87,16 +96,30 @@ class LedgerReads:
     def success_ratio(self, window: float | None = None) -> dict[str, tuple[int, int]]:
         """name -> (succeeded, failed) within the window ending now; "" is all names."""
         with self._lock:
-            return self._outcomes.totals(self._clock.time(), window or self._window)
+            now = self._clock.time()
+            self._expire(now)
+            return self._outcomes.totals(now, window or self._outcomes.window)
 
     @property
     def window(self) -> float:
-        return self._window
+        return self._outcomes.window
 
     def get(self, task_id: str) -> TaskRecord | None:
         with self._lock:
             e = self._entries.get(task_id)
-            return record_of(task_id, e) if e else None
+            return self._record(task_id, e) if e else None
+
+    def _record(self, task_id: str, e: Entry) -> TaskRecord:
+        """The API's record, with the name label its counters use (without admitting it)."""
+        rec = record_of(task_id, e)
+        names, name = self._guards["name"], e.name
+        if not name:
+            rec.name_label = UNKNOWN
+        elif name in names.values or len(names.values) < names.limit:
+            rec.name_label = name
+        else:
+            rec.name_label = OTHER
+        return rec
 
     def sent_time(self, task_id: str) -> float | None:
         with self._lock:
@@ -115,7 +138,7 @@ class LedgerReads:
                 e = self._entries.get(task_id)
                 if e is not None and task_id not in seen:
                     seen.add(task_id)
-                    out.append(record_of(task_id, e))
+                    out.append(self._record(task_id, e))
         out.sort(key=lambda r: r.updated_at or 0.0, reverse=True)
         return out
 

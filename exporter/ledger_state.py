@@ -10,13 +10,17 @@ state always match. `import_state` restores a fresh ledger from what the store r
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from exporter.decode import clean
 from exporter.ledger_entry import READY_MASK, STATE_OF_BIT, Entry
+from exporter.ledger_labels import HELD
 from exporter.ledger_parts import UNKNOWN, Histogram
+from exporter.ledger_pending import Effect
 from exporter.taskstate import COUNTER_FOR_STATE
 
 if TYPE_CHECKING:
@@ -29,13 +33,20 @@ VERSION = 1
 def _needed(e: Entry | None, watermark: float) -> bool:
     if e is None:
         return False
-    return e.settled is None or e.settled > watermark
+    return e.settled is None or e.settled > watermark or bool(e.seen & HELD)
 
 
-def _encode(e: Entry) -> str:
+def _encode(e: Entry, held: list[Effect]) -> str:
     settled = "" if e.settled is None else repr(e.settled)
     retries = f"{e.retry_total}.{e.retry_ev}.{e.retry_other}"
-    fields = (str(e.seen), retries, settled, e.name or "", e.queue or "")
+    fields = [str(e.seen), retries, settled, e.name or "", e.queue or ""]
+    if held:
+        # Effects still waiting for labels are saved with the entry, not in the counters:
+        # the counters and the entry are written in one transaction, so a restart holds them
+        # again (a fresh grace) and applies each exactly once. (Applying them before every
+        # save instead would cut the grace short every 10 s.) A release marks the entry
+        # dirty, so the next save writes it without them, beside counters that include them.
+        fields.append(json.dumps(held, separators=(",", ":")))
     return "\x1f".join(fields)
 
 
@@ -51,7 +62,7 @@ def export_state(ledger: Ledger) -> dict[str, Any]:
         e = ledger._entries.get(task_id)
         if _needed(e, w):
             assert e is not None
-            seen[task_id] = _encode(e)
+            seen[task_id] = _encode(e, ledger._pending.effects(task_id))
             ledger._persisted.add(task_id)
         elif task_id in ledger._persisted and task_id not in ledger._evicted:
             # (an evicted id still above the watermark keeps its saved entry)
@@ -143,14 +154,19 @@ def import_state(ledger: Ledger, data: dict[str, Any]) -> None:
         if isinstance(run_id, str) and _is_count(cursor) and start is not None:
             ledger.pass_position = (clean.label(run_id, 100) or "", cursor, start)
     seen = data.get("seen")
+    now = ledger._clock.time()
     for task_id, encoded in (seen if isinstance(seen, dict) else {}).items():
-        e = _decode(encoded) if isinstance(task_id, str) else None
-        if e is None:
+        decoded = _decode(encoded) if isinstance(task_id, str) else None
+        if decoded is None:
             fixed.dropped += 1
         elif task_id not in ledger._entries:
+            e, held = decoded
             ledger._entries[task_id] = e
             ledger._order.append(task_id)
             ledger._persisted.add(task_id)
+            if held:  # effects that waited for labels when saved: held again, a fresh grace
+                e.seen |= HELD
+                ledger._pending.restore(task_id, held, now)
     if fixed.dropped or fixed.cleaned:
         log.warning(
             "saved ledger state: %d unreadable rows dropped, %d labels cleaned (an older "
@@ -216,15 +232,16 @@ def _admit(ledger: Ledger, **labels: str) -> None:
             guard.values.add(value)
 
 
-def _decode(encoded: Any) -> Entry | None:
-    """One saved dedup entry, or None when it is not one (never raises)."""
+def _decode(encoded: Any) -> tuple[Entry, list[Effect]] | None:
+    """One saved dedup entry and the effects it held, or None when it is not one (never
+    raises)."""
     if not isinstance(encoded, str):
         return None
     try:
-        seen, retries, settled, name, queue = encoded.split("\x1f")
+        seen, retries, settled, name, queue, *rest = encoded.split("\x1f")
         total, ev, other = (int(x) for x in retries.split("."))
         e = Entry("PENDING")
-        e.seen = int(seen)
+        e.seen = int(seen) & ~HELD  # set again below if effects wait
         e.retry_total, e.retry_ev, e.retry_other = total, ev, other
         e.settled = float(settled) if settled else None
     except ValueError:
@@ -242,4 +259,37 @@ def _decode(encoded: Any) -> Entry | None:
             break
     e.runtime_done = bool(e.seen & READY_MASK)
     e.wait_done = bool(e.seen & (READY_MASK | 4))  # 4: STARTED
-    return e
+    return e, _effects(rest[0]) if rest else []
+
+
+_COUNTER_NAMES = frozenset(COUNTER_FOR_STATE.values())
+
+
+def _effects(raw: str) -> list[Effect]:
+    """Held effects read back; anything malformed is dropped, never raised."""
+    try:
+        items = json.loads(raw)
+    except ValueError:
+        return []
+    out: list[Effect] = []
+    for item in items if isinstance(items, list) else ():
+        if not isinstance(item, list) or len(item) != 3:
+            continue
+        kind, a, b = item
+        if kind == "c" and a in _COUNTER_NAMES and _int(b) and 0 < b <= 1000:
+            out.append(("c", a, b))
+        elif kind == "x" and isinstance(a, str) and len(a) <= 200:
+            out.append(("x", a, 0))
+        elif kind == "w" and isinstance(a, bool):
+            out.append(("w", a, 0))
+        elif kind in ("r", "q") and _num(a) and 0 <= a < 1e12:
+            out.append((kind, float(a), 0))
+    return out
+
+
+def _int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _num(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -182,14 +182,18 @@ OPTIONS: tuple[Opt, ...] = (
         'Distinct task names before further ones are folded into name="other"', int),
     Opt("tasks", ("--max-exception-types",), "max_exception_types",
         'Distinct exception types before folding into exception="other"', int),
+    Opt("tasks", ("--label-grace",), "label_grace",
+        "Seconds a task's counts may wait for a source to name its task name and queue "
+        "before they go under unknown / --default-queue-name; 0: never wait", float),
+    Opt("tasks", ("--default-queue-name",), "default_queue_name",
+        "queue_name of tasks whose queue no source names (task-sent events, result_extended "
+        "results, inspect)"),
     Opt("tasks", ("--task-worker-label",), "task_worker_label",
         "Add a hostname label to task counters (true/false; watch cardinality)", _bool),
     Opt("tasks", ("--generic-hostname-task-sent-metric",), "generic_hostname_task_sent_metric",
         'hostname="generic" on celery_task_sent_total (with --task-worker-label)', _bool, "flag"),
     Opt("tasks", ("--generic-hostname-worker-task-metric",), "generic_hostname_worker_task_metric",
         'hostname="generic" on the other task counters (with --task-worker-label)', _bool, "flag"),
-    Opt("tasks", ("--default-queue-name",), "default_queue_name",
-        "Celery's task_default_queue: the queue of tasks whose queue is not known"),
     Opt("tasks", ("--instance",), "instance",
         "Stable name of this exporter: names its saved counters in Redis and the event queue of "
         "Celery's receiver "

@@ -240,17 +240,7 @@ def _worker_from_reply(host: str, reply: InspectReply, now: float) -> WorkerSnap
         for q in ((reply.get("active_queues") or {}).get(host) or ())
         if isinstance(q, dict) and q.get("name")
     )
-    running = tuple(
-        RunningTask(
-            task_id=str(t.get("id")),
-            name=str(t.get("name") or "unknown"),
-            worker=host,
-            queue=(t.get("delivery_info") or {}).get("routing_key"),
-            started_at=t.get("time_start") if isinstance(t.get("time_start"), float) else None,
-        )
-        for t in ((reply.get("active") or {}).get(host) or ())
-        if isinstance(t, dict)
-    )
+    running = _tasks(reply.get("active"), host)
     total = stats.get("total")
     return WorkerSnapshot(
         hostname=host,
@@ -264,7 +254,27 @@ def _worker_from_reply(host: str, reply: InspectReply, now: float) -> WorkerSnap
         processed={str(k): int(v) for k, v in total.items()} if isinstance(total, dict) else None,
         queues=queues,
         running=running,
+        waiting=_tasks(reply.get("reserved"), host),
     )
+
+
+def _tasks(reply: dict[str, Any] | None, host: str) -> tuple[RunningTask, ...]:
+    """Request dicts of inspect active() or reserved(), with the names and queues they give."""
+    return tuple(
+        RunningTask(
+            task_id=str(t.get("id")),
+            name=str(t.get("name") or "unknown"),
+            worker=host,
+            queue=_text((t.get("delivery_info") or {}).get("routing_key")),
+            started_at=t.get("time_start") if isinstance(t.get("time_start"), float) else None,
+        )
+        for t in ((reply or {}).get(host) or ())
+        if isinstance(t, dict)
+    )
+
+
+def _text(value: Any) -> str | None:
+    return value[:500] if isinstance(value, str) and value else None
 
 
 def _int(value: Any) -> int | None:

@@ -39,6 +39,8 @@ class WorkerSnapshot:
     running: tuple[RunningTask, ...] = ()
     # Down because it sent worker-offline (not merely silent); its series stay until purged.
     offline: bool = False
+    # inspect reserved(): tasks a worker holds but has not started (their names and queues)
+    waiting: tuple[RunningTask, ...] = ()
 
 
 @dataclass(frozen=True)

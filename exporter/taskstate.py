@@ -88,6 +88,9 @@ class TaskRecord:
     args_complete: bool = False
     parent_id: str | None = None
     sources: set[str] = field(default_factory=set)
+    # The `name` label this task's counters carry (the ledger's label rule: the name,
+    # "other" once --max-task-names is full, "unknown" without a name); set by the ledger.
+    name_label: str | None = None
 
     @property
     def ready(self) -> bool:

@@ -23,6 +23,11 @@ class TaskOut(BaseModel):
     display_name: str = Field(
         description="The task name made readable: 'tests.fail_transient' -> 'Fail transient'"
     )
+    name_label: str | None = Field(
+        default=None,
+        description='The name label of its celery_task_* series: the name, "other" past '
+        '--max-task-names, or "unknown"',
+    )
     status: str
     description: str = Field(description="One sentence on what happened to the task")
     queue: str | None = None

@@ -123,6 +123,7 @@ def task_from_record(rec: TaskRecord, config: Config) -> TaskOut:
         id=rec.task_id,
         name=rec.name,
         display_name=dn,
+        name_label=rec.name_label,
         status=rec.state,
         description=_describe(
             rec.state, dn, rec.worker, duration, rec.exception_type, err, rec.retries
@@ -211,7 +212,7 @@ def filter_records(
             continue
         if status and rec.state != status.upper():
             continue
-        if name and rec.name != name:
+        if name and name != rec.name and name != rec.name_label:  # a name or its label
             continue
         if queue and rec.queue != queue:
             continue

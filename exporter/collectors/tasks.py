@@ -17,6 +17,7 @@ from prometheus_client.core import (
     Metric,
 )
 
+from exporter.config import Config
 from exporter.ledger_parts import HistogramData, LedgerCounts
 from exporter.state import State
 from exporter.stuck import stuck_tasks
@@ -53,12 +54,28 @@ class TasksCollector:
         families = {
             c: CounterMetricFamily(f"celery_task_{c}", _HELP[c], labels=labels) for c in _COUNTERS
         }
-        if with_host:
-            for (name, queue, (state, host)), value in _by_host(self.state, counts).items():
-                families[state].add_metric([name, queue, host], value)
-        else:
-            for (name, queue, counter), value in sorted(counts.tasks.items()):
-                families[counter].add_metric([name, queue], value)
+        # Every state counter of a label set seen once exists, at 0 until it moves, so
+        # failed / (failed + succeeded) has a value for a task that only fails. The zeros
+        # are made here from the label sets, not stored in the ledger.
+        table: dict[tuple[str, ...], int] = (
+            {(n, q, c, h): v for (n, q, (c, h)), v in _by_host(self.state, counts).items()}
+            if with_host
+            else {(n, q, c): v for (n, q, c), v in counts.tasks.items()}
+        )
+        label_sets = {(k[0], k[1], *k[3:]) for k in table}
+        if not with_host:
+            label_sets.update(counts.runtime)
+            label_sets.update(counts.queue_wait)
+        cfg = self.state.config
+        switched = with_host and (
+            cfg.generic_hostname_task_sent_metric or cfg.generic_hostname_worker_task_metric
+        )
+        for key in sorted(label_sets):
+            name, queue, *host = key
+            for c in _COUNTERS:
+                if switched and not _host_fits(cfg, c, host[0]):
+                    continue  # hostname="generic" only where the switch puts it, as counted
+                families[c].add_metric(list(key), table.get((name, queue, c, *host), 0))
         yield from families.values()
         exc = CounterMetricFamily(
             "celery_task_exceptions",
@@ -71,6 +88,12 @@ class TasksCollector:
         yield exc
 
     def _histograms(self, counts: LedgerCounts) -> Iterator[Metric]:
+        pairs = {(n, q) for n, q, _c in counts.tasks} | set(counts.runtime) | set(counts.queue_wait)
+        config = self.state.config
+        empty = {
+            "celery_task_runtime_seconds": _empty(config.buckets),
+            "celery_task_queue_wait_seconds": _empty(config.wait_buckets),
+        }
         for metric, table, help_text in (
             (
                 "celery_task_runtime_seconds",
@@ -84,8 +107,11 @@ class TasksCollector:
             ),
         ):
             family = HistogramMetricFamily(metric, help_text, labels=["name", "queue_name"])
-            for (name, queue), data in sorted(table.items()):
-                family.add_metric([name, queue], _buckets(data), data.sum)
+            # An empty histogram (zero buckets) for every pair the counters know, so that
+            # its _count exists before the first observation.
+            for key in sorted(pairs):
+                data = table.get(key) or empty[metric]
+                family.add_metric(list(key), _buckets(data), data.sum)
             yield family
 
     def _ratios(self) -> Iterator[Metric]:
@@ -149,6 +175,16 @@ def _by_host(state: State, counts: LedgerCounts) -> dict[tuple[str, str, tuple[s
         key = (name, queue, (counter, "generic" if generic else host))
         out[key] = out.get(key, 0) + value
     return out
+
+
+def _host_fits(cfg: Config, counter: str, host: str) -> bool:
+    generic = (cfg.generic_hostname_task_sent_metric if counter == "sent"
+               else cfg.generic_hostname_worker_task_metric)  # fmt: skip
+    return (host == "generic") == generic
+
+
+def _empty(bounds: tuple[float, ...]) -> HistogramData:
+    return HistogramData(tuple(bounds), (0,) * (len(bounds) + 1), 0.0)
 
 
 def _buckets(data: HistogramData) -> list[tuple[str, float]]:

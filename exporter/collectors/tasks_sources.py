@@ -127,6 +127,25 @@ def _ledger(counts: LedgerCounts) -> Iterator[Metric]:
     )
     dropped.add_metric([], counts.evicted_ids_dropped)
     yield dropped
+    unattributed = CounterMetricFamily(
+        "celery_exporter_tasks_unattributed",
+        'Tasks no source named within --label-grace: their counts went under name="unknown"',
+    )
+    unattributed.add_metric([], counts.unattributed)
+    yield unattributed
+    yield _gauge(
+        "celery_exporter_label_pending_tasks",
+        "Tasks whose counts wait (up to --label-grace) for a source to name their task or queue "
+        "(bounded by a quarter of --ledger-max-tasks)",
+        counts.label_pending,
+    )
+    early = CounterMetricFamily(
+        "celery_exporter_label_pending_overflow",
+        "Tasks whose counts were labelled before --label-grace ended, because a quarter of "
+        "--ledger-max-tasks were waiting (or the task was evicted); unknown labels may result",
+    )
+    early.add_metric([], counts.label_overflow)
+    yield early
     overflow = CounterMetricFamily(
         "celery_exporter_label_overflow",
         'Observations whose label value was folded into "other" (past --max-task-names or '

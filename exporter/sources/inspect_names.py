@@ -1,7 +1,10 @@
-"""Feeds what inspect `active()` saw (State.snapshot) into the ledger, without counting.
+"""Feeds what inspect `active()` and `reserved()` saw (State.snapshot) into the ledger,
+without counting.
 
-A result stored without result_extended has no task name; when the task was seen running
-by the poller, the ledger already knows its name and queue when the result arrives.
+A result stored without result_extended has no task name, and task-received has no queue;
+when the poller saw the task running or reserved, its request's name and
+`delivery_info.routing_key` name both, and counts waiting for them (ledger_labels.py) are
+applied under them.
 """
 
 from __future__ import annotations
@@ -35,5 +38,5 @@ class InspectNames:
         self.state.ledger.observe_running(
             (t.task_id, t.name, t.queue, t.worker, t.started_at)
             for w in snapshot.workers.values()
-            for t in w.running
+            for t in (*w.running, *w.waiting)
         )

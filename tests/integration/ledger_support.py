@@ -52,7 +52,8 @@ class ExporterProc:
             stderr=subprocess.STDOUT,
             cwd=ROOT,
         )
-        wait_for(lambda: self.metrics_text() or self._dead(), 30, what="exporter /metrics")
+        # Generous: on a loaded CI machine (load 7 per core measured) a start took over 30 s.
+        wait_for(lambda: self.metrics_text() or self._dead(), 90, what="exporter /metrics")
         return self
 
     def _dead(self) -> bool:

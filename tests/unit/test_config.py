@@ -56,9 +56,12 @@ def test_celery_exporter_flag_names_are_accepted() -> None:
             "120",
             "--log-level",
             "debug",
+            "--default-queue-name",
+            "celery",
         ],
-        env={},
+        env={"CE_LABEL_GRACE": "2.5"},
     )
+    assert cfg.default_queue_name == "celery" and cfg.label_grace == 2.5
     assert cfg.broker_transport_options == {
         "visibility_timeout": 18000,
         "global_keyprefix": "app1:",
@@ -102,6 +105,9 @@ def test_sentinel_url_is_a_redis_broker() -> None:
         (["--events", "maybe"], "not a boolean"),
         (["--events-consumer", "kombu"], "--events-consumer must be auto or celery"),
         (["--api-max-concurrent", "0"], "--api-max-concurrent must be >= 1"),
+        (["--label-grace", "-1"], "--label-grace must be 0 to 600"),
+        (["--label-grace", "nan"], "--label-grace must be 0 to 600"),
+        (["--default-queue-name", " "], "--default-queue-name must not be empty"),
     ],
 )
 def test_bad_settings_fail_with_one_clear_line(argv: list[str], message: str) -> None:

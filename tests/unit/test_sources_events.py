@@ -132,7 +132,8 @@ class FakeStream:
 
 
 def test_events_source_counts_types_and_survives_junk() -> None:
-    state = State(Config(), clock=FakeClock())
+    clock = FakeClock()
+    state = State(Config(), clock=clock)
     src = EventsSource(state, FakeStream, Boot())
     src.handle(ev("task-received", name="t"))
     src.handle(ev("task-succeeded", runtime=0.1))
@@ -146,6 +147,7 @@ def test_events_source_counts_types_and_survives_junk() -> None:
     assert detail["events:task-succeeded"] == 2 and detail["events:other"] == 1
     assert detail["parse_errors"] == 1 and detail["enable_events_errors"] == 1
     assert detail["task_events_enabled"] == 1.0
+    clock.advance(state.config.label_grace)  # task-received names no queue
     counts = state.ledger.counts().tasks
     assert counts[("t", "unknown", "succeeded")] == 1
 
