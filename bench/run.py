@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import sys
 
-from bench import events_e2e_bench, ledger_bench, live_bench, scrape_bench
+from bench import events_e2e_bench, ledger_bench, live_bench, scrape_bench, scrape_size_bench
 
 BENCHMARKS = (
     ("Scrape latency", scrape_bench.main),
+    ("Scrape cost by cluster size", scrape_size_bench.main),
     ("Task ledger", ledger_bench.main),
     ("Events end to end", events_e2e_bench.main),
     ("Live cluster", live_bench.main),

@@ -204,7 +204,9 @@ def api_sizes(exp: Exporter) -> dict[str, Any]:
     return out
 
 
-def run(names: int, queues: int, workers: int, scrapes: int, old_scrapes: int) -> dict[str, Any]:
+def run(
+    names: int, queues: int, workers: int, scrapes: int, old_scrapes: int, changes: int = 20
+) -> dict[str, Any]:
     server = RedisServer()
     server.start()
     broker = f"{server.url}/0"
@@ -220,9 +222,9 @@ def run(names: int, queues: int, workers: int, scrapes: int, old_scrapes: int) -
         result: dict[str, Any] = {"names": names, "queues": queues, "workers": workers}
         result["ready"] = scrape(ready, scrapes)
         result["per_scrape"] = scrape(old, old_scrapes)
-        # Render CPU per change, from the renderer's own counters: 20 changes 1.5 s apart.
+        # Render CPU per change, from the renderer's own counters: changes 1.5 s apart.
         renders0, cpu0 = _render_counters(ready)
-        trickle(broker, 20, 1.5)
+        trickle(broker, changes, 1.5)
         renders, cpu = _render_counters(ready)
         result["ready"]["renders_during_trickle"] = renders - renders0
         result["ready"]["render_cpu_ms"] = (cpu - cpu0) / max(1, renders - renders0) * 1e3
