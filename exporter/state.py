@@ -49,6 +49,7 @@ class State:
         self._on_workers_changed: Callable[[], None] | None = None
         self._lock = threading.Lock()
         self._version = 0  # bumped when the snapshot or a source's health is replaced
+        self._watched: list[Callable[[], int]] = []
 
     @property
     def snapshot(self) -> Snapshot:
@@ -58,9 +59,19 @@ class State:
         self._snapshot = snapshot
         self._version += 1
 
-    def change_token(self) -> tuple[int, int]:
+    def change_token(self) -> tuple[int, ...]:
         """Moves whenever what /metrics shows may have changed (read without locks)."""
-        return self._version, self.ledger.changes
+        return (
+            self._version,
+            self.ledger.changes,
+            self.workers.dropped,
+            *(version() for version in self._watched),
+        )
+
+    def watch_changes(self, version: Callable[[], int]) -> None:
+        """Add a counter that moves when something else a collector reads changes (API
+        stats, the beat board): /metrics is rendered again when it does."""
+        self._watched.append(version)
 
     def source_health(self) -> dict[str, SourceHealth]:
         with self._lock:

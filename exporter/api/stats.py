@@ -16,6 +16,7 @@ from exporter.state import State
 class ApiStats:
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self.version = 0  # bumped by every change: part of the /metrics change token
         self._requests: dict[tuple[str, str], int] = defaultdict(int)
         self._plans: dict[str, int] = defaultdict(int)
         self._actions: dict[tuple[str, str], int] = defaultdict(int)
@@ -25,26 +26,32 @@ class ApiStats:
 
     def request(self, endpoint: str, code: int) -> None:
         with self._lock:
+            self.version += 1
             self._requests[(endpoint, str(code))] += 1
 
     def plan(self, outcome: str) -> None:
         with self._lock:
+            self.version += 1
             self._plans[outcome] += 1
 
     def action(self, action: str, outcome: str) -> None:
         with self._lock:
+            self.version += 1
             self._actions[(action, outcome)] += 1
 
     def refused(self, reason: str) -> None:
         with self._lock:
+            self.version += 1
             self._refused[reason] += 1
 
     def overloaded(self) -> None:
         with self._lock:
+            self.version += 1
             self._overloaded += 1
 
     def unaudited(self) -> None:
         with self._lock:
+            self.version += 1
             self._unaudited += 1
 
     def bounds(self) -> tuple[dict[str, int], int, int]:
@@ -69,4 +76,5 @@ def stats_for(state: State) -> ApiStats:
         stats = _STATS.get(state)
         if stats is None:
             stats = _STATS[state] = ApiStats()
+            state.watch_changes(lambda: stats.version)
         return stats

@@ -54,6 +54,7 @@ class Board:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._views: dict[str, SourceView] = {}
+        self.version = 0  # bumped by every update: part of the /metrics change token
 
     def views(self) -> list[SourceView]:
         with self._lock:
@@ -66,6 +67,7 @@ class Board:
         with self._lock:
             view = self._views.setdefault(source, SourceView(source))
             change(view)
+            self.version += 1
 
 
 _BOARDS: weakref.WeakKeyDictionary[State, Board] = weakref.WeakKeyDictionary()
@@ -78,6 +80,7 @@ def board_for(state: State) -> Board:
         board = _BOARDS.get(state)
         if board is None:
             board = _BOARDS[state] = Board()
+            state.watch_changes(lambda: board.version)
         return board
 
 

@@ -184,3 +184,12 @@ def test_the_served_tail_is_named_and_labelled_like_the_rest() -> None:
     assert '\nmyapp_exporter_metrics_render_age_seconds{cluster="eu\\"1"} 0.0\n' in text
     assert "# TYPE myapp_exporter_metrics_renders_total counter" in text
     assert "celery_exporter_metrics" not in text
+
+
+def test_api_counters_move_the_change_token() -> None:
+    from exporter.api.stats import stats_for
+
+    state = State(Config(), FakeClock())
+    before = state.change_token()
+    stats_for(state).overloaded()
+    assert state.change_token() != before
