@@ -192,9 +192,10 @@ def test_counts_are_labelled_with_the_truth(server: RedisServer, setup: Setup) -
         if setup.restart:
             # Stop while counts wait for their grace (no queue is ever named here, so every
             # task waits): the final save holds them, and the restart applies them once.
-            wait_for(
-                lambda: events(exporter, "task-received") >= TASKS + TASKS // 5,  # + retries
-                30,
+            retries = sum(v for (_n, _q, c), v in truth.items() if c == "retried")
+            wait_for(  # one task-received per delivery: each task, and each retry it made
+                lambda: events(exporter, "task-received") >= TASKS + retries,
+                60,
                 interval=0.2,
                 what="the names heard",
             )

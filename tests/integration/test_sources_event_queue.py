@@ -63,7 +63,12 @@ def test_redis_event_queue_leaves_nothing_growing(
             exporter.kill()
             before = client.dbsize()
             send_adds(app, 200, queue)
-            wait_for(lambda: client.llen(queue) == 0, 60, what="tasks consumed while down")
+            # consumed and finished: the worker's own unacked bookkeeping is gone again too
+            wait_for(
+                lambda: client.llen(queue) == 0 and not client.exists("unacked", "unacked_index"),
+                60,
+                what="tasks consumed while down",
+            )
             assert client.dbsize() <= before, sorted(client.scan_iter(count=1000))
             assert not list(client.scan_iter(match="celeryev*", count=1000))
             exporter.start()
