@@ -186,6 +186,9 @@ def test_counts_are_labelled_with_the_truth(server: RedisServer, setup: Setup) -
     try:
         exporter.start()
         worker.wait_ready()
+        if setup.events:  # task-sent events published before it subscribes are lost (pub/sub)
+            up = ("celery_exporter_source_up", (("source", "events"),))
+            wait_for(lambda: exporter.samples().get(up) == 1.0, 30, what="events source up")
         ids: dict[str, tuple[str, str]] = {}
         truth = all_done(results, ids, send(app, queues, ids))
         first = dict(ids)
