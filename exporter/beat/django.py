@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from exporter.beat import cron, decode
+from exporter.beat import cron, decode, runspec
 from exporter.beat.model import BeatEntry, BeatRead, Every, Opaque, Schedule
+from exporter.beat.runspec import RunSpec
 
 QUERY = """
 SELECT t.name, t.task, t.enabled, t.one_off, t.last_run_at, t.total_run_count, t.queue,
@@ -37,6 +39,10 @@ ORDER BY t.id
 LIMIT %s
 """
 COUNT = "SELECT count(*) FROM django_celery_beat_periodictask"
+RUN_SPEC = """
+SELECT task, args, kwargs, queue, exchange, routing_key, priority, headers
+FROM django_celery_beat_periodictask WHERE name = %s
+"""
 PERIODS = {"days": 86400.0, "hours": 3600.0, "minutes": 60.0, "seconds": 1.0,
            "microseconds": 1e-6}  # fmt: skip
 STATEMENT_TIMEOUT_MS = 10_000
@@ -102,6 +108,28 @@ class DjangoReader:
             except decode.Skip as skip:
                 skipped[skip.reason] += 1
         return BeatRead("django", now, tuple(entries), total=int(total), skipped=dict(skipped))
+
+    def run_spec(self, name: str) -> RunSpec:
+        """The entry's task, arguments and options, read now (for a fix-it "run now" plan),
+        on a connection of its own (the read job owns the other). Headers gain
+        `periodic_task_name`, as django-celery-beat's scheduler adds it."""
+        conn = self._connect()
+        try:
+            with conn.cursor() as cur:
+                if self.kind == "postgresql":
+                    cur.execute(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}")
+                else:
+                    cur.execute("START TRANSACTION READ ONLY")
+                cur.execute(RUN_SPEC, (name,))
+                row = cur.fetchone()
+            conn.rollback()
+        finally:
+            conn.close()
+        if row is None:
+            raise runspec.NotRunnable("its entry is no longer in django-celery-beat's table")
+        spec = runspec.django_spec(tuple(row))
+        headers = {**spec.options.get("headers", {}), "periodic_task_name": name}
+        return replace(spec, options={**spec.options, "headers": headers})
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
