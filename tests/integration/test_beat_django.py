@@ -21,6 +21,7 @@ import pytest
 from exporter.beat.cron import Crontab
 from exporter.beat.django import DjangoReader
 from exporter.beat.model import Clocked, Every, Opaque
+from exporter.beat.runspec import NotRunnable
 from exporter.beat.source import BeatSource, board_for
 from exporter.clock import FakeClock
 from exporter.config import Config
@@ -204,6 +205,12 @@ def test_reads_every_schedule_kind_read_only(beat_db: Db) -> None:
                     cur.execute("DELETE FROM django_celery_beat_periodictask")
         reader._conn.rollback()
         reader.read(NOW.timestamp(), 500)  # and it reads on after that
+        # run-now reads one entry's task, arguments and options, with the header beat adds
+        spec = reader.run_spec("nightly")
+        assert (spec.task, spec.args, spec.kwargs) == ("app.nightly", [2], {})
+        assert spec.options == {"headers": {"periodic_task_name": "nightly"}}
+        with pytest.raises(NotRunnable, match="no longer in django-celery-beat"):
+            reader.run_spec("nope")
     finally:
         reader.close()
 
