@@ -113,11 +113,3 @@ def _lock(pttl: Any) -> LockState:
     if not isinstance(pttl, int) or pttl == -2:
         return LockState(held=False)
     return LockState(held=True, ttl=None if pttl < 0 else pttl / 1000.0)
-
-
-def redis_client(url: str) -> Any:
-    import redis
-
-    return redis.Redis.from_url(
-        url, socket_connect_timeout=5.0, socket_timeout=10.0, decode_responses=False
-    )

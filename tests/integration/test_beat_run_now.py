@@ -17,7 +17,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from exporter.api import build_router, install_error_handlers
-from exporter.beat.redbeat import RedBeatReader, redis_client
+from exporter.beat.redbeat import RedBeatReader
+from exporter.beat.redbeat_client import redis_client
 from exporter.beat.source import BeatSource
 from exporter.celery_io import CeleryIO
 from exporter.clock import FakeClock
