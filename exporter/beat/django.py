@@ -20,8 +20,8 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from exporter.beat import cron, decode, runspec
-from exporter.beat.model import BeatEntry, BeatRead, Every, Opaque, Schedule
+from exporter.beat import cron, decode, runspec, solar
+from exporter.beat.model import BeatEntry, BeatRead, Every, Schedule
 from exporter.beat.runspec import RunSpec
 
 QUERY = """
@@ -29,7 +29,7 @@ SELECT t.name, t.task, t.enabled, t.one_off, t.last_run_at, t.total_run_count, t
        t.start_time, t.expires, t.date_changed, MD5(CONCAT(t.args, '|', t.kwargs)),
        i.every, i.period,
        c.minute, c.hour, c.day_of_month, c.month_of_year, c.day_of_week, c.timezone,
-       s.event, k.clocked_time
+       s.event, k.clocked_time, s.latitude, s.longitude
 FROM django_celery_beat_periodictask t
 LEFT JOIN django_celery_beat_intervalschedule i ON i.id = t.interval_id
 LEFT JOIN django_celery_beat_crontabschedule c ON c.id = t.crontab_id
@@ -144,6 +144,18 @@ def _ts(value: Any) -> float | None:
     return decode.timestamp(value) if isinstance(value, dt.datetime) else None
 
 
+def _solar(event: Any, lat: Any, lon: Any) -> Schedule:
+    """django-celery-beat's solar row (latitude, longitude are DECIMAL) -> Solar."""
+    name = decode.clean(event)
+    try:
+        la, lo = float(lat), float(lon)
+    except (TypeError, ValueError, OverflowError):
+        raise decode.Skip(decode.BAD_SCHEDULE) from None
+    if name is None or not solar.valid(name, la, lo):
+        raise decode.Skip(decode.BAD_SCHEDULE)
+    return solar.Solar(name, la, lo)
+
+
 def row_schedule(row: tuple[Any, ...], default_tz: dt.tzinfo) -> Schedule:
     every, period = row[11], row[12]
     if every is not None:
@@ -162,7 +174,7 @@ def row_schedule(row: tuple[Any, ...], default_tz: dt.tzinfo) -> Schedule:
         except cron.CronError:
             raise decode.Skip(decode.BAD_SCHEDULE) from None
     if row[19] is not None:
-        return Opaque("solar", f"solar {decode.clean(row[19]) or '?'}")
+        return _solar(row[19], row[21], row[22])
     if row[20] is not None:
         return decode.clocked(_ts(row[20]))
     raise decode.Skip(decode.BAD_SCHEDULE)  # a row with no schedule: beat disables it
@@ -170,7 +182,7 @@ def row_schedule(row: tuple[Any, ...], default_tz: dt.tzinfo) -> Schedule:
 
 def row_entry(row: tuple[Any, ...], now: float, default_tz: dt.tzinfo) -> BeatEntry:
     """One joined row -> BeatEntry; decode.Skip when it cannot be used. Never raises else."""
-    if not isinstance(row, tuple | list) or len(row) != 21:
+    if not isinstance(row, tuple | list) or len(row) != 23:
         raise decode.Skip(decode.WRONG_TYPE)
     name, task = decode.clean(row[0]), decode.clean(row[1])
     if name is None or task is None:
