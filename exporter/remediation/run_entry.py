@@ -22,7 +22,14 @@ from exporter.beat.join import EntryView, join
 from exporter.beat.runspec import NotRunnable, RunSpec
 from exporter.beat.source import SourceView
 from exporter.celery_io import CeleryIO, control
-from exporter.remediation.plan import Action, Plan, RetryClaim, Skipped, digest_of
+from exporter.remediation.plan import (
+    DOUBT_HOLD_SECONDS,
+    Action,
+    Plan,
+    RetryClaim,
+    Skipped,
+    digest_of,
+)
 
 KIND = "run_entry"
 DEFAULT_QUEUE = "celery"  # Celery's task_default_queue, where send_task puts an unrouted task
@@ -108,7 +115,9 @@ def propose(
             skipped.append(Skipped(label, row.task,
                 f"already sent now by plan {claim.plan_id} for its run due "
                 "at that time" if claim.sent else
-                f"in doubt: plan {claim.plan_id} stopped while sending it"))  # fmt: skip
+                f"in doubt: plan {claim.plan_id} stopped while sending it as "
+                f"{claim.new_task_id}; held until that task is seen (then it counts as "
+                f"sent) or for at most {DOUBT_HOLD_SECONDS // 60} minutes"))  # fmt: skip
             continue
         fetch = run_specs.get(row.source)
         if fetch is None:

@@ -22,6 +22,7 @@ from exporter.config import Config
 from exporter.remediation import run_entry
 from exporter.remediation.plan import RetryClaim
 from exporter.state import State
+from tests.api_support import HEAD_O
 from tests.support.beat import ScriptedReader
 
 
@@ -157,3 +158,51 @@ def test_named_entries_ambiguous_unknown_disabled_or_already_sent() -> None:
     }
     actions, skipped = _propose(state, ("redbeat/late",), held=RetryClaim("p1", 0, "t1"))
     assert actions == [] and "already sent now by plan p1" in skipped[0].reason
+
+
+class Crash(BaseException):
+    """The process dies here: nothing in the executor may catch it."""
+
+
+def test_crash_between_send_and_record_sends_an_entry_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.unit.test_api_plans import Env
+
+    env = Env()
+    now = env.clock.time()
+    reader = SpecReader()
+    reader.lock = LockState(True, 1500.0)
+    reader.entries = [BeatEntry("late", "app.late", Every(60.0), next_due=now - 300)]
+    BeatSource(env.state, reader).run()
+    plan = env.propose(run_entries=["late"])
+    [action] = plan["actions"]
+    assert action["options"] == {"queue": "beatq"} and action["args"] is None
+
+    real = run_entry.control.send_entry
+
+    def send_then_die(*args: Any, **kwargs: Any) -> str:
+        real(*args, **kwargs)
+        raise Crash("between send and record")
+
+    monkeypatch.setattr(run_entry.control, "send_entry", send_then_die)
+    with pytest.raises(Crash):
+        env.decide(plan)
+    monkeypatch.undo()
+    env.redis.delete(f"celery-ops-exporter:plan:{plan['id']}:lease")  # the process is gone
+    [sent] = env.waiting("beatq")
+    assert sent["headers"]["task"] == "app.late" and sent["body"][0] == [1]
+    assert sent["headers"]["celery_ops_exporter_beat_entry"] == action["target"]
+    assert sent["headers"]["celery_ops_exporter_plan"] == plan["id"]
+
+    seen = env.client.get(f"/api/plans/{plan['id']}", headers=HEAD_O).json()
+    assert seen["status"] == "interrupted"
+    [doubt] = seen["outcomes"]
+    assert doubt["action"] == "run_entry" and doubt["outcome"] == "unknown"
+    again = env.propose(run_entries=["late"])
+    assert again["actions"] == [] and "in doubt" in again["not_actionable"][0]["reason"]
+    # the worker ran it: its result is stored, so it counts as sent, for good
+    env.redis.set(f"celery-task-meta-{doubt['new_task_id']}", orjson.dumps({"status": "SUCCESS"}))
+    again = env.propose(run_entries=["late"])
+    assert "already sent now by plan" in again["not_actionable"][0]["reason"]
+    assert env.waiting("beatq") == []
