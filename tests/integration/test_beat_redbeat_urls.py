@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import redis
 
+from exporter.beat.build import beat_sources
 from exporter.beat.redbeat import RedBeatReader
 from exporter.beat.redbeat_client import redis_client
 from exporter.beat.source import BeatSource, board_for
@@ -100,6 +101,15 @@ def test_redbeat_through_sentinel(
         kombu = f"sentinel://127.0.0.1:{sentinel}/0;sentinel://127.0.0.1:{free_port()}/0"
         up, names, lock, _ = _read(lambda: redis_client(kombu, None, {"master_name": "ce-master"}))
         assert (up, names, lock) == (True, {"tick", "broken"}, True)
+        # as the daemon builds it from its options
+        config = Config(beat_redbeat_url=url, redbeat_key_prefix=PREFIX,
+                        redbeat_sentinel_master="ce-master")  # fmt: skip
+        state = State(config, FakeClock())
+        [built] = beat_sources(state)
+        built.run()
+        built.stop()
+        [view] = board_for(state).views()
+        assert view.up and view.read is not None and len(view.read.entries) == 2
         # a master the sentinel does not know: a failed read that says so
         up, names, _, error = _read(lambda: redis_client(url, "nope"))
         assert not up and names == set()
