@@ -163,6 +163,7 @@ class Config:
     beat_redbeat_url: str | None = field(default=None, repr=False)  # may hold a password
     redbeat_key_prefix: str = "redbeat:"
     redbeat_lock_key: str | None = None  # None: RedBeat's default, "<prefix>:lock"
+    redbeat_sentinel_master: str | None = None  # None: master_name transport option, "master"
     beat_django_db_url: str | None = field(default=None, repr=False)  # may hold a password
     beat_schedule_file: str | None = None
     beat_timezone: str = "UTC"
@@ -357,8 +358,12 @@ def _check_beat(config: Config) -> None:
             f"--beat-django-db-url: unsupported scheme {url_scheme(url)!r}: use postgresql:// "
             "or mysql://"
         )
-    if config.beat_redbeat_url and url_scheme(config.beat_redbeat_url) not in REDIS_SCHEMES:
-        raise ConfigError("--beat-redbeat-url must be a redis:// or rediss:// URL")
+    beat_url = config.beat_redbeat_url
+    if beat_url and url_scheme(beat_url) not in REDIS_SCHEMES | {"redis-sentinel", "unix"}:
+        raise ConfigError(
+            "--beat-redbeat-url must be a redis://, rediss://, unix://, sentinel:// or "
+            "redis-sentinel:// URL"
+        )
     from exporter.beat.cron import CronError, zone
 
     try:

@@ -219,11 +219,15 @@ OPTIONS: tuple[Opt, ...] = (
         "API requests calling Redis at once (task lookups, plans, audit); beyond, 503 at once",
         int),
     Opt("beat", ("--beat-redbeat-url",), "beat_redbeat_url",
-        "Redis URL of RedBeat's schedule (its redbeat_redis_url); unset: no RedBeat source"),
+        "Redis URL of RedBeat's schedule (its redbeat_redis_url: redis, rediss, unix, "
+        "sentinel, redis-sentinel); unset: no RedBeat source"),
     Opt("beat", ("--redbeat-key-prefix",), "redbeat_key_prefix",
         "RedBeat's redbeat_key_prefix"),
     Opt("beat", ("--redbeat-lock-key",), "redbeat_lock_key",
         "RedBeat's redbeat_lock_key (default: PREFIX:lock); '' when beat runs without the lock"),
+    Opt("beat", ("--redbeat-sentinel-master",), "redbeat_sentinel_master",
+        "Sentinel master of a sentinel:// or redis-sentinel:// --beat-redbeat-url (RedBeat's "
+        "service_name; default: the master_name broker transport option, else master)"),
     Opt("beat", ("--beat-django-db-url",), "beat_django_db_url",
         "django-celery-beat database, read-only: postgresql://... or mysql://... (give a "
         "password through CE_BEAT_DJANGO_DB_URL, never on the command line)"),

@@ -19,8 +19,9 @@ from fastapi import HTTPException
 
 from exporter.api.models import ApproveRequest, FixItRequest
 from exporter.api.stats import ApiStats
+from exporter.beat.source import board_for
 from exporter.celery_io import CeleryIO
-from exporter.remediation import executor, recovery
+from exporter.remediation import executor, recovery, run_entry
 from exporter.remediation.backend import lookup_or_none, meta_key
 from exporter.remediation.journal import Journal, LeaseLost
 from exporter.remediation.planner import Plan, Targets, propose
@@ -68,9 +69,12 @@ class Remediation:
         now = state.clock.time()
         recovery.sweep(store, now)  # a dead executor's plan is interrupted before we read claims
         running = running_tasks(state.ledger, state.snapshot)
+        targets = Targets(
+            tuple(body.task_ids), body.task_name, body.purge_queue, tuple(body.run_entries)
+        )
         plan = propose(
             mode=body.mode,
-            targets=Targets(tuple(body.task_ids), body.task_name, body.purge_queue),
+            targets=targets,
             failures=state.ledger.recent(failed_only=True),
             running=running,
             lookup=lambda task_id: lookup_or_none(self.client, state.config, task_id),
@@ -79,6 +83,7 @@ class Remediation:
             now=now,
             proposed_by=principal,
         )
+        self._beat_runs(plan, targets, store, now)
         store.save(plan, now)
         store.audit(
             "proposed",
@@ -99,6 +104,23 @@ class Remediation:
             plan.mode,
         )
         return plan
+
+    def _beat_runs(self, plan: Plan, targets: Targets, store: PlanStore, now: float) -> None:
+        """Beat entries to send now: named ones, and (no explicit targets) missed ones."""
+        board, cfg = board_for(self.state), self.state.config
+        actions, skipped = run_entry.propose(
+            views=board.views(),
+            run_specs=dict(board.run_specs),
+            last=self.state.ledger.last_times(),
+            requested=targets.run_entries,
+            automatic=not targets.explicit,
+            claims=lambda ids: recovery.claims_for_proposal(store, ids, self.seen),
+            now=now,
+            grace=cfg.beat_grace,
+            stale_after=cfg.beat_stale_after,
+        )
+        if actions or skipped:
+            run_entry.extend(plan, actions, skipped)
 
     def get(self, plan_id: str) -> Plan:
         plan = recovery.view(self._store(), plan_id, self.state.clock.time(), self.seen)

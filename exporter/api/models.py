@@ -145,18 +145,33 @@ class FixItRequest(BaseModel):
     purge_queue: str | None = Field(
         None, min_length=1, max_length=300, description="Purge this queue (only ever on request)"
     )
+    run_entries: list[Annotated[str, Field(min_length=1, max_length=400)]] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Beat entries to send now, once, with their own arguments and options "
+        "(ENTRY, or SOURCE/ENTRY: redbeat, django). Without explicit targets, entries that "
+        "missed runs while beat is up are proposed too",
+    )
 
 
 class ActionOut(BaseModel):
     index: int
-    action: Literal["retry", "revoke", "purge"]
-    target: str = Field(description="Task id, or queue name for purge")
+    action: Literal["retry", "revoke", "purge", "run_entry"]
+    target: str = Field(
+        description="Task id; queue name for purge; SOURCE/ENTRY@DUE for run_entry (DUE: the "
+        "Unix time of the run it stands in for; one run now per entry and due time)"
+    )
     task_name: str | None
     queue: str | None
     description: str
     reason: str
     args: Any = None
     kwargs: Any = None
+    options: dict[str, Any] | None = Field(
+        None,
+        description="run_entry: the entry's routing options as sent (headers only with "
+        "--show-task-args)",
+    )
 
 
 class SkippedOut(BaseModel):

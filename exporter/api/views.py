@@ -255,6 +255,7 @@ def plan_out(plan: Plan, now: float, config: Config) -> PlanOut:
                 reason=a.reason,
                 args=a.args if show else None,
                 kwargs=a.kwargs if show else None,
+                options=_options(a.options, show),
             )
             for i, a in enumerate(plan.actions)
         ],
@@ -269,6 +270,12 @@ def plan_out(plan: Plan, now: float, config: Config) -> PlanOut:
         interrupted_at=ts(plan.interrupted_at),
         not_run=_not_run(plan),
     )
+
+
+def _options(options: dict[str, Any] | None, show: bool) -> dict[str, Any] | None:
+    if options is None or show:
+        return options
+    return {k: v for k, v in options.items() if k != "headers"}
 
 
 def _not_run(plan: Plan) -> list[int]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from exporter.beat.model import BeatRead
+from exporter.beat.runspec import RunSpec
 from exporter.outage import OutageLog
 from exporter.state import State
 
@@ -55,6 +56,9 @@ class Board:
         self._lock = threading.Lock()
         self._views: dict[str, SourceView] = {}
         self.version = 0  # bumped by every update: part of the /metrics change token
+        # source -> its reader's `run_spec(entry name)`, for fix-it's "run now" (readers that
+        # can read an entry's arguments: RedBeat, django-celery-beat)
+        self.run_specs: dict[str, Callable[[str], RunSpec]] = {}
 
     def views(self) -> list[SourceView]:
         with self._lock:
@@ -113,6 +117,9 @@ class BeatSource:
         self._outage = OutageLog(log, f"beat schedule ({reader.source})")
         self._skip_logged: set[str] = set()
         self._board.update(reader.source, lambda v: None)
+        run_spec = getattr(reader, "run_spec", None)
+        if run_spec is not None:
+            self._board.run_specs[reader.source] = run_spec
 
     def start(self) -> None:
         return None

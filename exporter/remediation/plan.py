@@ -20,8 +20,9 @@ DOUBT_HOLD_SECONDS = 900
 
 @dataclass(frozen=True)
 class Action:
-    kind: str  # retry | revoke | purge
-    target: str  # the task id (retry, revoke) or the queue name (purge)
+    kind: str  # retry | revoke | purge | run_entry
+    # the task id (retry, revoke), the queue name (purge), SOURCE/ENTRY@DUE (run_entry)
+    target: str
     description: str  # what it will do, in words
     reason: str  # why it is in the plan
     task_name: str | None = None
@@ -32,6 +33,9 @@ class Action:
     # Set when the failure's earlier retry is in doubt (the exporter died while sending it as
     # this task id): approving this action takes over that claim, knowingly.
     overrides: str | None = None
+    # run_entry: the beat entry's routing options (queue, exchange, routing_key, priority,
+    # headers), sent as they are stored
+    options: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -116,13 +120,17 @@ class RetryClaim:
         )
 
 
+_LATER = ("overrides", "options")
+
+
 def digest_of(plan: Plan) -> str:
     body = {
         "id": plan.id,
         "expires_at": plan.expires_at,
-        # `overrides` joined later: left out while unset, so older plans keep their digest
+        # `overrides`, `options` joined later: left out while unset, so older plans keep
+        # their digest
         "actions": [
-            {k: v for k, v in asdict(a).items() if k != "overrides" or v is not None}
+            {k: v for k, v in asdict(a).items() if k not in _LATER or v is not None}
             for a in plan.actions
         ],
     }

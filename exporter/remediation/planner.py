@@ -65,10 +65,11 @@ class Targets:
     task_ids: tuple[str, ...] = ()
     task_name: str | None = None
     purge_queue: str | None = None
+    run_entries: tuple[str, ...] = ()  # beat entries to send now (remediation/run_entry.py)
 
     @property
     def explicit(self) -> bool:
-        return bool(self.task_ids or self.task_name or self.purge_queue)
+        return bool(self.task_ids or self.task_name or self.purge_queue or self.run_entries)
 
 
 def classify(exception_type: str | None, config: Config) -> str:
