@@ -215,6 +215,10 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("metrics", ("--static-label",), "static_labels",
         "Label KEY=VALUE added to every series, repeatable (e.g. cluster=eu1)",
         _labels, "multi", "KEY=VALUE"),
+    Opt("metrics", ("--compat",), "compat",
+        "danihodovic: serve danihodovic/celery-exporter's task, worker and queue families (its "
+        "names, labels and buckets; task events counted per delivery) instead of this "
+        "exporter's; none: this exporter's own", _word),
     Opt("api", ("--api-max-concurrent",), "api_max_concurrent",
         "API requests calling Redis at once (task lookups, plans, audit); beyond, 503 at once",
         int),
