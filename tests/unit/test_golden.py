@@ -30,7 +30,7 @@ from tests.support.compat_scenario import compat_busy, compat_idle, compat_prefi
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 COMPAT_LINT = re.compile(
-    r'\w+_active_(consumer|worker|process)_count non-histogram and non-summary metrics '
+    r"\w+_active_(consumer|worker|process)_count non-histogram and non-summary metrics "
     r'should not have "_count" suffix'
 )
 
