@@ -233,3 +233,17 @@ def test_compat_option_as_flag_and_variable() -> None:
     assert "CE_COMPAT" not in " ".join(cli.start_warnings(Config(), {"CE_COMPAT": "none"}))
     with pytest.raises(ConfigError, match="--compat must be none or danihodovic"):
         cli.load_config(["--compat", "celery-exporter"], {})
+
+
+def test_compat_labels_are_reserved_from_static_labels() -> None:
+    """--static-label may not take a label name compat mode sets itself."""
+    from exporter.naming import RESERVED_LABELS
+
+    used = {
+        label
+        for path in (GOLDEN / "compat").glob("*.prom")
+        for family in text_string_to_metric_families(path.read_text())
+        for sample in family.samples
+        for label in sample.labels
+    }
+    assert used - {"cluster"} <= RESERVED_LABELS, used - RESERVED_LABELS
