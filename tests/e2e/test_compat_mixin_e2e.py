@@ -149,6 +149,10 @@ def test_celery_mixin_queries_and_fail_rate_alert(
     assert total(m, "celery_task_received_total", name="tests.retry_once") == 6
     assert total(m, "celery_task_started_total", name="tests.retry_once") == 6
     assert total(m, "celery_task_retried_total", name="tests.retry_once") == 3
+    # A retry is published again from the pool process (task_send_sent_event in the worker's
+    # app): 3 + 3 sent. Its task-sent names the process (gen<pid>@<machine>), not `-n`'s node.
+    assert total(m, "celery_task_sent_total", name="tests.retry_once") == 6
+    assert total(m, "celery_task_sent_total", name="tests.retry_once", hostname="testhost") == 0
     assert total(m, "celery_task_succeeded_total", name="tests.retry_once") == 3
     assert total(m, "celery_worker_up", hostname="testhost") == 1
 

@@ -74,8 +74,9 @@ def task_events(now: float) -> list[dict[str, Any]]:
         _ev("task-received", "c2", now - 19.9, "beta@node2", name="app.send_mail"),
         _ev("task-started", "c2", now - 19.8, "beta@node2"),
         _ev("task-retried", "c2", now - 19, "beta@node2", exception="ConnectionError('reset')"),
-        # The retry is published again (by the worker), with a 5 s countdown as its ETA.
-        _ev("task-sent", "c2", now - 19, "beta@node2", name="app.send_mail", queue="mail",
+        # The retry is published again from the worker's pool process (its task-sent names
+        # that process, gen<pid>@<host>), with a 5 s countdown as its ETA.
+        _ev("task-sent", "c2", now - 19, "gen4242@node2", name="app.send_mail", queue="mail",
             eta=_iso(now - 14), retries=1),
         _ev("task-received", "c2", now - 18.9, name="app.send_mail", retries=1),
         _ev("task-started", "c2", now - 12, host="alpha@node1"),
