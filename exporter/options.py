@@ -187,7 +187,7 @@ OPTIONS: tuple[Opt, ...] = (
         "before they go under unknown / --default-queue-name; 0: never wait", float),
     Opt("tasks", ("--default-queue-name",), "default_queue_name",
         "queue_name of tasks whose queue no source names (task-sent events, result_extended "
-        "results, inspect)"),
+        "results, inspect); with --compat danihodovic, celery unless set"),
     Opt("tasks", ("--task-worker-label",), "task_worker_label",
         "Add a hostname label to task counters (true/false; watch cardinality)", _bool),
     Opt("tasks", ("--generic-hostname-task-sent-metric",), "generic_hostname_task_sent_metric",
