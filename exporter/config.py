@@ -49,6 +49,7 @@ DEFAULT_TRANSIENT_EXCEPTIONS = (
 REDIS_SCHEMES = frozenset({"redis", "rediss", "sentinel", "redis+socket", "socket"})
 AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp", "librabbitmq"})
 EVENTS_CONSUMERS = ("auto", "celery")
+COMPAT_MODES = ("none", "danihodovic")  # exporter/compat/
 BACKEND_REDIS_SCHEMES = frozenset({"redis", "rediss", "sentinel", "redis+socket", "socket"})
 # Tokens: printable ASCII only (what an HTTP header carries unchanged), at least this long.
 # 16 random hex digits are 64 bits: far beyond online guessing at any request rate.
@@ -158,6 +159,8 @@ class Config:
     # --- metric names and labels ---------------------------------------------------------
     metric_prefix: str = "celery_"
     static_labels: dict[str, str] = field(default_factory=dict)
+    # "danihodovic": celery-exporter's metric families instead of ours (exporter/compat/)
+    compat: str = "none"
 
     # --- Celery beat schedules (exporter/beat) -----------------------------------------------
     beat_redbeat_url: str | None = field(default=None, repr=False)  # may hold a password
@@ -295,6 +298,8 @@ class Config:
             raise ConfigError(f"--log-level {self.log_level!r} is not a logging level")
         if not self.accept_content:
             raise ConfigError("--accept-content lists no content type")
+        if self.compat not in COMPAT_MODES:
+            raise ConfigError(f"--compat must be none or danihodovic, got {self.compat!r}")
         naming = check_prefix(self.metric_prefix) or check_static_labels(self.static_labels)
         if naming:
             raise ConfigError(naming)

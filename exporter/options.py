@@ -187,7 +187,7 @@ OPTIONS: tuple[Opt, ...] = (
         "before they go under unknown / --default-queue-name; 0: never wait", float),
     Opt("tasks", ("--default-queue-name",), "default_queue_name",
         "queue_name of tasks whose queue no source names (task-sent events, result_extended "
-        "results, inspect)"),
+        "results, inspect); with --compat danihodovic, celery unless set"),
     Opt("tasks", ("--task-worker-label",), "task_worker_label",
         "Add a hostname label to task counters (true/false; watch cardinality)", _bool),
     Opt("tasks", ("--generic-hostname-task-sent-metric",), "generic_hostname_task_sent_metric",
@@ -215,6 +215,10 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("metrics", ("--static-label",), "static_labels",
         "Label KEY=VALUE added to every series, repeatable (e.g. cluster=eu1)",
         _labels, "multi", "KEY=VALUE"),
+    Opt("metrics", ("--compat",), "compat",
+        "danihodovic: serve danihodovic/celery-exporter's task, worker and queue families (its "
+        "names, labels and buckets; task events counted per delivery) instead of this "
+        "exporter's; none: this exporter's own", _word),
     Opt("api", ("--api-max-concurrent",), "api_max_concurrent",
         "API requests calling Redis at once (task lookups, plans, audit); beyond, 503 at once",
         int),

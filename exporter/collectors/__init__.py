@@ -34,7 +34,21 @@ def build_registry(state: State) -> CollectorRegistry:
 def _collectors(state: State) -> list[tuple[str, Collector]]:
     from exporter.collectors import api, beat, queues, tasks, workers
     from exporter.collectors import exporter as exporter_c
+    from exporter.compat import enabled
 
+    if enabled(state):
+        # --compat danihodovic: celery-exporter's task, worker and queue families instead of
+        # ours (same names, other meanings: both cannot be served); our health families stay.
+        from exporter.collectors.compat import CompatCollector, OwnOnly
+
+        return [
+            ("compat", CompatCollector(state)),
+            ("workers", OwnOnly(workers.WorkersCollector(state))),
+            ("exporter", exporter_c.ExporterCollector(state)),
+            ("tasks", tasks.TasksCollector(state, own_only=True)),
+            ("api", api.ApiCollector(state)),
+            ("beat", beat.BeatCollector(state)),
+        ]
     return [
         ("workers", workers.WorkersCollector(state)),
         ("queues", queues.QueuesCollector(state)),

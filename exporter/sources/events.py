@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from exporter.compat import counts_for
 from exporter.decode import clean
 from exporter.sources.base import Boot, SourceStats
 from exporter.sources.events_check import EventsEnabledCheck
@@ -118,6 +119,7 @@ class EventsSource:
         self._boot = boot
         self.stats = SourceStats(state, self.name)
         self.check = EventsEnabledCheck()
+        self._compat = counts_for(state)  # --compat danihodovic: per-delivery counts, or None
         self._counts: Counter[str] = Counter()
         self._pending = 0
         self._flushed_at = float("-inf")
@@ -177,6 +179,8 @@ class EventsSource:
         kinds: Counter[str] = Counter()
         updates: list[TaskUpdate] = []
         task_hosts: dict[str, float] = {}  # host -> newest task event stamp
+        compat = self._compat
+        deliveries: list[tuple[TaskUpdate, str | None]] = []
         changed = False  # a worker went offline or came back: refresh the snapshot
         errors = 0
         for event in events:
@@ -187,6 +191,8 @@ class EventsSource:
                 update = parse_event(event)
                 if update is not None:
                     updates.append(update)
+                    if compat is not None:  # task-sent's hostname too (the producer's)
+                        deliveries.append((update, _text(event.get("hostname"))))
                     if update.worker:
                         when = update.timestamp or now
                         task_hosts[update.worker] = max(when, task_hosts.get(update.worker, 0))
@@ -210,6 +216,12 @@ class EventsSource:
             except Exception as exc:  # never kill the receiver thread
                 errors += len(updates)
                 log.warning("ledger refused %d event updates: %s", len(updates), exc)
+        if deliveries and compat is not None:
+            try:
+                compat.observe_many(deliveries)
+            except Exception as exc:  # never kill the receiver thread
+                errors += len(deliveries)
+                log.warning("compat counts refused %d events: %s", len(deliveries), exc)
         with self._counts_lock:
             for kind, n in kinds.items():
                 self._counts[f"events:{kind}"] += n
