@@ -140,7 +140,9 @@ def test_page_propose_approve_and_see_retries_succeed(
         assert page.locator(".plan-actions li").count() == 2
         assert "send tests.fail_transient again" in page.inner_text("#plan")
         marker.write_text("ok")
-        page.click("#approve")
+        page.click("#approve")  # asks once more, with the count, before anything runs
+        assert "Run 2 action(s) now?" in page.inner_text("#confirm")
+        page.click("#confirm-approve")
         page.wait_for_selector("#outcomes")
         # A locator wait, not wait_for_function: the page's CSP forbids eval, rightly.
         expect(page.locator(".new-task.ok")).to_have_count(2, timeout=60_000)
