@@ -245,3 +245,33 @@ def test_bug_like_exceptions_are_never_suggested_for_a_retry_by_mode() -> None:
     plan = client.post("/api/fix-it", json={"mode": "conservative"}, headers=HEAD_O).json()
     skipped = plan["not_actionable"][0]
     assert "balanced" not in skipped["fix"] and "bug" in skipped["fix"]
+
+
+def test_cursor_paging_never_repeats_or_skips_a_task_between_microseconds() -> None:
+    from exporter.api import views
+    from exporter.taskstate import TaskRecord
+
+    recs = [
+        TaskRecord(task_id=f"t{i:03d}", state="SUCCESS", updated_at=T0 + i * 0.00000037)
+        for i in range(300)
+    ]
+    ordered = views.sort_newest_first(recs)
+    seen: list[str] = []
+    after = None
+    while True:
+        rows, more = views.filter_records(
+            ordered,
+            status=None,
+            name=None,
+            queue=None,
+            worker=None,
+            since=None,
+            until=None,
+            after=after,
+            limit=7,
+        )
+        seen += [r.task_id for r in rows]
+        if not more:
+            break
+        after = views.decode_cursor(views.encode_cursor(rows[-1]))
+    assert len(seen) == 300 and set(seen) == {r.task_id for r in recs}
