@@ -5,10 +5,10 @@ and not which source reported which state when. `TaskDetails` keeps exactly that
 `size` task ids it heard of (first in, first out), fed by every source beside its call to
 `Ledger.apply_many` with the same, already decoded and cleaned, `TaskUpdate`s.
 
-Bounds: `size` tasks; per task at most `MAX_REPORTS` (state, source, time) reports (the first
-of each (state, source) pair, then nothing: a retry storm cannot grow it), one traceback of at
-most `TRACEBACK_MAX` characters (the newest), and at most `MAX_CHILDREN` children per parent.
-Cost per update: one dict lookup and, for a report not seen yet, one small tuple appended.
+Bounds: `size` tasks; per task at most `MAX_REPORTS` (state, source, time) reports: half for
+the first of each (state, source) pair, half for retries (a retry storm cannot grow it); one
+traceback of at most `TRACEBACK_MAX` characters (the newest), and at most `MAX_CHILDREN`
+children per parent. Cost per update: two dict lookups and, for a new pair, one insert.
 """
 
 from __future__ import annotations
@@ -25,11 +25,12 @@ MAX_CHILDREN = 50
 
 
 class _Detail:
-    __slots__ = ("children", "parent_id", "reports", "retry_reports", "root_id", "traceback")
+    __slots__ = ("children", "parent_id", "reports", "retries", "root_id", "traceback")
 
     def __init__(self) -> None:
-        self.reports: list[tuple[str, str, float | None]] = []
-        self.retry_reports = 0
+        # (state, source) -> time, the first report of each pair, in the order heard
+        self.reports: dict[tuple[str, str], float | None] = {}
+        self.retries: list[tuple[str, float | None]] | None = None  # (source, time) each
         self.traceback: str | None = None
         self.parent_id: str | None = None
         self.root_id: str | None = None
@@ -73,16 +74,18 @@ class TaskDetails:
             self._order.append(u.task_id)
             if len(self._order) > self.size:
                 self._items.pop(self._order.popleft(), None)
-        state, source = u.state, u.source
-        if state == RETRY:
+        if u.state == RETRY:
             # Each retry is its own report (events' task-retried has no number); bounded.
-            if d.retry_reports < MAX_REPORTS // 2 and len(d.reports) < MAX_REPORTS:
-                d.retry_reports += 1
-                d.reports.append((state, source, u.timestamp))
-        elif len(d.reports) < MAX_REPORTS and not any(
-            r[0] == state and r[1] == source for r in d.reports
-        ):
-            d.reports.append((state, source, u.timestamp))
+            retries = d.retries
+            if retries is None:
+                retries = d.retries = []
+            if len(retries) < MAX_REPORTS // 2:
+                retries.append((u.source, u.timestamp))
+        else:
+            key = (u.state, u.source)
+            reports = d.reports
+            if key not in reports and len(reports) < MAX_REPORTS // 2:
+                reports[key] = u.timestamp
         if u.traceback:
             d.traceback = u.traceback[:TRACEBACK_MAX]
         if u.root_id and d.root_id is None:
@@ -111,8 +114,10 @@ class TaskDetails:
             d = self._items.get(task_id)
             if d is None:
                 return None
+            reports = [Report(st, src, at) for (st, src), at in d.reports.items()]
+            reports += [Report(RETRY, src, at) for src, at in d.retries or ()]
             return Detail(
-                reports=tuple(Report(s, src, at) for s, src, at in d.reports),
+                reports=tuple(reports),
                 traceback=d.traceback,
                 parent_id=d.parent_id,
                 root_id=d.root_id,

@@ -34,8 +34,9 @@ def detail(
         # (The sources decode and clean every id; cleaned again here, as views.py does.)
         extra["root_id"] = clean.label(kept.root_id, 255)
         extra["children"] = [c for c in map(clean.label, kept.children) if c]
+        reports = sorted(kept.reports, key=lambda r: r.at or 0.0)  # in time, then as heard
         extra["reports"] = [
-            TaskReport(state=r.state, source=r.source, at=ts(r.at)) for r in kept.reports
+            TaskReport(state=r.state, source=r.source, at=ts(r.at)) for r in reports
         ]
         if task.parent_id is None and kept.parent_id:
             extra["parent_id"] = clean.label(kept.parent_id, 255)

@@ -163,46 +163,52 @@ async function proposeForTask() {
   } catch (e) { showError(e); }
 }
 
-function chart(title, points, value, format, max) {
-  const w = 600, h = 140, pad = 4;
-  const svg = document.createElementNS(SVGNS, "svg");
-  svg.setAttribute("viewBox", "0 0 " + w + " " + h);
-  svg.setAttribute("class", "chart");
-  svg.setAttribute("role", "img");
+function svgNode(tag, attrs, text) {
+  const node = document.createElementNS(SVGNS, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+// One line over the last hour (60 steps), placed by time: a step without a poll is a gap.
+function chart(title, points, value, format, step, max) {
+  const w = 1000, h = 140, pad = 6;
+  const svg = svgNode("svg", { viewBox: "0 0 " + w + " " + h, class: "chart", role: "img",
+    preserveAspectRatio: "none" });
   const known = points.map(value).filter((v) => v !== null && v !== undefined);
   const top = max !== undefined ? max : Math.max(1, ...known);
   const last = known.length ? format(known[known.length - 1]) : "no data";
   const label = title + ": now " + last + (known.length ? ", lowest " +
     format(Math.min(...known)) + ", highest " + format(Math.max(...known)) : "");
   svg.setAttribute("aria-label", label);
-  const t = document.createElementNS(SVGNS, "title");
-  t.textContent = label;
-  svg.appendChild(t);
-  const n = Math.max(points.length, 2);
-  const path = document.createElementNS(SVGNS, "path");
-  let d = "", pen = false;
-  points.forEach((p, i) => {
+  svg.appendChild(svgNode("title", {}, label));
+  const end = points.length ? Date.parse(points[points.length - 1].start) : 0;
+  const span = 59 * step * 1000;
+  let d = "", pen = false, prev = null;
+  for (const p of points) {
     const v = value(p);
-    if (v === null || v === undefined) { pen = false; return; } // a gap, never a zero
-    const x = (pad + (i * (w - 2 * pad)) / (n - 1)).toFixed(1);
+    const at = Date.parse(p.start);
+    if (v === null || v === undefined || (prev !== null && at - prev > step * 1000 * 1.5)) {
+      pen = false; // a gap, never a zero
+    }
+    prev = at;
+    if (v === null || v === undefined) continue;
+    const x = (pad + (1 - (end - at) / span) * (w - 2 * pad)).toFixed(1);
     const y = (h - pad - (Math.min(v, top) / top) * (h - 2 * pad)).toFixed(1);
     d += (pen ? "L" : "M") + x + " " + y + " ";
     pen = true;
-    const dot = document.createElementNS(SVGNS, "circle");
-    dot.setAttribute("cx", x);
-    dot.setAttribute("cy", y);
-    dot.setAttribute("r", "2.5");
-    dot.setAttribute("fill", "#243447");
-    svg.appendChild(dot);
-  });
-  path.setAttribute("d", d.trim() || "M0 0");
-  path.setAttribute("fill", "none");
-  path.setAttribute("stroke", "#243447");
-  path.setAttribute("stroke-width", "2");
-  svg.appendChild(path);
+    svg.appendChild(svgNode("circle", { cx: x, cy: y, r: 3, fill: "#243447" }));
+  }
+  svg.appendChild(svgNode("path", { d: d.trim() || "M0 0", fill: "none", stroke: "#243447",
+    "stroke-width": 2, "vector-effect": "non-scaling-stroke" }));
   const fig = el("figure");
   fig.appendChild(el("figcaption", label));
   fig.appendChild(svg);
+  const axis = el("div", "scale 0 to " + format(top) + "; from " +
+    (points.length ? when(new Date(end - span).toISOString()) : "") + " to " +
+    (points.length ? when(points[points.length - 1].start) : ""), "muted");
+  axis.setAttribute("aria-hidden", "true");
+  fig.appendChild(axis);
   return fig;
 }
 
@@ -215,9 +221,10 @@ async function loadTrends() {
     const pct = (v) => Math.round(v * 100) + "%";
     const num = (v) => Number(v).toLocaleString();
     $("tr-charts").replaceChildren(
-      chart("Success rate", tr.points, (p) => p.success_rate, pct, 1),
-      chart("Finished per minute", tr.points, (p) => p.finished_per_minute, num),
-      chart("Queue depth", tr.points, (p) => p.queue_depth, num));
+      chart("Success rate", tr.points, (p) => p.success_rate, pct, tr.step_seconds, 1),
+      chart("Finished per minute", tr.points, (p) => p.finished_per_minute, num,
+        tr.step_seconds),
+      chart("Queue depth", tr.points, (p) => p.queue_depth, num, tr.step_seconds));
     fill("tr-rows", tr.points.slice().reverse().map((p) => row([when(p.start), p.succeeded,
       p.failed, p.success_rate === null ? "n/a" : pct(p.success_rate),
       p.finished_per_minute, p.queue_depth === null ? "unknown" : p.queue_depth])),
