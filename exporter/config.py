@@ -150,6 +150,8 @@ class Config:
     recent_size: int = 1000
     recent_failed_size: int = 1000
     plan_ttl: float = 900.0
+    # Seconds per point of the page's trends (60 points kept: an hour at the default).
+    trends_step: float = 60.0
     transient_exceptions: tuple[str, ...] = DEFAULT_TRANSIENT_EXCEPTIONS
     show_task_args: bool = False
     audit_max_entries: int = 10_000
@@ -246,6 +248,8 @@ class Config:
             value = getattr(self, name)
             if value < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+        if not 1 <= self.trends_step <= 3600:
+            raise ConfigError(f"--trends-step must be 1 to 3600 seconds, got {self.trends_step}")
         if not 0 <= self.label_grace <= 600:
             raise ConfigError(f"--label-grace must be 0 to 600 seconds, got {self.label_grace}")
         if not self.default_queue_name.strip():

@@ -204,6 +204,8 @@ OPTIONS: tuple[Opt, ...] = (
         "Recent failures kept besides those, so failures outlive successes", int),
     Opt("api", ("--plan-ttl",), "plan_ttl",
         "Seconds a fix-it plan stays approvable", float),
+    Opt("api", ("--trends-step",), "trends_step",
+        "Seconds per point of the /ui trends and /api/trends (60 points are kept)", float),
     Opt("api", ("--transient-exceptions",), "transient_exceptions",
         "Exception types retried by the conservative fix-it mode, comma separated", _csv),
     Opt("api", ("--show-task-args",), "show_task_args",

@@ -1,5 +1,6 @@
 """The daemon's shared state: config, clock, ledger, the current snapshot, source health and
-the tracked worker hosts (workerhosts.py: heartbeats, goodbyes, the --max-workers bound).
+the tracked worker hosts (workerhosts.py: heartbeats, goodbyes, the --max-workers bound), and
+the page's recent task details and trends (taskdetail.py, trends.py).
 
 Writers swap whole immutable objects (the snapshot) or call the ledger; readers (collectors,
 API) take references under no lock or a short one. Nothing here does I/O. When an event
@@ -17,6 +18,8 @@ from exporter.clock import Clock, SystemClock
 from exporter.config import Config
 from exporter.ledger import Ledger
 from exporter.snapshot import EMPTY, Snapshot
+from exporter.taskdetail import TaskDetails
+from exporter.trends import Trends
 from exporter.workerhosts import WorkerHosts
 
 
@@ -46,6 +49,9 @@ class State:
         self._snapshot: Snapshot = EMPTY
         self._sources: dict[str, SourceHealth] = {}
         self.workers = WorkerHosts(config.max_workers, self.clock)
+        # For the task detail and trends of /ui (taskdetail.py, trends.py): bounded, memory.
+        self.details = TaskDetails(config.recent_size + config.recent_failed_size)
+        self.trends = Trends(config.trends_step)
         self._on_workers_changed: Callable[[], None] | None = None
         self._lock = threading.Lock()
         self._version = 0  # bumped when the snapshot or a source's health is replaced

@@ -20,7 +20,7 @@ import redis
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from exporter.api import page, views
+from exporter.api import browse, page, views
 from exporter.api.actions import Remediation
 from exporter.api.auth import OPERATOR, VIEWER, Principal, Refused, require
 from exporter.api.errors import ERRORS, CountingRoute, install_error_handlers
@@ -36,6 +36,7 @@ from exporter.api.models import (
     Sitrep,
     TaskOut,
     TaskPage,
+    TrendsOut,
 )
 from exporter.api.refusals import RefusalLog
 from exporter.api.sitrep import build_sitrep
@@ -162,10 +163,30 @@ def build_router(
             after=after,
             limit=limit,
         )
+        matched, by_status, kept, oldest = browse.page_counts(
+            state.ledger.recent() if failed_only else records,
+            status=status,
+            name=name,
+            queue=queue,
+            worker=worker,
+            since=_epoch(since),
+            until=_epoch(until),
+        )
         return TaskPage(
             items=[views.task_from_record(r, config) for r in rows],
             next_cursor=views.encode_cursor(rows[-1]) if more and rows else None,
+            matched=matched,
+            by_status=by_status,
+            kept=kept,
+            oldest_at=views.ts(oldest),
         )
+
+    @router.get("/api/trends", response_model=TrendsOut, tags=["read"])
+    def trends(_p: Annotated[Principal, Depends(viewer)]) -> TrendsOut:
+        """Success rate, finished tasks per minute and queue depth over the last hour (60
+        points of --trends-step seconds), kept in memory from each poll."""
+        now = state.clock.time()
+        return browse.trends_out(state.trends.points_since(now), state.trends.step)
 
     @router.get("/api/tasks/{task_id}", response_model=TaskOut, tags=["read"])
     async def task(
@@ -174,8 +195,9 @@ def build_router(
     ) -> TaskOut:
         """One task from the ledger, else from the result backend (JSON records only)."""
         rec = state.ledger.get(task_id)  # memory: on the event loop, like /metrics
+        kept = state.details.get(task_id)
         if rec is not None:
-            return views.task_from_record(rec, config)
+            return browse.detail(views.task_from_record(rec, config), rec, kept)
         try:
             meta = await gate.run(
                 lambda: redis_call(
@@ -196,7 +218,8 @@ def build_router(
                 f"task {task_id} is unknown to the exporter and the result "
                 "backend (expired, never stored, or ignore_result)",
             )
-        return views.task_from_backend(task_id, meta, config)
+        out = views.task_from_backend(task_id, meta, config)
+        return browse.detail(out, None, kept, meta.traceback)
 
     @router.post("/api/fix-it", response_model=PlanOut, status_code=201, tags=["actions"])
     async def fix_it(body: FixItRequest, p: Annotated[Principal, Depends(operator)]) -> PlanOut:

@@ -208,7 +208,9 @@ def filter_records(
     out: list[TaskRecord] = []
     for rec in records:
         at = rec.updated_at or 0.0
-        if after is not None and (at, rec.task_id) >= after:
+        # Compared at the cursor's precision (microseconds), as sorted: with the raw time a
+        # task just past a cursor rounded up came again on the next page.
+        if after is not None and (round(at, 6), rec.task_id) >= after:
             continue
         if status and rec.state != status.upper():
             continue
@@ -229,8 +231,8 @@ def filter_records(
 
 
 def sort_newest_first(records: list[TaskRecord]) -> list[TaskRecord]:
-    # The id breaks ties so the cursor order is total.
-    return sorted(records, key=lambda r: (r.updated_at or 0.0, r.task_id), reverse=True)
+    # The id breaks ties so the cursor order is total; times at the cursor's precision.
+    return sorted(records, key=lambda r: (round(r.updated_at or 0.0, 6), r.task_id), reverse=True)
 
 
 # -- plans -----------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from exporter.taskstate import (
     SOURCE_EVENTS,
     STARTED,
     SUCCESS,
+    TRACEBACK_MAX,
     TaskUpdate,
 )
 
@@ -106,6 +107,9 @@ def parse_event(event: dict[str, Any]) -> TaskUpdate | None:
         eta=clean.epoch(event.get("eta")),
         exception_type=exception_type(exc) if state in (FAILURE, RETRY) else None,
         exception_message=clean.text(exc, 2000) if state in (FAILURE, RETRY) else None,
+        traceback=clean.text(event.get("traceback"), TRACEBACK_MAX)
+        if state in (FAILURE, RETRY)
+        else None,
         parent_id=_text(event.get("parent_id"), 255),
         root_id=_text(event.get("root_id"), 255),
     )
@@ -213,6 +217,7 @@ class EventsSource:
         if updates:
             try:
                 self.state.ledger.apply_many(updates)
+                self.state.details.note_many(updates)
             except Exception as exc:  # never kill the receiver thread
                 errors += len(updates)
                 log.warning("ledger refused %d event updates: %s", len(updates), exc)

@@ -144,6 +144,7 @@ class ResultsSource:
         if updates and self._verify_db and client is not None:
             updates = self._ours(client, updates, skipped)
         counted = self.state.ledger.apply_many(updates)
+        self.state.details.note_many(updates)
         skipped["received"] += len(updates)
         self.stats.add_many(skipped)
         self.stats.publish(messages=len(batch), message_at=self.state.clock.time())
