@@ -18,7 +18,7 @@ import redis
 from fastapi import HTTPException
 
 from exporter.api.models import ApproveRequest, FixItRequest
-from exporter.api.stats import ApiStats
+from exporter.apicounters import ApiCounters
 from exporter.beat.source import board_for
 from exporter.celery_io import CeleryIO
 from exporter.remediation import executor, recovery, run_entry
@@ -39,7 +39,7 @@ class Remediation:
         io: CeleryIO,
         client: redis.Redis | None,
         store: PlanStore | None,
-        stats: ApiStats,
+        stats: ApiCounters,
     ) -> None:
         self.state, self.io, self.client, self.store, self.stats = state, io, client, store, stats
 

@@ -39,7 +39,7 @@ from exporter.api.models import (
 )
 from exporter.api.refusals import RefusalLog
 from exporter.api.sitrep import build_sitrep
-from exporter.api.stats import stats_for
+from exporter.apicounters import ApiCounters
 from exporter.celery_io import CeleryIO
 from exporter.outage import OutageLog
 from exporter.remediation.backend import NotJson, read_task_meta
@@ -79,7 +79,7 @@ def build_router(
     state: State, io: CeleryIO, *, client: redis.Redis | None = None, store: PlanStore | None = None
 ) -> APIRouter:
     """All /api routes and the /ui page. `client`/`store` default to the result backend."""
-    config, stats = state.config, stats_for(state)
+    config, stats = state.config, state.attached(ApiCounters)
     if client is None:
         client = api_client(config)
     if store is None and client is not None:

@@ -192,7 +192,7 @@ def test_page_shows_an_interrupted_plan_and_proposes_the_rest(
 
     from exporter.api.actions import Remediation
     from exporter.api.models import ApproveRequest
-    from exporter.api.stats import stats_for
+    from exporter.apicounters import ApiCounters
     from exporter.remediation import executor
     from exporter.remediation.store import PlanStore
     from tests.api_support import HEAD_O, T0, failure, make_app, make_config, new_state
@@ -216,7 +216,7 @@ def test_page_shows_an_interrupted_plan_and_proposes_the_rest(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(executor.control, "send_retry", send)
-    fix = Remediation(state, io, client, PlanStore(client), stats_for(state))
+    fix = Remediation(state, io, client, PlanStore(client), state.attached(ApiCounters))
     with pytest.raises(Crash):
         fix.decide(ApproveRequest(plan_id=plan["id"], digest=plan["digest"]), "operator#x")
     client.delete(f"celery-ops-exporter:plan:{plan['id']}:lease")  # as if it had expired

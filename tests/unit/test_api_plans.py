@@ -12,7 +12,7 @@ import pytest
 from celery import Celery
 from fastapi.testclient import TestClient
 
-from exporter.api.stats import stats_for
+from exporter.apicounters import ApiCounters
 from exporter.celery_io import CeleryIO
 from exporter.clock import FakeClock
 from exporter.remediation.plan import Plan
@@ -164,7 +164,7 @@ def test_wrong_digest_and_expiry_are_refused() -> None:
     expired = env.decide(plan)
     assert expired.status_code == 410 and "expired" in expired.json()["message"]
     assert env.waiting() == []
-    counts = stats_for(env.state).copy()[1]
+    counts = env.state.attached(ApiCounters).copy()[1]
     assert counts["refused"] == 2 and counts["proposed"] == 1
 
 
@@ -244,7 +244,7 @@ def test_purge_runs_only_from_an_explicit_request_and_reports_the_count() -> Non
     assert done["outcomes"][0]["outcome"] == "ok"
     assert done["outcomes"][0]["detail"] == "purged 3 message(s) from queue 'dead'"
     assert env.waiting("dead") == []
-    assert stats_for(env.state).copy()[2] == {("purge", "ok"): 1}
+    assert env.state.attached(ApiCounters).copy()[2] == {("purge", "ok"): 1}
 
 
 def test_failed_actions_are_reported_and_a_failed_retry_can_be_proposed_again() -> None:
@@ -264,7 +264,10 @@ def test_failed_actions_are_reported_and_a_failed_retry_can_be_proposed_again() 
     assert done["outcomes"][1]["error"].startswith("not tried: broker unreachable")
     # The retry never left, so its claim was released: a new plan may propose it again.
     assert [a["target"] for a in env.propose(mode="conservative")["actions"]] == ["t1"]
-    assert stats_for(env.state).copy()[2] == {("retry", "error"): 1, ("purge", "error"): 1}
+    assert env.state.attached(ApiCounters).copy()[2] == {
+        ("retry", "error"): 1,
+        ("purge", "error"): 1,
+    }
 
 
 def test_odd_backend_records_are_not_retryable_and_never_crash_fix_it() -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from exporter.api.actions import Remediation
 from exporter.api.models import ApproveRequest
-from exporter.api.stats import stats_for
+from exporter.apicounters import ApiCounters
 from exporter.remediation import executor, journal
 from exporter.remediation.plan import DOUBT_HOLD_SECONDS, RetryClaim
 from exporter.remediation.store import PlanStore
@@ -38,7 +38,7 @@ def _env() -> Env:
 
 def _remediation(env: Env) -> Remediation:
     store = PlanStore(env.redis)
-    return Remediation(env.state, env.io, env.redis, store, stats_for(env.state))
+    return Remediation(env.state, env.io, env.redis, store, env.state.attached(ApiCounters))
 
 
 def _approve_and_crash(env: Env, plan: dict[str, Any]) -> None:
