@@ -190,10 +190,9 @@ def test_page_shows_an_interrupted_plan_and_proposes_the_rest(
     import fakeredis
     from fastapi.testclient import TestClient
 
-    from exporter.api.actions import Remediation
-    from exporter.api.models import ApproveRequest
     from exporter.apicounters import ApiCounters
     from exporter.remediation import executor
+    from exporter.remediation.service import Remediation
     from exporter.remediation.store import PlanStore
     from tests.api_support import HEAD_O, T0, failure, make_app, make_config, new_state
 
@@ -218,7 +217,7 @@ def test_page_shows_an_interrupted_plan_and_proposes_the_rest(
     monkeypatch.setattr(executor.control, "send_retry", send)
     fix = Remediation(state, io, client, PlanStore(client), state.attached(ApiCounters))
     with pytest.raises(Crash):
-        fix.decide(ApproveRequest(plan_id=plan["id"], digest=plan["digest"]), "operator#x")
+        fix.decide("operator#x", plan["id"], plan["digest"])
     client.delete(f"celery-ops-exporter:plan:{plan['id']}:lease")  # as if it had expired
     base = serve(app)
     page = browser.new_page()

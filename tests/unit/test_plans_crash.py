@@ -12,11 +12,10 @@ from typing import Any
 
 import pytest
 
-from exporter.api.actions import Remediation
-from exporter.api.models import ApproveRequest
 from exporter.apicounters import ApiCounters
 from exporter.remediation import executor, journal
 from exporter.remediation.plan import DOUBT_HOLD_SECONDS, RetryClaim
+from exporter.remediation.service import Remediation
 from exporter.remediation.store import PlanStore
 from tests.api_support import HEAD_V, T0, failure
 from tests.unit.test_api_plans import Env
@@ -42,9 +41,8 @@ def _remediation(env: Env) -> Remediation:
 
 
 def _approve_and_crash(env: Env, plan: dict[str, Any]) -> None:
-    body = ApproveRequest(plan_id=plan["id"], digest=plan["digest"])
     with pytest.raises(Crash):
-        _remediation(env).decide(body, "operator#test")
+        _remediation(env).decide("operator#test", plan["id"], plan["digest"])
     # The process is gone: its lease expires (here at once, instead of after LEASE_SECONDS).
     assert env.redis.delete(f"{PREFIX}plan:{plan['id']}:lease") == 1
 
