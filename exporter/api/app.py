@@ -245,20 +245,8 @@ def build_router(
         _p: Annotated[Principal, Depends(viewer)],
     ) -> PlanOut:
         """A plan: its actions, status, who decided and what each action returned."""
-        try:
-            plan = await gate.run(lambda: store_call(lambda: fix.get(plan_id)))
-        except (
-            redis.ResponseError,
-            ValueError,
-            TypeError,
-            KeyError,
-            AttributeError,
-            RecursionError,
-        ):
-            # WRONGTYPE, or JSON that is not a plan: nothing this exporter saved is there.
-            raise HTTPException(
-                404, f"no readable plan {plan_id!r}: the key holds something else"
-            ) from None
+        # A key that holds something else than a plan answers 404 (PlanUnreadable).
+        plan = await gate.run(lambda: store_call(lambda: fix.get(plan_id)))
         return views.plan_out(plan, state.clock.time(), config)
 
     @router.get("/api/audit", response_model=AuditPage, tags=["actions"])

@@ -21,7 +21,11 @@ class PlanNotFound(RemediationError):
 
 class PlanUnreadable(RemediationError):
     """The plan's key holds something this exporter did not write (another type, or JSON that
-    is not a plan): it is treated as gone."""
+    is not a plan): it is treated as gone. `reason`: wrong_type, invalid_json, not_a_plan."""
+
+    def __init__(self, plan_id: str, reason: str) -> None:
+        super().__init__(f"no readable plan {plan_id!r}: the key holds something else")
+        self.plan_id, self.reason = plan_id, reason
 
 
 class DigestMismatch(RemediationError):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +31,7 @@ from exporter.remediation.errors import (
     NoPlanStore,
     PlanExpired,
     PlanNotFound,
+    PlanUnreadable,
 )
 from exporter.remediation.journal import Journal, LeaseLost
 from exporter.remediation.planner import Plan, Targets, propose
@@ -38,6 +40,7 @@ from exporter.state import State
 from exporter.stuck import running_tasks
 
 log = logging.getLogger(__name__)
+UNREADABLE_REMEMBERED = 1024  # plan ids whose unreadable value was counted and logged
 
 
 class Remediation:
@@ -50,6 +53,8 @@ class Remediation:
         stats: ApiCounters,
     ) -> None:
         self.state, self.io, self.client, self.store, self.stats = state, io, client, store, stats
+        self._lock = threading.Lock()
+        self._unreadable_seen: set[str] = set()
 
     def _store(self) -> PlanStore:
         if self.store is None:
@@ -137,7 +142,12 @@ class Remediation:
             run_entry.extend(plan, actions, skipped)
 
     def get(self, plan_id: str) -> Plan:
-        plan = recovery.view(self._store(), plan_id, self.state.clock.time(), self.seen)
+        """The plan as it stands; `PlanNotFound` or `PlanUnreadable` (treated as gone)."""
+        try:
+            plan = recovery.view(self._store(), plan_id, self.state.clock.time(), self.seen)
+        except PlanUnreadable as exc:
+            self._unreadable(exc)
+            raise
         if plan is None:
             raise PlanNotFound(f"no plan {plan_id!r} (unknown, or older than its retention)")
         return plan
@@ -203,6 +213,22 @@ class Remediation:
             return self.get(plan.id)
         store.audit("executed", principal, done, plan.id, outcomes=plan.outcomes)
         return plan
+
+    def _unreadable(self, exc: PlanUnreadable) -> None:
+        """Count and log an unreadable stored plan once per plan id (bounded memory)."""
+        with self._lock:
+            if exc.plan_id in self._unreadable_seen:
+                return
+            if len(self._unreadable_seen) >= UNREADABLE_REMEMBERED:
+                self._unreadable_seen.clear()
+            self._unreadable_seen.add(exc.plan_id)
+        self.stats.plan("unreadable")
+        log.warning(
+            "plan %s: its key holds something this exporter did not write (%s); "
+            "answered as no plan",
+            exc.plan_id,
+            exc.reason,
+        )
 
     def _refuse(self, plan: Plan, principal: str, now: float, why: str) -> None:
         self.stats.plan("refused")

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from exporter.apicounters import ApiCounters
 from exporter.celery_io import CeleryIO
 from exporter.clock import FakeClock
+from exporter.decode.plans import read_plan
 from exporter.remediation.plan import Plan
 from exporter.state import State
 from tests.api_support import (
@@ -203,7 +204,8 @@ def test_plan_json_roundtrip_keeps_digest_valid() -> None:
     env = Env()
     _ledger_with_mixed_failures(env)
     plan = env.propose(mode="balanced")
-    stored = Plan.from_json(env.redis.get(f"celery-ops-exporter:plan:{plan['id']}") or b"")
+    stored = read_plan(env.redis.get(f"celery-ops-exporter:plan:{plan['id']}") or b"")
+    assert isinstance(stored, Plan)
     assert digest_of(stored) == stored.digest == plan["digest"]
     tampered = replace(stored, actions=[replace(stored.actions[0], args=["other"])])
     assert digest_of(tampered) != stored.digest
