@@ -1,7 +1,7 @@
 """What the fix-it workflow refuses, as domain errors: each one's text says why and what to do.
 
 The service (`service.py`) raises them; the API router maps each to its HTTP status
-(`api/app.py`), so nothing below the API knows about HTTP.
+(`api/router.py`), so nothing below the API knows about HTTP.
 """
 
 from __future__ import annotations

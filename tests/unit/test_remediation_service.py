@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.api.app import STATUS_OF
+from exporter.api.router import STATUS_OF
 from exporter.apicounters import ApiCounters
 from exporter.remediation import errors
 from exporter.remediation.service import Remediation

@@ -1,5 +1,5 @@
-"""The side API's routes: `build_router(state, io)` for the HTTP server to mount (errors.py
-makes every error JSON with a `message`).
+"""The side API's routes: `build_router(state, io)` for the app factory
+(`exporter.http.create_app`) to mount; errors.py makes every error JSON with a `message`.
 
 No `from __future__ import annotations` here: FastAPI must evaluate the handlers' annotations
 at definition time to see the closure-local auth dependencies. Handlers that call Redis or the
