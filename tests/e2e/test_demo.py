@@ -1,4 +1,4 @@
-"""`python -m exporter.demo` with its own redis-server: the exporter shows the traffic the demo
+"""`python -m demo` with its own redis-server: the exporter shows the traffic the demo
 promises (successes, transient and permanent failures, retries, a stuck task, a growing queue),
 and SIGTERM stops every process the demo started, Redis included."""
 
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.e2e
 class Demo:
     def __init__(self) -> None:
         # --private-redis: the demo starts (and must stop) its own redis-server too.
-        argv = [sys.executable, "-m", "exporter.demo", "--private-redis", "--duration", "150",
+        argv = [sys.executable, "-m", "demo", "--private-redis", "--duration", "150",
                 "--tick", "0.5", "--stuck-after", "4", "--burst-at", "0"]  # fmt: skip
         self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)  # fmt: skip
