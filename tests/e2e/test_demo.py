@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import wait_for
+from tests.support.common import wait_for
+from tests.support.metrics import metrics, total
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
@@ -64,25 +64,6 @@ def demo() -> Iterator[Demo]:
         except subprocess.TimeoutExpired:
             d.proc.kill()
             d.proc.wait(10)
-
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def metrics(url: str) -> Samples:
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        text = resp.read().decode()
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def total(m: Samples, metric: str, /, **labels: str) -> float:
-    """Sum of the samples of `metric` whose labels include `labels`."""
-    want = set(labels.items())
-    return sum(v for (n, lab), v in m.items() if n == metric and want <= lab)
 
 
 def group_alive(pgid: int) -> bool:

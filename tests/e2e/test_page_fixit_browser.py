@@ -21,8 +21,9 @@ from exporter.api import build_router, install_error_handlers
 from exporter.celery_io import CeleryIO
 from exporter.config import Config
 from exporter.state import State
-from tests.api_support import OPERATOR, TRANSIENT, results_source
-from tests.conftest import celery_app, free_port, wait_for
+from tests.support.api import OPERATOR, TRANSIENT, results_source
+from tests.support.common import free_port, wait_for
+from tests.support.workers import celery_app
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = "/usr/bin/chromium"
@@ -161,7 +162,8 @@ def test_page_propose_approve_and_see_retries_succeed(
 
 def test_page_with_a_viewer_token_reads_but_cannot_act(browser: Any, serve: Any) -> None:
     import fakeredis
-    from api_support import VIEWER, failure, make_app, make_config, new_state
+
+    from tests.support.api import VIEWER, failure, make_app, make_config, new_state
 
     config = make_config()
     state = new_state(config)
@@ -194,7 +196,7 @@ def test_page_shows_an_interrupted_plan_and_proposes_the_rest(
     from exporter.remediation import executor
     from exporter.remediation.service import Remediation
     from exporter.remediation.store import PlanStore
-    from tests.api_support import HEAD_O, T0, failure, make_app, make_config, new_state
+    from tests.support.api import HEAD_O, T0, failure, make_app, make_config, new_state
 
     class Crash(BaseException):
         pass

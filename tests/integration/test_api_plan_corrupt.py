@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from exporter.apicounters import ApiCounters
 from exporter.celery_io import CeleryIO
 from exporter.state import State
-from tests.api_support import HEAD_O, HEAD_V, failure, make_app, make_config, new_state
+from tests.support.api import HEAD_O, HEAD_V, failure, make_app, make_config, new_state
 
 pytestmark = pytest.mark.integration
 PREFIX = "corrupt:"

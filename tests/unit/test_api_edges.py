@@ -21,7 +21,7 @@ from exporter.clock import FakeClock
 from exporter.http import create_app
 from exporter.remediation.store import PlanStore
 from exporter.state import State
-from tests.api_support import (
+from tests.support.api import (
     HEAD_O,
     HEAD_V,
     OPERATOR,
@@ -31,7 +31,7 @@ from tests.api_support import (
     make_config,
     new_state,
 )
-from tests.conftest import wait_for
+from tests.support.common import wait_for
 
 
 class Api:

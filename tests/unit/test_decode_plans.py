@@ -13,7 +13,7 @@ from exporter.api.models import AuditEntry
 from exporter.api.views import plan_out
 from exporter.decode.plans import INVALID_JSON, NOT_A_PLAN, read_audit, read_outcome, read_plan
 from exporter.remediation.plan import Action, Plan
-from tests.api_support import make_config
+from tests.support.api import make_config
 from tests.support.hostile import dumps, raw_inputs, values
 
 SETTINGS = settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow], deadline=None)

@@ -10,17 +10,16 @@ from exporter.apicounters import ApiCounters
 from exporter.remediation import errors
 from exporter.remediation.service import Remediation
 from exporter.remediation.store import PlanStore
-from tests.api_support import T0, failure
-from tests.unit.test_api_plans import Env
+from tests.support.api import T0, PlanEnv, failure
 
 
-def _service(env: Env, store: bool = True) -> Remediation:
+def _service(env: PlanEnv, store: bool = True) -> Remediation:
     plans = PlanStore(env.redis) if store else None
     return Remediation(env.state, env.io, env.redis, plans, env.state.attached(ApiCounters))
 
 
 def test_propose_and_decide_take_plain_arguments() -> None:
-    env = Env()
+    env = PlanEnv()
     env.state.ledger.apply_many([failure("t1", at=T0)])
     fix = _service(env)
     plan = fix.propose("operator#a", "conservative")
@@ -31,7 +30,7 @@ def test_propose_and_decide_take_plain_arguments() -> None:
 
 
 def test_refusals_are_domain_errors() -> None:
-    env = Env()
+    env = PlanEnv()
     env.state.ledger.apply_many([failure("t1", at=T0)])
     with pytest.raises(errors.NoPlanStore, match="--result-backend"):
         _service(env, store=False).propose("operator#a")
