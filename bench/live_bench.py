@@ -167,7 +167,7 @@ def wait(cond: Any, timeout: float, what: str) -> None:
 
 
 def watched(args: argparse.Namespace, url: str) -> list[Watched]:
-    from tests.conftest import free_port
+    from tests.support.common import free_port
 
     procs = []
     ours = dict(list(OURS.items())[:1] if args.only_full else OURS)
@@ -193,7 +193,8 @@ def watched(args: argparse.Namespace, url: str) -> list[Watched]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import redis
 
-    from tests.conftest import RedisServer, Worker, celery_app
+    from tests.support.redisserver import RedisServer
+    from tests.support.workers import Worker, celery_app
 
     server = RedisServer()
     server.start()

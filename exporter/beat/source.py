@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import weakref
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -74,18 +73,9 @@ class Board:
             self.version += 1
 
 
-_BOARDS: weakref.WeakKeyDictionary[State, Board] = weakref.WeakKeyDictionary()
-_BOARDS_LOCK = threading.Lock()
-
-
 def board_for(state: State) -> Board:
-    """The board of this daemon's state (one per State; no change to State needed)."""
-    with _BOARDS_LOCK:
-        board = _BOARDS.get(state)
-        if board is None:
-            board = _BOARDS[state] = Board()
-            state.watch_changes(lambda: board.version)
-        return board
+    """The board of this daemon's state: one per State, attached to it."""
+    return state.attached(Board)
 
 
 def note_read(view: SourceView, read: BeatRead) -> None:

@@ -16,7 +16,7 @@ import logging
 import uuid
 from typing import Any
 
-from exporter.api.stats import ApiStats
+from exporter.apicounters import ApiCounters
 from exporter.celery_io import CeleryIO, control
 from exporter.remediation import run_entry
 from exporter.remediation.journal import Journal
@@ -32,7 +32,7 @@ def execute(
     plan: Plan,
     io: CeleryIO,
     journal: Journal,
-    stats: ApiStats,
+    stats: ApiCounters,
     revoke_timeout: float = 1.0,
     workers_up: int | None = None,
 ) -> list[dict[str, Any]]:

@@ -2,7 +2,8 @@
 and the retry claim that guards each replayed failure.
 
 The digest covers the plan's id, expiry and every action (including the replay arguments), so
-an approval names exactly what it approves. Stored as JSON by `store.PlanStore`.
+an approval names exactly what it approves. Stored as JSON by `store.PlanStore` and read
+back through the total decoder `decode.plans`.
 """
 
 from __future__ import annotations
@@ -70,13 +71,6 @@ class Plan:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, default=str)
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> Plan:
-        data = json.loads(text)
-        data["actions"] = [Action(**a) for a in data.get("actions", [])]
-        data["skipped"] = [Skipped(**s) for s in data.get("skipped", [])]
-        return cls(**data)
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,10 @@ def finalize(store: PlanStore, plan_id: str, now: float) -> bool:
             if pipe.exists(lease):
                 pipe.unwatch()
                 return False  # its executor is alive
-            raw = pipe.get(key)
-            plan = Plan.from_json(raw) if raw is not None else None
+            try:
+                plan = store.read(pipe.get(key))  # None when gone or not a plan
+            except redis.ResponseError:  # WRONGTYPE: not a plan either
+                plan = None
             pipe.multi()
             pipe.srem(store.executing_key, plan_id)
             if plan is not None and plan.status == "executing":

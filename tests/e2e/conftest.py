@@ -12,7 +12,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from tests.conftest import free_port, wait_for
+from tests.support.common import free_port, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [

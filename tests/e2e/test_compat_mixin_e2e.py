@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import RedisServer, Worker, celery_app
-from tests.e2e.test_demo import metrics, total
-from tests.e2e.test_prometheus_e2e import PROMETHEUS, Stack
+from tests.support.metrics import metrics, total
+from tests.support.prometheus import PROMETHEUS, Stack
+from tests.support.redisserver import RedisServer
+from tests.support.workers import Worker, celery_app
 
 pytestmark = pytest.mark.e2e
 

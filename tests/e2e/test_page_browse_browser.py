@@ -18,8 +18,9 @@ from exporter.celery_io import CeleryIO, CeleryReader
 from exporter.config import Config
 from exporter.poller import Poller
 from exporter.state import State
-from tests.api_support import OPERATOR, TRANSIENT, results_source
-from tests.conftest import celery_app, wait_for
+from tests.support.api import OPERATOR, TRANSIENT, results_source
+from tests.support.common import wait_for
+from tests.support.workers import celery_app
 
 pytestmark = pytest.mark.e2e
 
@@ -310,7 +311,7 @@ def test_hostile_values_in_every_new_field_render_as_text(browser: Any, serve: A
     from exporter.decode.records import parse_result
     from exporter.snapshot import PollHealth, QueueSnapshot, Snapshot
     from exporter.sources.events import parse_event
-    from tests.api_support import make_app, make_config, new_state
+    from tests.support.api import make_app, make_config, new_state
 
     config = make_config()
     state = new_state(config)

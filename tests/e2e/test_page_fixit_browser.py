@@ -16,8 +16,9 @@ from exporter.api import build_router, install_error_handlers
 from exporter.celery_io import CeleryIO
 from exporter.config import Config
 from exporter.state import State
-from tests.api_support import OPERATOR, TRANSIENT, results_source
-from tests.conftest import celery_app, wait_for
+from tests.support.api import OPERATOR, TRANSIENT, results_source
+from tests.support.common import wait_for
+from tests.support.workers import celery_app
 
 pytestmark = pytest.mark.e2e
 
@@ -114,7 +115,8 @@ def test_page_propose_approve_and_see_retries_succeed(
 
 def test_page_with_a_viewer_token_reads_but_cannot_act(browser: Any, serve: Any) -> None:
     import fakeredis
-    from api_support import VIEWER, failure, make_app, make_config, new_state
+
+    from tests.support.api import VIEWER, failure, make_app, make_config, new_state
 
     config = make_config()
     state = new_state(config)
@@ -143,12 +145,11 @@ def test_page_shows_an_interrupted_plan_and_proposes_the_rest(
     import fakeredis
     from fastapi.testclient import TestClient
 
-    from exporter.api.actions import Remediation
-    from exporter.api.models import ApproveRequest
-    from exporter.api.stats import stats_for
+    from exporter.apicounters import ApiCounters
     from exporter.remediation import executor
+    from exporter.remediation.service import Remediation
     from exporter.remediation.store import PlanStore
-    from tests.api_support import HEAD_O, T0, failure, make_app, make_config, new_state
+    from tests.support.api import HEAD_O, T0, failure, make_app, make_config, new_state
 
     class Crash(BaseException):
         pass
@@ -169,9 +170,9 @@ def test_page_shows_an_interrupted_plan_and_proposes_the_rest(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(executor.control, "send_retry", send)
-    fix = Remediation(state, io, client, PlanStore(client), stats_for(state))
+    fix = Remediation(state, io, client, PlanStore(client), state.attached(ApiCounters))
     with pytest.raises(Crash):
-        fix.decide(ApproveRequest(plan_id=plan["id"], digest=plan["digest"]), "operator#x")
+        fix.decide("operator#x", plan["id"], plan["digest"])
     client.delete(f"celery-ops-exporter:plan:{plan['id']}:lease")  # as if it had expired
     base = serve(app)
     page = browser.new_page()

@@ -27,7 +27,7 @@ from exporter.beat.source import BeatSource, board_for
 from exporter.clock import FakeClock
 from exporter.config import Config
 from exporter.state import State
-from tests.conftest import free_port, wait_for
+from tests.support.common import free_port, wait_for
 
 psycopg = pytest.importorskip("psycopg")
 pymysql = pytest.importorskip("pymysql")

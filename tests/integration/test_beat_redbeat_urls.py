@@ -26,9 +26,10 @@ from exporter.beat.source import BeatSource, board_for
 from exporter.clock import FakeClock
 from exporter.config import Config
 from exporter.state import State
-from tests.conftest import RedisServer, free_port, wait_for
-from tests.integration.core_helpers import fresh_db
-from tests.integration.test_beat_redbeat import Beat
+from tests.support.beat_process import Beat
+from tests.support.common import free_port, wait_for
+from tests.support.exporter_process import fresh_db
+from tests.support.redisserver import RedisServer
 
 pytest.importorskip("redbeat")
 pytestmark = pytest.mark.integration

@@ -25,10 +25,12 @@ from exporter.clock import FakeClock
 from exporter.config import Config
 from exporter.state import State
 from exporter.taskstate import SUCCESS
-from tests.api_support import results_source
-from tests.conftest import RedisServer, celery_app, wait_for
-from tests.integration.core_helpers import fresh_db
-from tests.integration.test_beat_redbeat import Beat
+from tests.support.api import results_source
+from tests.support.beat_process import Beat
+from tests.support.common import wait_for
+from tests.support.exporter_process import fresh_db
+from tests.support.redisserver import RedisServer
+from tests.support.workers import celery_app
 
 pytest.importorskip("redbeat")
 pytestmark = pytest.mark.integration

@@ -12,13 +12,9 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.conftest import RedisServer, wait_for
-from tests.integration.core_helpers import (
-    ExporterProcess,
-    fresh_db,
-    parse_metrics,
-    run_cli,
-)
+from tests.support.common import wait_for
+from tests.support.exporter_process import ExporterProcess, fresh_db, parse_metrics, run_cli
+from tests.support.redisserver import RedisServer
 
 pytestmark = pytest.mark.integration
 

@@ -15,14 +15,10 @@ from typing import Any
 import pytest
 import redis
 
-from tests.conftest import RedisServer, Worker, celery_app, wait_for
-from tests.integration.ledger_support import (
-    COUNTERS,
-    ExporterProc,
-    backend_truth,
-    send_mix,
-    stored_results,
-)
+from tests.support.common import wait_for
+from tests.support.ledger import COUNTERS, ExporterProc, backend_truth, send_mix, stored_results
+from tests.support.redisserver import RedisServer
+from tests.support.workers import Worker, celery_app
 
 pytestmark = pytest.mark.integration
 QUEUE = "ledger-acc"

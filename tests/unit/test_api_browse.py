@@ -16,7 +16,7 @@ from exporter.snapshot import EMPTY, PollHealth, QueueSnapshot, Snapshot
 from exporter.taskdetail import MAX_CHILDREN, MAX_REPORTS, TaskDetails
 from exporter.taskstate import TRACEBACK_MAX, TaskUpdate
 from exporter.trends import Trends
-from tests.api_support import HEAD_O, HEAD_V, T0, failure, make_app, make_config, new_state, success
+from tests.support.api import HEAD_O, HEAD_V, T0, failure, make_app, make_config, new_state, success
 
 HOSTILE = '<script>window.pwned=1</script><img src=x onerror="window.pwned=1">\ud800\u2028'
 

@@ -11,7 +11,7 @@ import fakeredis
 from fastapi.testclient import TestClient
 
 from exporter.celery_io import CeleryIO
-from tests.api_support import make_app, make_config, new_state
+from tests.support.api import make_app, make_config, new_state
 
 
 def test_page_is_served_with_a_csp_pinning_its_script() -> None:

@@ -22,7 +22,7 @@ from exporter.config import Config
 from exporter.remediation import run_entry
 from exporter.remediation.plan import RetryClaim
 from exporter.state import State
-from tests.api_support import HEAD_O
+from tests.support.api import HEAD_O
 from tests.support.beat import ScriptedReader
 
 
@@ -167,9 +167,9 @@ class Crash(BaseException):
 def test_crash_between_send_and_record_sends_an_entry_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from tests.unit.test_api_plans import Env
+    from tests.support.api import PlanEnv
 
-    env = Env()
+    env = PlanEnv()
     now = env.clock.time()
     reader = SpecReader()
     reader.lock = LockState(True, 1500.0)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,9 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.clock import FakeClock
 from exporter.collectors import build_registry
 from tests.support.beat import beat_scenario
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from promql_names import PROMETHEUS_SERIES, board_queries, load_module, metric_names
+from tests.support.promql_names import PROMETHEUS_SERIES, board_queries, load_module, metric_names
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "myapp_"

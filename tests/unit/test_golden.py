@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from prometheus_client.exposition import generate_latest
 
-from exporter.api.stats import stats_for
+from exporter.apicounters import ApiCounters
 from exporter.clock import FakeClock
 from exporter.collectors import build_registry
 from exporter.config import Config
@@ -119,7 +119,7 @@ def task_sources(clock: FakeClock, **options: Any) -> State:
     state.update_source("events", up=True, last_message_at=now - 1, detail=detail)
     state.update_source("pubsub", up=True, last_message_at=now - 2, messages_total=2,
                         detail={"skipped:pickle": 1.0, "parse_errors": 1.0})  # fmt: skip
-    api = stats_for(state)
+    api = state.attached(ApiCounters)
     api.request("/api/sitrep", 200)
     api.action("retry", "ok")
     state.update_source("reconcile", up=True, last_message_at=now - 60, messages_total=5,
