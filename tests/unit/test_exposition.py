@@ -193,3 +193,27 @@ def test_api_counters_move_the_change_token() -> None:
     before = state.change_token()
     stats_for(state).overloaded()
     assert state.change_token() != before
+
+
+def test_a_background_render_hands_the_gil_over_often_then_restores_the_interval() -> None:
+    import sys
+
+    from exporter.exposition import RENDER_SWITCH_INTERVAL
+
+    state, expo, mono = _setup()
+    seen: list[float] = []
+
+    class Probe:
+        def collect(self) -> list[object]:
+            seen.append(sys.getswitchinterval())
+            return []
+
+    expo.registry.register(Probe())  # type: ignore[arg-type]
+    seen.clear()  # the registry's name check at registration collected once
+    before = sys.getswitchinterval()
+    expo.get("", False)  # inline (first scrape): the interval is left alone
+    _done(state, "a")
+    mono.t += 1.0
+    expo.refresh()  # what the renderer thread calls
+    assert seen == [before, RENDER_SWITCH_INTERVAL]
+    assert sys.getswitchinterval() == before
