@@ -37,7 +37,6 @@ from prometheus_client.exposition import choose_encoder
 from exporter.clock import FakeClock
 from exporter.collectors import build_registry
 from exporter.config import Config
-from exporter.exposition import RENDER_SWITCH_INTERVAL
 from exporter.http import create_app
 from exporter.poller import Poller
 from exporter.state import State
@@ -153,6 +152,7 @@ print(json.dumps(out))
 
 def during_render(state: State, scrapes: int, block: int = 20) -> dict[str, Any]:
     from bench.scrape_bench import serve
+    from exporter.exposition import RENDER_SWITCH_INTERVAL
 
     registry = build_registry(state)
     render = encoder_for(choose_encoder(OM)[0])

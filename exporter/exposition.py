@@ -44,9 +44,9 @@ from exporter.textformat import encoder_for
 
 REFRESH = 10.0  # seconds: re-render unchanged state this often (time-derived values)
 # A render may take at most this share of the time: after a render that took r seconds the
-# next waits at least r / DUTY. At 1,000 task names a render is ~0.3 s of CPU, so a busy
-# cluster is rendered every ~3 s instead of every second, and rendering stays under 10% of
-# a core however large the cluster grows.
+# next waits at least r / DUTY. At 5,000 task names a render is ~0.5 s of CPU, so a busy
+# cluster is rendered every ~5 s instead of every second, and rendering stays under 10% of
+# a core however large the cluster grows (1,000 names: ~0.1 s, every second).
 DUTY = 0.1
 IDLE_AFTER = 600.0  # seconds without a scrape of a format before it is no longer rendered
 # zlib level 1: a 4.0 MB body compresses to about 6% of its size in ~15 ms; level 6 gains a
