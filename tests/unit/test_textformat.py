@@ -21,6 +21,7 @@ from prometheus_client.exposition import choose_encoder
 
 from exporter.clock import FakeClock
 from exporter.collectors import build_registry
+from exporter.config import Config
 from exporter.families import Table
 from exporter.textformat import encoder_for
 from tests.unit.test_golden import SCENARIOS
@@ -194,3 +195,22 @@ def test_a_table_with_an_unencodable_label_is_left_to_the_sample_check() -> None
     table = Table("celery_x", "doc", "gauge", ["name"])
     table.add_metric(["ok"], "not a number")  # type: ignore[arg-type]
     assert not table.renderable()
+
+
+def test_the_per_pair_task_families_reach_the_writer_as_rows() -> None:
+    """Nothing between the tasks collector and the writer (the safe wrapper, the registry)
+    makes their Samples: that is what keeps a 1,000-name render at ~0.1 s."""
+    from exporter.state import State
+    from exporter.taskstate import SUCCESS, TaskUpdate
+
+    state = State(Config(), FakeClock())
+    state.ledger.apply_many(
+        TaskUpdate(f"t{i}", SUCCESS, "events", 1.7e9, f"app.t{i % 7}", f"q{i % 3}", runtime=0.1)
+        for i in range(40)
+    )
+    state.clock.advance(30)  # past --label-grace
+    families = {f.name: f for f in build_registry(state).collect()}
+    for name in ("celery_task_succeeded", "celery_task_runtime_seconds",
+                 "celery_task_queue_wait_seconds", "celery_task_success_ratio"):  # fmt: skip
+        family = families[name]
+        assert isinstance(family, Table) and family.rows_only, name
