@@ -15,7 +15,7 @@ from then on, and the writer takes the ordinary path.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from prometheus_client.core import Metric
@@ -79,6 +79,18 @@ class Table(Metric):
             raise ValueError("the samples were already made or set: add no more rows")
         if len(labels) != len(self._labelnames):
             raise ValueError(f"{len(self._labelnames)} label values expected")
+
+    def relabelled(self, name: str, static: Mapping[str, str]) -> Table:
+        """The same rows under another family name, every label set with `static` added
+        (a static label replaces a label of the same name), as the relabel wrapper does to
+        samples (`{**sample.labels, **static}`), still rows."""
+        out = Table(name, self.documentation, self.type, ())
+        names = list(self._labelnames)
+        keep = [i for i, k in enumerate(names) if k not in static]
+        out._labelnames = (*(names[i] for i in keep), *static)
+        extra = tuple(static.values())
+        out._rows = [(tuple(row[0][i] for i in keep) + extra, *row[1:]) for row in self._rows]
+        return out
 
     def _make_samples(self) -> list[Sample]:
         names = self._labelnames

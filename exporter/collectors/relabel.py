@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
+from exporter.families import Table
 from exporter.naming import DEFAULT_PREFIX, renamed
 
 
@@ -27,6 +28,9 @@ class Relabel(Collector):
 
 def relabel(families: Iterable[Metric], prefix: str, static: Mapping[str, str]) -> Iterator[Metric]:
     for family in families:
+        if isinstance(family, Table) and family.rows_only:  # stays rows: the fast writer's
+            yield family.relabelled(renamed(family.name, prefix), static)
+            continue
         out = Metric(renamed(family.name, prefix), family.documentation, family.type, family.unit)
         out.samples = [
             s._replace(name=renamed(s.name, prefix), labels={**s.labels, **static})

@@ -172,6 +172,26 @@ def test_tables_are_written_as_the_client_writes_their_families(pair: tuple[Tabl
     assert table.renderable() is False  # once the samples are made, they are the truth
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    tables(), st.dictionaries(st.sampled_from(["cluster", "zone", "a"]), label_values, max_size=2)
+)
+def test_relabelled_tables_are_what_the_relabel_wrapper_makes_of_samples(
+    pair: tuple[Table, Metric], static: dict[str, str]
+) -> None:
+    from exporter.collectors.relabel import relabel
+
+    table, client_family = pair
+    (expected,) = relabel([client_family], "acme_", static)
+    (got,) = relabel([table], "acme_", static)
+    assert isinstance(got, Table) and got.rows_only and got.name == expected.name
+    for accept in ACCEPTS:
+        client, _ = choose_encoder(accept)
+        want = client(Families([expected]))  # type: ignore[arg-type]
+        assert encoder_for(client)(Families([got])) == want, accept  # type: ignore[arg-type]
+    assert got.samples == expected.samples
+
+
 def test_a_table_whose_samples_were_set_is_written_from_them() -> None:
     table = Table("celery_x", "doc", "counter", ["name"])
     table.add_metric(["a"], 1)
