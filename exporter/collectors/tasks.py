@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from exporter.config import Config
 from exporter.families import Table
@@ -71,14 +71,15 @@ class TasksCollector:
                     continue  # hostname="generic" only where the switch puts it, as counted
                 families[c].add_metric(key, table.get((name, queue, c, *host), 0))
         yield from families.values()
-        exc = CounterMetricFamily(
+        exc = Table(
             "celery_task_exceptions",
             'Task failures by exception type (folded into exception="other" past '
             "--max-exception-types)",
-            labels=["name", "exception"],
+            "counter",
+            ["name", "exception"],
         )
-        for (name, exc_type), value in sorted(counts.exceptions.items()):
-            exc.add_metric([name, exc_type], value)
+        for key, value in sorted(counts.exceptions.items()):
+            exc.add_metric(key, value)
         yield exc
 
     def _histograms(self, counts: LedgerCounts) -> Iterator[Metric]:
