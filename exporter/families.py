@@ -4,8 +4,9 @@
 (a namedtuple and a label dict) per series, and the safe wrapper and the writer then walk
 every one: at 1,000 task names that is ~48,000 samples and about half of a render. A `Table`
 keeps one row per label set (the label values, the value or the buckets) and makes those
-same samples only when something asks for `.samples` (prometheus_client's own encoder, the
-relabel wrapper, tests). The fast writer (`exporter/textformat.py`) instead asks it for the
+same samples only when something asks for `.samples` (prometheus_client's own encoder,
+tests); the relabel wrapper (`--metric-prefix`, `--static-label`) relabels the rows. The
+fast writer (`exporter/textformat.py`) instead asks it for the
 sample lines, written from the rows with each row's label text made once: the same bytes
 (the tests compare with prometheus_client's output over the golden scenarios).
 
