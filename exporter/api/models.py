@@ -171,7 +171,10 @@ class Sitrep(BaseModel):
     tasks: TaskCounts
     workers: list[WorkerOut]
     queues: list[QueueOut]
-    stuck: list[StuckTask]
+    stuck: list[StuckTask] = Field(
+        description="The longest-running stuck tasks, at most 50 (stuck_total counts them all)"
+    )
+    stuck_total: int = Field(0, description="Tasks running longer than --stuck-after")
     recent_failures: list[TaskOut]
     health: Health
     immediate_actions: list[str] = Field(description="Needs someone now, in plain words")

@@ -29,6 +29,10 @@ BACKLOG_AGE_WATCH = 300.0  # a queue whose oldest message waited this long is wo
 LOW_SUCCESS = 0.9
 MIN_FINISHED = 5  # below this a success rate says little
 DOWN_WORKER_LINES = 10  # down workers named one per line, newest first; the rest summed up
+# A wedged cluster can have thousands of stuck tasks: the report lists the longest-running
+# ones and counts the rest, so its size does not grow with the cluster.
+STUCK_LINES = 50
+STUCK_NAMES = 10  # task names spelled out in the stuck advice; the rest counted
 
 
 def build_sitrep(state: State) -> Sitrep:
@@ -64,6 +68,7 @@ def build_sitrep(state: State) -> Sitrep:
         )
         for q in sorted(snap.queues.values(), key=lambda q: q.name)
     ]
+    all_stuck = stuck_tasks(ledger, snap, now, config.stuck_after)  # longest-running first
     stuck = [
         StuckTask(
             id=t.task_id,
@@ -72,7 +77,7 @@ def build_sitrep(state: State) -> Sitrep:
             queue=t.queue,
             running_seconds=round(now - t.started_at, 3) if t.started_at is not None else 0.0,
         )
-        for t in stuck_tasks(ledger, snap, now, config.stuck_after)
+        for t in all_stuck[:STUCK_LINES]
     ]
     failures = [
         task_from_record(r, config) for r in ledger.recent(failed_only=True) if r.state == "FAILURE"
@@ -102,6 +107,7 @@ def build_sitrep(state: State) -> Sitrep:
         workers=[_worker(w) for w in sorted(snap.workers.values(), key=lambda w: w.hostname)],
         queues=queues,
         stuck=stuck,
+        stuck_total=len(all_stuck),
         recent_failures=failures,
         health=health,
         immediate_actions=[],
@@ -168,9 +174,12 @@ def _advise(report: Sitrep, state: State, snap: Snapshot, now: float) -> None:
         elif q.oldest_age_seconds and q.oldest_age_seconds > BACKLOG_AGE_WATCH:
             watch.append(f"{line[0].upper()}{line[1:]}: workers are not keeping up.")
     if report.stuck:
-        names = ", ".join(sorted({s.name for s in report.stuck}))
+        distinct = sorted({s.name for s in report.stuck})
+        names = ", ".join(distinct[:STUCK_NAMES])
+        if len(distinct) > STUCK_NAMES:
+            names += f" and {len(distinct) - STUCK_NAMES} more"
         act.append(
-            f"{len(report.stuck)} task(s) running longer than "
+            f"{report.stuck_total} task(s) running longer than "
             f"{human_seconds(state.config.stuck_after)} ({names}): look at them, or ask "
             "for a greedy fix-it plan to revoke them."
         )

@@ -208,3 +208,27 @@ def test_each_state_owns_one_of_each_attached_service() -> None:
     board_for(state).update("redbeat", lambda view: None)
     assert state.change_token() != before
     assert other.change_token() == other.change_token()
+
+
+def test_a_background_render_hands_the_gil_over_often_then_restores_the_interval() -> None:
+    import sys
+
+    from exporter.exposition import RENDER_SWITCH_INTERVAL
+
+    state, expo, mono = _setup()
+    seen: list[float] = []
+
+    class Probe:
+        def collect(self) -> list[object]:
+            seen.append(sys.getswitchinterval())
+            return []
+
+    expo.registry.register(Probe())  # type: ignore[arg-type]
+    seen.clear()  # the registry's name check at registration collected once
+    before = sys.getswitchinterval()
+    expo.get("", False)  # inline (first scrape): the interval is left alone
+    _done(state, "a")
+    mono.t += 1.0
+    expo.refresh()  # what the renderer thread calls
+    assert seen == [before, RENDER_SWITCH_INTERVAL]
+    assert sys.getswitchinterval() == before
