@@ -49,12 +49,13 @@ def read_batches(
     max_batch: int = MAX_BATCH,
     health_interval: float = HEALTH_INTERVAL,
     tick: Callable[[], None] | None = None,
+    sleep: Callable[[float], object] = time.sleep,
 ) -> None:
     """Read `conn` (already PSUBSCRIBEd) until `stopped()`; call `handle` once per wake-up
     with every pmessage read, in order (other replies: subscribe confirmations, PONGs, are
     dropped). `tick` runs after every wake-up or idle `WAIT`. Raises on a broken connection,
     or `NoPong` when a PING sent after `health_interval` of silence got no reply in as long
-    again (a half-open socket)."""
+    again (a half-open socket). `sleep` is injectable so tests see the lingers."""
     quiet_since = time.monotonic()
     ping_sent = False
     behind = False  # the last batch was full: more is waiting, read on without lingering
@@ -70,7 +71,7 @@ def read_batches(
                 tick()
             continue
         if linger and not behind:
-            time.sleep(linger)
+            sleep(linger)
         batch: list[Message] = []
         for _ in range(max_batch):
             reply = conn.read_response(push_request=True)
