@@ -18,7 +18,7 @@ from prometheus_client.core import (
 )
 
 from exporter.config import Config
-from exporter.ledger_parts import HistogramData, LedgerCounts
+from exporter.ledger import HistogramData, LedgerCounts
 from exporter.state import State
 from exporter.stuck import stuck_tasks
 from exporter.taskstate import COUNTER_FOR_STATE

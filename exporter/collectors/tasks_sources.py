@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from exporter.ledger_parts import LedgerCounts
+from exporter.ledger import LedgerCounts
 from exporter.state import State
 from exporter.taskstate import SOURCE_EVENTS, SOURCE_PUBSUB, SOURCE_RECONCILE
 

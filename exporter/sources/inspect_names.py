@@ -3,7 +3,7 @@ without counting.
 
 A result stored without result_extended has no task name, and task-received has no queue;
 when the poller saw the task running or reserved, its request's name and
-`delivery_info.routing_key` name both, and counts waiting for them (ledger_labels.py) are
+`delivery_info.routing_key` name both, and counts waiting for them (ledger/attribution.py) are
 applied under them.
 """
 

@@ -14,7 +14,7 @@ A pass that fails part-way (a connection blip, any error, the exporter killed) i
 the next run from the last cursor whose keys were all folded, with its original start time,
 as long as Redis is the same server process (`run_id`): SCAN's guarantee holds across the
 gap, so the keys already walked are not walked again. That matters on a backend larger than
-the ledger: the ids evicted during the pass beyond the evicted-id memory (ledger_evicted.py)
+the ledger: the ids evicted during the pass beyond the evicted-id memory (ledger/evicted.py)
 are covered only by the watermark of a completed pass, and a fresh pass would count them
 again. The position lives in the ledger (`note_pass`), so it is saved with the very counters
 it produced and a restarted exporter resumes too. After a Redis restart (a new `run_id`)

@@ -214,8 +214,8 @@ def test_a_sample_no_decoder_cleaned_is_dropped_and_counted_not_a_500() -> None:
 
     state = new_state(make_config())
     # Past every decoder: straight into the counters, and a worker name from inspect.
-    state.ledger._tasks[("t\ud800", "q", "succeeded")] = 1
-    state.ledger._tasks[("t.ok", "q", "succeeded")] = 2
+    state.ledger._tables.tasks[("t\ud800", "q", "succeeded")] = 1
+    state.ledger._tables.tasks[("t.ok", "q", "succeeded")] = 2
     host = "w\ud800@h"
     state.set_snapshot(
         Snapshot(

@@ -220,6 +220,6 @@ def test_saved_dedup_entries_stay_bounded_through_a_long_pass(
         if n % 100 == 0:
             store.save(ledger)
     store.save(ledger)
-    bound = 2000 + len(ledger._evicted)
-    assert len(ledger._persisted) <= bound
+    bound = 2000 + len(ledger._tables.evicted)
+    assert len(ledger._tables.persisted) <= bound
     assert redis_client.hlen("celery-ops-exporter:test:seen") <= bound

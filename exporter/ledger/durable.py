@@ -1,11 +1,11 @@
 """The ledger's durable state as plain dicts: counters, the watermark, live dedup entries and
-where an unfinished reconcile pass stands.
+where an unfinished reconcile pass stands, encoded from and decoded into `LedgerTables`.
 
 `export_state` is called under the ledger's lock and returns an *incremental* change set: the
 counters in full (small), the watermark, the dedup entries changed since the last export that
 are still above the watermark or unfinished (`seen`), and ids that no longer need keeping
 (`drop`). `ledger_store.py` writes that to Redis in one transaction, so counters and dedup
-state always match. `import_state` restores a fresh ledger from what the store read back.
+state always match. `import_state` restores fresh tables from what the store read back.
 """
 
 from __future__ import annotations
@@ -14,17 +14,16 @@ import json
 import logging
 import math
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from exporter.decode import clean
-from exporter.ledger_entry import READY_MASK, STATE_OF_BIT, Entry
-from exporter.ledger_labels import HELD
-from exporter.ledger_parts import UNKNOWN, Histogram
-from exporter.ledger_pending import Effect
+from exporter.ledger.attribution import HELD
+from exporter.ledger.entry import READY_MASK, STATE_OF_BIT, Entry
+from exporter.ledger.guard import UNKNOWN
+from exporter.ledger.histograms import Histogram
+from exporter.ledger.pending import Effect
+from exporter.ledger.tables import LedgerTables
 from exporter.taskstate import COUNTER_FOR_STATE
-
-if TYPE_CHECKING:
-    from exporter.ledger import Ledger
 
 log = logging.getLogger(__name__)
 VERSION = 1
@@ -50,56 +49,56 @@ def _encode(e: Entry, held: list[Effect]) -> str:
     return "\x1f".join(fields)
 
 
-def export_state(ledger: Ledger) -> dict[str, Any]:
-    if not ledger._tracking:
+def export_state(t: LedgerTables) -> dict[str, Any]:
+    if not t.tracking:
         # First save: from now on changes are tracked; write everything needed once.
-        ledger._tracking = True
-        ledger._dirty.update(ledger._entries)
-    w = ledger._watermark
+        t.tracking = True
+        t.dirty.update(t.entries)
+    w = t.watermark
     seen: dict[str, str] = {}
     drop: list[str] = []
-    for task_id in ledger._dirty:
-        e = ledger._entries.get(task_id)
+    for task_id in t.dirty:
+        e = t.entries.get(task_id)
         if _needed(e, w):
             assert e is not None
-            seen[task_id] = _encode(e, ledger._pending.effects(task_id))
-            ledger._persisted.add(task_id)
-        elif task_id in ledger._persisted and task_id not in ledger._evicted:
+            seen[task_id] = _encode(e, t.pending.effects(task_id))
+            t.persisted.add(task_id)
+        elif task_id in t.persisted and task_id not in t.evicted:
             # (an evicted id still above the watermark keeps its saved entry)
             drop.append(task_id)
-            ledger._persisted.discard(task_id)
-    ledger._dirty.clear()
-    if w != ledger._persisted_watermark:
+            t.persisted.discard(task_id)
+    t.dirty.clear()
+    if w != t.persisted_watermark:
         # The watermark moved: entries it now covers need not be kept any more.
-        for task_id in list(ledger._persisted):
-            if not _needed(ledger._entries.get(task_id), w) and task_id not in ledger._evicted:
+        for task_id in list(t.persisted):
+            if not _needed(t.entries.get(task_id), w) and task_id not in t.evicted:
                 drop.append(task_id)
-                ledger._persisted.discard(task_id)
-        ledger._persisted_watermark = w
-    if len(ledger._persisted) > len(ledger._entries) + len(ledger._evicted):
+                t.persisted.discard(task_id)
+        t.persisted_watermark = w
+    if len(t.persisted) > len(t.entries) + len(t.evicted):
         # Some saved ids are neither entries nor remembered evicted ids: evicted ids that the
         # bounded evicted-id memory gave up after they were saved (a long reconcile pass
         # evicts and gives up many). Sweep them, so the store stays as bounded as the ledger.
-        entries, evicted = ledger._entries, ledger._evicted
-        for task_id in [i for i in ledger._persisted if i not in evicted]:
+        entries, evicted = t.entries, t.evicted
+        for task_id in [i for i in t.persisted if i not in evicted]:
             if not _needed(entries.get(task_id), w):
                 drop.append(task_id)
-                ledger._persisted.discard(task_id)
+                t.persisted.discard(task_id)
     counters = {
         "v": VERSION,
         "watermark": w,
-        "tasks": [[*k, v] for k, v in ledger._tasks.items()],
-        "by_worker": [[*k, v] for k, v in ledger._by_worker.items()],
-        "exceptions": [[*k, v] for k, v in ledger._exceptions.items()],
-        "runtime": [[*k, h.to_json()] for k, h in ledger._hists.runtime.items()],
-        "wait": [[*k, h.to_json()] for k, h in ledger._hists.wait.items()],
-        "evictions": ledger._evictions,
-        "pass": list(ledger.pass_position) if ledger.pass_position else None,
+        "tasks": [[*k, v] for k, v in t.tasks.items()],
+        "by_worker": [[*k, v] for k, v in t.by_worker.items()],
+        "exceptions": [[*k, v] for k, v in t.exceptions.items()],
+        "runtime": [[*k, h.to_json()] for k, h in t.hists.runtime.items()],
+        "wait": [[*k, h.to_json()] for k, h in t.hists.wait.items()],
+        "evictions": t.evictions,
+        "pass": list(t.pass_position) if t.pass_position else None,
     }
     return {"counters": counters, "seen": seen, "drop": drop}
 
 
-def import_state(ledger: Ledger, data: dict[str, Any]) -> None:
+def import_state(t: LedgerTables, data: dict[str, Any], now: float) -> None:
     """Restore counters and dedup entries; label guards re-admit the names they held.
 
     What was saved is input like any other (an older version may have saved a label holding
@@ -112,25 +111,25 @@ def import_state(ledger: Ledger, data: dict[str, Any]) -> None:
     fixed = _Repairs()
     watermark = clean.finite(counters.get("watermark", 0.0))
     if watermark is not None:
-        ledger._watermark = max(ledger._watermark, watermark)
-    ledger._persisted_watermark = ledger._watermark
+        t.watermark = max(t.watermark, watermark)
+    t.persisted_watermark = t.watermark
     for labels, value in fixed.rows(counters.get("tasks"), 3, ("name", "queue_name", None)):
-        _admit(ledger, name=labels[0], queue_name=labels[1])
+        _admit(t, name=labels[0], queue_name=labels[1])
         if labels[2] in _COUNTERS:
             key = (labels[0], labels[1], labels[2])
-            ledger._tasks[key] = ledger._tasks.get(key, 0) + value
+            t.tasks[key] = t.tasks.get(key, 0) + value
     for labels, value in fixed.rows(
         counters.get("by_worker"), 4, ("name", "queue_name", None, "hostname")
     ):
-        _admit(ledger, hostname=labels[3])
+        _admit(t, hostname=labels[3])
         if labels[2] in _COUNTERS:
             wkey = (labels[0], labels[1], labels[2], labels[3])
-            ledger._by_worker[wkey] = ledger._by_worker.get(wkey, 0) + value
+            t.by_worker[wkey] = t.by_worker.get(wkey, 0) + value
     for labels, value in fixed.rows(counters.get("exceptions"), 2, ("name", "exception")):
-        _admit(ledger, exception=labels[1])
+        _admit(t, exception=labels[1])
         ekey = (labels[0], labels[1])
-        ledger._exceptions[ekey] = ledger._exceptions.get(ekey, 0) + value
-    hists = ledger._hists
+        t.exceptions[ekey] = t.exceptions.get(ekey, 0) + value
+    hists = t.hists
     for table, rows, bounds in (
         (hists.runtime, "runtime", hists.buckets),
         (hists.wait, "wait", hists.wait_buckets),
@@ -145,28 +144,27 @@ def import_state(ledger: Ledger, data: dict[str, Any]) -> None:
                 hist.sum += old.sum
             table[hkey] = hist
     evictions = counters.get("evictions", 0)
-    ledger._evictions += evictions if _is_count(evictions) else 0
+    t.evictions += evictions if _is_count(evictions) else 0
     position = counters.get("pass")
     if isinstance(position, list) and len(position) == 3:
         # An unfinished reconcile pass, resumed if Redis is the same process; junk is ignored.
         run_id, cursor, start = position
         start = clean.in_range(clean.finite(start))
         if isinstance(run_id, str) and _is_count(cursor) and start is not None:
-            ledger.pass_position = (clean.label(run_id, 100) or "", cursor, start)
+            t.pass_position = (clean.label(run_id, 100) or "", cursor, start)
     seen = data.get("seen")
-    now = ledger._clock.time()
     for task_id, encoded in (seen if isinstance(seen, dict) else {}).items():
         decoded = _decode(encoded) if isinstance(task_id, str) else None
         if decoded is None:
             fixed.dropped += 1
-        elif task_id not in ledger._entries:
+        elif task_id not in t.entries:
             e, held = decoded
-            ledger._entries[task_id] = e
-            ledger._order.append(task_id)
-            ledger._persisted.add(task_id)
+            t.entries[task_id] = e
+            t.order.append(task_id)
+            t.persisted.add(task_id)
             if held:  # effects that waited for labels when saved: held again, a fresh grace
                 e.seen |= HELD
-                ledger._pending.restore(task_id, held, now)
+                t.pending.restore(task_id, held, now)
     if fixed.dropped or fixed.cleaned:
         log.warning(
             "saved ledger state: %d unreadable rows dropped, %d labels cleaned (an older "
@@ -225,9 +223,9 @@ def _hist_ok(raw: Any) -> bool:
     return all(_is_count(c) for c in raw[0]) and clean.finite(raw[1]) is not None
 
 
-def _admit(ledger: Ledger, **labels: str) -> None:
+def _admit(t: LedgerTables, **labels: str) -> None:
     for label, value in labels.items():
-        guard = ledger._guards[label]
+        guard = t.guards[label]
         if value not in ("other", "unknown") and len(guard.values) < guard.limit:
             guard.values.add(value)
 
