@@ -1,5 +1,6 @@
-"""The daemon's shared state: config, clock, ledger, the current snapshot, source health and
-the tracked worker hosts (workerhosts.py: heartbeats, goodbyes, the --max-workers bound).
+"""The daemon's shared state: config, clock, ledger, the current snapshot, task source health,
+the keeper's health and the tracked worker hosts (workerhosts.py: heartbeats, goodbyes, the
+--max-workers bound).
 
 Writers swap whole immutable objects (the snapshot) or call the ledger; readers (collectors,
 API) take references under no lock or a short one. Nothing here does I/O. When an event
@@ -35,6 +36,18 @@ class SourceHealth:
     detail: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class KeeperHealth:
+    """Health of the keeper (saved ledger state), as it last reported; not a task source."""
+
+    enabled: bool = False  # a keeper exists (there is a Redis result backend to save to)
+    ok: bool = True  # the last load or save attempt worked (or none was due yet)
+    saves: int = 0
+    failures: int = 0
+    last_save_at: float | None = None  # wall-clock seconds
+    last_error: str | None = None
+
+
 class State:
     def __init__(
         self, config: Config, clock: Clock | None = None, ledger: Ledger | None = None
@@ -45,6 +58,7 @@ class State:
         self.started_at = self.clock.time()
         self._snapshot: Snapshot = EMPTY
         self._sources: dict[str, SourceHealth] = {}
+        self._keeper = KeeperHealth()
         self.workers = WorkerHosts(config.max_workers, self.clock)
         self._on_workers_changed: Callable[[], None] | None = None
         self._lock = threading.Lock()
@@ -90,6 +104,14 @@ class State:
             self._sources[name] = updated
             self._version += 1
             return updated
+
+    @property
+    def keeper_health(self) -> KeeperHealth:
+        return self._keeper  # one reference read: atomic
+
+    def set_keeper_health(self, health: KeeperHealth) -> None:
+        self._keeper = health
+        self._version += 1
 
     def saw_worker(self, hostname: str, when: float) -> None:
         """A heartbeat from `hostname` stamped `when` (wall-clock seconds)."""

@@ -122,12 +122,12 @@ def new_state(config: Config) -> State:
 @contextmanager
 def results_source(state: State) -> Iterator[Any]:
     """The ledger's real result-backend pub/sub source, feeding `state.ledger` while open."""
-    from exporter.sources.base import Boot
-    from exporter.sources.redisconn import backend_client
+    from exporter.backend_redis import backend_client
+    from exporter.keeper.gate import StartGate
     from exporter.sources.results import ResultsSource
     from tests.conftest import wait_for
 
-    boot = Boot()
+    boot = StartGate()
     boot.loaded.set()  # nothing saved to restore in a test
     source = ResultsSource(state, lambda: backend_client(state.config, pubsub=True), boot)
     source.start()

@@ -190,6 +190,13 @@ def _advise(report: Sitrep, state: State, snap: Snapshot, now: float) -> None:
         if s.enabled and not s.up:
             err = f": {s.last_error}" if s.last_error else ""
             watch.append(f"Task source {s.name} is down{err}; task counts may lag.")
+    keeper = state.keeper_health  # saved state: not a task source, so not in the list above
+    if keeper.enabled and not keeper.ok:
+        err = f" ({keeper.last_error})" if keeper.last_error else ""
+        watch.append(
+            f"Saving the task counts failed{err}; after a restart they resume from the last "
+            "save and are counted again from the result backend."
+        )
     beat_act, beat_watch = beat_advice(state, now)
     act.extend(beat_act)
     watch.extend(beat_watch)

@@ -1,5 +1,6 @@
-"""The ledger's durable state as plain dicts: counters, the watermark, live dedup entries and
-where an unfinished reconcile pass stands, encoded from and decoded into `LedgerTables`.
+"""The ledger's durable state as plain dicts: counters, the watermark, live dedup entries,
+the last run times per task name and where an unfinished reconcile pass stands, encoded
+from and decoded into `LedgerTables` (the saved rows are read by saved_rows.py).
 
 `export_state` is called under the ledger's lock and returns an *incremental* change set: the
 counters in full (small), the watermark, the dedup entries changed since the last export that
@@ -12,18 +13,15 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-from collections.abc import Iterator
 from typing import Any
 
 from exporter.decode import clean
 from exporter.ledger.attribution import HELD
-from exporter.ledger.entry import READY_MASK, STATE_OF_BIT, Entry
-from exporter.ledger.guard import UNKNOWN
+from exporter.ledger.entry import Entry
 from exporter.ledger.histograms import Histogram
 from exporter.ledger.pending import Effect
+from exporter.ledger.saved_rows import COUNTERS, Repairs, decode_entry, is_count, last_row
 from exporter.ledger.tables import LedgerTables
-from exporter.taskstate import COUNTER_FOR_STATE
 
 log = logging.getLogger(__name__)
 VERSION = 1
@@ -94,6 +92,8 @@ def export_state(t: LedgerTables) -> dict[str, Any]:
         "wait": [[*k, h.to_json()] for k, h in t.hists.wait.items()],
         "evictions": t.evictions,
         "pass": list(t.pass_position) if t.pass_position else None,
+        # last sent/received/started/succeeded/failed per name (absent in older saves)
+        "last": t.last.rows(),
     }
     return {"counters": counters, "seen": seen, "drop": drop}
 
@@ -108,21 +108,21 @@ def import_state(t: LedgerTables, data: dict[str, Any], now: float) -> None:
     counters = data.get("counters") if isinstance(data, dict) else None
     if not isinstance(counters, dict) or counters.get("v") != VERSION:
         return
-    fixed = _Repairs()
+    fixed = Repairs()
     watermark = clean.finite(counters.get("watermark", 0.0))
     if watermark is not None:
         t.watermark = max(t.watermark, watermark)
     t.persisted_watermark = t.watermark
     for labels, value in fixed.rows(counters.get("tasks"), 3, ("name", "queue_name", None)):
         _admit(t, name=labels[0], queue_name=labels[1])
-        if labels[2] in _COUNTERS:
+        if labels[2] in COUNTERS:
             key = (labels[0], labels[1], labels[2])
             t.tasks[key] = t.tasks.get(key, 0) + value
     for labels, value in fixed.rows(
         counters.get("by_worker"), 4, ("name", "queue_name", None, "hostname")
     ):
         _admit(t, hostname=labels[3])
-        if labels[2] in _COUNTERS:
+        if labels[2] in COUNTERS:
             wkey = (labels[0], labels[1], labels[2], labels[3])
             t.by_worker[wkey] = t.by_worker.get(wkey, 0) + value
     for labels, value in fixed.rows(counters.get("exceptions"), 2, ("name", "exception")):
@@ -144,17 +144,27 @@ def import_state(t: LedgerTables, data: dict[str, Any], now: float) -> None:
                 hist.sum += old.sum
             table[hkey] = hist
     evictions = counters.get("evictions", 0)
-    t.evictions += evictions if _is_count(evictions) else 0
+    t.evictions += evictions if is_count(evictions) else 0
     position = counters.get("pass")
     if isinstance(position, list) and len(position) == 3:
         # An unfinished reconcile pass, resumed if Redis is the same process; junk is ignored.
         run_id, cursor, start = position
         start = clean.in_range(clean.finite(start))
-        if isinstance(run_id, str) and _is_count(cursor) and start is not None:
+        if isinstance(run_id, str) and is_count(cursor) and start is not None:
             t.pass_position = (clean.label(run_id, 100) or "", cursor, start)
+    last_rows = counters.get("last")  # older saves have none
+    for row in last_rows if isinstance(last_rows, list) else ():
+        name_times = last_row(row)
+        if name_times is None:
+            fixed.dropped += 1
+            continue
+        name, times = name_times
+        if name != row[0]:
+            fixed.cleaned += 1
+        t.last.restore(name, times)
     seen = data.get("seen")
     for task_id, encoded in (seen if isinstance(seen, dict) else {}).items():
-        decoded = _decode(encoded) if isinstance(task_id, str) else None
+        decoded = decode_entry(encoded) if isinstance(task_id, str) else None
         if decoded is None:
             fixed.dropped += 1
         elif task_id not in t.entries:
@@ -174,120 +184,8 @@ def import_state(t: LedgerTables, data: dict[str, Any], now: float) -> None:
         )
 
 
-_COUNTERS = frozenset(COUNTER_FOR_STATE.values())
-
-
-def _is_count(value: Any) -> bool:
-    return value.__class__ is int and value >= 0
-
-
-class _Repairs:
-    """Reads saved rows of labels and a count, cleaning labels and counting what it fixed."""
-
-    def __init__(self) -> None:
-        self.dropped = 0
-        self.cleaned = 0
-
-    def rows(
-        self, rows: Any, width: int, labels: tuple[str | None, ...], hist: bool = False
-    ) -> Iterator[tuple[tuple[str, ...], Any]]:
-        for row in rows if isinstance(rows, list) else ():
-            if not isinstance(row, list) or len(row) != width + 1:
-                self.dropped += 1
-                continue
-            value = row[width]
-            if not (_hist_ok(value) if hist else _is_count(value)):
-                self.dropped += 1
-                continue
-            out: list[str] = []
-            for raw, kind in zip(row[:width], labels, strict=True):
-                limit = 200 if kind == "exception" else 500
-                text = clean.label(raw, limit) if isinstance(raw, str) else None
-                if text is None and kind is not None and isinstance(raw, str):
-                    text = UNKNOWN  # an empty label is the guards' "unknown"
-                if text is None:
-                    break
-                if text != raw:
-                    self.cleaned += 1
-                out.append(text)
-            else:
-                yield tuple(out), value
-                continue
-            self.dropped += 1
-
-
-def _hist_ok(raw: Any) -> bool:
-    """A saved histogram: [bucket counts (non-negative ints), finite sum]."""
-    if not isinstance(raw, list) or len(raw) != 2 or not isinstance(raw[0], list):
-        return False
-    return all(_is_count(c) for c in raw[0]) and clean.finite(raw[1]) is not None
-
-
 def _admit(t: LedgerTables, **labels: str) -> None:
     for label, value in labels.items():
         guard = t.guards[label]
         if value not in ("other", "unknown") and len(guard.values) < guard.limit:
             guard.values.add(value)
-
-
-def _decode(encoded: Any) -> tuple[Entry, list[Effect]] | None:
-    """One saved dedup entry and the effects it held, or None when it is not one (never
-    raises)."""
-    if not isinstance(encoded, str):
-        return None
-    try:
-        seen, retries, settled, name, queue, *rest = encoded.split("\x1f")
-        total, ev, other = (int(x) for x in retries.split("."))
-        e = Entry("PENDING")
-        e.seen = int(seen) & ~HELD  # set again below if effects wait
-        e.retry_total, e.retry_ev, e.retry_other = total, ev, other
-        e.settled = float(settled) if settled else None
-    except ValueError:
-        return None
-    if min(e.seen, total, ev, other) < 0 or e.seen >= 1 << 16:
-        return None
-    if e.settled is not None and clean.finite(e.settled) is None:
-        return None
-    e.name = clean.label(name)
-    e.queue = clean.label(queue)
-    # The newest state the bits show, so the API does not call a finished task pending.
-    for bit in sorted(STATE_OF_BIT, reverse=True):
-        if e.seen & bit:
-            e.state = STATE_OF_BIT[bit]
-            break
-    e.runtime_done = bool(e.seen & READY_MASK)
-    e.wait_done = bool(e.seen & (READY_MASK | 4))  # 4: STARTED
-    return e, _effects(rest[0]) if rest else []
-
-
-_COUNTER_NAMES = frozenset(COUNTER_FOR_STATE.values())
-
-
-def _effects(raw: str) -> list[Effect]:
-    """Held effects read back; anything malformed is dropped, never raised."""
-    try:
-        items = json.loads(raw)
-    except ValueError:
-        return []
-    out: list[Effect] = []
-    for item in items if isinstance(items, list) else ():
-        if not isinstance(item, list) or len(item) != 3:
-            continue
-        kind, a, b = item
-        if kind == "c" and a in _COUNTER_NAMES and _int(b) and 0 < b <= 1000:
-            out.append(("c", a, b))
-        elif kind == "x" and isinstance(a, str) and len(a) <= 200:
-            out.append(("x", a, 0))
-        elif kind == "w" and isinstance(a, bool):
-            out.append(("w", a, 0))
-        elif kind in ("r", "q") and _num(a) and 0 <= a < 1e12:
-            out.append((kind, float(a), 0))
-    return out
-
-
-def _int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _num(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -11,9 +11,9 @@ import logging
 
 import redis
 
+from exporter.backend_redis import backend_client
 from exporter.config import Config
 from exporter.decode.records import read_record
-from exporter.sources.redisconn import backend_client
 from exporter.taskstate import TaskUpdate
 
 log = logging.getLogger(__name__)

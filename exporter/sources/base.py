@@ -1,20 +1,17 @@
-"""What every task source shares: counters published as source health and the boot gate.
+"""What every task source shares: counters published as source health.
 
 Sources count what they heard in a `SourceStats`, and publish it to
 `State.update_source(name, ...)` once per batch, where the tasks collector reads it.
-The `Boot` gate keeps live sources from counting before the saved ledger state is restored,
-so nothing is counted both before a restart and again after it.
+(The gate that keeps them from counting before the saved state is restored is the keeper's:
+exporter/keeper/gate.py.)
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections import Counter
 
 from exporter.state import State
-
-log = logging.getLogger(__name__)
 
 
 class SourceStats:
@@ -64,26 +61,3 @@ class SourceStats:
         if message_at is not None:
             changes["last_message_at"] = message_at
         self.state.update_source(self.name, **changes)
-
-
-class Boot:
-    """Set once the saved ledger state is loaded (or there is none, or loading gave up)."""
-
-    def __init__(self) -> None:
-        self.loaded = threading.Event()
-        # Set after the first complete reconcile (or at once without one). Saving before it
-        # would write every entry above a still-low watermark in one big transaction;
-        # skipping is safe: what it counted is in the backend and counted again on restart.
-        self.reconciled = threading.Event()
-
-    def wait(self, stop: threading.Event, limit: float = 120.0) -> bool:
-        """Block until loaded or stopped; after `limit` seconds go on without it (logged)."""
-        waited = 0.0
-        while not self.loaded.is_set():
-            if stop.wait(0.2):
-                return False
-            waited += 0.2
-            if waited >= limit:
-                log.error("saved ledger state still not loaded after %.0fs; counting anyway", limit)
-                self.loaded.set()
-        return True

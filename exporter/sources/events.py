@@ -17,7 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 from exporter.decode import clean
-from exporter.sources.base import Boot, SourceStats
+from exporter.keeper.gate import StartGate
+from exporter.sources.base import SourceStats
 from exporter.sources.events_check import EventsEnabledCheck
 from exporter.state import State
 from exporter.taskstate import (
@@ -113,9 +114,9 @@ def parse_event(event: dict[str, Any]) -> TaskUpdate | None:
 class EventsSource:
     name = SOURCE_EVENTS
 
-    def __init__(self, state: State, stream_factory: Callable[..., Any], boot: Boot) -> None:
+    def __init__(self, state: State, stream_factory: Callable[..., Any], gate: StartGate) -> None:
         self.state = state
-        self._boot = boot
+        self._gate = gate
         self.stats = SourceStats(state, self.name)
         self.check = EventsEnabledCheck()
         self._counts: Counter[str] = Counter()
@@ -157,7 +158,7 @@ class EventsSource:
             self.stats.add("enable_events_errors")
 
     def _run(self) -> None:
-        if self._boot.wait(self._stop):
+        if self._gate.wait(self._stop):
             self.stream.run(self._stop)
 
     def _on_state(self, up: bool, error: str | None) -> None:

@@ -1,6 +1,6 @@
 """Reconcile source: SCAN + MGET over the result keys, folding what the live sources missed.
 
-Runs once at start (after the saved ledger state is loaded) and then every
+Runs once at start (after the keeper has loaded the saved ledger state) and then every
 `--reconcile-interval` seconds, and again after the pub/sub listener reconnects. Never KEYS:
 SCAN with COUNT `--reconcile-batch`, the keys of each batch read in sequential MGETs of at
 most MGET_CHUNK (250) keys, and a token-bucket limit of
@@ -37,9 +37,9 @@ from exporter.decode.records import (
     task_ids_from_keys,
 )
 from exporter.gcpause import gc_paused
-from exporter.ledger_store import LedgerStore
+from exporter.keeper.gate import StartGate
 from exporter.outage import Backoff, OutageLog
-from exporter.sources.base import Boot, SourceStats
+from exporter.sources.base import SourceStats
 from exporter.sources.inflight import InFlight
 from exporter.state import State
 from exporter.taskstate import READY_STATES, RETRY, SOURCE_RECONCILE, TaskUpdate
@@ -59,13 +59,15 @@ class ReconcileSource:
         self,
         state: State,
         client_factory: Callable[[], Any],
-        boot: Boot,
-        store: LedgerStore | None = None,
+        gate: StartGate,
+        after_pass: Callable[[], None] | None = None,
     ) -> None:
         self.state = state
         self._client_factory = client_factory
-        self._boot = boot
-        self.store = store
+        self._gate = gate
+        # Called after each complete pass (the daemon passes the keeper's save): the counts
+        # of a pass are saved with the watermark it raised.
+        self._after_pass = after_pass
         cfg = state.config
         self._prefix = cfg.global_keyprefix
         self._batch = cfg.reconcile_batch
@@ -79,7 +81,6 @@ class ReconcileSource:
         self.resumed = 0  # passes resumed after an interruption
         self.last_duration: float | None = None
         # An unreachable backend is logged once per outage, not on every retry.
-        self._load_outage = OutageLog(log, "loading saved ledger state")
         self._pass_outage = OutageLog(log, "reconcile")
         state.ledger.expect_backfill()
 
@@ -104,20 +105,10 @@ class ReconcileSource:
         self._wanted.set()
 
     def _loop(self) -> None:
-        """Load the saved ledger, open the boot gate, then run whenever asked."""
+        """Wait for the keeper's load (the start gate), then run whenever asked."""
         backoff = Backoff(*self.BACKOFF)
-        while not self._stop.is_set() and not self._boot.loaded.is_set():
-            try:
-                if self.store is not None:
-                    self.store.load(self.state.ledger)
-                self._boot.loaded.set()
-                self._load_outage.ok()
-            except Exception as exc:  # Redis down at start: retry, then give up
-                delay = backoff.next()
-                self._load_outage.failed(exc, delay)
-                self.stats.publish(up=False, error=f"load: {exc}")
-                self._stop.wait(delay)
-        backoff.reset()
+        if not self._gate.wait(self._stop):
+            return
         self._wanted.set()  # the start-up run
         while not self._stop.is_set():
             self._wanted.wait()
@@ -208,7 +199,7 @@ class ReconcileSource:
         finally:
             redis_ahead.close()
         ledger.reconcile_completed(started_wall)
-        self._boot.reconciled.set()
+        self._gate.reconciled.set()
         duration = time.monotonic() - started
         self.runs += 1
         self.last_duration = duration
@@ -218,8 +209,8 @@ class ReconcileSource:
         self.stats.publish(messages=read, up=True, message_at=clock.time())
         if scanned >= 10 * self._batch or duration > PROGRESS_EVERY:
             log.info("reconcile: done, %d keys in %.1fs, %d counted", scanned, duration, counted)
-        if self.store is not None:
-            self.store.save(ledger)
+        if self._after_pass is not None:
+            self._after_pass()
         return counted
 
     def _unknown(self, keys: list[Any]) -> tuple[list[str | None], list[Any]]:

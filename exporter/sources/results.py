@@ -23,9 +23,10 @@ from exporter.decode.records import (
     parse_result,
     task_id_from_key,
 )
+from exporter.keeper.gate import StartGate
 from exporter.outage import Backoff, OutageLog
 from exporter.pubsub_batch import LINGER, read_batches
-from exporter.sources.base import Boot, SourceStats
+from exporter.sources.base import SourceStats
 from exporter.state import State
 from exporter.taskstate import SOURCE_PUBSUB, TaskUpdate
 
@@ -40,12 +41,12 @@ class ResultsSource:
         self,
         state: State,
         client_factory: Callable[[], Any],
-        boot: Boot,
+        gate: StartGate,
         on_reconnect: Callable[[], None] | None = None,
     ) -> None:
         self.state = state
         self._client_factory = client_factory
-        self._boot = boot
+        self._gate = gate
         self._on_reconnect = on_reconnect
         self._prefix = state.config.global_keyprefix
         self.pattern = f"{self._prefix}celery-task-meta-*"
@@ -72,7 +73,7 @@ class ResultsSource:
         return []
 
     def _run(self) -> None:
-        if not self._boot.wait(self._stop):
+        if not self._gate.wait(self._stop):
             return
         backoff = Backoff()
         outage = OutageLog(log, "result pub/sub")

@@ -12,8 +12,8 @@ import redis
 
 from exporter.clock import FakeClock
 from exporter.config import Config
-from exporter.ledger_store import LedgerStore
-from exporter.sources.base import Boot
+from exporter.keeper.gate import StartGate
+from exporter.keeper.store import LedgerStore
 from exporter.sources.reconcile import ReconcileSource
 from exporter.state import State
 from tests.conftest import RedisServer
@@ -46,7 +46,7 @@ def make(client: redis.Redis) -> tuple[State, ReconcileSource]:
         broker_url="redis://localhost:6379/0", ledger_max_tasks=200, reconcile_batch=100
     )
     state = State(config, clock=FakeClock(2_000_000_000.0))
-    return state, ReconcileSource(state, lambda: client, Boot())
+    return state, ReconcileSource(state, lambda: client, StartGate())
 
 
 def succeeded(state: State) -> int:

@@ -296,7 +296,7 @@ def test_redis_restart_reconnects_and_logs_the_outage_once(
 def test_pickle_event_is_skipped_and_counted_never_unpickled(
     redis_server: RedisServer, running: Running, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from exporter.sources.base import Boot
+    from exporter.keeper.gate import StartGate
     from exporter.sources.events import EventsSource
     from exporter.state import State
 
@@ -306,7 +306,7 @@ def test_pickle_event_is_skipped_and_counted_never_unpickled(
     url = f"{redis_server.url}/12"
     app = app_for(url)
     state = State(Config(broker_url=url))
-    boot = Boot()
+    boot = StartGate()
     boot.loaded.set()
     got = Collect()
 
