@@ -11,7 +11,7 @@ re-apply it to the current snapshot from memory, so metrics follow within the ev
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from exporter.clock import Clock, SystemClock
@@ -19,6 +19,23 @@ from exporter.config import Config
 from exporter.ledger import Ledger
 from exporter.snapshot import EMPTY, Snapshot
 from exporter.workerhosts import WorkerHosts
+
+
+@dataclass(frozen=True)
+class SourceStatistics:
+    """What one task source counted, as typed fields (collectors and the sitrep read them).
+    Totals since start; a field a source does not use stays at its default."""
+
+    events: Mapping[str, int] = field(default_factory=dict)  # events received, by type
+    skipped: Mapping[str, int] = field(default_factory=dict)  # not counted, by reason
+    parse_errors: int = 0  # results or events that could not be parsed
+    received: int = 0  # results handed to the ledger (pubsub)
+    enable_events_errors: int = 0  # enable_events broadcasts that failed (events)
+    task_events_enabled: bool = True  # False: workers run tasks but send no task events
+    runs: int = 0  # completed reconcile passes
+    keys_scanned: int = 0  # result keys SCAN returned to reconcile passes
+    duration_seconds_total: float = 0.0  # of completed reconcile passes
+    last_duration_seconds: float | None = None  # of the last completed reconcile pass
 
 
 @dataclass(frozen=True)
@@ -32,8 +49,7 @@ class SourceHealth:
     last_message_at: float | None = None  # wall-clock seconds
     messages_total: int = 0
     errors_total: int = 0
-    # Per-source extra counters, e.g. {"skipped_pickle": 3} or {"keys_scanned": 10_000}.
-    detail: dict[str, float] = field(default_factory=dict)
+    stats: SourceStatistics = field(default_factory=SourceStatistics)
 
 
 @dataclass(frozen=True)

@@ -201,7 +201,7 @@ def _advise(report: Sitrep, state: State, snap: Snapshot, now: float) -> None:
     act.extend(beat_act)
     watch.extend(beat_watch)
     events = state.source_health().get("events")
-    if events is not None and events.detail.get("task_events_enabled", 1.0) == 0:
+    if events is not None and not events.stats.task_events_enabled:
         watch.append(
             "Workers run tasks but send no task events (-E is off): start them with "
             "-E, or set --enable-events-interval; counts rely on the result backend."

@@ -17,6 +17,8 @@ from prometheus_client.core import (
     Metric,
 )
 
+from exporter.collectors.ledger_bounds import ledger_metrics
+from exporter.collectors.source_stats import SourceStatsCollector
 from exporter.config import Config
 from exporter.ledger import HistogramData, LedgerCounts
 from exporter.state import State
@@ -39,6 +41,7 @@ _HELP = {
 class TasksCollector:
     def __init__(self, state: State) -> None:
         self.state = state
+        self._sources = SourceStatsCollector(state)
 
     def collect(self) -> Iterator[Metric]:
         counts = self.state.ledger.counts()
@@ -159,9 +162,11 @@ class TasksCollector:
         return family
 
     def _exporter(self, counts: LedgerCounts) -> Iterator[Metric]:
-        from exporter.collectors.tasks_sources import source_metrics
-
-        yield from source_metrics(self.state, counts)
+        """The sources' statistics, the ledger's bounds, then the "-E is off" check."""
+        health = self.state.source_health()
+        yield from self._sources.health_metrics(health)
+        yield from ledger_metrics(counts)
+        yield from self._sources.events_check_metric(health)
 
 
 def _by_host(state: State, counts: LedgerCounts) -> dict[tuple[str, str, tuple[str, str]], int]:

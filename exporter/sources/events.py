@@ -18,7 +18,7 @@ from typing import Any
 
 from exporter.decode import clean
 from exporter.keeper.gate import StartGate
-from exporter.sources.base import SourceStats
+from exporter.sources.base import SourceStats, Tally
 from exporter.sources.events_check import EventsEnabledCheck
 from exporter.state import State
 from exporter.taskstate import (
@@ -119,7 +119,7 @@ class EventsSource:
         self._gate = gate
         self.stats = SourceStats(state, self.name)
         self.check = EventsEnabledCheck()
-        self._counts: Counter[str] = Counter()
+        self._tally = Tally()  # counted since the last flush
         self._pending = 0
         self._flushed_at = float("-inf")
         self._counts_lock = threading.Lock()  # handle() and flush() run on different threads
@@ -155,7 +155,7 @@ class EventsSource:
             self.stream.enable_events()
         except Exception as exc:  # next interval tries again
             log.warning("enable_events broadcast failed: %s", exc)
-            self.stats.add("enable_events_errors")
+            self.stats.enable_events_failed()
 
     def _run(self) -> None:
         if self._gate.wait(self._stop):
@@ -212,12 +212,11 @@ class EventsSource:
                 errors += len(updates)
                 log.warning("ledger refused %d event updates: %s", len(updates), exc)
         with self._counts_lock:
-            for kind, n in kinds.items():
-                self._counts[f"events:{kind}"] += n
+            tally = self._tally
+            tally.events.update(kinds)
             if counts:
-                self._counts.update(counts)
-            if errors:
-                self._counts["parse_errors"] += errors
+                _consumer_counts(counts, tally)
+            tally.parse_errors += errors
             self._pending += len(events)
             flush = self._pending >= 1000
         if flush or self.state.clock.monotonic() - self._flushed_at >= FLUSH_INTERVAL:
@@ -250,11 +249,21 @@ class EventsSource:
         """Publish counters to source health (batched: the per-event path stays cheap)."""
         self._flushed_at = self.state.clock.monotonic()
         with self._counts_lock:
-            counts, self._counts = self._counts, Counter()
+            tally, self._tally = self._tally, Tally()
             pending, self._pending = self._pending, 0
-        self.stats.add_many(counts)
+        self.stats.add(tally)
         self.check.retain(self.state.workers.hosts())  # forget evicted and purged hosts
-        self.stats.set("task_events_enabled", 1.0 if self.check.enabled() else 0.0)
+        self.stats.task_events_enabled(self.check.enabled())
         self.stats.publish(
             messages=pending, message_at=self.state.clock.time() if pending else None
         )
+
+
+def _consumer_counts(counts: dict[str, int], tally: Tally) -> None:
+    """The lean consumer's counts (celery_io's EventDecoder.take_counts: `skipped:<why>`,
+    `parse_errors`) read into typed fields, here at the boundary and nowhere else."""
+    for key, n in counts.items():
+        if key == "parse_errors":
+            tally.parse_errors += n
+        elif key.startswith("skipped:"):
+            tally.skip(key.partition(":")[2], n)

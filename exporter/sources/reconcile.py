@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -39,7 +38,7 @@ from exporter.decode.records import (
 from exporter.gcpause import gc_paused
 from exporter.keeper.gate import StartGate
 from exporter.outage import Backoff, OutageLog
-from exporter.sources.base import SourceStats
+from exporter.sources.base import SourceStats, Tally
 from exporter.sources.inflight import InFlight
 from exporter.state import State
 from exporter.taskstate import READY_STATES, RETRY, SOURCE_RECONCILE, TaskUpdate
@@ -169,7 +168,7 @@ class ReconcileSource:
                 # Results the ledger already counted as final are not read again.
                 ids, keys = self._unknown(found) if found else ([], [])
                 chunks = _chunks(ids, keys, MGET_CHUNK)
-                skipped: Counter[str] = Counter()
+                tally = Tally()
                 for n, (chunk_ids, chunk_keys) in enumerate(chunks):
                     if n == 0:
                         redis_ahead.send("MGET", *chunk_keys)
@@ -178,13 +177,13 @@ class ReconcileSource:
                         redis_ahead.send("MGET", *chunks[n + 1][1])
                     elif cursor:
                         redis_ahead.send("SCAN", cursor, *scan[2:])
-                    counted += ledger.apply_many(self._parse(chunk_ids, values, skipped))
+                    counted += ledger.apply_many(self._parse(chunk_ids, values, tally))
                 if not chunks and cursor:
                     redis_ahead.send("SCAN", cursor, *scan[2:])
                 scanned += len(found)
                 read += len(keys)
-                skipped["keys_scanned"] += len(found)
-                self.stats.add_many(skipped)
+                tally.keys_scanned += len(found)
+                self.stats.add(tally)
                 if cursor and run_id:
                     ledger.note_pass((run_id, cursor, started_wall))
                 # Token bucket: never faster than the configured keys per second, on average.
@@ -203,9 +202,7 @@ class ReconcileSource:
         duration = time.monotonic() - started
         self.runs += 1
         self.last_duration = duration
-        self.stats.add("runs")
-        self.stats.add("duration_seconds_total", duration)
-        self.stats.set("last_duration_seconds", duration)
+        self.stats.pass_completed(duration)
         self.stats.publish(messages=read, up=True, message_at=clock.time())
         if scanned >= 10 * self._batch or duration > PROGRESS_EVERY:
             log.info("reconcile: done, %d keys in %.1fs, %d counted", scanned, duration, counted)
@@ -223,17 +220,16 @@ class ReconcileSource:
         pairs = [(i, k) for i, k in zip(ids, keys, strict=True) if i is None or i not in known]
         return [i for i, _ in pairs], [k for _, k in pairs]
 
-    def _parse(
-        self, ids: list[str | None], values: list[Any], skipped: Counter[str]
-    ) -> list[TaskUpdate]:
-        """The updates worth folding; skip reasons are added to `skipped`."""
+    def _parse(self, ids: list[str | None], values: list[Any], tally: Tally) -> list[TaskUpdate]:
+        """The updates worth folding; skips and parse errors are added to `tally`."""
         updates: list[TaskUpdate] = []
         append = updates.append
+        skipped = tally.skipped
         for task_id, raw in zip(ids, values, strict=True):
             if raw is None:
                 continue  # expired between SCAN and MGET
             if task_id is None:
-                skipped["skipped:bad_key"] += 1
+                skipped["bad_key"] += 1
                 continue
             try:  # the decoder never raises; were it to, one record is lost, not the pass
                 parsed = parse_result(raw, task_id, SOURCE_RECONCILE)
@@ -241,9 +237,9 @@ class ReconcileSource:
                 log.error("result %s not decoded: %s: %s", task_id, type(exc).__name__, exc)
                 parsed = INVALID_JSON
             if parsed.__class__ is str:
-                skipped[f"skipped:{parsed}"] += 1
+                skipped[parsed] += 1
                 if parsed in PARSE_ERRORS:
-                    skipped["parse_errors"] += 1
+                    tally.parse_errors += 1
                 continue
             assert isinstance(parsed, TaskUpdate)
             state = parsed.state

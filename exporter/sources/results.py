@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +25,7 @@ from exporter.decode.records import (
 from exporter.keeper.gate import StartGate
 from exporter.outage import Backoff, OutageLog
 from exporter.pubsub_batch import LINGER, read_batches
-from exporter.sources.base import SourceStats
+from exporter.sources.base import SourceStats, Tally
 from exporter.state import State
 from exporter.taskstate import SOURCE_PUBSUB, TaskUpdate
 
@@ -125,11 +124,12 @@ class ResultsSource:
     def handle(self, batch: list[tuple[bytes, bytes]], client: Any = None) -> int:
         """Parse and apply one batch of (channel, data); returns how many counted."""
         updates: list[TaskUpdate] = []
-        skipped: Counter[str] = Counter()
+        tally = Tally()
+        skipped = tally.skipped
         for channel, data in batch:
             task_id = task_id_from_key(channel, self._prefix)
             if task_id is None:
-                skipped["skipped:bad_key"] += 1
+                skipped["bad_key"] += 1
                 continue
             try:  # the decoder never raises; were it to, one record is lost, not the batch
                 parsed = parse_result(data, task_id, SOURCE_PUBSUB)
@@ -137,16 +137,16 @@ class ResultsSource:
                 log.error("result %s not decoded: %s: %s", task_id, type(exc).__name__, exc)
                 parsed = INVALID_JSON
             if isinstance(parsed, str):
-                skipped[f"skipped:{parsed}"] += 1
+                skipped[parsed] += 1
                 if parsed in PARSE_ERRORS:
-                    skipped["parse_errors"] += 1
+                    tally.parse_errors += 1
             else:
                 updates.append(parsed)
         if updates and self._verify_db and client is not None:
-            updates = self._ours(client, updates, skipped)
+            updates = self._ours(client, updates, tally)
         counted = self.state.ledger.apply_many(updates)
-        skipped["received"] += len(updates)
-        self.stats.add_many(skipped)
+        tally.received += len(updates)
+        self.stats.add(tally)
         self.stats.publish(messages=len(batch), message_at=self.state.clock.time())
         return counted
 
@@ -154,7 +154,7 @@ class ResultsSource:
         self,
         client: Any,
         updates: list[TaskUpdate],
-        skipped: Counter[str],
+        tally: Tally,
     ) -> list[TaskUpdate]:
         pipe = client.pipeline(transaction=False)
         for u in updates:
@@ -162,7 +162,7 @@ class ResultsSource:
         found = pipe.execute()
         kept = [u for u, n in zip(updates, found, strict=True) if n]
         if len(kept) != len(updates):
-            skipped[f"skipped:{OTHER_DB}"] += len(updates) - len(kept)
+            tally.skip(OTHER_DB, len(updates) - len(kept))
         return kept
 
     def _check_other_dbs(self, client: Any) -> None:

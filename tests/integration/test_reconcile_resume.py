@@ -122,8 +122,8 @@ def test_a_restarted_redis_starts_the_pass_over(
     monkeypatch.undo()
     private_redis.stop()  # the append-only file keeps the results; the run_id changes
     private_redis.start()
-    scanned_before = state.source_health()["reconcile"].detail.get("keys_scanned", 0)
+    scanned_before = state.source_health()["reconcile"].stats.keys_scanned
     rec.run_once()
     assert rec.resumed == 0
-    scanned = state.source_health()["reconcile"].detail["keys_scanned"] - scanned_before
+    scanned = state.source_health()["reconcile"].stats.keys_scanned - scanned_before
     assert scanned >= RESULTS  # walked from the first cursor again

@@ -327,8 +327,8 @@ def test_pickle_event_is_skipped_and_counted_never_unpickled(
         publish(app, [("task-succeeded", {"uuid": "json", "runtime": 1.0})])
         wait_for(lambda: got.seen(uuid="json"), 10, what="the JSON event after the pickle one")
         source.flush()
-        detail = state.source_health()["events"].detail
-        assert detail.get("skipped:pickle") == 1.0
+        detail = state.source_health()["events"].stats
+        assert detail.skipped.get("pickle") == 1
         assert not got.seen(uuid="pickled")
     finally:
         source.stop()

@@ -95,8 +95,8 @@ def test_a_deep_exception_message_costs_nothing_else_in_its_batch() -> None:
     assert source.handle(batch) == 200
     state.clock.advance(state.config.label_grace + 1)  # the failure's name never comes
     assert counted(state, "succeeded") == 199 and counted(state, "failed") == 1
-    detail = state.source_health()["pubsub"].detail
-    assert detail["parse_errors"] == 1 and detail["skipped:invalid_json"] == 1
+    detail = state.source_health()["pubsub"].stats
+    assert detail.parse_errors == 1 and detail.skipped["invalid_json"] == 1
     error = state.ledger.get("deep").exception_message  # type: ignore[union-attr]
     assert error is not None and error.startswith("[[[[") and len(error) <= 2000
     scrape(state)
@@ -112,7 +112,7 @@ def test_a_deep_record_does_not_fail_the_reconcile_pass() -> None:
     source = ReconcileSource(state, lambda: redis, StartGate())
     assert source.run_once() == 51
     assert state.source_health()["reconcile"].up
-    assert state.source_health()["reconcile"].detail["parse_errors"] == 1
+    assert state.source_health()["reconcile"].stats.parse_errors == 1
     scrape(state)
 
 

@@ -15,7 +15,7 @@ from exporter.keeper.gate import StartGate
 from exporter.keeper.store import LedgerStore
 from exporter.sources.reconcile import ReconcileSource
 from exporter.sources.results import ResultsSource
-from exporter.state import State
+from exporter.state import SourceStatistics, State
 
 
 def result(
@@ -49,8 +49,8 @@ def succeeded(state: State) -> int:
     return sum(v for (_n, _q, c), v in state.ledger.counts().tasks.items() if c == "succeeded")
 
 
-def health(state: State, name: str) -> dict[str, float]:
-    return state.source_health()[name].detail
+def health(state: State, name: str) -> SourceStatistics:
+    return state.source_health()[name].stats
 
 
 def test_pubsub_batch_counts_and_skips(redis_client: fakeredis.FakeRedis) -> None:
@@ -69,8 +69,8 @@ def test_pubsub_batch_counts_and_skips(redis_client: fakeredis.FakeRedis) -> Non
     assert src.handle(batch) == 2
     assert succeeded(state) == 1
     detail = health(state, "pubsub")
-    assert detail["skipped:pickle"] == 1 and detail["skipped:invalid_json"] == 1
-    assert detail["parse_errors"] == 1
+    assert detail.skipped["pickle"] == 1 and detail.skipped["invalid_json"] == 1
+    assert detail.parse_errors == 1
     assert state.ledger.counts().exceptions == {("tests.add", "KeyError"): 1}
 
 
@@ -79,7 +79,7 @@ def test_pubsub_keyprefix_filters_other_apps(redis_client: fakeredis.FakeRedis) 
     src = ResultsSource(state, lambda: redis_client, StartGate())
     src.handle([(b"app2:celery-task-meta-x", result()), (b"app1:celery-task-meta-y", result())])
     assert succeeded(state) == 1
-    assert health(state, "pubsub")["skipped:bad_key"] == 1
+    assert health(state, "pubsub").skipped["bad_key"] == 1
 
 
 def test_pubsub_skips_results_of_other_databases() -> None:
@@ -92,7 +92,7 @@ def test_pubsub_skips_results_of_other_databases() -> None:
     src._verify_db = True  # what _check_other_dbs decides when INFO shows db1 in use
     src.handle([(b"celery-task-meta-mine", result()), (b"celery-task-meta-theirs", result())], ours)
     assert succeeded(state) == 1
-    assert health(state, "pubsub")["skipped:other_db"] == 1
+    assert health(state, "pubsub").skipped["other_db"] == 1
 
 
 def fill(client: fakeredis.FakeRedis, n: int, prefix: str = "", status: str = "SUCCESS") -> None:
@@ -116,8 +116,8 @@ def test_reconcile_counts_backend_once(redis_client: fakeredis.FakeRedis) -> Non
     assert rec.run_once() == 281  # 280 final results + the numbered RETRY
     assert rec.run_once() == 0  # nothing new: every result already counted
     detail = health(state, "reconcile")
-    assert detail["runs"] == 2 and detail["keys_scanned"] == 2 * 282
-    assert detail["skipped:pickle"] == 2
+    assert detail.runs == 2 and detail.keys_scanned == 2 * 282
+    assert detail.skipped["pickle"] == 2
     assert succeeded(state) == 250
 
 

@@ -143,10 +143,10 @@ def test_events_source_counts_types_and_survives_junk() -> None:
     src.handle("not a dict")  # type: ignore[arg-type]
     src.enable_events()  # broker down: counted, not raised
     src.flush()
-    detail = state.source_health()["events"].detail
-    assert detail["events:task-succeeded"] == 2 and detail["events:other"] == 1
-    assert detail["parse_errors"] == 1 and detail["enable_events_errors"] == 1
-    assert detail["task_events_enabled"] == 1.0
+    detail = state.source_health()["events"].stats
+    assert detail.events["task-succeeded"] == 2 and detail.events["other"] == 1
+    assert detail.parse_errors == 1 and detail.enable_events_errors == 1
+    assert detail.task_events_enabled is True
     clock.advance(state.config.label_grace)  # task-received names no queue
     counts = state.ledger.counts().tasks
     assert counts[("t", "unknown", "succeeded")] == 1
@@ -170,11 +170,9 @@ def test_batches_count_like_single_events_and_carry_the_consumers_counts() -> No
     single.flush()
     batched.flush()
     assert one.ledger.counts().tasks == many.ledger.counts().tasks
-    d1, d2 = one.source_health()["events"].detail, many.source_health()["events"].detail
-    assert d2["skipped:pickle"] == 2 and d2["parse_errors"] == d1["parse_errors"] + 1
-    assert {k: v for k, v in d1.items() if k.startswith("events:")} == {
-        k: v for k, v in d2.items() if k.startswith("events:")
-    }
+    d1, d2 = one.source_health()["events"].stats, many.source_health()["events"].stats
+    assert d2.skipped["pickle"] == 2 and d2.parse_errors == d1.parse_errors + 1
+    assert d1.events == d2.events
 
 
 def test_batch_task_events_count_before_a_later_heartbeat() -> None:
@@ -200,7 +198,7 @@ def test_counters_are_published_from_the_receiver_thread_once_a_second() -> None
     assert [interval for _f, interval, name in src.jobs() if name == "events-flush"] == [10.0]
 
     def published() -> float:
-        return state.source_health()["events"].detail.get("events:task-received", 0)
+        return state.source_health()["events"].stats.events.get("task-received", 0)
 
     src.handle(ev("task-received", uuid="a", name="t"))
     assert published() == 1  # the first batch publishes at once
