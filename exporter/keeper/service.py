@@ -14,6 +14,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from exporter.background import Background
 from exporter.keeper.gate import StartGate
 from exporter.keeper.store import LedgerStore
 from exporter.outage import Backoff, OutageLog
@@ -31,8 +32,7 @@ class Keeper:
         self.state = state
         self.store = store
         self.gate = gate
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._bg = Background("keeper", self._load, join_timeout=15)
         self._lock = threading.Lock()  # saves and the health they report, one at a time
         self._saves = 0
         self._failures = 0
@@ -43,16 +43,11 @@ class Keeper:
         state.set_keeper_health(KeeperHealth(enabled=True))
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._load, name="keeper", daemon=True)
-            self._thread.start()
+        self._bg.start()
 
     def stop(self) -> None:
         """Stop loading (if still trying) and save once more."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(15)
-            self._thread = None
+        self._bg.stop()
         self.save()
 
     def jobs(self) -> list[tuple[Callable[[], None], float, str]]:
@@ -60,18 +55,21 @@ class Keeper:
 
     def _load(self) -> None:
         """Load the saved ledger, then open the gate (retried until stopped or given up)."""
-        backoff = Backoff(*self.BACKOFF)
-        while not self._stop.is_set() and not self.gate.loaded.is_set():
-            try:
-                self.store.load(self.state.ledger)
-                self.gate.loaded.set()
-                self._load_outage.ok()
-            except Exception as exc:  # Redis down at start: retry, then give up (the gate)
-                delay = backoff.next()
-                self._load_outage.failed(exc, delay)
-                with self._lock:
-                    self._report(ok=False, error=f"load: {type(exc).__name__}: {exc}")
-                self._stop.wait(delay)
+        self._bg.retry(
+            self._load_once,
+            self._load_outage,
+            Backoff(*self.BACKOFF),
+            until=self.gate.loaded.is_set,  # loaded, or the gate gave up waiting
+            on_failure=self._load_failed,
+        )
+
+    def _load_once(self) -> None:
+        self.store.load(self.state.ledger)
+        self.gate.loaded.set()
+
+    def _load_failed(self, exc: Exception) -> None:  # Redis down at start: retried
+        with self._lock:
+            self._report(ok=False, error=f"load: {type(exc).__name__}: {exc}")
 
     def save(self) -> None:
         """Save the changes since the last save; failures are logged once per outage and

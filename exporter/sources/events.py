@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from exporter.background import Background
 from exporter.decode import clean
 from exporter.keeper.gate import StartGate
 from exporter.sources.base import SourceStats, Tally
@@ -123,23 +124,19 @@ class EventsSource:
         self._pending = 0
         self._flushed_at = float("-inf")
         self._counts_lock = threading.Lock()  # handle() and flush() run on different threads
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._bg = Background("events", self._run, on_stop=self._stop_stream)
         # Celery's receiver calls handle() per event; the lean one handle_many() per batch.
         self.stream = stream_factory(self.handle, self._on_state, self.handle_many)
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="events", daemon=True)
-            self._thread.start()
+        self._bg.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self.stream.stop()
-        if self._thread is not None:
-            self._thread.join(10)
-            self._thread = None
+        self._bg.stop()
         self.flush()
+
+    def _stop_stream(self) -> None:
+        self.stream.stop()
 
     def jobs(self) -> list[tuple[Callable[[], None], float, str]]:
         jobs: list[tuple[Callable[[], None], float, str]] = [
@@ -158,8 +155,8 @@ class EventsSource:
             self.stats.enable_events_failed()
 
     def _run(self) -> None:
-        if self._gate.wait(self._stop):
-            self.stream.run(self._stop)
+        if self._gate.wait(self._bg.stopping):
+            self.stream.run(self._bg.stopping)
 
     def _on_state(self, up: bool, error: str | None) -> None:
         self.stats.publish(up=up, error=error)

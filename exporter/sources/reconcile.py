@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from exporter.background import Background
 from exporter.decode.records import (
     INVALID_JSON,
     PARSE_ERRORS,
@@ -74,8 +75,7 @@ class ReconcileSource:
         self.stats = SourceStats(state, self.name)
         self._run_lock = threading.Lock()
         self._wanted = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._bg = Background("reconcile", self._loop, join_timeout=15, on_stop=self._wanted.set)
         self.runs = 0
         self.resumed = 0  # passes resumed after an interruption
         self.last_duration: float | None = None
@@ -84,16 +84,10 @@ class ReconcileSource:
         state.ledger.expect_backfill()
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="reconcile", daemon=True)
-            self._thread.start()
+        self._bg.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wanted.set()
-        if self._thread is not None:
-            self._thread.join(15)
-            self._thread = None
+        self._bg.stop()
 
     def jobs(self) -> list[tuple[Callable[[], None], float, str]]:
         interval = self.state.config.reconcile_interval
@@ -105,25 +99,25 @@ class ReconcileSource:
 
     def _loop(self) -> None:
         """Wait for the keeper's load (the start gate), then run whenever asked."""
-        backoff = Backoff(*self.BACKOFF)
-        if not self._gate.wait(self._stop):
+        if not self._gate.wait(self._bg.stopping):
             return
         self._wanted.set()  # the start-up run
-        while not self._stop.is_set():
-            self._wanted.wait()
-            if self._stop.is_set():
-                break
-            self._wanted.clear()
-            try:
-                self.run_once()
-                backoff.reset()
-                self._pass_outage.ok()
-            except Exception as exc:  # retried on the next request or backoff
-                delay = backoff.next()
-                self._pass_outage.failed(f"pass failed: {exc}", delay)
-                self.stats.publish(up=False, error=f"{type(exc).__name__}: {exc}")
-                if not self._stop.wait(delay):
-                    self._wanted.set()
+        self._bg.retry(self._when_wanted, self._pass_outage, Backoff(*self.BACKOFF),
+                       on_failure=self._pass_failed,
+                       describe=lambda exc: f"pass failed: {exc}")  # fmt: skip
+
+    def _when_wanted(self) -> None:
+        """Wait until a run is asked for (or stop), then run one pass."""
+        self._wanted.wait()
+        if self._bg.stopping.is_set():
+            return
+        self._wanted.clear()
+        self.run_once()
+
+    def _pass_failed(self, exc: Exception) -> None:
+        """Reported now; retried after the backoff delay or on the next request."""
+        self.stats.publish(up=False, error=f"{type(exc).__name__}: {exc}")
+        self._wanted.set()  # (the retry waits out the backoff delay first)
 
     def run_once(self, client: Any = None) -> int:
         """One full pass; returns how many results it counted. Raises on Redis errors."""
@@ -188,7 +182,7 @@ class ReconcileSource:
                     ledger.note_pass((run_id, cursor, started_wall))
                 # Token bucket: never faster than the configured keys per second, on average.
                 ahead = scanned / self._rate - (time.monotonic() - started)
-                if ahead > 0 and self._stop.wait(ahead):
+                if ahead > 0 and self._bg.stopping.wait(ahead):
                     return counted
                 if not cursor:
                     break

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from exporter.background import Background
 from exporter.decode.records import (
     INVALID_JSON,
     PARSE_ERRORS,
@@ -50,59 +51,53 @@ class ResultsSource:
         self._prefix = state.config.global_keyprefix
         self.pattern = f"{self._prefix}celery-task-meta-*"
         self.stats = SourceStats(state, self.name)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._bg = Background("results-pubsub", self._run)
+        self._backoff = Backoff()
+        self._outage = OutageLog(log, "result pub/sub")
+        self._first = True  # the first connection (a reconnect asks for a reconcile)
         self._verify_db = False
         self._verify_checked_at = float("-inf")
         self.connected = threading.Event()
         self.linger = LINGER
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="results-pubsub", daemon=True)
-            self._thread.start()
+        self._bg.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-            self._thread = None
+        self._bg.stop()
 
     def jobs(self) -> list[tuple[Callable[[], None], float, str]]:
         return []
 
     def _run(self) -> None:
-        if not self._gate.wait(self._stop):
+        if not self._gate.wait(self._bg.stopping):
             return
-        backoff = Backoff()
-        outage = OutageLog(log, "result pub/sub")
-        first = True
-        while not self._stop.is_set():
-            client = None
-            try:
-                client = self._client_factory()
-                pubsub = client.pubsub(ignore_subscribe_messages=True)
-                pubsub.psubscribe(self.pattern)
-                self._check_other_dbs(client)
-                self.connected.set()
-                self.stats.publish(up=True)
-                if not first and self._on_reconnect is not None:
-                    self._on_reconnect()  # results published during the gap were lost
-                first = False
-                backoff.reset()
-                outage.ok()
-                self._listen(client, pubsub)
-                pubsub.close()
-            except Exception as exc:  # any failure: report, back off, reconnect
-                self.connected.clear()
-                delay = backoff.next()
-                outage.failed(exc, delay)
-                self.stats.publish(up=False, error=f"{type(exc).__name__}: {exc}")
-                self._stop.wait(delay)
-            finally:
-                if client is not None:
-                    client.close()
+        self._bg.retry(self._connect_and_listen, self._outage, self._backoff,
+                       on_failure=self._disconnected)  # fmt: skip
         self.stats.publish(up=False)
+
+    def _connect_and_listen(self) -> None:
+        """One connection: subscribe, then read until stopped (or it fails: raises)."""
+        client = self._client_factory()
+        try:
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            pubsub.psubscribe(self.pattern)
+            self._check_other_dbs(client)
+            self.connected.set()
+            self.stats.publish(up=True)
+            if not self._first and self._on_reconnect is not None:
+                self._on_reconnect()  # results published during the gap were lost
+            self._first = False
+            self._backoff.reset()
+            self._outage.ok()
+            self._listen(client, pubsub)
+            pubsub.close()
+        finally:
+            client.close()
+
+    def _disconnected(self, exc: Exception) -> None:
+        self.connected.clear()
+        self.stats.publish(up=False, error=f"{type(exc).__name__}: {exc}")
 
     def _listen(self, client: Any, pubsub: Any) -> None:
         """Read the subscribed connection with the loop the lean event consumer uses: one
@@ -115,7 +110,7 @@ class ResultsSource:
 
         read_batches(
             pubsub.connection,
-            self._stop.is_set,
+            self._bg.stopping.is_set,
             lambda batch: self.handle(batch, client),
             linger=self.linger,
             tick=tick,

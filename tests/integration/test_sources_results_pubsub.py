@@ -97,4 +97,4 @@ def test_trickling_results_are_read_in_batches_and_counted_once(
         publisher.delete(*(f"celery-task-meta-t{i}" for i in range(n)))
     finally:
         source.stop()
-    assert not source.connected.is_set() or source._thread is None
+    assert not source.connected.is_set() or not source._bg.running
