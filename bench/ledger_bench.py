@@ -212,7 +212,7 @@ def bench_reconcile(
 
 def rss_child(n: int) -> None:
     """In a fresh process: n tasks (received, started, succeeded) through a default ledger."""
-    from exporter.taskstate import RECEIVED, STARTED, SUCCESS, TaskUpdate
+    from exporter.taskdata import RECEIVED, STARTED, SUCCESS, TaskUpdate
 
     state = _state()
     ledger = state.ledger

@@ -15,7 +15,8 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from exporter.config import Config, url_scheme
+from exporter.config import Config
+from exporter.config_checks import url_scheme
 
 
 def backend_client(config: Config, *, pubsub: bool = False, **overrides: Any) -> redis.Redis:

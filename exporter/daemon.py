@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
 import signal
 import socket
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import uvicorn
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from exporter.celery_io import CeleryIO, CeleryReader
 from exporter.clock import Clock
-from exporter.config import Config, ConfigError, parse_listen
+from exporter.config import Config
+from exporter.config_checks import ConfigError, parse_listen
 from exporter.http import create_app
 from exporter.keeper import build_keeper
 from exporter.poller import Poller
@@ -209,15 +212,11 @@ def _bind(host: str, port: int, flag: str) -> socket.socket:
 
 
 def _now() -> Any:
-    import datetime
-
     return datetime.datetime.now(datetime.timezone.utc)
 
 
 def _redact(url: str) -> str:
     """The URL with any password replaced, for logs."""
-    from urllib.parse import urlsplit, urlunsplit
-
     parts = urlsplit(url.split(";", 1)[0])
     if parts.password:
         netloc = parts.netloc.replace(f":{parts.password}@", ":***@")

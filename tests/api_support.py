@@ -17,7 +17,7 @@ from exporter.config import Config
 from exporter.remediation.store import PlanStore
 from exporter.snapshot import PollHealth, QueueSnapshot, RunningTask, Snapshot, WorkerSnapshot
 from exporter.state import State
-from exporter.taskstate import SOURCE_RECONCILE, TaskUpdate
+from exporter.taskdata import SOURCE_RECONCILE, TaskUpdate
 
 VIEWER = "viewer-token-123"
 OPERATOR = "operator-token-456"

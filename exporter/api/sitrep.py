@@ -22,7 +22,7 @@ from exporter.api.views import human_seconds, task_from_record, ts, utc
 from exporter.snapshot import Snapshot, WorkerSnapshot
 from exporter.state import State
 from exporter.stuck import stuck_tasks
-from exporter.taskstate import COUNTER_FOR_STATE
+from exporter.taskdata import COUNTER_FOR_STATE
 
 RECENT_FAILURES = 10
 BACKLOG_AGE_WATCH = 300.0  # a queue whose oldest message waited this long is worth a look

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from exporter.state import SourceHealth, State
-from exporter.taskstate import SOURCE_EVENTS, SOURCE_PUBSUB, SOURCE_RECONCILE
+from exporter.taskdata import SOURCE_EVENTS, SOURCE_PUBSUB, SOURCE_RECONCILE
 
 TASK_SOURCES = (SOURCE_EVENTS, SOURCE_PUBSUB, SOURCE_RECONCILE)
 

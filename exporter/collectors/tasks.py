@@ -23,7 +23,7 @@ from exporter.config import Config
 from exporter.ledger import HistogramData, LedgerCounts
 from exporter.state import State
 from exporter.stuck import stuck_tasks
-from exporter.taskstate import COUNTER_FOR_STATE
+from exporter.taskdata import COUNTER_FOR_STATE
 
 _COUNTERS = list(dict.fromkeys(COUNTER_FOR_STATE.values()))
 _HELP = {

@@ -21,7 +21,7 @@ from exporter.ledger.entry import Entry
 from exporter.ledger.guard import OTHER
 from exporter.ledger.pending import Effect
 from exporter.ledger.tables import LedgerTables
-from exporter.taskstate import COUNTER_FOR_STATE, FAILURE, SUCCESS
+from exporter.taskdata import COUNTER_FOR_STATE, FAILURE, SUCCESS
 
 HELD = 1 << 12
 RESOLVED = 1 << 13

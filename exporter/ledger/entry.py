@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from exporter.taskstate import (
+from exporter.taskdata import (
     FAILURE,
     RECEIVED,
     REJECTED,

@@ -23,7 +23,7 @@ from exporter.ledger.entry import BIT, READY_MASK, Entry
 from exporter.ledger.guard import UNKNOWN
 from exporter.ledger.histograms import LabelFn
 from exporter.ledger.tables import LedgerTables
-from exporter.taskstate import (
+from exporter.taskdata import (
     COUNTER_FOR_STATE,
     RECEIVED,
     RETRY,

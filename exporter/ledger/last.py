@@ -9,7 +9,7 @@ nothing here locks.
 
 from __future__ import annotations
 
-from exporter.taskstate import FAILURE, RECEIVED, SENT, STARTED, SUCCESS
+from exporter.taskdata import FAILURE, RECEIVED, SENT, STARTED, SUCCESS
 
 TRACKED = (SENT, RECEIVED, STARTED, SUCCESS, FAILURE)
 _SLOT = {state: i for i, state in enumerate(TRACKED)}

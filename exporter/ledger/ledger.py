@@ -28,7 +28,7 @@ from exporter.ledger.counts import LedgerCounts
 from exporter.ledger.entry import READY_MASK, Entry
 from exporter.ledger.guard import UNKNOWN
 from exporter.ledger.tables import LedgerTables
-from exporter.taskstate import TaskRecord, TaskUpdate
+from exporter.taskdata import TaskRecord, TaskUpdate
 
 # Worker clocks may lag the exporter's; a result dated up to this long before a reconcile
 # started is still assumed to have been present when it scanned.

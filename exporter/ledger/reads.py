@@ -12,7 +12,7 @@ from exporter.ledger.counts import LedgerCounts
 from exporter.ledger.entry import Entry, record_of
 from exporter.ledger.guard import OTHER, UNKNOWN
 from exporter.ledger.tables import LedgerTables
-from exporter.taskstate import TaskRecord
+from exporter.taskdata import TaskRecord
 
 RunningTask = tuple[str, str | None, str | None, str | None, float | None]
 

@@ -20,7 +20,7 @@ from exporter.ledger.entry import READY_MASK, STATE_OF_BIT, Entry
 from exporter.ledger.guard import UNKNOWN
 from exporter.ledger.last import TRACKED
 from exporter.ledger.pending import Effect
-from exporter.taskstate import COUNTER_FOR_STATE
+from exporter.taskdata import COUNTER_FOR_STATE
 
 COUNTERS = frozenset(COUNTER_FOR_STATE.values())
 

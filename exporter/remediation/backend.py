@@ -14,7 +14,7 @@ import redis
 from exporter.backend_redis import backend_client
 from exporter.config import Config
 from exporter.decode.records import read_record
-from exporter.taskstate import TaskUpdate
+from exporter.taskdata import TaskUpdate
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,14 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from exporter.backend_redis import backend_client
+from exporter.beat.build import beat_sources
 from exporter.celery_io import CeleryIO
+from exporter.celery_io.events import event_stream
 from exporter.keeper.gate import StartGate
+from exporter.sources.events import EventsSource
+from exporter.sources.inspected import InspectedTasks
+from exporter.sources.reconcile import ReconcileSource
+from exporter.sources.results import ResultsSource
 from exporter.state import State
 
 log = logging.getLogger(__name__)
@@ -43,11 +49,6 @@ def build_sources(
 
     `gate` is the keeper's start gate (none: nothing saved to wait for, count at once);
     `after_reconcile` runs after each complete reconcile pass (the keeper's save)."""
-    from exporter.beat.build import beat_sources
-    from exporter.sources.inspect_names import InspectNames
-    from exporter.sources.reconcile import ReconcileSource
-    from exporter.sources.results import ResultsSource
-
     config = state.config
     if gate is None:
         gate = StartGate()
@@ -57,8 +58,6 @@ def build_sources(
     if config.backend_url is not None:
         reconcile = ReconcileSource(state, lambda: backend_client(config), gate, after_reconcile)
     if config.events and io is not None:
-        from exporter.celery_io.events import event_stream
-        from exporter.sources.events import EventsSource
 
         def stream(handler: Any, on_state: Any, batch_handler: Any) -> Any:
             return event_stream(
@@ -83,6 +82,6 @@ def build_sources(
         )
     if reconcile is not None:
         sources.append(reconcile)
-    sources.append(InspectNames(state))
+    sources.append(InspectedTasks(state))
     sources.extend(beat_sources(state))  # schedules of Celery beat (exporter/beat), if set
     return sources

@@ -22,7 +22,7 @@ from exporter.keeper.gate import StartGate
 from exporter.sources.base import SourceStats, Tally
 from exporter.sources.events_check import EventsEnabledCheck
 from exporter.state import State
-from exporter.taskstate import (
+from exporter.taskdata import (
     FAILURE,
     RECEIVED,
     REJECTED,

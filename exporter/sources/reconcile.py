@@ -42,7 +42,7 @@ from exporter.outage import Backoff, OutageLog
 from exporter.sources.base import SourceStats, Tally
 from exporter.sources.inflight import InFlight
 from exporter.state import State
-from exporter.taskstate import READY_STATES, RETRY, SOURCE_RECONCILE, TaskUpdate
+from exporter.taskdata import READY_STATES, RETRY, SOURCE_RECONCILE, TaskUpdate
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY = 10.0  # seconds between progress lines on a large backend

@@ -28,7 +28,7 @@ from exporter.outage import Backoff, OutageLog
 from exporter.pubsub_batch import LINGER, read_batches
 from exporter.sources.base import SourceStats, Tally
 from exporter.state import State
-from exporter.taskstate import SOURCE_PUBSUB, TaskUpdate
+from exporter.taskdata import SOURCE_PUBSUB, TaskUpdate
 
 log = logging.getLogger(__name__)
 OTHER_DB = "other_db"

@@ -20,7 +20,7 @@ from exporter.collectors import build_registry
 from exporter.config import Config
 from exporter.poller import Poller
 from exporter.state import State
-from exporter.taskstate import SENT, SOURCE_EVENTS, TaskUpdate
+from exporter.taskdata import SENT, SOURCE_EVENTS, TaskUpdate
 from tests.conftest import RedisServer, Worker, celery_app, wait_for
 from tests.integration.core_helpers import ExporterProcess, fresh_db, parse_metrics
 

@@ -32,7 +32,7 @@ from exporter.decode.records import parse_result, read_record
 from exporter.keeper.gate import StartGate
 from exporter.sources.events import EventsSource
 from exporter.state import State
-from exporter.taskstate import TaskUpdate
+from exporter.taskdata import TaskUpdate
 from tests.api_support import HEAD_V, make_app, make_config
 from tests.support.hostile import check_exposition, dumps, raw_inputs, texts, values
 

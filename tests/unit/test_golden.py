@@ -23,7 +23,7 @@ from exporter.collectors import build_registry
 from exporter.config import Config
 from exporter.poller import Poller
 from exporter.state import SourceStatistics, State
-from exporter.taskstate import TaskUpdate
+from exporter.taskdata import TaskUpdate
 from tests.support.beat import beat_scenario
 from tests.support.cluster import FakeReader
 

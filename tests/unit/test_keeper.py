@@ -14,7 +14,7 @@ from exporter.config import Config
 from exporter.keeper import Keeper, LedgerStore, StartGate
 from exporter.sources import build_sources
 from exporter.state import State
-from exporter.taskstate import SOURCE_EVENTS, STARTED, SUCCESS, TaskUpdate
+from exporter.taskdata import SOURCE_EVENTS, STARTED, SUCCESS, TaskUpdate
 from tests.conftest import wait_for
 
 

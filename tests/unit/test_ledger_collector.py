@@ -15,7 +15,7 @@ from exporter.keeper.gate import StartGate
 from exporter.snapshot import RunningTask, Snapshot, WorkerSnapshot
 from exporter.sources.results import ResultsSource
 from exporter.state import State
-from exporter.taskstate import FAILURE, SENT, STARTED, SUCCESS, TaskUpdate
+from exporter.taskdata import FAILURE, SENT, STARTED, SUCCESS, TaskUpdate
 
 
 def scrape(state: State) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from exporter.clock import FakeClock
 from exporter.ledger import RECONCILE_MARGIN, Ledger
-from exporter.taskstate import (
+from exporter.taskdata import (
     FAILURE,
     RECEIVED,
     RETRY,

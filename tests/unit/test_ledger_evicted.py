@@ -8,7 +8,7 @@ import random
 from exporter.clock import FakeClock
 from exporter.ledger import RECONCILE_MARGIN, Ledger
 from exporter.ledger.evicted import EvictedIds
-from exporter.taskstate import SOURCE_PUBSUB, SOURCE_RECONCILE, SUCCESS, TaskUpdate
+from exporter.taskdata import SOURCE_PUBSUB, SOURCE_RECONCILE, SUCCESS, TaskUpdate
 
 
 class Model:

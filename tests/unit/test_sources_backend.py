@@ -207,7 +207,7 @@ def test_saved_dedup_entries_stay_bounded_through_a_long_pass(
     import random
 
     from exporter.ledger import Ledger
-    from exporter.taskstate import SOURCE_RECONCILE, SUCCESS, TaskUpdate
+    from exporter.taskdata import SOURCE_RECONCILE, SUCCESS, TaskUpdate
 
     ledger = Ledger(clock=FakeClock(2_000_000_000.0), max_tasks=2000)
     ledger.expect_backfill()

@@ -14,7 +14,7 @@ from exporter.keeper.gate import StartGate
 from exporter.sources.events import EventsSource, exception_type, parse_event
 from exporter.sources.events_check import EventsEnabledCheck
 from exporter.state import State
-from exporter.taskstate import FAILURE, RETRY, SENT, SUCCESS, TaskUpdate
+from exporter.taskdata import FAILURE, RETRY, SENT, SUCCESS, TaskUpdate
 
 
 def ev(kind: str, **kw: Any) -> dict[str, Any]:
