@@ -5,8 +5,9 @@ from and decoded into `LedgerTables` (the saved rows are read by saved_rows.py).
 `export_state` is called under the ledger's lock and returns an *incremental* change set: the
 counters in full (small), the watermark, the dedup entries changed since the last export that
 are still above the watermark or unfinished (`seen`), and ids that no longer need keeping
-(`drop`). `ledger_store.py` writes that to Redis in one transaction, so counters and dedup
-state always match. `import_state` restores fresh tables from what the store read back.
+(`drop`). The keeper (keeper/store.py) writes that to Redis in one transaction, so counters
+and dedup state always match. `import_state` restores fresh tables from what the keeper read
+back.
 """
 
 from __future__ import annotations

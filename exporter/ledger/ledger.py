@@ -11,7 +11,7 @@ sources section): every ready result whose settle time is <= W has been counted.
 that scanned the whole backend from time S raises W to S - RECONCILE_MARGIN; evicting a
 settled entry raises W to its settle time. A reconcile-found result at or below W is therefore
 a duplicate, and only entries above W (plus unfinished ones) need remembering or persisting.
-Persistence itself (Redis) lives in `ledger_store.py`; this module only exports/imports dicts.
+Saving itself (Redis) is the keeper's (exporter/keeper/); the ledger only exports/imports dicts.
 """
 
 from __future__ import annotations
@@ -160,7 +160,7 @@ class Ledger:
         with self._lock:
             return self._tables.pass_position
 
-    # -- saved state (durable.py encodes; ledger_store.py writes) ----------------------------
+    # -- saved state (durable.py encodes; the keeper, exporter/keeper/, writes) ------------
     def export_state(self) -> dict[str, Any]:
         with self._lock:
             return durable.export_state(self._tables)
