@@ -158,7 +158,7 @@ def produce(broker_url: str, tasks: int, batch: int, rate: float = 0.0) -> float
 
 
 def run(tasks: int, batch: int = 1, kind: str = "auto", rate: float = 0.0) -> dict[str, Any]:
-    from tests.conftest import RedisServer
+    from tests.support.redisserver import RedisServer
 
     server = RedisServer()
     server.start()

@@ -240,7 +240,7 @@ def bench_rss(n: int) -> dict[str, float]:
 
 
 def _redis() -> Any:
-    from tests.conftest import RedisServer
+    from tests.support.redisserver import RedisServer
 
     server = RedisServer()
     server.start()

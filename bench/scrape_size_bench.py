@@ -31,7 +31,8 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import ROOT, RedisServer, free_port, wait_for
+from tests.support.common import ROOT, free_port, wait_for
+from tests.support.redisserver import RedisServer
 
 OM_ACCEPT = (
     "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1"

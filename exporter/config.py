@@ -15,6 +15,7 @@ from typing import Any
 
 from exporter.config_checks import (
     BACKEND_REDIS_SCHEMES,
+    COMPAT_MODES,
     EVENTS_CONSUMERS,
     REDIS_SCHEMES,
     ConfigError,
@@ -129,6 +130,8 @@ class Config:
     recent_size: int = 1000
     recent_failed_size: int = 1000
     plan_ttl: float = 900.0
+    # Seconds per point of the page's trends (60 points kept: an hour at the default).
+    trends_step: float = 60.0
     transient_exceptions: tuple[str, ...] = DEFAULT_TRANSIENT_EXCEPTIONS
     show_task_args: bool = False
     audit_max_entries: int = 10_000
@@ -138,11 +141,14 @@ class Config:
     # --- metric names and labels ---------------------------------------------------------
     metric_prefix: str = "celery_"
     static_labels: dict[str, str] = field(default_factory=dict)
+    # "danihodovic": celery-exporter's metric families instead of ours (exporter/compat/)
+    compat: str = "none"
 
     # --- Celery beat schedules (exporter/beat) -----------------------------------------------
     beat_redbeat_url: str | None = field(default=None, repr=False)  # may hold a password
     redbeat_key_prefix: str = "redbeat:"
     redbeat_lock_key: str | None = None  # None: RedBeat's default, "<prefix>:lock"
+    redbeat_sentinel_master: str | None = None  # None: master_name transport option, "master"
     beat_django_db_url: str | None = field(default=None, repr=False)  # may hold a password
     beat_schedule_file: str | None = None
     beat_timezone: str = "UTC"
@@ -222,6 +228,8 @@ class Config:
             value = getattr(self, name)
             if value < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+        if not 1 <= self.trends_step <= 3600:
+            raise ConfigError(f"--trends-step must be 1 to 3600 seconds, got {self.trends_step}")
         if not 0 <= self.label_grace <= 600:
             raise ConfigError(f"--label-grace must be 0 to 600 seconds, got {self.label_grace}")
         if not self.default_queue_name.strip():
@@ -274,6 +282,8 @@ class Config:
             raise ConfigError(f"--log-level {self.log_level!r} is not a logging level")
         if not self.accept_content:
             raise ConfigError("--accept-content lists no content type")
+        if self.compat not in COMPAT_MODES:
+            raise ConfigError(f"--compat must be none or danihodovic, got {self.compat!r}")
         naming = check_prefix(self.metric_prefix) or check_static_labels(self.static_labels)
         if naming:
             raise ConfigError(naming)
@@ -296,6 +306,10 @@ def _check_beat(config: Config) -> None:
             f"--beat-django-db-url: unsupported scheme {url_scheme(url)!r}: use postgresql:// "
             "or mysql://"
         )
-    if config.beat_redbeat_url and url_scheme(config.beat_redbeat_url) not in REDIS_SCHEMES:
-        raise ConfigError("--beat-redbeat-url must be a redis:// or rediss:// URL")
+    beat_url = config.beat_redbeat_url
+    if beat_url and url_scheme(beat_url) not in REDIS_SCHEMES | {"redis-sentinel", "unix"}:
+        raise ConfigError(
+            "--beat-redbeat-url must be a redis://, rediss://, unix://, sentinel:// or "
+            "redis-sentinel:// URL"
+        )
     check_timezone(config.beat_timezone, "--beat-timezone")

@@ -133,7 +133,8 @@ class Daemon:
 
     def _poll(self) -> None:
         try:
-            self.poller.poll()
+            snap = self.poller.poll()
+            self.state.trends.sample(self.state.clock.time(), self.state.ledger, snap)
         except Exception:
             # A bug, not an outage (those are handled inside): log it, keep polling.
             log.exception("poll failed unexpectedly")

@@ -1,11 +1,14 @@
 """The daemon's shared state: config, clock, ledger, the current snapshot, task source health,
-the keeper's health and the tracked worker hosts (workerhosts.py: heartbeats, goodbyes, the
---max-workers bound).
+the keeper's health, the tracked worker hosts (workerhosts.py: heartbeats, goodbyes, the
+--max-workers bound), and the page's recent task details and trends (taskdetail.py,
+trends.py).
 
 Writers swap whole immutable objects (the snapshot) or call the ledger; readers (collectors,
 API) take references under no lock or a short one. Nothing here does I/O. When an event
 changes a worker's liveness, `workers_changed()` asks the poller (which registered itself) to
 re-apply it to the current snapshot from memory, so metrics follow within the event's batch.
+Services that live as long as the daemon and that collectors read (the API counters, the beat
+board) are attached to it with `attached(kind)`: one of each kind per State.
 """
 
 from __future__ import annotations
@@ -13,12 +16,24 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any, Protocol, TypeVar
 
 from exporter.clock import Clock, SystemClock
 from exporter.config import Config
 from exporter.ledger import Ledger
 from exporter.snapshot import EMPTY, Snapshot
+from exporter.taskdetail import TaskDetails
+from exporter.trends import Trends
 from exporter.workerhosts import WorkerHosts
+
+
+class Attachable(Protocol):
+    """A per-State service: made with no arguments; `version` moves on every change."""
+
+    version: int
+
+
+A = TypeVar("A", bound=Attachable)
 
 
 @dataclass(frozen=True)
@@ -76,10 +91,14 @@ class State:
         self._sources: dict[str, SourceHealth] = {}
         self._keeper = KeeperHealth()
         self.workers = WorkerHosts(config.max_workers, self.clock)
+        # For the task detail and trends of /ui (taskdetail.py, trends.py): bounded, memory.
+        self.details = TaskDetails(config.recent_size + config.recent_failed_size)
+        self.trends = Trends(config.trends_step)
         self._on_workers_changed: Callable[[], None] | None = None
         self._lock = threading.Lock()
         self._version = 0  # bumped when the snapshot or a source's health is replaced
         self._watched: list[Callable[[], int]] = []
+        self._attached: dict[type[Any], Any] = {}
 
     @property
     def snapshot(self) -> Snapshot:
@@ -99,9 +118,20 @@ class State:
         )
 
     def watch_changes(self, version: Callable[[], int]) -> None:
-        """Add a counter that moves when something else a collector reads changes (API
-        stats, the beat board): /metrics is rendered again when it does."""
+        """Add a counter that moves when something else a collector reads changes (each
+        attached service's version): /metrics is rendered again when it does."""
         self._watched.append(version)
+
+    def attached(self, kind: type[A]) -> A:
+        """The one `kind()` of this state, made on first use; its `version` joins the change
+        token, so /metrics is rendered again when it changes."""
+        with self._lock:
+            service: A | None = self._attached.get(kind)
+            if service is None:
+                made = self._attached[kind] = kind()
+                self._watched.append(lambda: made.version)
+                service = made
+            return service
 
     def source_health(self) -> dict[str, SourceHealth]:
         with self._lock:

@@ -19,6 +19,8 @@ RETRY = "RETRY"
 REVOKED = "REVOKED"
 REJECTED = "REJECTED"
 PENDING = "PENDING"
+# A traceback is kept (cleaned) up to this many characters; the tail past it is cut.
+TRACEBACK_MAX = 8000
 
 READY_STATES = frozenset({SUCCESS, FAILURE, REVOKED, REJECTED})
 # The counter each state feeds: celery_task_<counter>_total.

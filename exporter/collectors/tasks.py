@@ -39,16 +39,18 @@ _HELP = {
 
 
 class TasksCollector:
-    def __init__(self, state: State) -> None:
+    def __init__(self, state: State, own_only: bool = False) -> None:
         self.state = state
         self._sources = SourceStatsCollector(state)
+        self._own_only = own_only  # --compat: only the exporter's own source metrics
 
     def collect(self) -> Iterator[Metric]:
         counts = self.state.ledger.counts()
-        yield from self._task_counters(counts)
-        yield from self._histograms(counts)
-        yield from self._ratios()
-        yield self._stuck(counts)
+        if not self._own_only:
+            yield from self._task_counters(counts)
+            yield from self._histograms(counts)
+            yield from self._ratios()
+            yield self._stuck(counts)
         yield from self._exporter(counts)
 
     def _task_counters(self, counts: LedgerCounts) -> Iterator[Metric]:

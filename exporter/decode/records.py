@@ -35,6 +35,7 @@ from exporter.taskdata import (
     REVOKED,
     STARTED,
     SUCCESS,
+    TRACEBACK_MAX,
     TaskUpdate,
 )
 
@@ -171,6 +172,7 @@ def _decode(raw: bytes | str, task_id: str, source: str, counted: bool) -> TaskU
         if status in (FAILURE, RETRY, REVOKED) and isinstance(result, dict):
             fast["exception_type"] = label(result.get("exc_type"), 200)
             fast["exception_message"] = _message(result.get("exc_message"))
+            fast["traceback"] = text(meta.get("traceback"), TRACEBACK_MAX)
         if "args" in meta and "kwargs" in meta and not deep:
             # Arguments are kept only where a replay may need them, so successes cost none.
             fast["args"] = meta.get("args")

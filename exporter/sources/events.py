@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from exporter.background import Background
+from exporter.compat import counts_for
 from exporter.decode import clean
 from exporter.keeper.gate import StartGate
 from exporter.sources.base import SourceStats, Tally
@@ -32,6 +33,7 @@ from exporter.taskdata import (
     SOURCE_EVENTS,
     STARTED,
     SUCCESS,
+    TRACEBACK_MAX,
     TaskUpdate,
 )
 
@@ -107,6 +109,9 @@ def parse_event(event: dict[str, Any]) -> TaskUpdate | None:
         eta=clean.epoch(event.get("eta")),
         exception_type=exception_type(exc) if state in (FAILURE, RETRY) else None,
         exception_message=clean.text(exc, 2000) if state in (FAILURE, RETRY) else None,
+        traceback=clean.text(event.get("traceback"), TRACEBACK_MAX)
+        if state in (FAILURE, RETRY)
+        else None,
         parent_id=_text(event.get("parent_id"), 255),
         root_id=_text(event.get("root_id"), 255),
     )
@@ -120,6 +125,7 @@ class EventsSource:
         self._gate = gate
         self.stats = SourceStats(state, self.name)
         self.check = EventsEnabledCheck()
+        self._compat = counts_for(state)  # --compat danihodovic: per-delivery counts, or None
         self._tally = Tally()  # counted since the last flush
         self._pending = 0
         self._flushed_at = float("-inf")
@@ -175,6 +181,8 @@ class EventsSource:
         kinds: Counter[str] = Counter()
         updates: list[TaskUpdate] = []
         task_hosts: dict[str, float] = {}  # host -> newest task event stamp
+        compat = self._compat
+        deliveries: list[tuple[TaskUpdate, str | None]] = []
         changed = False  # a worker went offline or came back: refresh the snapshot
         errors = 0
         for event in events:
@@ -185,6 +193,8 @@ class EventsSource:
                 update = parse_event(event)
                 if update is not None:
                     updates.append(update)
+                    if compat is not None:  # task-sent's hostname too (the producer's)
+                        deliveries.append((update, _text(event.get("hostname"))))
                     if update.worker:
                         when = update.timestamp or now
                         task_hosts[update.worker] = max(when, task_hosts.get(update.worker, 0))
@@ -205,9 +215,16 @@ class EventsSource:
         if updates:
             try:
                 self.state.ledger.apply_many(updates)
+                self.state.details.note_many(updates)
             except Exception as exc:  # never kill the receiver thread
                 errors += len(updates)
                 log.warning("ledger refused %d event updates: %s", len(updates), exc)
+        if deliveries and compat is not None:
+            try:
+                compat.observe_many(deliveries)
+            except Exception as exc:  # never kill the receiver thread
+                errors += len(deliveries)
+                log.warning("compat counts refused %d events: %s", len(deliveries), exc)
         with self._counts_lock:
             tally = self._tally
             tally.events.update(kinds)

@@ -137,6 +137,7 @@ class ReconcileSource:
         scanned = read = counted = 0
         run_id = _run_id(client)
         ledger = self.state.ledger
+        details = self.state.details
         resume = ledger.pass_position
         start_cursor = 0  # 0: a fresh pass; else where an interrupted one had folded up to
         if resume is not None and run_id and resume[0] == run_id:
@@ -171,7 +172,9 @@ class ReconcileSource:
                         redis_ahead.send("MGET", *chunks[n + 1][1])
                     elif cursor:
                         redis_ahead.send("SCAN", cursor, *scan[2:])
-                    counted += ledger.apply_many(self._parse(chunk_ids, values, tally))
+                    updates = list(self._parse(chunk_ids, values, tally))
+                    counted += ledger.apply_many(updates)
+                    details.note_known(updates)  # adds reconcile's report to recent tasks only
                 if not chunks and cursor:
                     redis_ahead.send("SCAN", cursor, *scan[2:])
                 scanned += len(found)

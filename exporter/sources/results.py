@@ -140,6 +140,7 @@ class ResultsSource:
         if updates and self._verify_db and client is not None:
             updates = self._ours(client, updates, tally)
         counted = self.state.ledger.apply_many(updates)
+        self.state.details.note_many(updates)
         tally.received += len(updates)
         self.stats.add(tally)
         self.stats.publish(messages=len(batch), message_at=self.state.clock.time())

@@ -21,8 +21,9 @@ from exporter.clock import FakeClock
 from exporter.config import Config
 from exporter.snapshot import PollHealth, RunningTask, Snapshot, WorkerSnapshot
 from exporter.state import State
-from tests.api_support import HEAD_O, TRANSIENT, results_source
-from tests.conftest import celery_app, wait_for
+from tests.support.api import HEAD_O, TRANSIENT, results_source
+from tests.support.common import wait_for
+from tests.support.workers import celery_app
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import pytest
 
 from exporter.cli import load_config
 from exporter.config_checks import ConfigError
-from tests.integration.core_helpers import run_cli
+from tests.support.exporter_process import run_cli
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ from exporter.keeper.gate import StartGate
 from exporter.keeper.store import LedgerStore
 from exporter.sources.reconcile import ReconcileSource
 from exporter.state import State
-from tests.conftest import RedisServer
+from tests.support.redisserver import RedisServer
 
 RESULTS = 3000
 

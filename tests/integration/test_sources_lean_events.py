@@ -27,8 +27,10 @@ from exporter.celery_io import make_app
 from exporter.celery_io.events import EventStream, event_stream, lean_settings
 from exporter.celery_io.redis_events import RedisEventStream
 from exporter.config import Config
-from tests.conftest import RedisServer, Worker, celery_app, wait_for
-from tests.integration.ledger_support import COUNTERS, ExporterProc, send_mix
+from tests.support.common import wait_for
+from tests.support.ledger import COUNTERS, ExporterProc, send_mix
+from tests.support.redisserver import RedisServer
+from tests.support.workers import Worker, celery_app
 
 pytestmark = pytest.mark.integration
 

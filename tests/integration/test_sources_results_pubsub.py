@@ -20,7 +20,8 @@ from exporter.config import Config
 from exporter.keeper.gate import StartGate
 from exporter.sources.results import ResultsSource
 from exporter.state import State
-from tests.conftest import RedisServer, wait_for
+from tests.support.common import wait_for
+from tests.support.redisserver import RedisServer
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from exporter.celery_io import CeleryIO
 from exporter.clock import FakeClock
 from exporter.config import Config
 from exporter.state import SourceHealth, SourceStatistics, State
-from tests.api_support import (
+from tests.support.api import (
     HEAD_V,
     T0,
     busy_snapshot,

@@ -33,7 +33,7 @@ from exporter.keeper.gate import StartGate
 from exporter.sources.events import EventsSource
 from exporter.state import State
 from exporter.taskdata import TaskUpdate
-from tests.api_support import HEAD_V, make_app, make_config
+from tests.support.api import HEAD_V, make_app, make_config
 from tests.support.hostile import check_exposition, dumps, raw_inputs, texts, values
 
 SETTINGS = settings(

@@ -187,9 +187,24 @@ def test_the_served_tail_is_named_and_labelled_like_the_rest() -> None:
 
 
 def test_api_counters_move_the_change_token() -> None:
-    from exporter.api.stats import stats_for
+    from exporter.apicounters import ApiCounters
 
     state = State(Config(), FakeClock())
     before = state.change_token()
-    stats_for(state).overloaded()
+    state.attached(ApiCounters).overloaded()
     assert state.change_token() != before
+
+
+def test_each_state_owns_one_of_each_attached_service() -> None:
+    from exporter.apicounters import ApiCounters
+    from exporter.beat.source import Board, board_for
+
+    state, other = State(Config(), FakeClock()), State(Config(), FakeClock())
+    counters = state.attached(ApiCounters)
+    assert state.attached(ApiCounters) is counters
+    assert other.attached(ApiCounters) is not counters
+    assert board_for(state) is state.attached(Board)
+    before = state.change_token()
+    board_for(state).update("redbeat", lambda view: None)
+    assert state.change_token() != before
+    assert other.change_token() == other.change_token()

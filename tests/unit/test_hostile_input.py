@@ -22,7 +22,7 @@ from exporter.keeper.store import LedgerStore
 from exporter.sources.reconcile import ReconcileSource
 from exporter.sources.results import ResultsSource
 from exporter.state import State
-from tests.api_support import HEAD_V, make_app, make_config, new_state
+from tests.support.api import HEAD_V, make_app, make_config, new_state
 from tests.support.hostile import check_exposition
 
 SURROGATE_RESULT = (

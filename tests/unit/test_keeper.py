@@ -15,7 +15,7 @@ from exporter.keeper import Keeper, LedgerStore, StartGate
 from exporter.sources import build_sources
 from exporter.state import State
 from exporter.taskdata import SOURCE_EVENTS, STARTED, SUCCESS, TaskUpdate
-from tests.conftest import wait_for
+from tests.support.common import wait_for
 
 
 class _Broken:

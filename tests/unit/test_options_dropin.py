@@ -30,8 +30,8 @@ from exporter.outage import Backoff
 from exporter.poller import Poller
 from exporter.state import State
 from exporter.taskdata import TaskUpdate
-from tests.conftest import wait_for
 from tests.support.cluster import FakeReader
+from tests.support.common import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden"
@@ -151,7 +151,7 @@ def first_reconnect_log(cfg: Config) -> str:
 
 
 def free_port() -> int:
-    from tests.conftest import free_port as fp
+    from tests.support.common import free_port as fp
 
     return fp()
 

@@ -47,7 +47,7 @@ def test_unreachable_backend_is_logged_once_not_per_load_retry(
     from exporter.config import Config
     from exporter.keeper import Keeper, StartGate
     from exporter.state import State
-    from tests.conftest import wait_for
+    from tests.support.common import wait_for
 
     state = State(Config(broker_url="memory://", result_backend=""), FakeClock())
     store = _DownStore(failures=5)

@@ -1,5 +1,5 @@
-"""The side API's routes: `build_router(state, io)` for the HTTP server to mount (errors.py
-makes every error JSON with a `message`).
+"""The side API's routes: `build_router(state, io)` for the app factory
+(`exporter.http.create_app`) to mount; errors.py makes every error JSON with a `message`.
 
 No `from __future__ import annotations` here: FastAPI must evaluate the handlers' annotations
 at definition time to see the closure-local auth dependencies. Handlers that call Redis or the
@@ -20,8 +20,7 @@ import redis
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from exporter.api import page, views
-from exporter.api.actions import Remediation
+from exporter.api import browse, page, views
 from exporter.api.auth import OPERATOR, VIEWER, Principal, Refused, require
 from exporter.api.errors import ERRORS, CountingRoute, install_error_handlers
 from exporter.api.gate import ApiGate, api_client
@@ -36,13 +35,16 @@ from exporter.api.models import (
     Sitrep,
     TaskOut,
     TaskPage,
+    TrendsOut,
 )
 from exporter.api.refusals import RefusalLog
 from exporter.api.sitrep import build_sitrep
-from exporter.api.stats import stats_for
+from exporter.apicounters import ApiCounters
 from exporter.celery_io import CeleryIO
 from exporter.outage import OutageLog
+from exporter.remediation import errors
 from exporter.remediation.backend import NotJson, read_task_meta
+from exporter.remediation.service import Remediation
 from exporter.remediation.store import PlanStore
 from exporter.state import State
 
@@ -73,13 +75,22 @@ _UNTIL = "Updated at or before: ISO-8601 (UTC when no zone) or epoch seconds"
 # cannot end before the smallest id, so Redis refused "(0-0" (it answered 503 before).
 _ID_PART = "[1-9][0-9]{0,14}"
 _STREAM_ID = re.compile(f"^({_ID_PART}-(0|{_ID_PART})|0-{_ID_PART})$")
+# The fix-it service's refusals as HTTP answers (the message is the error's text).
+STATUS_OF: dict[type[errors.RemediationError], int] = {
+    errors.NoPlanStore: 503,
+    errors.PlanNotFound: 404,
+    errors.PlanUnreadable: 404,
+    errors.DigestMismatch: 409,
+    errors.PlanExpired: 410,
+    errors.AlreadyDecided: 409,
+}
 
 
 def build_router(
     state: State, io: CeleryIO, *, client: redis.Redis | None = None, store: PlanStore | None = None
 ) -> APIRouter:
     """All /api routes and the /ui page. `client`/`store` default to the result backend."""
-    config, stats = state.config, stats_for(state)
+    config, stats = state.config, state.attached(ApiCounters)
     if client is None:
         client = api_client(config)
     if store is None and client is not None:
@@ -125,7 +136,11 @@ def build_router(
         return out
 
     def store_call(fn: Callable[[], Any]) -> Any:
-        return redis_call("plan store (result backend Redis)", fn)
+        """fn() of the fix-it service: its refusals are answered with their HTTP status."""
+        try:
+            return redis_call("plan store (result backend Redis)", fn)
+        except errors.RemediationError as exc:
+            raise HTTPException(STATUS_OF.get(type(exc), 409), str(exc)) from None
 
     @router.get("/api/sitrep", response_model=Sitrep, tags=["read"])
     def sitrep(_p: Annotated[Principal, Depends(viewer)]) -> Sitrep:
@@ -162,10 +177,30 @@ def build_router(
             after=after,
             limit=limit,
         )
+        matched, by_status, kept, oldest = browse.page_counts(
+            state.ledger.recent() if failed_only else records,
+            status=status,
+            name=name,
+            queue=queue,
+            worker=worker,
+            since=_epoch(since),
+            until=_epoch(until),
+        )
         return TaskPage(
             items=[views.task_from_record(r, config) for r in rows],
             next_cursor=views.encode_cursor(rows[-1]) if more and rows else None,
+            matched=matched,
+            by_status=by_status,
+            kept=kept,
+            oldest_at=views.ts(oldest),
         )
+
+    @router.get("/api/trends", response_model=TrendsOut, tags=["read"])
+    def trends(_p: Annotated[Principal, Depends(viewer)]) -> TrendsOut:
+        """Success rate, finished tasks per minute and queue depth over the last hour (60
+        points of --trends-step seconds), kept in memory from each poll."""
+        now = state.clock.time()
+        return browse.trends_out(state.trends.points_since(now), state.trends.step)
 
     @router.get("/api/tasks/{task_id}", response_model=TaskOut, tags=["read"])
     async def task(
@@ -174,8 +209,9 @@ def build_router(
     ) -> TaskOut:
         """One task from the ledger, else from the result backend (JSON records only)."""
         rec = state.ledger.get(task_id)  # memory: on the event loop, like /metrics
+        kept = state.details.get(task_id)
         if rec is not None:
-            return views.task_from_record(rec, config)
+            return browse.detail(views.task_from_record(rec, config), rec, kept)
         try:
             meta = await gate.run(
                 lambda: redis_call(
@@ -196,18 +232,34 @@ def build_router(
                 f"task {task_id} is unknown to the exporter and the result "
                 "backend (expired, never stored, or ignore_result)",
             )
-        return views.task_from_backend(task_id, meta, config)
+        out = views.task_from_backend(task_id, meta, config)
+        return browse.detail(out, None, kept, meta.traceback)
 
     @router.post("/api/fix-it", response_model=PlanOut, status_code=201, tags=["actions"])
     async def fix_it(body: FixItRequest, p: Annotated[Principal, Depends(operator)]) -> PlanOut:
         """Propose a remediation plan. Changes nothing: approve it to run it."""
-        plan = await gate.run(lambda: store_call(lambda: fix.propose(body, p.name)))
+        plan = await gate.run(
+            lambda: store_call(
+                lambda: fix.propose(
+                    p.name,
+                    body.mode,
+                    body.task_ids,
+                    body.task_name,
+                    body.purge_queue,
+                    body.run_entries,
+                )
+            )
+        )
         return views.plan_out(plan, state.clock.time(), config)
 
     @router.post("/api/approve", response_model=PlanOut, tags=["actions"])
     async def approve(body: ApproveRequest, p: Annotated[Principal, Depends(operator)]) -> PlanOut:
         """Approve (run once) or deny a plan, by id and digest."""
-        plan = await gate.run(lambda: store_call(lambda: fix.decide(body, p.name)))
+        plan = await gate.run(
+            lambda: store_call(
+                lambda: fix.decide(p.name, body.plan_id, body.digest, body.decision, body.comment)
+            )
+        )
         return views.plan_out(plan, state.clock.time(), config)
 
     @router.get("/api/plans/{plan_id}", response_model=PlanOut, tags=["read"])
@@ -216,20 +268,8 @@ def build_router(
         _p: Annotated[Principal, Depends(viewer)],
     ) -> PlanOut:
         """A plan: its actions, status, who decided and what each action returned."""
-        try:
-            plan = await gate.run(lambda: store_call(lambda: fix.get(plan_id)))
-        except (
-            redis.ResponseError,
-            ValueError,
-            TypeError,
-            KeyError,
-            AttributeError,
-            RecursionError,
-        ):
-            # WRONGTYPE, or JSON that is not a plan: nothing this exporter saved is there.
-            raise HTTPException(
-                404, f"no readable plan {plan_id!r}: the key holds something else"
-            ) from None
+        # A key that holds something else than a plan answers 404 (PlanUnreadable).
+        plan = await gate.run(lambda: store_call(lambda: fix.get(plan_id)))
         return views.plan_out(plan, state.clock.time(), config)
 
     @router.get("/api/audit", response_model=AuditPage, tags=["actions"])

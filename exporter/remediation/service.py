@@ -1,5 +1,7 @@
-"""Fix-it proposals and approvals: the API side of remediation, between auth and the store.
+"""The fix-it service: propose, read and decide plans, between the API and the plan store.
 
+It takes plain arguments (the caller has authenticated the principal and validated the
+request) and refuses with the domain errors of `errors.py`, which the API maps to HTTP codes.
 Proposing changes nothing in the cluster. Approving runs exactly the stored plan's actions,
 once: the digest must match, the plan must be pending and unexpired (by the injectable clock),
 and the decision key must be claimed atomically in Redis, so two replicas can never both run
@@ -12,16 +14,25 @@ from __future__ import annotations
 
 import hmac
 import logging
+import threading
+from collections.abc import Sequence
 from typing import Any
 
 import redis
-from fastapi import HTTPException
 
-from exporter.api.models import ApproveRequest, FixItRequest
-from exporter.api.stats import ApiStats
+from exporter.apicounters import ApiCounters
+from exporter.beat.source import board_for
 from exporter.celery_io import CeleryIO
-from exporter.remediation import executor, recovery
+from exporter.remediation import executor, recovery, run_entry
 from exporter.remediation.backend import lookup_or_none, meta_key
+from exporter.remediation.errors import (
+    AlreadyDecided,
+    DigestMismatch,
+    NoPlanStore,
+    PlanExpired,
+    PlanNotFound,
+    PlanUnreadable,
+)
 from exporter.remediation.journal import Journal, LeaseLost
 from exporter.remediation.planner import Plan, Targets, propose
 from exporter.remediation.store import PlanStore
@@ -29,6 +40,7 @@ from exporter.state import State
 from exporter.stuck import running_tasks
 
 log = logging.getLogger(__name__)
+UNREADABLE_REMEMBERED = 1024  # plan ids whose unreadable value was counted and logged
 
 
 class Remediation:
@@ -38,16 +50,17 @@ class Remediation:
         io: CeleryIO,
         client: redis.Redis | None,
         store: PlanStore | None,
-        stats: ApiStats,
+        stats: ApiCounters,
     ) -> None:
         self.state, self.io, self.client, self.store, self.stats = state, io, client, store, stats
+        self._lock = threading.Lock()
+        self._unreadable_seen: set[str] = set()
 
     def _store(self) -> PlanStore:
         if self.store is None:
-            raise HTTPException(
-                503,
+            raise NoPlanStore(
                 "fix-it needs a Redis result backend to keep plans and the "
-                "audit trail (set --result-backend)",
+                "audit trail (set --result-backend)"
             )
         return self.store
 
@@ -62,15 +75,25 @@ class Remediation:
         except redis.RedisError:
             return False
 
-    def propose(self, body: FixItRequest, principal: str) -> Plan:
+    def propose(
+        self,
+        principal: str,
+        mode: str = "conservative",
+        task_ids: Sequence[str] = (),
+        task_name: str | None = None,
+        purge_queue: str | None = None,
+        run_entries: Sequence[str] = (),
+    ) -> Plan:
+        """A new plan (stored and audited); it changes nothing until it is approved."""
         store = self._store()
         state = self.state
         now = state.clock.time()
         recovery.sweep(store, now)  # a dead executor's plan is interrupted before we read claims
         running = running_tasks(state.ledger, state.snapshot)
+        targets = Targets(tuple(task_ids), task_name, purge_queue, tuple(run_entries))
         plan = propose(
-            mode=body.mode,
-            targets=Targets(tuple(body.task_ids), body.task_name, body.purge_queue),
+            mode=mode,
+            targets=targets,
             failures=state.ledger.recent(failed_only=True),
             running=running,
             lookup=lambda task_id: lookup_or_none(self.client, state.config, task_id),
@@ -79,6 +102,7 @@ class Remediation:
             now=now,
             proposed_by=principal,
         )
+        self._beat_runs(plan, targets, store, now)
         store.save(plan, now)
         store.audit(
             "proposed",
@@ -100,48 +124,76 @@ class Remediation:
         )
         return plan
 
+    def _beat_runs(self, plan: Plan, targets: Targets, store: PlanStore, now: float) -> None:
+        """Beat entries to send now: named ones, and (no explicit targets) missed ones."""
+        board, cfg = board_for(self.state), self.state.config
+        actions, skipped = run_entry.propose(
+            views=board.views(),
+            run_specs=dict(board.run_specs),
+            last=self.state.ledger.last_times(),
+            requested=targets.run_entries,
+            automatic=not targets.explicit,
+            claims=lambda ids: recovery.claims_for_proposal(store, ids, self.seen),
+            now=now,
+            grace=cfg.beat_grace,
+            stale_after=cfg.beat_stale_after,
+        )
+        if actions or skipped:
+            run_entry.extend(plan, actions, skipped)
+
     def get(self, plan_id: str) -> Plan:
-        plan = recovery.view(self._store(), plan_id, self.state.clock.time(), self.seen)
+        """The plan as it stands; `PlanNotFound` or `PlanUnreadable` (treated as gone)."""
+        try:
+            plan = recovery.view(self._store(), plan_id, self.state.clock.time(), self.seen)
+        except PlanUnreadable as exc:
+            self._unreadable(exc)
+            raise
         if plan is None:
-            raise HTTPException(404, f"no plan {plan_id!r} (unknown, or older than its retention)")
+            raise PlanNotFound(f"no plan {plan_id!r} (unknown, or older than its retention)")
         return plan
 
-    def decide(self, body: ApproveRequest, principal: str) -> Plan:
+    def decide(
+        self,
+        principal: str,
+        plan_id: str,
+        digest: str,
+        decision: str = "approve",
+        comment: str | None = None,
+    ) -> Plan:
+        """Deny the plan, or approve it and run its actions once; the plan as it ended."""
         store = self._store()
-        plan = self.get(body.plan_id)
+        plan = self.get(plan_id)
         now = self.state.clock.time()
-        if not hmac.compare_digest(body.digest.encode(), plan.digest.encode()):
+        if not hmac.compare_digest(digest.encode(), plan.digest.encode()):
             self._refuse(plan, principal, now, "wrong digest")
-            raise HTTPException(
-                409,
+            raise DigestMismatch(
                 "digest does not match this plan: re-read the plan with "
-                f"GET /api/plans/{plan.id} and approve what it shows",
+                f"GET /api/plans/{plan.id} and approve what it shows"
             )
         status = plan.status_at(now)
         if status == "expired":
             self._refuse(plan, principal, now, "expired")
-            raise HTTPException(410, f"plan {plan.id} expired; ask for a new fix-it plan")
-        if status != "pending" or not store.claim_decision(plan.id, body.decision, principal):
+            raise PlanExpired(f"plan {plan.id} expired; ask for a new fix-it plan")
+        if status != "pending" or not store.claim_decision(plan.id, decision, principal):
             self._refuse(plan, principal, now, "already decided")
             current = store.get(plan.id) or plan
             by = f" by {current.decided_by}" if current.decided_by else ""
-            raise HTTPException(
-                409,
+            raise AlreadyDecided(
                 f"plan {plan.id} was already decided{by} (status "
-                f"{current.status_at(now)}); it runs at most once",
+                f"{current.status_at(now)}); it runs at most once"
             )
-        plan.decided_by, plan.decided_at, plan.comment = principal, now, body.comment
-        if body.decision == "deny":
+        plan.decided_by, plan.decided_at, plan.comment = principal, now, comment
+        if decision == "deny":
             plan.status = "denied"
             store.save(plan, now)
-            store.audit("denied", principal, now, plan.id, comment=body.comment)
+            store.audit("denied", principal, now, plan.id, comment=comment)
             self.stats.plan("denied")
             log.info("plan %s denied by %s", plan.id, principal)
             return plan
         plan.status = "executing"
         journal = Journal(store, plan, now)
         journal.start(plan)
-        store.audit("approved", principal, now, plan.id, comment=body.comment, digest=plan.digest)
+        store.audit("approved", principal, now, plan.id, comment=comment, digest=plan.digest)
         self.stats.plan("approved")
         log.info(
             "plan %s approved by %s: running %d action(s)", plan.id, principal, len(plan.actions)
@@ -161,6 +213,22 @@ class Remediation:
             return self.get(plan.id)
         store.audit("executed", principal, done, plan.id, outcomes=plan.outcomes)
         return plan
+
+    def _unreadable(self, exc: PlanUnreadable) -> None:
+        """Count and log an unreadable stored plan once per plan id (bounded memory)."""
+        with self._lock:
+            if exc.plan_id in self._unreadable_seen:
+                return
+            if len(self._unreadable_seen) >= UNREADABLE_REMEMBERED:
+                self._unreadable_seen.clear()
+            self._unreadable_seen.add(exc.plan_id)
+        self.stats.plan("unreadable")
+        log.warning(
+            "plan %s: its key holds something this exporter did not write (%s); "
+            "answered as no plan",
+            exc.plan_id,
+            exc.reason,
+        )
 
     def _refuse(self, plan: Plan, principal: str, now: float, why: str) -> None:
         self.stats.plan("refused")

@@ -1,4 +1,4 @@
-"""`python -m exporter.demo` (`make demo`): a whole playground on one machine.
+"""`python -m demo` (`make demo`): a whole playground on one machine.
 
 Brings up Redis (the one on 6379 if reachable, in its own DB and key prefix; else a private
 redis-server), two Celery workers of the demo app, a load generator (successes, transient and
@@ -20,16 +20,17 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.demo_stack import KEYPREFIX, DemoError, Interrupted, Stack, free_port
+from demo.stack import KEYPREFIX, RULES, DemoError, Interrupted, Stack, free_port
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m exporter.demo", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m demo", description=__doc__.splitlines()[0])
     p.add_argument(
         "--duration", type=float, default=0, help="stop after N seconds (0: until Ctrl-C)"
     )
@@ -40,6 +41,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=0, help="exporter port (default: a free one)")
     p.add_argument("--prometheus-port", type=int, default=0)
     p.add_argument("--no-prometheus", action="store_true")
+    p.add_argument(
+        "--rules",
+        type=Path,
+        default=RULES,
+        help="Prometheus rule file to load (default: the shipped rules beside this demo)",
+    )
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--tick", type=float, default=1.0, help="seconds between load batches")
     p.add_argument("--stuck-after", type=float, default=15.0)
@@ -109,7 +116,7 @@ def progress(stack: Stack, started: float) -> str:
 
 
 def run_load_only(stop: threading.Event, tick: float) -> int:
-    from exporter.celery_io.demo_app import LoadGenerator  # reads DEMO_* from the environment
+    from demo.app import LoadGenerator  # reads DEMO_* from the environment
 
     load = LoadGenerator(tick=tick)
     load.start()
@@ -158,8 +165,8 @@ def run(args: argparse.Namespace, stack: Stack, stop: threading.Event) -> int:
     stack.start_exporter(port, args.stuck_after)
     stack.start_beat()
     if not args.no_prometheus:
-        stack.start_prometheus(args.prometheus_port or free_port(), port)
-    from exporter.celery_io.demo_app import LoadGenerator  # after DEMO_* are set
+        stack.start_prometheus(args.prometheus_port or free_port(), port, args.rules)
+    from demo.app import LoadGenerator  # after DEMO_* are set
 
     load = LoadGenerator(tick=args.tick, slow_seconds=max(60.0, args.stuck_after * 4))
     print(f"demo: exporter   {stack.exporter_url}/metrics", flush=True)

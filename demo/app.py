@@ -1,7 +1,7 @@
 """The demo playground's Celery app: a few tasks that succeed, fail, retry and hang, and the
-load generator that sends them. Lives in celery_io because it imports Celery.
+load generator that sends them. Not part of the exporter's package (nor its wheel).
 
-Configured from the environment so workers (`celery -A exporter.celery_io.demo_app worker`)
+Configured from the environment so workers (`celery -A demo.app worker`)
 and the load generator agree: DEMO_BROKER_URL (default redis://127.0.0.1:6379/0) and
 DEMO_KEYPREFIX (kombu's global_keyprefix, so a shared Redis never mixes with other apps).
 """

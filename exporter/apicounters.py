@@ -1,19 +1,27 @@
-"""Counters of the side API (requests, plans, actions), kept per `State` for the API collector.
+"""Counters of the side API and its fix-it workflow: requests, auth refusals, plans, actions.
 
-They live beside the state rather than on it so the API stays a self-contained add-on: the
-router and the executor count here, `exporter.collectors.api` renders the numbers.
+One `ApiCounters` per daemon, owned by its `State` (`state.attached(ApiCounters)`), so its
+`version` moves the /metrics change token. It sits below `api/` so that every layer that
+counts can reach it without importing the API: the router, gate and refusal log (api/), the
+executor (remediation/), and `collectors/api.py`, which renders the numbers.
 """
 
 from __future__ import annotations
 
 import threading
-import weakref
 from collections import defaultdict
 
-from exporter.state import State
+# Why a request was refused with 401/403: label values of celery_exporter_api_refused_total.
+DISABLED = "disabled"  # no token of the needed kind is configured (403)
+MISSING = "missing_token"  # 401
+INVALID = "invalid_token"  # 401
+ROLE = "insufficient_role"  # a viewer token on an operator endpoint (403)
+REFUSAL_REASONS = (DISABLED, MISSING, INVALID, ROLE)
 
 
-class ApiStats:
+class ApiCounters:
+    """Every counter of the side API; thread-safe, `version` bumped by every change."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.version = 0  # bumped by every change: part of the /metrics change token
@@ -64,17 +72,3 @@ class ApiStats:
     ) -> tuple[dict[tuple[str, str], int], dict[str, int], dict[tuple[str, str], int]]:
         with self._lock:
             return dict(self._requests), dict(self._plans), dict(self._actions)
-
-
-_STATS: weakref.WeakKeyDictionary[State, ApiStats] = weakref.WeakKeyDictionary()
-_STATS_LOCK = threading.Lock()
-
-
-def stats_for(state: State) -> ApiStats:
-    """The one ApiStats of this state (created on first use)."""
-    with _STATS_LOCK:
-        stats = _STATS.get(state)
-        if stats is None:
-            stats = _STATS[state] = ApiStats()
-            state.watch_changes(lambda: stats.version)
-        return stats

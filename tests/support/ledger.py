@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ROOT, free_port, wait_for
+from tests.support.common import ROOT, free_port, wait_for
 
 COUNTERS = ("succeeded", "failed", "retried", "revoked")
 

@@ -1,5 +1,6 @@
 """Helpers shared by the API tests: a state with a fake clock, an app with the API mounted, task
-updates to seed a ledger, and the ledger's real pub/sub source for tests with workers."""
+updates to seed a ledger, the ledger's real pub/sub source for tests with workers, and
+`PlanEnv`, a whole fix-it setup on fakeredis."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import fakeredis
 import redis
+from celery import Celery
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
 from exporter.api import build_router, install_error_handlers
 from exporter.celery_io import CeleryIO
@@ -125,7 +129,7 @@ def results_source(state: State) -> Iterator[Any]:
     from exporter.backend_redis import backend_client
     from exporter.keeper.gate import StartGate
     from exporter.sources.results import ResultsSource
-    from tests.conftest import wait_for
+    from tests.support.common import wait_for
 
     boot = StartGate()
     boot.loaded.set()  # nothing saved to restore in a test
@@ -136,3 +140,46 @@ def results_source(state: State) -> Iterator[Any]:
         yield source
     finally:
         source.stop()
+
+
+class PlanEnv:
+    """A fix-it setup on fakeredis: a state with a fake clock, the API, and a real Celery app
+    on the in-memory transport receiving the retries."""
+
+    def __init__(self, **config: Any) -> None:
+        self.config = make_config(**config)
+        self.state: State = new_state(self.config)
+        self.redis = fakeredis.FakeRedis()
+        self.app = Celery("unit", broker="memory://", set_as_current=False)
+        self.io = CeleryIO(self.config, app=self.app)
+        self.client = TestClient(make_app(self.state, self.io, self.redis))
+        self.waiting()  # kombu's memory transport is process-wide: start from an empty queue
+
+    @property
+    def clock(self) -> FakeClock:
+        assert isinstance(self.state.clock, FakeClock)
+        return self.state.clock
+
+    def propose(self, **body: Any) -> dict[str, Any]:
+        resp = self.client.post("/api/fix-it", json=body, headers=HEAD_O)
+        assert resp.status_code == 201, resp.text
+        return dict(resp.json())
+
+    def decide(self, plan: dict[str, Any], decision: str = "approve", digest: str | None = None):  # type: ignore[no-untyped-def]
+        body = {"plan_id": plan["id"], "digest": digest or plan["digest"], "decision": decision}
+        return self.client.post("/api/approve", json=body, headers=HEAD_O)
+
+    def waiting(self, queue: str = "celery") -> list[dict[str, Any]]:
+        """Messages sitting in the in-memory broker queue (drained)."""
+        out = []
+        with self.app.connection_for_read() as conn:
+            q = conn.SimpleQueue(queue)
+            while True:
+                try:
+                    msg = q.get(block=False)
+                except q.Empty:
+                    break
+                out.append({"headers": msg.headers, "body": msg.decode()})
+                msg.ack()
+            q.close()
+        return out

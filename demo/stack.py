@@ -1,5 +1,9 @@
 """The demo playground's processes: Redis, Celery workers, the exporter and Prometheus.
 
+The exporter runs as the installed `exporter` package (`python -m exporter` of this Python);
+workers and beat import the demo app (`demo.app`) from wherever this `demo` package was
+imported from, so nothing assumes where a checkout lives.
+
 Each child runs in its own session (process group), so a Ctrl-C in the terminal reaches only
 the demo, which then stops the children in order and kills whatever is left of each group:
 nothing outlives the demo.
@@ -28,12 +32,14 @@ import redis
 
 from exporter.config import DEFAULT_TRANSIENT_EXCEPTIONS
 
-REPO = Path(__file__).resolve().parent.parent
-RULES = REPO / "deploy" / "prometheus" / "celery-rules.yml"
+# Where the `demo` package is importable from: handed to the workers and beat it starts.
+IMPORT_ROOT = Path(__file__).resolve().parent.parent
+# The shipped rules, when the demo runs beside them (a source tree); --rules overrides.
+RULES = IMPORT_ROOT / "deploy" / "prometheus" / "celery-rules.yml"
 PROMETHEUS = "/usr/bin/prometheus"
 DEMO_DB = 14  # on a shared Redis the demo also prefixes every key with KEYPREFIX
 KEYPREFIX = "celery-ops-demo:"
-# The demo beat: one healthy and one broken periodic task (demo_app's heartbeat and export).
+# The demo beat: one healthy and one broken periodic task (the app's heartbeat and export).
 BEAT_ENTRIES = (
     {"name": "heartbeat", "task": "demo.heartbeat", "every": 10},
     {"name": "nightly-export", "task": "demo.export", "every": 15},
@@ -168,13 +174,13 @@ class Stack:
     # -- Celery workers and the exporter -------------------------------------------------------
     def app_env(self) -> dict[str, str]:
         return {"DEMO_BROKER_URL": self.broker_url, "DEMO_KEYPREFIX": KEYPREFIX,
-                "PYTHONPATH": str(REPO)}  # fmt: skip
+                "PYTHONPATH": str(IMPORT_ROOT)}  # fmt: skip
 
     def start_workers(self, count: int = 2) -> list[Child]:
         workers = []
         for i in range(1, count + 1):
             queues = "demo.default,demo.slow" if i == count else "demo.default"
-            argv = [sys.executable, "-m", "celery", "-A", "exporter.celery_io.demo_app",
+            argv = [sys.executable, "-m", "celery", "-A", "demo.app",
                     "worker", "-n", f"demo{i}@%h", "-Q", queues, "-c", "2", "-E",
                     "--loglevel", "INFO", "--without-mingle", "--without-gossip"]  # fmt: skip
             # SIGQUIT is Celery's cold shutdown: do not wait for the "stuck" task to finish.
@@ -192,7 +198,7 @@ class Stack:
 
     def start_beat(self) -> Child:
         """Celery beat with its default file scheduler (state in the demo's work dir)."""
-        argv = [sys.executable, "-m", "celery", "-A", "exporter.celery_io.demo_app", "beat",
+        argv = [sys.executable, "-m", "celery", "-A", "demo.app", "beat",
                 "-s", str(self.workdir / "celerybeat-schedule"), "--loglevel", "INFO"]  # fmt: skip
         env = {**self.app_env(), "DEMO_BEAT_FILE": str(self.workdir / "beat-schedule.json")}
         return self.spawn("beat", argv, env)
@@ -210,7 +216,7 @@ class Stack:
                 ",".join((*DEFAULT_TRANSIENT_EXCEPTIONS, "TransientError"))]  # fmt: skip
         # Throw-away tokens for this playground only, so the operator page can act.
         self.operator_token = secrets.token_urlsafe(16)
-        env = {"PYTHONPATH": str(REPO), "CE_OPERATOR_TOKENS": self.operator_token}
+        env = {"CE_OPERATOR_TOKENS": self.operator_token}
         child = self.spawn("exporter", argv, env)
         self.exporter_url = f"http://127.0.0.1:{port}"
         wait_until(
@@ -219,15 +225,15 @@ class Stack:
         return child
 
     # -- Prometheus --------------------------------------------------------------------------
-    def start_prometheus(self, port: int, exporter_port: int) -> Child | None:
+    def start_prometheus(self, port: int, exporter_port: int, rules: Path = RULES) -> Child | None:
         if not os.path.exists(PROMETHEUS):
             print(f"demo: {PROMETHEUS} not installed: skipping Prometheus "
                   "(apt-get install prometheus)", flush=True)  # fmt: skip
             return None
-        if not RULES.exists():
-            print(f"demo: {RULES} not found (run from a checkout): skipping Prometheus", flush=True)
+        if not rules.exists():
+            print(f"demo: {rules} not found (pass --rules): skipping Prometheus", flush=True)
             return None
-        shutil.copy(RULES, self.workdir / "celery-rules.yml")
+        shutil.copy(rules, self.workdir / "celery-rules.yml")
         # YAML is a superset of JSON: no YAML library needed to write the config.
         config = {
             "global": {"scrape_interval": "2s", "evaluation_interval": "2s"},

@@ -16,7 +16,8 @@ from pathlib import Path
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ROOT, RedisServer, free_port, wait_for
+from tests.support.common import ROOT, free_port, wait_for
+from tests.support.redisserver import RedisServer
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

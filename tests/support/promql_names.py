@@ -1,6 +1,6 @@
 """Helpers shared by the dashboard/rules tests and the Prometheus e2e test: which metric names a
 PromQL expression reads, which names the exporter exposes, and every query the shipped
-dashboards and rules run. Loaded by file path (tests/ is not a package)."""
+dashboards and rules run."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN_DIR = ROOT / "tests" / "golden"
-CONTRACT = Path(__file__).resolve().parent / "metric_contract.txt"
+CONTRACT = ROOT / "tests" / "unit" / "metric_contract.txt"
 RULES = ROOT / "deploy" / "prometheus" / "celery-rules.yml"
 
 # Series Prometheus itself makes, which the shipped queries may read.
