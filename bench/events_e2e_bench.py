@@ -49,14 +49,14 @@ def consumer(broker_url: str, expected: int, kind: str) -> None:
     through the consumer the daemon picks for `--events-consumer kind`."""
     from exporter.celery_io import CeleryIO
     from exporter.celery_io.events import event_stream
-    from exporter.sources.base import Boot
+    from exporter.keeper.gate import StartGate
     from exporter.sources.events import EventsSource
     from exporter.state import State
 
     config = _config(broker_url)
     state = State(config)
     io = CeleryIO(config)
-    boot = Boot()
+    boot = StartGate()
     boot.loaded.set()
     boot.reconciled.set()
     ready, done = threading.Event(), threading.Event()

@@ -40,7 +40,7 @@ from exporter.config import Config
 from exporter.http import create_app
 from exporter.poller import Poller
 from exporter.state import State
-from exporter.taskstate import FAILURE, RECEIVED, SENT, STARTED, SUCCESS, TaskUpdate
+from exporter.taskdata import FAILURE, RECEIVED, SENT, STARTED, SUCCESS, TaskUpdate
 from exporter.textformat import encoder_for
 from tests.support.cluster import FakeReader
 

@@ -24,8 +24,8 @@ from typing import Any
 
 from exporter.ledger import Ledger
 from exporter.snapshot import PollHealth, QueueSnapshot, Snapshot, WorkerSnapshot
+from exporter.taskdata import TaskUpdate
 from exporter.taskdetail import TaskDetails
-from exporter.taskstate import TaskUpdate
 
 TRACEBACK = "Traceback (most recent call last):\n" + '  File "x.py", line 1, in f\n' * 20
 

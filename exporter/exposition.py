@@ -34,7 +34,7 @@ import time
 import weakref
 import zlib
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
@@ -107,10 +107,18 @@ class Body:
     took: float = 0.0  # seconds the render took
 
     @classmethod
-    def render(cls, content_type: str, plain: bytes, at: float, openmetrics: bool) -> Body:
+    def render(
+        cls,
+        content_type: str,
+        plain: bytes,
+        at: float,
+        openmetrics: bool,
+        now: Callable[[], float],
+    ) -> Body:
+        """The body of `plain`, rendered since `at`; `took` counts the compression too."""
         compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: gzip wrapper
         head = compressor.compress(plain) + compressor.flush(zlib.Z_SYNC_FLUSH)
-        return cls(content_type, plain, head, compressor, at, openmetrics)
+        return cls(content_type, plain, head, compressor, at, openmetrics, took=now() - at)
 
     def serve(
         self,
@@ -209,8 +217,7 @@ class Exposition:
             plain = fmt.encoder(self.registry)
             if fmt.openmetrics and plain.endswith(_EOF):
                 plain = plain[: -len(_EOF)]
-            body = Body.render(fmt.content_type, plain, started, fmt.openmetrics)
-            body = replace(body, took=self._now() - started)
+            body = Body.render(fmt.content_type, plain, started, fmt.openmetrics, self._now)
             fmt.body, fmt.token = body, token
             self.renders += 1
             self.render_cpu_seconds += time.thread_time() - cpu

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from exporter.taskstate import RETRY, TRACEBACK_MAX, TaskUpdate
+from exporter.taskdata import RETRY, TRACEBACK_MAX, TaskUpdate
 
 MAX_REPORTS = 24
 MAX_CHILDREN = 50

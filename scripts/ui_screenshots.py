@@ -29,7 +29,7 @@ from exporter.celery_io import CeleryIO  # noqa: E402
 from exporter.config import Config  # noqa: E402
 from exporter.snapshot import PollHealth, QueueSnapshot, Snapshot  # noqa: E402
 from exporter.state import State  # noqa: E402
-from exporter.taskstate import TaskUpdate  # noqa: E402
+from exporter.taskdata import TaskUpdate  # noqa: E402
 
 TOKEN = secrets.token_hex(16)  # this run only
 NAMES = ["billing.tasks.send_invoice", "billing.tasks.charge_card", "mail.tasks.send_digest"]

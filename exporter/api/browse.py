@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from exporter.api.models import TaskOut, TaskReport, TrendPoint, TrendsOut
 from exporter.api.views import human_seconds, ts, utc
 from exporter.decode import clean
+from exporter.taskdata import TRACEBACK_MAX, TaskRecord
 from exporter.taskdetail import Detail
-from exporter.taskstate import TRACEBACK_MAX, TaskRecord
 from exporter.trends import Point
 
 

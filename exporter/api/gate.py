@@ -31,8 +31,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from exporter.apicounters import ApiCounters
+from exporter.backend_redis import backend_client
 from exporter.config import Config
-from exporter.sources.redisconn import backend_client
 
 T = TypeVar("T")
 API_REDIS_TIMEOUT = 2.0  # seconds: connect, and each reply, for the API's Redis calls

@@ -22,7 +22,7 @@ from exporter.api.views import human_seconds, task_from_record, ts, utc
 from exporter.snapshot import Snapshot, WorkerSnapshot
 from exporter.state import State
 from exporter.stuck import stuck_tasks
-from exporter.taskstate import COUNTER_FOR_STATE
+from exporter.taskdata import COUNTER_FOR_STATE
 
 RECENT_FAILURES = 10
 BACKLOG_AGE_WATCH = 300.0  # a queue whose oldest message waited this long is worth a look
@@ -199,11 +199,18 @@ def _advise(report: Sitrep, state: State, snap: Snapshot, now: float) -> None:
         if s.enabled and not s.up:
             err = f": {s.last_error}" if s.last_error else ""
             watch.append(f"Task source {s.name} is down{err}; task counts may lag.")
+    keeper = state.keeper_health  # saved state: not a task source, so not in the list above
+    if keeper.enabled and not keeper.ok:
+        err = f" ({keeper.last_error})" if keeper.last_error else ""
+        watch.append(
+            f"Saving the task counts failed{err}; after a restart they resume from the last "
+            "save and are counted again from the result backend."
+        )
     beat_act, beat_watch = beat_advice(state, now)
     act.extend(beat_act)
     watch.extend(beat_watch)
     events = state.source_health().get("events")
-    if events is not None and events.detail.get("task_events_enabled", 1.0) == 0:
+    if events is not None and not events.stats.task_events_enabled:
         watch.append(
             "Workers run tasks but send no task events (-E is off): start them with "
             "-E, or set --enable-events-interval; counts rely on the result backend."

@@ -18,7 +18,7 @@ from exporter.api.models import TASK_ID_PATTERN, ActionOut, OutcomeOut, PlanOut,
 from exporter.config import Config
 from exporter.decode import clean
 from exporter.remediation.plan import Plan
-from exporter.taskstate import FAILURE, RETRY, REVOKED, TaskRecord, TaskUpdate
+from exporter.taskdata import FAILURE, RETRY, REVOKED, TaskRecord, TaskUpdate
 
 ERROR_MAX = 300
 

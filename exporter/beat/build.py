@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from exporter.beat import cron
 from exporter.beat.source import BeatSource, Reader
-from exporter.config import ConfigError
+from exporter.config_checks import ConfigError
 from exporter.state import State
 
 

@@ -12,12 +12,14 @@ from collections.abc import Iterator
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from exporter.collectors.ledger_bounds import ledger_metrics
+from exporter.collectors.source_stats import SourceStatsCollector
 from exporter.config import Config
 from exporter.families import Table
-from exporter.ledger_parts import HistogramData, LedgerCounts
+from exporter.ledger import HistogramData, LedgerCounts
 from exporter.state import State
 from exporter.stuck import stuck_tasks
-from exporter.taskstate import COUNTER_FOR_STATE
+from exporter.taskdata import COUNTER_FOR_STATE
 
 _COUNTERS = list(dict.fromkeys(COUNTER_FOR_STATE.values()))
 _HELP = {
@@ -35,6 +37,7 @@ _HELP = {
 class TasksCollector:
     def __init__(self, state: State, own_only: bool = False) -> None:
         self.state = state
+        self._sources = SourceStatsCollector(state)
         self._own_only = own_only  # --compat: only the exporter's own source metrics
 
     def collect(self) -> Iterator[Metric]:
@@ -163,9 +166,11 @@ class TasksCollector:
         return family
 
     def _exporter(self, counts: LedgerCounts) -> Iterator[Metric]:
-        from exporter.collectors.tasks_sources import source_metrics
-
-        yield from source_metrics(self.state, counts)
+        """The sources' statistics, the ledger's bounds, then the "-E is off" check."""
+        health = self.state.source_health()
+        yield from self._sources.health_metrics(health)
+        yield from ledger_metrics(counts)
+        yield from self._sources.events_check_metric(health)
 
 
 def _by_host(state: State, counts: LedgerCounts) -> dict[tuple[str, str, tuple[str, str]], int]:

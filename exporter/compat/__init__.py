@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from exporter.compat.counts import CompatCounts
     from exporter.state import State
 
-DANIHODOVIC = "danihodovic"  # one of config.COMPAT_MODES
+DANIHODOVIC = "danihodovic"  # one of config_checks.COMPAT_MODES
 
 _COUNTS: weakref.WeakKeyDictionary[State, CompatCounts] = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()

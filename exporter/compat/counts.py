@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from exporter.config import DEFAULT_BUCKETS, Config
 from exporter.decode import clean
 from exporter.decode.compat import exception_class, host_part
-from exporter.taskstate import (
+from exporter.taskdata import (
     FAILURE,
     RECEIVED,
     REJECTED,

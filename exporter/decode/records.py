@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 
 from exporter.decode.clean import bounded_str, epoch, label, text
-from exporter.taskstate import (
+from exporter.taskdata import (
     FAILURE,
     REJECTED,
     RETRY,

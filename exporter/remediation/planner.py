@@ -21,7 +21,7 @@ from exporter.remediation.plan import (
 )
 from exporter.snapshot import RunningTask
 from exporter.stuck import is_stuck
-from exporter.taskstate import FAILURE, TaskRecord, TaskUpdate
+from exporter.taskdata import FAILURE, TaskRecord, TaskUpdate
 
 CONSERVATIVE = "conservative"
 BALANCED = "balanced"

@@ -16,12 +16,14 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from exporter.background import Background
 from exporter.compat import counts_for
 from exporter.decode import clean
-from exporter.sources.base import Boot, SourceStats
+from exporter.keeper.gate import StartGate
+from exporter.sources.base import SourceStats, Tally
 from exporter.sources.events_check import EventsEnabledCheck
 from exporter.state import State
-from exporter.taskstate import (
+from exporter.taskdata import (
     FAILURE,
     RECEIVED,
     REJECTED,
@@ -118,33 +120,29 @@ def parse_event(event: dict[str, Any]) -> TaskUpdate | None:
 class EventsSource:
     name = SOURCE_EVENTS
 
-    def __init__(self, state: State, stream_factory: Callable[..., Any], boot: Boot) -> None:
+    def __init__(self, state: State, stream_factory: Callable[..., Any], gate: StartGate) -> None:
         self.state = state
-        self._boot = boot
+        self._gate = gate
         self.stats = SourceStats(state, self.name)
         self.check = EventsEnabledCheck()
         self._compat = counts_for(state)  # --compat danihodovic: per-delivery counts, or None
-        self._counts: Counter[str] = Counter()
+        self._tally = Tally()  # counted since the last flush
         self._pending = 0
         self._flushed_at = float("-inf")
         self._counts_lock = threading.Lock()  # handle() and flush() run on different threads
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._bg = Background("events", self._run, on_stop=self._stop_stream)
         # Celery's receiver calls handle() per event; the lean one handle_many() per batch.
         self.stream = stream_factory(self.handle, self._on_state, self.handle_many)
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="events", daemon=True)
-            self._thread.start()
+        self._bg.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self.stream.stop()
-        if self._thread is not None:
-            self._thread.join(10)
-            self._thread = None
+        self._bg.stop()
         self.flush()
+
+    def _stop_stream(self) -> None:
+        self.stream.stop()
 
     def jobs(self) -> list[tuple[Callable[[], None], float, str]]:
         jobs: list[tuple[Callable[[], None], float, str]] = [
@@ -160,11 +158,11 @@ class EventsSource:
             self.stream.enable_events()
         except Exception as exc:  # next interval tries again
             log.warning("enable_events broadcast failed: %s", exc)
-            self.stats.add("enable_events_errors")
+            self.stats.enable_events_failed()
 
     def _run(self) -> None:
-        if self._boot.wait(self._stop):
-            self.stream.run(self._stop)
+        if self._gate.wait(self._bg.stopping):
+            self.stream.run(self._bg.stopping)
 
     def _on_state(self, up: bool, error: str | None) -> None:
         self.stats.publish(up=up, error=error)
@@ -228,12 +226,11 @@ class EventsSource:
                 errors += len(deliveries)
                 log.warning("compat counts refused %d events: %s", len(deliveries), exc)
         with self._counts_lock:
-            for kind, n in kinds.items():
-                self._counts[f"events:{kind}"] += n
+            tally = self._tally
+            tally.events.update(kinds)
             if counts:
-                self._counts.update(counts)
-            if errors:
-                self._counts["parse_errors"] += errors
+                _consumer_counts(counts, tally)
+            tally.parse_errors += errors
             self._pending += len(events)
             flush = self._pending >= 1000
         if flush or self.state.clock.monotonic() - self._flushed_at >= FLUSH_INTERVAL:
@@ -266,11 +263,21 @@ class EventsSource:
         """Publish counters to source health (batched: the per-event path stays cheap)."""
         self._flushed_at = self.state.clock.monotonic()
         with self._counts_lock:
-            counts, self._counts = self._counts, Counter()
+            tally, self._tally = self._tally, Tally()
             pending, self._pending = self._pending, 0
-        self.stats.add_many(counts)
+        self.stats.add(tally)
         self.check.retain(self.state.workers.hosts())  # forget evicted and purged hosts
-        self.stats.set("task_events_enabled", 1.0 if self.check.enabled() else 0.0)
+        self.stats.task_events_enabled(self.check.enabled())
         self.stats.publish(
             messages=pending, message_at=self.state.clock.time() if pending else None
         )
+
+
+def _consumer_counts(counts: dict[str, int], tally: Tally) -> None:
+    """The lean consumer's counts (celery_io's EventDecoder.take_counts: `skipped:<why>`,
+    `parse_errors`) read into typed fields, here at the boundary and nowhere else."""
+    for key, n in counts.items():
+        if key == "parse_errors":
+            tally.parse_errors += n
+        elif key.startswith("skipped:"):
+            tally.skip(key.partition(":")[2], n)

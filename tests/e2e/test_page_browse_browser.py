@@ -29,10 +29,10 @@ pytestmark = pytest.mark.e2e
 def events_source(state: State, io: CeleryIO) -> Iterator[Any]:
     """The ledger's real events source (the lean Redis consumer), as the daemon builds it."""
     from exporter.celery_io.events import event_stream
-    from exporter.sources.base import Boot
+    from exporter.keeper.gate import StartGate
     from exporter.sources.events import EventsSource
 
-    boot = Boot()
+    boot = StartGate()
     boot.loaded.set()
 
     def stream(handler: Any, on_state: Any, batch: Any) -> Any:

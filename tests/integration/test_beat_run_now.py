@@ -24,7 +24,7 @@ from exporter.celery_io import CeleryIO
 from exporter.clock import FakeClock
 from exporter.config import Config
 from exporter.state import State
-from exporter.taskstate import SUCCESS
+from exporter.taskdata import SUCCESS
 from tests.support.api import results_source
 from tests.support.beat_process import Beat
 from tests.support.common import wait_for

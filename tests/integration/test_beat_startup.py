@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from exporter.cli import load_config
-from exporter.config import ConfigError
+from exporter.config_checks import ConfigError
 from tests.support.exporter_process import run_cli
 
 pytestmark = pytest.mark.integration

@@ -298,7 +298,7 @@ def test_redis_restart_reconnects_and_logs_the_outage_once(
 def test_pickle_event_is_skipped_and_counted_never_unpickled(
     redis_server: RedisServer, running: Running, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from exporter.sources.base import Boot
+    from exporter.keeper.gate import StartGate
     from exporter.sources.events import EventsSource
     from exporter.state import State
 
@@ -308,7 +308,7 @@ def test_pickle_event_is_skipped_and_counted_never_unpickled(
     url = f"{redis_server.url}/12"
     app = app_for(url)
     state = State(Config(broker_url=url))
-    boot = Boot()
+    boot = StartGate()
     boot.loaded.set()
     got = Collect()
 
@@ -329,8 +329,8 @@ def test_pickle_event_is_skipped_and_counted_never_unpickled(
         publish(app, [("task-succeeded", {"uuid": "json", "runtime": 1.0})])
         wait_for(lambda: got.seen(uuid="json"), 10, what="the JSON event after the pickle one")
         source.flush()
-        detail = state.source_health()["events"].detail
-        assert detail.get("skipped:pickle") == 1.0
+        detail = state.source_health()["events"].stats
+        assert detail.skipped.get("pickle") == 1
         assert not got.seen(uuid="pickled")
     finally:
         source.stop()

@@ -21,7 +21,7 @@ from exporter.config import Config
 from exporter.remediation.store import PlanStore
 from exporter.snapshot import PollHealth, QueueSnapshot, RunningTask, Snapshot, WorkerSnapshot
 from exporter.state import State
-from exporter.taskstate import SOURCE_RECONCILE, TaskUpdate
+from exporter.taskdata import SOURCE_RECONCILE, TaskUpdate
 
 VIEWER = "viewer-token-123"
 OPERATOR = "operator-token-456"
@@ -126,12 +126,12 @@ def new_state(config: Config) -> State:
 @contextmanager
 def results_source(state: State) -> Iterator[Any]:
     """The ledger's real result-backend pub/sub source, feeding `state.ledger` while open."""
-    from exporter.sources.base import Boot
-    from exporter.sources.redisconn import backend_client
+    from exporter.backend_redis import backend_client
+    from exporter.keeper.gate import StartGate
     from exporter.sources.results import ResultsSource
     from tests.support.common import wait_for
 
-    boot = Boot()
+    boot = StartGate()
     boot.loaded.set()  # nothing saved to restore in a test
     source = ResultsSource(state, lambda: backend_client(state.config, pubsub=True), boot)
     source.start()

@@ -9,8 +9,8 @@ from typing import Any
 
 from exporter.clock import FakeClock
 from exporter.config import Config
+from exporter.keeper.gate import StartGate
 from exporter.poller import Poller
-from exporter.sources.base import Boot
 from exporter.sources.events import EventsSource
 from exporter.state import State
 from tests.support.cluster import FakeReader
@@ -99,7 +99,7 @@ def task_events(now: float) -> list[dict[str, Any]]:
 
 def compat_busy(clock: FakeClock, **options: Any) -> State:
     state = _cluster(clock, **options)
-    source = EventsSource(state, NoStream, Boot())
+    source = EventsSource(state, NoStream, StartGate())
     source.handle_many(task_events(clock.time()))
     source.flush()
     return state

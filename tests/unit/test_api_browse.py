@@ -13,8 +13,8 @@ from exporter.clock import FakeClock
 from exporter.ledger import Ledger
 from exporter.remediation.planner import classify
 from exporter.snapshot import EMPTY, PollHealth, QueueSnapshot, Snapshot
+from exporter.taskdata import TRACEBACK_MAX, TaskUpdate
 from exporter.taskdetail import MAX_CHILDREN, MAX_REPORTS, TaskDetails
-from exporter.taskstate import TRACEBACK_MAX, TaskUpdate
 from exporter.trends import Trends
 from tests.support.api import HEAD_O, HEAD_V, T0, failure, make_app, make_config, new_state, success
 
@@ -249,7 +249,7 @@ def test_bug_like_exceptions_are_never_suggested_for_a_retry_by_mode() -> None:
 
 def test_cursor_paging_never_repeats_or_skips_a_task_between_microseconds() -> None:
     from exporter.api import views
-    from exporter.taskstate import TaskRecord
+    from exporter.taskdata import TaskRecord
 
     recs = [
         TaskRecord(task_id=f"t{i:03d}", state="SUCCESS", updated_at=T0 + i * 0.00000037)

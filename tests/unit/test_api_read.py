@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from exporter.celery_io import CeleryIO
 from exporter.clock import FakeClock
 from exporter.config import Config
-from exporter.state import SourceHealth, State
+from exporter.state import SourceHealth, SourceStatistics, State
 from tests.support.api import (
     HEAD_V,
     T0,
@@ -34,7 +34,7 @@ def _client(config: Config | None = None) -> tuple[TestClient, State, fakeredis.
 
 def test_sitrep_lists_the_longest_stuck_tasks_and_counts_them_all() -> None:
     from exporter.api.sitrep import STUCK_LINES, STUCK_NAMES
-    from exporter.taskstate import STARTED, TaskUpdate
+    from exporter.taskdata import STARTED, TaskUpdate
 
     client, state, _ = _client()
     total = STUCK_LINES * 3
@@ -254,10 +254,10 @@ def test_odd_backend_records_never_crash_the_task_endpoint() -> None:
 def test_sitrep_says_when_task_events_are_off() -> None:
     client, state, _ = _client()
     state.set_source_health(
-        SourceHealth("events", True, up=True, detail={"task_events_enabled": 0.0})
+        SourceHealth("events", True, up=True, stats=SourceStatistics(task_events_enabled=False))
     )
     body = client.get("/api/sitrep", headers=HEAD_V).json()
     assert any("-E is off" in w for w in body["watch_items"])
-    state.update_source("events", detail={"task_events_enabled": 1.0})
+    state.update_source("events", stats=SourceStatistics(task_events_enabled=True))
     body = client.get("/api/sitrep", headers=HEAD_V).json()
     assert not any("-E is off" in w for w in body["watch_items"])

@@ -20,7 +20,7 @@ from exporter.compat import counts_for
 from exporter.compat.counts import RUNTIME_BUCKETS, WAIT_BUCKETS, default_queue
 from exporter.config import Config, ConfigError
 from exporter.decode.compat import exception_class, host_part
-from exporter.sources.base import Boot
+from exporter.keeper.gate import StartGate
 from exporter.sources.events import EventsSource
 from exporter.state import State
 from tests.support.compat_scenario import NoStream
@@ -78,7 +78,7 @@ def ev(kind: str, uuid: str, at: float, host: str = "w1@node1", **kw: Any) -> di
 
 def compat_state(**options: Any) -> tuple[State, EventsSource]:
     state = State(Config(compat="danihodovic", **options), FakeClock())
-    return state, EventsSource(state, NoStream, Boot())
+    return state, EventsSource(state, NoStream, StartGate())
 
 
 def samples(state: State) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -146,7 +146,7 @@ def test_buckets_and_default_queue_follow_the_reference_unless_set() -> None:
 def test_default_mode_has_no_compat_stage() -> None:
     state = State(Config(), FakeClock())
     assert counts_for(state) is None
-    assert EventsSource(state, NoStream, Boot())._compat is None
+    assert EventsSource(state, NoStream, StartGate())._compat is None
     names = [name for name, _c in _collectors(state)]
     assert names == ["workers", "queues", "exporter", "tasks", "api", "beat"]
 

@@ -18,7 +18,7 @@ from exporter.decode.records import (
     parse_result,
     task_id_from_key,
 )
-from exporter.taskstate import FAILURE, SUCCESS, TaskUpdate
+from exporter.taskdata import FAILURE, SUCCESS, TaskUpdate
 
 
 def meta(**kw: object) -> bytes:

@@ -13,7 +13,7 @@ from exporter.config import Config
 from exporter.exposition import IDLE_AFTER, REFRESH, Exposition
 from exporter.http import create_app
 from exporter.state import State
-from exporter.taskstate import SUCCESS, TaskUpdate
+from exporter.taskdata import SUCCESS, TaskUpdate
 
 OM = "application/openmetrics-text; version=1.0.0"
 

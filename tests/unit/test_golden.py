@@ -22,8 +22,8 @@ from exporter.clock import FakeClock
 from exporter.collectors import build_registry
 from exporter.config import Config
 from exporter.poller import Poller
-from exporter.state import State
-from exporter.taskstate import TaskUpdate
+from exporter.state import SourceStatistics, State
+from exporter.taskdata import TaskUpdate
 from tests.support.beat import beat_scenario
 from tests.support.cluster import FakeReader
 from tests.support.compat_scenario import compat_busy, compat_idle, compat_prefix_static
@@ -114,17 +114,17 @@ def task_sources(clock: FakeClock, **options: Any) -> State:
     ]  # fmt: skip
     for update in updates:
         state.ledger.apply(update)
-    detail = {"events:task-succeeded": 4.0, "events:worker-heartbeat": 9.0, "parse_errors": 0.0,
-              "task_events_enabled": 1.0}  # fmt: skip
-    state.update_source("events", up=True, last_message_at=now - 1, detail=detail)
+    ev_stats = SourceStatistics(events={"task-succeeded": 4, "worker-heartbeat": 9},
+                                parse_errors=0, task_events_enabled=True)  # fmt: skip
+    state.update_source("events", up=True, last_message_at=now - 1, stats=ev_stats)
     state.update_source("pubsub", up=True, last_message_at=now - 2, messages_total=2,
-                        detail={"skipped:pickle": 1.0, "parse_errors": 1.0})  # fmt: skip
+                        stats=SourceStatistics(skipped={"pickle": 1}, parse_errors=1))  # fmt: skip
     api = state.attached(ApiCounters)
     api.request("/api/sitrep", 200)
     api.action("retry", "ok")
     state.update_source("reconcile", up=True, last_message_at=now - 60, messages_total=5,
-                        detail={"runs": 1.0, "last_duration_seconds": 0.25,
-                                "keys_scanned": 5.0})  # fmt: skip
+                        stats=SourceStatistics(runs=1, last_duration_seconds=0.25,
+                                               keys_scanned=5))  # fmt: skip
     return state
 
 

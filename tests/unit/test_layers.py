@@ -5,7 +5,7 @@ TYPE_CHECKING imports included):
 - `exporter/api/` is imported by nothing outside it except `exporter/http.py`, the HTTP
   front that mounts its router and guards /metrics with its auth; every other layer
   (remediation, collectors, sources, the ledger...) sits below the API;
-- the ledger (`exporter/ledger*.py` today, an `exporter/ledger/` package later) imports
+- the ledger (the `exporter/ledger/` package) imports
   nothing from sources, collectors or the API.
 """
 

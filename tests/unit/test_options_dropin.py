@@ -22,13 +22,14 @@ from exporter import cli
 from exporter.celery_io import make_app
 from exporter.clock import FakeClock
 from exporter.collectors import build_registry
-from exporter.config import Config, ConfigError
+from exporter.config import Config
+from exporter.config_checks import ConfigError
 from exporter.http import create_app
 from exporter.naming import RESERVED_LABELS
 from exporter.outage import Backoff
 from exporter.poller import Poller
 from exporter.state import State
-from exporter.taskstate import TaskUpdate
+from exporter.taskdata import TaskUpdate
 from tests.support.cluster import FakeReader
 from tests.support.common import wait_for
 

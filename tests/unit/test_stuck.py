@@ -8,7 +8,7 @@ from prometheus_client import generate_latest
 from exporter.collectors import build_registry
 from exporter.snapshot import RunningTask, Snapshot
 from exporter.stuck import running_tasks, stuck_tasks
-from exporter.taskstate import RECEIVED, SOURCE_EVENTS, STARTED, TaskUpdate
+from exporter.taskdata import RECEIVED, SOURCE_EVENTS, STARTED, TaskUpdate
 from tests.support.api import HEAD_V, T0, PlanEnv, busy_snapshot
 
 

@@ -221,7 +221,7 @@ def test_the_per_pair_task_families_reach_the_writer_as_rows() -> None:
     """Nothing between the tasks collector and the writer (the safe wrapper, the registry)
     makes their Samples: that is what keeps a 1,000-name render at ~0.1 s."""
     from exporter.state import State
-    from exporter.taskstate import SUCCESS, TaskUpdate
+    from exporter.taskdata import SUCCESS, TaskUpdate
 
     state = State(Config(), FakeClock())
     state.ledger.apply_many(

@@ -2,12 +2,15 @@
 
 The ledger may hold hundreds of thousands of these, so states seen are bit masks (one bit per
 state, one bit per retry number) instead of sets, and the API's `TaskRecord` is built only
-when someone reads it.
+when someone reads it. Nothing here is process-wide: the string interner and the source
+bits are per ledger (`Strings`, `SourceBits`, kept in its tables).
 """
 
 from __future__ import annotations
 
-from exporter.taskstate import (
+from collections.abc import Callable
+
+from exporter.taskdata import (
     FAILURE,
     RECEIVED,
     REJECTED,
@@ -31,40 +34,52 @@ STATE_OF_BIT = {v: k for k, v in BIT.items()}
 RANK = {SENT: 0, RECEIVED: 1, STARTED: 2, RETRY: 3, REJECTED: 4, REVOKED: 4, FAILURE: 4, SUCCESS: 4}
 MAX_TEXT = 2000  # exception text kept per task, so a multi-megabyte message cannot pile up
 
-_SOURCES = [SOURCE_EVENTS, SOURCE_PUBSUB, SOURCE_RECONCILE, SOURCE_INSPECT]
+KNOWN_SOURCES = (SOURCE_EVENTS, SOURCE_PUBSUB, SOURCE_RECONCILE, SOURCE_INSPECT)
+MAX_SOURCES = 16  # bits of `Entry.sources`
+SHARED_MAX = 20_000
 
 
-_SHARED: dict[str, str] = {}
-_SHARED_MAX = 20_000
-
-
-def share(value: str) -> str:
+class Strings:
     """One string object per distinct name/queue/worker (each parsed message makes a new
-    one), so 200,000 entries do not hold 200,000 copies. Bounded: past the cap, no sharing."""
-    shared = _SHARED.get(value)
-    if shared is not None:
-        return shared
-    if len(_SHARED) < _SHARED_MAX:
-        _SHARED[value] = value
-    return value
+    one), so 200,000 entries do not hold 200,000 copies. Bounded: past the cap, no sharing.
+    One per ledger (in its tables), used under the ledger's lock."""
+
+    __slots__ = ("_shared",)
+
+    def __init__(self) -> None:
+        self._shared: dict[str, str] = {}
+
+    def share(self, value: str) -> str:
+        shared = self._shared.get(value)
+        if shared is not None:
+            return shared
+        if len(self._shared) < SHARED_MAX:
+            self._shared[value] = value
+        return value
 
 
-def source_bit(source: str) -> int:
-    bit = _SOURCE_BITS.get(source)
-    if bit is not None:
-        return bit
-    try:
-        bit = 1 << _SOURCES.index(source)
-    except ValueError:
-        if len(_SOURCES) >= 16:
+class SourceBits:
+    """The bit of `Entry.sources` each source name gets: the known sources first, then
+    others in the order first seen (up to 16 in all; later ones get no bit). One per ledger."""
+
+    __slots__ = ("_bits", "names")
+
+    def __init__(self) -> None:
+        self.names: list[str] = list(KNOWN_SOURCES)
+        self._bits: dict[str, int] = {s: 1 << i for i, s in enumerate(self.names)}
+
+    def bit(self, source: str) -> int:
+        bit = self._bits.get(source)
+        if bit is not None:
+            return bit
+        if len(self.names) >= MAX_SOURCES:
             return 0
-        _SOURCES.append(source)
-        bit = 1 << (len(_SOURCES) - 1)
-    _SOURCE_BITS[source] = bit
-    return bit
+        self.names.append(source)
+        bit = self._bits[source] = 1 << (len(self.names) - 1)
+        return bit
 
-
-_SOURCE_BITS: dict[str, int] = {}
+    def of(self, mask: int) -> set[str]:
+        return {s for i, s in enumerate(self.names) if mask & (1 << i)}
 
 
 class Extra:
@@ -159,7 +174,8 @@ class Entry:
     def wait_done(self, value: bool) -> None:
         self.seen = self.seen | _WAIT_DONE if value else self.seen & ~_WAIT_DONE
 
-    def merge(self, u: TaskUpdate, now: float, sbit: int) -> None:
+    def merge(self, u: TaskUpdate, now: float, sbit: int, share: Callable[[str], str]) -> None:
+        """Fold one update into this entry; `share` interns name/queue/worker strings."""
         ts = u.timestamp if u.timestamp is not None else now
         state = u.state
         if RANK.get(state, 0) >= RANK.get(self.state, 0):
@@ -197,9 +213,8 @@ class Entry:
         self.sources |= sbit
 
 
-def record_of(task_id: str, e: Entry) -> TaskRecord:
+def record_of(task_id: str, e: Entry, sources: SourceBits) -> TaskRecord:
     """The API's view of an entry (a fresh object; the caller may keep it)."""
-    sources = {s for i, s in enumerate(_SOURCES) if e.sources & (1 << i)}
     return TaskRecord(
         task_id=task_id,
         state=e.state,
@@ -219,5 +234,5 @@ def record_of(task_id: str, e: Entry) -> TaskRecord:
         kwargs=e.kwargs,
         args_complete=e.args_complete,
         parent_id=e.parent_id,
-        sources=sources,
+        sources=sources.of(e.sources),
     )

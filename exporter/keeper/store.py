@@ -1,4 +1,4 @@
-"""Saves and restores the ledger's durable state in Redis, under the exporter's own keys.
+"""The keeper's Redis I/O: saves and restores the ledger's durable state under its own keys.
 
 Keys (all behind the backend's `global_keyprefix`):
   `<prefix>celery-ops-exporter:<instance>:ledger` - JSON: counters, histograms, watermark

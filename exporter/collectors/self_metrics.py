@@ -1,4 +1,5 @@
-"""Collector `exporter`: the exporter's own health, so a stale number is never mistaken."""
+"""Collector `exporter` (self_metrics.py, so not confused with the package `exporter`): the
+exporter's own health, so a stale number is never mistaken."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from exporter import __version__
 from exporter.state import State
 
 
-class ExporterCollector(Collector):
+class SelfMetricsCollector(Collector):
     def __init__(self, state: State) -> None:
         self._state = state
 

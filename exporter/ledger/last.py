@@ -2,12 +2,14 @@
 
 Beat monitoring joins schedule entries with these. Keyed by the name label the ledger's name
 guard admitted (names past --max-task-names share "other"), so it is bounded like the
-counters. The ledger calls `note` under its own lock; nothing here locks.
+counters. Saved and restored with the ledger's durable state (durable.py), so beat
+monitoring knows the last runs across a restart. The ledger calls these under its own lock;
+nothing here locks.
 """
 
 from __future__ import annotations
 
-from exporter.taskstate import FAILURE, RECEIVED, SENT, STARTED, SUCCESS
+from exporter.taskdata import FAILURE, RECEIVED, SENT, STARTED, SUCCESS
 
 TRACKED = (SENT, RECEIVED, STARTED, SUCCESS, FAILURE)
 _SLOT = {state: i for i, state in enumerate(TRACKED)}
@@ -29,6 +31,16 @@ class LastTimes:
         current = times[slot]
         if current is None or when > current:
             times[slot] = when
+
+    def rows(self) -> list[list[object]]:
+        """[name, [time or None per TRACKED state]] per name, for saved state."""
+        return [[name, list(times)] for name, times in self._by_name.items()]
+
+    def restore(self, name: str, times: list[float | None]) -> None:
+        """Merge saved times (one per TRACKED state, None: never) for a name: newest wins."""
+        for state, when in zip(TRACKED, times, strict=False):
+            if when is not None:
+                self.note(name, state, when)
 
     def copy(self) -> dict[str, dict[str, float]]:
         """name -> {state: last time} for the states seen."""

@@ -3,7 +3,7 @@ without counting.
 
 A result stored without result_extended has no task name, and task-received has no queue;
 when the poller saw the task running or reserved, its request's name and
-`delivery_info.routing_key` name both, and counts waiting for them (ledger_labels.py) are
+`delivery_info.routing_key` name both, and counts waiting for them (ledger/attribution.py) are
 applied under them.
 """
 
@@ -14,7 +14,9 @@ from collections.abc import Callable
 from exporter.state import State
 
 
-class InspectNames:
+class InspectedTasks:
+    """Feeds the running and reserved tasks of the latest snapshot to the ledger."""
+
     name = "inspect"
 
     def __init__(self, state: State) -> None:
@@ -28,7 +30,7 @@ class InspectNames:
         return None
 
     def jobs(self) -> list[tuple[Callable[[], None], float, str]]:
-        return [(self.run, max(1.0, self.state.config.poll_interval / 2), "inspect-names")]
+        return [(self.run, max(1.0, self.state.config.poll_interval / 2), "inspected-tasks")]
 
     def run(self) -> None:
         snapshot = self.state.snapshot

@@ -1,4 +1,7 @@
-"""Redis clients for the result-backend sources and the ledger store (redis-py, no Celery).
+"""The one place that builds Redis clients for the result backend (redis-py, no Celery).
+
+Used by the result sources (pub/sub, reconcile), the keeper (saved ledger state), the
+remediation backend read and the API's plan store; nothing else builds one.
 
 Timeouts, retries and health checks are set explicitly: a source must notice a dead server
 within seconds, and a pub/sub connection must be pinged so a half-open socket is detected.
@@ -12,7 +15,8 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from exporter.config import Config, url_scheme
+from exporter.config import Config
+from exporter.config_checks import url_scheme
 
 
 def backend_client(config: Config, *, pubsub: bool = False, **overrides: Any) -> redis.Redis:
