@@ -122,13 +122,13 @@ class State:
         attached service's version): /metrics is rendered again when it does."""
         self._watched.append(version)
 
-    def attached(self, kind: type[A]) -> A:
-        """The one `kind()` of this state, made on first use; its `version` joins the change
-        token, so /metrics is rendered again when it changes."""
+    def attached(self, kind: type[A], make: Callable[[], A] | None = None) -> A:
+        """The one `kind` of this state, made on first use (by `make`, else `kind()`); its
+        `version` joins the change token, so /metrics is rendered again when it changes."""
         with self._lock:
             service: A | None = self._attached.get(kind)
             if service is None:
-                made = self._attached[kind] = kind()
+                made = self._attached[kind] = make() if make is not None else kind()
                 self._watched.append(lambda: made.version)
                 service = made
             return service
