@@ -47,13 +47,8 @@ class Trends:
         changes = ledger.changes
         totals = self._totals
         if changes != self._changes:
-            ok = bad = 0
-            for (_name, _queue, counter), value in ledger.counts().tasks.items():
-                if counter == "succeeded":
-                    ok += value
-                elif counter == "failed":
-                    bad += value
-            totals, self._changes = (ok, bad), changes
+            sums = ledger.totals()
+            totals, self._changes = (sums.get("succeeded", 0), sums.get("failed", 0)), changes
         depth = (
             sum(q.length or 0 for q in snapshot.queues.values())
             if snapshot.ready and snapshot.health.broker_up

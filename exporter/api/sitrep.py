@@ -44,8 +44,7 @@ def build_sitrep(state: State) -> Sitrep:
     reserved = sum(w.reserved or 0 for w in workers_up)
     pending = sum(q.length or 0 for q in snap.queues.values())
     since: dict[str, int] = dict.fromkeys(COUNTER_FOR_STATE.values(), 0)
-    for (_name, _queue, counter), value in ledger.counts().tasks.items():
-        since[counter] = since.get(counter, 0) + value
+    since.update(ledger.totals())
     counts = TaskCounts(
         window_seconds=ledger.window,
         total=ok + bad + active + pending,

@@ -39,6 +39,17 @@ def counts(t: LedgerTables, now: float) -> LedgerCounts:
     )
 
 
+def totals(t: LedgerTables, now: float) -> dict[str, int]:
+    """counter -> total over every name and queue: what `counts()` gives summed, without its
+    copies of every histogram (the sitrep and trends need only these sums; at 5,000 names
+    the full copy was 40 ms under the ledger lock)."""
+    expire(t, now)
+    out: dict[str, int] = {}
+    for (_name, _queue, counter), value in t.tasks.items():
+        out[counter] = out.get(counter, 0) + value
+    return out
+
+
 def running_tasks(t: LedgerTables) -> list[RunningTask]:
     """(task id, name, queue, worker, started_at) of tasks started and not finished."""
     return [(tid, e.name, e.queue, e.worker, e.started_at) for tid, e in t.running.items()]

@@ -91,13 +91,13 @@ def test_trends_read_no_counters_while_the_ledger_is_idle() -> None:
     ledger = Ledger(clock=clock)
     trends = Trends(step=60)
     reads = [0]
-    real = ledger.counts
+    real = ledger.totals
 
     def counting() -> Any:
         reads[0] += 1
         return real()
 
-    ledger.counts = counting  # type: ignore[method-assign]
+    ledger.totals = counting  # type: ignore[method-assign]
     for _ in range(50):
         clock.advance(5)
         trends.sample(clock.time(), ledger, EMPTY)

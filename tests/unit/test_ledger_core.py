@@ -260,3 +260,20 @@ def test_hundred_thousand_names_stay_bounded() -> None:
     assert counts.overflow["name"] >= 99_500
     assert sum(counts.tasks.values()) == 100_000
     assert grown < 20_000_000, grown
+
+
+def test_totals_are_the_counts_summed_over_names_and_queues() -> None:
+    clock = FakeClock()
+    ledger = Ledger(clock=clock, label_grace=5.0)
+    for i in range(30):
+        name, queue = f"t{i % 4}", f"q{i % 3}"
+        ledger.apply(U(f"s{i}", RECEIVED, name=name, queue=queue))
+        ledger.apply(U(f"s{i}", (SUCCESS, FAILURE, RETRY)[i % 3], name=name, queue=queue))
+    ledger.apply(U("late", SUCCESS, SOURCE_PUBSUB))  # no name yet: waits out its grace
+    clock.advance(10)
+    totals = ledger.totals()  # first: it, too, counts what waited past its grace
+    want: dict[str, int] = {}
+    for (_n, _q, c), v in ledger.counts().tasks.items():
+        want[c] = want.get(c, 0) + v
+    assert totals == want
+    assert want["succeeded"] == 11 and want["failed"] == 10 and want["retried"] == 10
