@@ -71,9 +71,17 @@ def cluster() -> Iterator[Cluster]:
 
 
 class BackendTruth(Counter[str]):
-    """What the backend held when a retry looked lost; `results` reads it again."""
+    """What the backend held when a retry looked lost; `results` reads it again, `sent` is
+    what the test sent.
+
+    A retry is rarely lost: Celery sends the retry's message before the old run stores
+    RETRY, and its check that a stored SUCCESS is never overwritten is a read then a write.
+    So the new run's SUCCESS can be stored in between and overwritten by RETRY (seen in
+    CI): the task succeeded, the backend says RETRY forever, and the exporter, which heard
+    the success, is right to count it. Then `sent` is the truth."""
 
     results: redis.Redis
+    sent: Counter[str]
 
 
 def settled(exporter: ExporterProc, truth: Counter[str], timeout: float = 90.0) -> None:
@@ -83,10 +91,11 @@ def settled(exporter: ExporterProc, truth: Counter[str], timeout: float = 90.0) 
             return True
         if not isinstance(truth, BackendTruth):
             return False
-        # A "lost" retry can still finish late on a loaded machine (seen in CI: one or two
-        # more successes). Then the backend, read now, is the truth.
+        if all(got[c] == truth.sent[c] for c in COUNTERS):
+            return True
+        # Or the retry was only late and has finished since: the backend, read now.
         now = backend_truth(truth.results)
-        return all(exporter.counts()[c] == now[c] for c in COUNTERS)
+        return all(got[c] == now[c] for c in COUNTERS)
 
     try:
         wait_for(equal, timeout, interval=0.5, what=f"counters == {dict(truth)}")
@@ -126,7 +135,7 @@ def all_done(cluster: Cluster, truth: Counter[str], timeout: float = 120.0) -> C
             ) from None
         print(f"Celery lost {stuck} retry message(s): comparing with the backend, {dict(held)}")
         out = BackendTruth(held)
-        out.results = cluster.results
+        out.results, out.sent = cluster.results, +truth
         return out
 
 
