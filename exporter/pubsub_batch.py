@@ -16,11 +16,14 @@ or redis-py would hand it to its push handler and block for the next ordinary re
 
 from __future__ import annotations
 
+import contextlib
+import os
+import select
 import time
 from collections.abc import Callable
 from typing import Any
 
-WAIT = 0.5  # seconds between checks of the stop flag while nothing arrives
+WAIT = 0.5  # seconds between checks of the stop flag while nothing arrives (without a Waker)
 MAX_BATCH = 2000  # replies handled per batch at most, so counters never lag far behind
 # After a wake-up, let messages gather this long before reading them. Every wake-up costs
 # about 25-30 us of CPU (poll, recv, the thread switch, cold caches) whatever it reads, and a
@@ -36,6 +39,26 @@ HEALTH_INTERVAL = 15.0  # PING after this long without a message; no reply in tw
 Message = tuple[bytes, bytes]  # (channel, data) of one pmessage
 
 
+class Waker:
+    """What wakes a sleeping read loop at once when its source stops (a pipe: poll()-able)."""
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)
+
+    def fileno(self) -> int:
+        return self._read
+
+    def set(self) -> None:
+        with contextlib.suppress(OSError):  # full (already set) or closed
+            os.write(self._write, b"x")
+
+    def __del__(self) -> None:
+        for fd in (self._read, self._write):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
 class NoPong(ConnectionError):
     """The server answered nothing, not even a PING, for twice the health interval."""
 
@@ -49,17 +72,35 @@ def read_batches(
     max_batch: int = MAX_BATCH,
     health_interval: float = HEALTH_INTERVAL,
     tick: Callable[[], None] | None = None,
+    waker: Waker | None = None,
 ) -> None:
     """Read `conn` (already PSUBSCRIBEd) until `stopped()`; call `handle` once per wake-up
     with every pmessage read, in order (other replies: subscribe confirmations, PONGs, are
-    dropped). `tick` runs after every wake-up or idle `WAIT`. Raises on a broken connection,
+    dropped). `tick` runs after every wake-up or idle `WAIT`; with a `waker`, the loop sleeps
+    until a message, `waker.set()` or the next health check instead of waking every `WAIT`
+    (an idle exporter's listeners woke four times a second). Raises on a broken connection,
     or `NoPong` when a PING sent after `health_interval` of silence got no reply in as long
     again (a half-open socket)."""
     quiet_since = time.monotonic()
     ping_sent = False
     behind = False  # the last batch was full: more is waiting, read on without lingering
+    poller = None
+    sock = getattr(conn, "_sock", None)  # None: a stand-in connection, checked every WAIT
+    if waker is not None and sock is not None:
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        poller.register(waker.fileno(), select.POLLIN)
     while not stopped():
-        if not conn.can_read(WAIT):
+        if poller is None:
+            ready = conn.can_read(WAIT)
+        elif conn.can_read(0):
+            ready = True
+        else:
+            # Asleep until a message, the stop signal or the next health check is due.
+            due = quiet_since + (2 if ping_sent else 1) * health_interval
+            poller.poll(max(0.0, due - time.monotonic()) * 1000 + 10)
+            ready = conn.can_read(0)
+        if not ready:
             idle = time.monotonic() - quiet_since
             if ping_sent and idle > 2 * health_interval:
                 raise NoPong(f"no reply to PING within {health_interval:.0f}s")

@@ -12,7 +12,7 @@ each event is its own message), decodes them with
 Nothing is declared on the broker: no queue, no binding in `_kombu.binding.<exchange>`, so a
 dead exporter leaves nothing behind. Like `EventStream` it runs on a background thread,
 reconnects with exponential backoff, logs an outage once, reports its state through
-`on_state` and stops within `pubsub_batch.WAIT` seconds. Redis Sentinel is resolved with redis-py's
+`on_state` and stops at once (`pubsub_batch.Waker`). Redis Sentinel is resolved with redis-py's
 Sentinel client, to the master, on every (re)connect.
 """
 
@@ -30,7 +30,7 @@ from redis.retry import Retry
 
 from exporter.celery_io.event_envelope import EventDecoder
 from exporter.outage import Backoff, OutageLog
-from exporter.pubsub_batch import LINGER, Message, read_batches
+from exporter.pubsub_batch import LINGER, Message, Waker, read_batches
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ class RedisEventSettings:
     pattern: str  # PSUBSCRIBE pattern, exactly as kombu's Redis channel would subscribe
     host: str = "127.0.0.1"
     port: int = 6379
+    db: int = 0  # pub/sub ignores it; the lean inspect's reply lists live there
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     ssl: dict[str, Any] | None = None  # redis-py SSLConnection keyword arguments; None: no TLS
@@ -62,6 +63,7 @@ def connect(
     """A connected redis-py connection (RESP2, one attempt; the caller retries) and what
     closes it, with the Sentinel connections used to find the master."""
     kwargs: dict[str, Any] = {
+        "db": settings.db,
         "username": settings.username,
         "password": settings.password,
         "socket_connect_timeout": settings.connect_timeout,
@@ -134,6 +136,7 @@ class RedisEventStream:
         self.linger = linger
         self.decoder = EventDecoder()
         self._stopping = threading.Event()
+        self._waker = Waker()  # ends the read loop's sleep when stopped
 
     def run(self, stop: threading.Event) -> None:
         """Consume until `stop` is set; reconnect with backoff (--retry-interval) on any failure."""
@@ -166,6 +169,7 @@ class RedisEventStream:
 
     def stop(self) -> None:
         self._stopping.set()
+        self._waker.set()
 
     def enable_events(self) -> None:
         """Broadcast `enable_events` so workers started without -E send task events."""
@@ -206,4 +210,5 @@ class RedisEventStream:
             handle,
             linger=self.linger,
             health_interval=self.settings.health_interval,
+            waker=self._waker,
         )

@@ -24,7 +24,7 @@ from exporter.decode.records import (
     task_id_from_key,
 )
 from exporter.outage import Backoff, OutageLog
-from exporter.pubsub_batch import LINGER, read_batches
+from exporter.pubsub_batch import LINGER, Waker, read_batches
 from exporter.sources.base import Boot, SourceStats
 from exporter.state import State
 from exporter.taskstate import SOURCE_PUBSUB, TaskUpdate
@@ -51,6 +51,7 @@ class ResultsSource:
         self.pattern = f"{self._prefix}celery-task-meta-*"
         self.stats = SourceStats(state, self.name)
         self._stop = threading.Event()
+        self._waker = Waker()  # ends the read loop's sleep when stopped
         self._thread: threading.Thread | None = None
         self._verify_db = False
         self._verify_checked_at = float("-inf")
@@ -64,6 +65,7 @@ class ResultsSource:
 
     def stop(self) -> None:
         self._stop.set()
+        self._waker.set()
         if self._thread is not None:
             self._thread.join(10)
             self._thread = None
@@ -119,6 +121,7 @@ class ResultsSource:
             lambda batch: self.handle(batch, client),
             linger=self.linger,
             tick=tick,
+            waker=self._waker,
         )
 
     def handle(self, batch: list[tuple[bytes, bytes]], client: Any = None) -> int:

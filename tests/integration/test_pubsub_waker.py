@@ -1,0 +1,52 @@
+"""The pub/sub read loop sleeps while nothing arrives, and its Waker ends it at once.
+
+Against a real Redis: an idle loop with a Waker runs no `tick` (the loop without one woke every
+`WAIT`, four times a second for an exporter's two listeners); a message still wakes it; a
+`Waker.set()` makes it return without waiting for anything else.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import redis
+
+from exporter.pubsub_batch import WAIT, Message, Waker, read_batches
+from tests.conftest import RedisServer, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def test_idle_loop_sleeps_until_a_message_or_its_waker(redis_server: RedisServer) -> None:
+    client = redis.Redis(port=redis_server.port, db=14)
+    pubsub = client.pubsub()
+    pubsub.psubscribe("waker-test.*")
+    wait_for(lambda: pubsub.get_message(timeout=1), 10, what="psubscribe confirmation")
+    conn = pubsub.connection
+    waker, stopped = Waker(), threading.Event()
+    ticks: list[float] = []
+    got: list[Message] = []
+
+    def run() -> None:
+        read_batches(
+            conn, stopped.is_set, got.extend, linger=0.0, tick=lambda: ticks.append(1), waker=waker
+        )
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    idle_from = time.monotonic()
+    # Idle for six times WAIT: the loop must not have woken once.
+    wait_for(lambda: time.monotonic() - idle_from > 6 * WAIT, 10, interval=0.1, what="idle")
+    assert ticks == []
+    client.publish("waker-test.a", b"one")
+    wait_for(lambda: got, 10, what="the message")
+    assert got == [(b"waker-test.a", b"one")]
+    assert len(ticks) == 1  # the wake-up the message made
+    stopped.set()
+    waker.set()
+    thread.join(5)
+    assert not thread.is_alive()
+    pubsub.close()
+    client.close()
