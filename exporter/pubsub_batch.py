@@ -29,11 +29,13 @@ MAX_BATCH = 2000  # replies handled per batch at most, so counters never lag far
 # about 25-30 us of CPU (poll, recv, the thread switch, cold caches) whatever it reads, and a
 # worker without Celery's event buffer sends one message per event (and Celery's Redis
 # backend one PUBLISH per result): lingering turns thousands of wake-ups a second into
-# twenty, for 50 ms of delay no scrape can notice. At 300 events/s it halves the CPU per
-# event against 10 ms (bench/RESULTS.md). No linger after a full batch: when messages arrive
-# faster than one batch per linger, the loop reads back to back and Redis's pub/sub output
-# buffer for us never grows.
-LINGER = 0.05
+# five, for 200 ms of delay no scrape can notice. At 300 events/s 50 ms halved the CPU per
+# event against 10 ms; on the live bench (3,000 tasks, ~140 tasks/s, events and results),
+# 100 ms cut the whole process's CPU by 18% and 200 ms by 27% against 50 ms, side by side
+# (bench/RESULTS.md). No linger after a full batch: when messages arrive faster than one
+# batch per linger, the loop reads back to back and Redis's pub/sub output buffer for us
+# never grows.
+LINGER = 0.2
 HEALTH_INTERVAL = 15.0  # PING after this long without a message; no reply in twice: reconnect
 
 Message = tuple[bytes, bytes]  # (channel, data) of one pmessage

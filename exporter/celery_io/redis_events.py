@@ -5,7 +5,7 @@ named `<global_keyprefix>/<db>.<event exchange>/<routing key>`. This consumer su
 the same pattern Celery's receiver would (`RedisEventSettings.pattern`, computed from the
 app's configuration in `celery_io/events.py`) on a plain redis-py connection, reads it with
 the batch loop shared with the result listener (`exporter/pubsub_batch.py`: every reply
-buffered per wake-up, after a 50 ms linger, so one wake-up serves many messages even when
+buffered per wake-up, after a 200 ms linger, so one wake-up serves many messages even when
 each event is its own message), decodes them with
 `event_envelope.EventDecoder` and hands the whole batch to the events source at once.
 
