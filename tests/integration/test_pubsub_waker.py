@@ -50,3 +50,37 @@ def test_idle_loop_sleeps_until_a_message_or_its_waker(redis_server: RedisServer
     assert not thread.is_alive()
     pubsub.close()
     client.close()
+
+
+def test_buffered_messages_are_drained_in_full_batches_then_the_rest(
+    redis_server: RedisServer,
+) -> None:
+    """The hiredis drain (pubsub_batch._drain_hiredis) on a real connection: what is buffered
+    is handed over in batches of `max_batch`, in order, and nothing else (PONGs, confirmations)."""
+    from exporter.pubsub_batch import _hiredis_of
+
+    client = redis.Redis(port=redis_server.port, db=14)
+    pubsub = client.pubsub()
+    pubsub.psubscribe("drain-test.*")
+    wait_for(lambda: pubsub.get_message(timeout=1), 10, what="psubscribe confirmation")
+    conn = pubsub.connection
+    assert _hiredis_of(conn) is not None  # the path under test
+    for i in range(7):
+        client.publish(f"drain-test.{i}", str(i).encode())
+    conn.send_command("PING")
+    wait_for(lambda: conn.can_read(0), 10, what="buffered messages")
+    batches: list[list[Message]] = []
+
+    def handle(batch: list[Message]) -> None:
+        batches.append(batch)
+        if sum(len(b) for b in batches) >= 7:
+            done.set()
+
+    done, waker = threading.Event(), Waker()
+    read_batches(conn, done.is_set, handle, linger=0.0, max_batch=3, waker=waker)
+    assert [len(b) for b in batches] == [3, 3, 1]
+    assert [m for b in batches for m in b] == [
+        (f"drain-test.{i}".encode(), str(i).encode()) for i in range(7)
+    ]
+    pubsub.close()
+    client.close()
