@@ -11,8 +11,9 @@ same exporter with kombu's Mailbox for the broadcasts (the path it takes on Rabb
 here as the A/B), both with every source off as well, and, when given, Flower and
 danihodovic/celery-exporter. Each figure is user + system CPU from /proc/<pid>/stat (all
 threads) over the window after `--settle-seconds`, with the wake-ups (voluntary context
-switches of every thread) per second beside it. /proc counts CPU in 10 ms ticks, so a
-60 s window is exact to 0.17 ms/s.
+switches of every thread) per second beside it. Every process's /metrics is scraped every
+`--scrape-interval` seconds (15, as Prometheus; 0: never), since a scraped exporter renders.
+/proc counts CPU in 10 ms ticks, so a 60 s window is exact to 0.17 ms/s.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ import json
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.live_bench import ROOT, Watched, wait
+from bench.live_bench import ROOT, Watched, scrape_all, wait
 
 # Runs the daemon with kombu's Mailbox for the broadcasts: the same code, the other path.
 KOMBU_PATH = (
@@ -85,6 +87,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     server.start()
     url = f"{server.url}/0"
     procs = watched(args, url)
+    stop = threading.Event()
     worker: Worker | None = None
     try:
         for p in procs:
@@ -92,6 +95,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for p in procs:
             wait(lambda p=p: p.alive() and bool(p.metrics()), 300, f"{p.name} /metrics")
         worker = Worker({"TEST_BROKER_URL": url}, concurrency=2, extra=("-E",)).wait_ready()
+        if args.scrape_interval > 0:  # as Prometheus does: every process, every interval
+            threading.Thread(
+                target=scrape_all, args=(procs, args.scrape_interval, stop), daemon=True
+            ).start()
         time.sleep(args.settle_seconds)  # discovery, first polls and reconciles, imports
         cpu0 = {p.name: p.cpu() for p in procs}
         woke0 = {p.name: wakeups(p.proc.pid) for p in procs if p.proc}
@@ -106,8 +113,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "idle_ms_per_s": (p.cpu() - cpu0[p.name]) / wall * 1e3,
                 "wakeups_per_s": (wakeups(p.proc.pid) - woke0[p.name]) / wall,
             }
-        return {"seconds": wall, "processes": out}
+        return {"seconds": wall, "scrape_interval": args.scrape_interval, "processes": out}
     finally:
+        stop.set()
         if worker is not None:
             worker.stop()
         for p in procs:
@@ -116,7 +124,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def show(report: dict[str, Any]) -> None:
-    print(f"idle: {report['seconds']:.0f}s window, one prefork worker (-c 2 -E), nothing running")
+    scrape = report["scrape_interval"]
+    print(
+        f"idle: {report['seconds']:.0f}s window, one prefork worker (-c 2 -E), nothing running,"
+        f" /metrics scraped {f'every {scrape:.0f}s' if scrape else 'never'}"
+    )
     print(f"{'process':36} {'idle ms/s':>9} {'wake-ups/s':>10}")
     for name, f in report["processes"].items():
         print(f"{name:36} {f['idle_ms_per_s']:9.2f} {f['wakeups_per_s']:10.1f}")
@@ -127,6 +139,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--small", action="store_true", help="CI-sized run (short windows)")
     parser.add_argument("--seconds", type=float, default=None, help="idle window (60)")
     parser.add_argument("--settle-seconds", type=float, default=None, help="before it (20)")
+    parser.add_argument(
+        "--scrape-interval", type=float, default=15.0, help="scrape /metrics this often (0: never)"
+    )
     parser.add_argument("--flower", help="a `celery` executable with flower installed")
     parser.add_argument("--reference-python", help="python of a celery-exporter venv")
     parser.add_argument("--reference-dir", help="a danihodovic/celery-exporter checkout")
