@@ -20,7 +20,7 @@ run: venv
 	$(BIN)/celery-ops-exporter
 
 demo: venv
-	$(BIN)/python -m exporter.demo
+	$(BIN)/python -m demo
 
 lint: venv
 	$(BIN)/ruff check .

@@ -14,7 +14,9 @@ import sys
 import threading
 from pathlib import Path
 
-from tests.conftest import RedisServer, Worker, celery_app, wait_for
+from tests.support.common import wait_for
+from tests.support.redisserver import RedisServer
+from tests.support.workers import Worker, celery_app
 
 OUT = Path(__file__).resolve().parent / "fixtures" / "celery_events.jsonl"
 _PATH = re.compile(r'File "[^"]*/([^/"]+)"')

@@ -49,14 +49,14 @@ def consumer(broker_url: str, expected: int, kind: str) -> None:
     through the consumer the daemon picks for `--events-consumer kind`."""
     from exporter.celery_io import CeleryIO
     from exporter.celery_io.events import event_stream
-    from exporter.sources.base import Boot
+    from exporter.keeper.gate import StartGate
     from exporter.sources.events import EventsSource
     from exporter.state import State
 
     config = _config(broker_url)
     state = State(config)
     io = CeleryIO(config)
-    boot = Boot()
+    boot = StartGate()
     boot.loaded.set()
     boot.reconciled.set()
     ready, done = threading.Event(), threading.Event()
@@ -158,7 +158,7 @@ def produce(broker_url: str, tasks: int, batch: int, rate: float = 0.0) -> float
 
 
 def run(tasks: int, batch: int = 1, kind: str = "auto", rate: float = 0.0) -> dict[str, Any]:
-    from tests.conftest import RedisServer
+    from tests.support.redisserver import RedisServer
 
     server = RedisServer()
     server.start()

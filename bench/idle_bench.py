@@ -59,7 +59,7 @@ def wakeups(pid: int) -> int:
 
 
 def watched(args: argparse.Namespace, url: str) -> list[Watched]:
-    from tests.conftest import free_port
+    from tests.support.common import free_port
 
     procs = []
     for i, (name, (extra, kombu)) in enumerate(OURS.items()):
@@ -81,7 +81,8 @@ def watched(args: argparse.Namespace, url: str) -> list[Watched]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from tests.conftest import RedisServer, Worker
+    from tests.support.redisserver import RedisServer
+    from tests.support.workers import Worker
 
     server = RedisServer()
     server.start()

@@ -34,7 +34,7 @@ def _state(**cfg: Any) -> Any:
 
 def bench_events(n: int) -> dict[str, float]:
     """Replay the recorded real event stream (ids made unique per pass) through ingest."""
-    from exporter.sources.base import Boot
+    from exporter.keeper.gate import StartGate
     from exporter.sources.events import EventsSource
 
     events = [json.loads(line) for line in FIXTURE.read_text().splitlines()]
@@ -44,7 +44,7 @@ def bench_events(n: int) -> dict[str, float]:
         def __init__(self, *_: Any) -> None:
             pass
 
-    source = EventsSource(state, NoStream, Boot())
+    source = EventsSource(state, NoStream, StartGate())
     handle = source.handle
     done = 0
     started, cpu = time.perf_counter(), time.process_time()
@@ -90,12 +90,12 @@ def bench_results(n: int, redis_url: str) -> dict[str, float]:
     """PUBLISH n results on a real Redis; time until the listener has counted them all."""
     import redis
 
-    from exporter.sources.base import Boot
-    from exporter.sources.redisconn import backend_client
+    from exporter.backend_redis import backend_client
+    from exporter.keeper.gate import StartGate
     from exporter.sources.results import ResultsSource
 
     state = _state(result_backend=f"{redis_url}/3")
-    boot = Boot()
+    boot = StartGate()
     boot.loaded.set()
     source = ResultsSource(state, lambda: backend_client(state.config, pubsub=True), boot)
     source.start()
@@ -142,9 +142,9 @@ def bench_reconcile(
     import redis
 
     from bench import stall
-    from exporter.sources.base import Boot
+    from exporter.backend_redis import backend_client
+    from exporter.keeper.gate import StartGate
     from exporter.sources.reconcile import ReconcileSource
-    from exporter.sources.redisconn import backend_client
 
     url = f"{redis_url}/4"
     client = redis.Redis.from_url(url)
@@ -162,7 +162,7 @@ def bench_reconcile(
         reconcile_max_keys_per_second=1e9,
         ledger_max_tasks=200_000,
     )
-    source = ReconcileSource(state, lambda: backend_client(state.config), Boot())
+    source = ReconcileSource(state, lambda: backend_client(state.config), StartGate())
     boosted = int(stall.raise_priority(server_pid, realtime)) if server_pid else 0
 
     def reconcile() -> tuple[float, float]:
@@ -212,7 +212,7 @@ def bench_reconcile(
 
 def rss_child(n: int) -> None:
     """In a fresh process: n tasks (received, started, succeeded) through a default ledger."""
-    from exporter.taskstate import RECEIVED, STARTED, SUCCESS, TaskUpdate
+    from exporter.taskdata import RECEIVED, STARTED, SUCCESS, TaskUpdate
 
     state = _state()
     ledger = state.ledger
@@ -240,7 +240,7 @@ def bench_rss(n: int) -> dict[str, float]:
 
 
 def _redis() -> Any:
-    from tests.conftest import RedisServer
+    from tests.support.redisserver import RedisServer
 
     server = RedisServer()
     server.start()

@@ -3,6 +3,7 @@
     python -m bench.live_bench                    # 3,000 tasks, 30 s idle window
     python -m bench.live_bench --small            # CI-sized smoke run (no peers)
     python -m bench.live_bench --flower CELERY_BIN --reference-python PY --reference-dir DIR
+    python -m bench.live_bench --compat --only-full   # --compat danihodovic beside the default
 
 One private redis-server is broker and result backend; one real prefork worker (`-c 2`,
 `-E`) runs tests/app/tasks.py. Side by side, as separate processes watching the same
@@ -51,6 +52,7 @@ OURS = {
     "ours: --events false": ["--events", "false"],
     "ours: both off": ["--results-pubsub", "false", "--events", "false"],
 }
+COMPAT = "ours: --compat danihodovic"  # with --compat: celery-exporter's families as well
 COUNTED = ("succeeded", "failed", "retried")
 
 
@@ -169,10 +171,13 @@ def wait(cond: Any, timeout: float, what: str) -> None:
 
 
 def watched(args: argparse.Namespace, url: str) -> list[Watched]:
-    from tests.conftest import free_port
+    from tests.support.common import free_port
 
     procs = []
-    for i, (name, extra) in enumerate(OURS.items()):
+    ours = dict(list(OURS.items())[:1] if args.only_full else OURS)
+    if args.compat:
+        ours[COMPAT] = ["--compat", "danihodovic"]
+    for i, (name, extra) in enumerate(ours.items()):
         port = free_port()
         argv = [sys.executable, "-m", "exporter", "--broker-url", url, "--result-backend", url]
         argv += ["--instance", f"live{i}", "--host", "127.0.0.1", "--port", str(port), *extra]
@@ -200,7 +205,8 @@ def scrape_all(procs: list[Watched], interval: float, stop: threading.Event) -> 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import redis
 
-    from tests.conftest import RedisServer, Worker, celery_app
+    from tests.support.redisserver import RedisServer
+    from tests.support.workers import Worker, celery_app
 
     server = RedisServer()
     server.start()
@@ -294,7 +300,16 @@ def show(report: dict[str, Any]) -> None:
             f"{name:34} {f['idle_ms_per_s']:9.2f} {f['cpu_s']:7.2f} {f['cpu_ms_per_task']:8.3f}"
             f" {f['rss_mb']:7.1f}  {'; '.join(notes)}"
         )
-    ours = report["processes"]["ours: everything on"]["cpu_ms_per_task"]
+    full = report["processes"]["ours: everything on"]
+    compat = report["processes"].get(COMPAT)
+    if compat:
+        per_task = compat["cpu_ms_per_task"] / max(full["cpu_ms_per_task"], 1e-9)
+        idle = compat["idle_ms_per_s"] / max(full["idle_ms_per_s"], 1e-9)
+        print(
+            f"live: --compat danihodovic costs {per_task:.2f}x the default's CPU per task, "
+            f"{idle:.2f}x its idle CPU"
+        )
+    ours = full["cpu_ms_per_task"]
     # A task makes about 5 events here (sent, received, started, succeeded/failed; retried).
     reference = REFERENCE_CPU_PER_EVENT * 1e3 * 5
     print(
@@ -317,6 +332,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--flower", help="a `celery` executable with flower installed")
     parser.add_argument("--reference-python", help="python of a celery-exporter venv")
     parser.add_argument("--reference-dir", help="a danihodovic/celery-exporter checkout")
+    parser.add_argument("--compat", action="store_true", help="add ours with --compat danihodovic")
+    parser.add_argument(
+        "--only-full", action="store_true", help="of ours, only everything on (and --compat)"
+    )
     args = parser.parse_args(argv)
     small = args.small
     args.tasks = args.tasks or (40 if small else 3000)

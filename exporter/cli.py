@@ -18,7 +18,8 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from exporter import __version__
-from exporter.config import Config, ConfigError
+from exporter.config import Config
+from exporter.config_checks import ConfigError
 from exporter.options import GROUPS, OPTIONS, SECRETS, _csv
 
 log = logging.getLogger("exporter")

@@ -1,18 +1,31 @@
 """The daemon's configuration: one frozen `Config`, and the checks that reject a bad one at start.
 
 Everything here is plain data. `cli.py` turns flags and environment variables into a `Config`;
-`Config.validate()` raises `ConfigError` with one line an operator can act on.
+`Config.validate()` raises `ConfigError` with one line an operator can act on. The checks of
+single values that need no `Config` (URL schemes, listen addresses, tokens, time zones) are
+in config_checks.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import socket
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
+from exporter.config_checks import (
+    BACKEND_REDIS_SCHEMES,
+    COMPAT_MODES,
+    EVENTS_CONSUMERS,
+    REDIS_SCHEMES,
+    ConfigError,
+    broker_kind,
+    check_host,
+    check_timezone,
+    check_tokens,
+    parse_listen,
+    url_scheme,
+)
 from exporter.naming import check_prefix, check_static_labels
 from exporter.urls import url_problem
 
@@ -44,38 +57,6 @@ DEFAULT_TRANSIENT_EXCEPTIONS = (
     "SoftTimeLimitExceeded",
     "TemporaryError",
 )
-
-# Schemes Celery/kombu accept for a broker, grouped by how we read queue depth.
-REDIS_SCHEMES = frozenset({"redis", "rediss", "sentinel", "redis+socket", "socket"})
-AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp", "librabbitmq"})
-EVENTS_CONSUMERS = ("auto", "celery")
-BACKEND_REDIS_SCHEMES = frozenset({"redis", "rediss", "sentinel", "redis+socket", "socket"})
-# Tokens: printable ASCII only (what an HTTP header carries unchanged), at least this long.
-# 16 random hex digits are 64 bits: far beyond online guessing at any request rate.
-MIN_TOKEN_LENGTH = 16
-
-
-class ConfigError(ValueError):
-    """A configuration mistake, worded as the one line printed before exiting."""
-
-
-def url_scheme(url: str) -> str:
-    """The scheme of a broker/backend URL; `sentinel://a;sentinel://b` lists take the first."""
-    first = url.split(";", 1)[0]
-    return urlsplit(first).scheme.lower()
-
-
-def broker_kind(url: str) -> str:
-    """`redis` or `amqp`: which queue-depth reader applies to this broker."""
-    scheme = url_scheme(url)
-    if scheme in REDIS_SCHEMES:
-        return "redis"
-    if scheme in AMQP_SCHEMES:
-        return "amqp"
-    raise ConfigError(
-        f"unsupported broker URL scheme {scheme!r}: use one of "
-        f"{', '.join(sorted(REDIS_SCHEMES | AMQP_SCHEMES))}"
-    )
 
 
 @dataclass(frozen=True)
@@ -149,6 +130,8 @@ class Config:
     recent_size: int = 1000
     recent_failed_size: int = 1000
     plan_ttl: float = 900.0
+    # Seconds per point of the page's trends (60 points kept: an hour at the default).
+    trends_step: float = 60.0
     transient_exceptions: tuple[str, ...] = DEFAULT_TRANSIENT_EXCEPTIONS
     show_task_args: bool = False
     audit_max_entries: int = 10_000
@@ -158,11 +141,14 @@ class Config:
     # --- metric names and labels ---------------------------------------------------------
     metric_prefix: str = "celery_"
     static_labels: dict[str, str] = field(default_factory=dict)
+    # "danihodovic": celery-exporter's metric families instead of ours (exporter/compat/)
+    compat: str = "none"
 
     # --- Celery beat schedules (exporter/beat) -----------------------------------------------
     beat_redbeat_url: str | None = field(default=None, repr=False)  # may hold a password
     redbeat_key_prefix: str = "redbeat:"
     redbeat_lock_key: str | None = None  # None: RedBeat's default, "<prefix>:lock"
+    redbeat_sentinel_master: str | None = None  # None: master_name transport option, "master"
     beat_django_db_url: str | None = field(default=None, repr=False)  # may hold a password
     beat_schedule_file: str | None = None
     beat_timezone: str = "UTC"
@@ -218,7 +204,7 @@ class Config:
             )
         if not 0 < self.port < 65536:
             raise ConfigError(f"--port {self.port} is not a TCP port (1-65535)")
-        _check_host(self.host, "--host")
+        check_host(self.host, "--host")
         if self.api_listen is not None:
             parse_listen(self.api_listen, "--api-listen")
         for name in (
@@ -242,6 +228,8 @@ class Config:
             value = getattr(self, name)
             if value < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+        if not 1 <= self.trends_step <= 3600:
+            raise ConfigError(f"--trends-step must be 1 to 3600 seconds, got {self.trends_step}")
         if not 0 <= self.label_grace <= 600:
             raise ConfigError(f"--label-grace must be 0 to 600 seconds, got {self.label_grace}")
         if not self.default_queue_name.strip():
@@ -294,51 +282,12 @@ class Config:
             raise ConfigError(f"--log-level {self.log_level!r} is not a logging level")
         if not self.accept_content:
             raise ConfigError("--accept-content lists no content type")
+        if self.compat not in COMPAT_MODES:
+            raise ConfigError(f"--compat must be none or danihodovic, got {self.compat!r}")
         naming = check_prefix(self.metric_prefix) or check_static_labels(self.static_labels)
         if naming:
             raise ConfigError(naming)
         return self
-
-
-def check_tokens(role: str, tokens: tuple[str, ...]) -> None:
-    """ConfigError naming the first unusable token by position, never showing the token."""
-    where = f"CE_{role.upper()}_TOKENS or --{role}-token-file"
-    for number, token in enumerate(tokens, 1):
-        if not all(33 <= ord(c) <= 126 for c in token):
-            raise ConfigError(
-                f"{role} token #{number} ({where}) has a character that is not printable "
-                "ASCII (spaces, accents and control characters cannot be sent in a header)"
-            )
-        if len(token) < MIN_TOKEN_LENGTH:
-            raise ConfigError(
-                f"{role} token #{number} ({where}) has {len(token)} characters; tokens need at "
-                f"least {MIN_TOKEN_LENGTH} (e.g. the output of `openssl rand -hex 16`)"
-            )
-
-
-def parse_listen(value: str, flag: str) -> tuple[str, int]:
-    """`host:port` or `[v6]:port` -> (host, port), or ConfigError."""
-    host, sep, port_text = value.rpartition(":")
-    if not sep or not port_text.isdigit():
-        raise ConfigError(f"{flag} {value!r} is not HOST:PORT")
-    host = host.strip("[]") or "0.0.0.0"
-    port = int(port_text)
-    if not 0 < port < 65536:
-        raise ConfigError(f"{flag} {value!r}: port must be 1-65535")
-    _check_host(host, flag)
-    return host, port
-
-
-def _check_host(host: str, flag: str) -> None:
-    try:
-        ipaddress.ip_address(host)
-        return
-    except ValueError:
-        pass
-    try:
-        socket.getaddrinfo(host, None)
-    except OSError as exc:
-        raise ConfigError(f"{flag} {host!r} does not resolve: {exc}") from None
 
 
 def _check_beat(config: Config) -> None:
@@ -357,11 +306,10 @@ def _check_beat(config: Config) -> None:
             f"--beat-django-db-url: unsupported scheme {url_scheme(url)!r}: use postgresql:// "
             "or mysql://"
         )
-    if config.beat_redbeat_url and url_scheme(config.beat_redbeat_url) not in REDIS_SCHEMES:
-        raise ConfigError("--beat-redbeat-url must be a redis:// or rediss:// URL")
-    from exporter.beat.cron import CronError, zone
-
-    try:
-        zone(config.beat_timezone)
-    except CronError as exc:
-        raise ConfigError(f"--beat-timezone: {exc}") from None
+    beat_url = config.beat_redbeat_url
+    if beat_url and url_scheme(beat_url) not in REDIS_SCHEMES | {"redis-sentinel", "unix"}:
+        raise ConfigError(
+            "--beat-redbeat-url must be a redis://, rediss://, unix://, sentinel:// or "
+            "redis-sentinel:// URL"
+        )
+    check_timezone(config.beat_timezone, "--beat-timezone")

@@ -1,4 +1,5 @@
-"""The daemon: wires state, the poll job, task sources and HTTP; starts and stops them.
+"""The daemon: wires state, the poll job, the keeper, task sources and HTTP; starts and stops
+them.
 
 Listen sockets are bound before anything else starts, so a bad address fails at once with
 one line. SIGTERM/SIGINT stop the HTTP servers gracefully, then the scheduler and sources.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
 import signal
 import socket
@@ -15,14 +17,17 @@ import time
 from collections.abc import Iterator
 from email.utils import formatdate
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import uvicorn
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from exporter.celery_io import CeleryIO, CeleryReader
 from exporter.clock import Clock
-from exporter.config import Config, ConfigError, parse_listen
+from exporter.config import Config
+from exporter.config_checks import ConfigError, parse_listen
 from exporter.http import create_app
+from exporter.keeper import build_keeper
 from exporter.poller import Poller
 from exporter.sources import Source, build_sources
 from exporter.state import State
@@ -91,7 +96,12 @@ class Daemon:
         self.state = State(config, clock)
         self.io = CeleryIO(config)
         self.poller = Poller(self.state, CeleryReader(self.io))
-        self.sources: list[Source] = build_sources(self.state, self.io)
+        # The keeper of saved state loads before any source counts (its gate) and saves
+        # last; it is started and stopped beside the sources, not as one of them.
+        self.keeper, gate = build_keeper(self.state)
+        self.sources: list[Source] = build_sources(
+            self.state, self.io, gate, self.keeper.save if self.keeper else None
+        )
         self.scheduler = BackgroundScheduler(daemon=True)
         self._sockets: list[tuple[socket.socket, bool, bool]] = []  # (sock, metrics, api)
         self._servers: list[_Server] = []
@@ -121,9 +131,9 @@ class Daemon:
             next_run_time=_now(),
             misfire_grace_time=None,
         )
-        for source in self.sources:
-            source.start()
-            for func, interval, job_id in source.jobs():
+        for service in self._services():
+            service.start()
+            for func, interval, job_id in service.jobs():
                 self.scheduler.add_job(
                     func,
                     "interval",
@@ -142,9 +152,14 @@ class Daemon:
             ", ".join(s.name for s in self.sources) or "none",
         )
 
+    def _services(self) -> list[Source]:
+        """The keeper first (its load opens the gate), then the task sources."""
+        return [self.keeper, *self.sources] if self.keeper else list(self.sources)
+
     def _poll(self) -> None:
         try:
-            self.poller.poll()
+            snap = self.poller.poll()
+            self.state.trends.sample(self.state.clock.time(), self.state.ledger, snap)
         except Exception:
             # A bug, not an outage (those are handled inside): log it, keep polling.
             log.exception("poll failed unexpectedly")
@@ -152,11 +167,13 @@ class Daemon:
     def stop_background(self) -> None:
         with contextlib.suppress(Exception):
             self.scheduler.shutdown(wait=False)
-        for source in self.sources:
+        # Sources first, the keeper last: its final save includes what they flushed.
+        stopping = [*self.sources, self.keeper] if self.keeper else self.sources
+        for service in stopping:
             try:
-                source.stop()
+                service.stop()
             except Exception:
-                log.exception("stopping source %s failed", source.name)
+                log.exception("stopping %s failed", service.name)
         self.io.close()
 
     def run(self) -> int:
@@ -222,15 +239,11 @@ def _bind(host: str, port: int, flag: str) -> socket.socket:
 
 
 def _now() -> Any:
-    import datetime
-
     return datetime.datetime.now(datetime.timezone.utc)
 
 
 def _redact(url: str) -> str:
     """The URL with any password replaced, for logs."""
-    from urllib.parse import urlsplit, urlunsplit
-
     parts = urlsplit(url.split(";", 1)[0])
     if parts.password:
         netloc = parts.netloc.replace(f":{parts.password}@", ":***@")

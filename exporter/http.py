@@ -21,7 +21,7 @@ from exporter import __version__
 from exporter.api import build_router, check_metrics_auth, install_error_handlers
 from exporter.api.auth import Refused
 from exporter.api.refusals import RefusalLog
-from exporter.api.stats import stats_for
+from exporter.apicounters import ApiCounters
 from exporter.celery_io import CeleryIO
 from exporter.collectors import build_registry
 from exporter.exposition import Exposition
@@ -93,7 +93,9 @@ def create_app(
 
 
 def _add_metrics(app: FastAPI, state: State, registry: CollectorRegistry) -> None:
-    refusals = RefusalLog(stats_for(state), state.clock)  # no store: counted and logged only
+    refusals = RefusalLog(
+        state.attached(ApiCounters), state.clock
+    )  # no store: counted and logged only
 
     async def guard(request: Request) -> None:
         # --metrics-auth: open by default (Prometheus convention), or a token / basic auth.

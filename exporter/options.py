@@ -187,7 +187,7 @@ OPTIONS: tuple[Opt, ...] = (
         "before they go under unknown / --default-queue-name; 0: never wait", float),
     Opt("tasks", ("--default-queue-name",), "default_queue_name",
         "queue_name of tasks whose queue no source names (task-sent events, result_extended "
-        "results, inspect)"),
+        "results, inspect); with --compat danihodovic, celery unless set"),
     Opt("tasks", ("--task-worker-label",), "task_worker_label",
         "Add a hostname label to task counters (true/false; watch cardinality)", _bool),
     Opt("tasks", ("--generic-hostname-task-sent-metric",), "generic_hostname_task_sent_metric",
@@ -204,6 +204,8 @@ OPTIONS: tuple[Opt, ...] = (
         "Recent failures kept besides those, so failures outlive successes", int),
     Opt("api", ("--plan-ttl",), "plan_ttl",
         "Seconds a fix-it plan stays approvable", float),
+    Opt("api", ("--trends-step",), "trends_step",
+        "Seconds per point of the /ui trends and /api/trends (60 points are kept)", float),
     Opt("api", ("--transient-exceptions",), "transient_exceptions",
         "Exception types retried by the conservative fix-it mode, comma separated", _csv),
     Opt("api", ("--show-task-args",), "show_task_args",
@@ -215,15 +217,23 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("metrics", ("--static-label",), "static_labels",
         "Label KEY=VALUE added to every series, repeatable (e.g. cluster=eu1)",
         _labels, "multi", "KEY=VALUE"),
+    Opt("metrics", ("--compat",), "compat",
+        "danihodovic: serve danihodovic/celery-exporter's task, worker and queue families (its "
+        "names, labels and buckets; task events counted per delivery) instead of this "
+        "exporter's; none: this exporter's own", _word),
     Opt("api", ("--api-max-concurrent",), "api_max_concurrent",
         "API requests calling Redis at once (task lookups, plans, audit); beyond, 503 at once",
         int),
     Opt("beat", ("--beat-redbeat-url",), "beat_redbeat_url",
-        "Redis URL of RedBeat's schedule (its redbeat_redis_url); unset: no RedBeat source"),
+        "Redis URL of RedBeat's schedule (its redbeat_redis_url: redis, rediss, unix, "
+        "sentinel, redis-sentinel); unset: no RedBeat source"),
     Opt("beat", ("--redbeat-key-prefix",), "redbeat_key_prefix",
         "RedBeat's redbeat_key_prefix"),
     Opt("beat", ("--redbeat-lock-key",), "redbeat_lock_key",
         "RedBeat's redbeat_lock_key (default: PREFIX:lock); '' when beat runs without the lock"),
+    Opt("beat", ("--redbeat-sentinel-master",), "redbeat_sentinel_master",
+        "Sentinel master of a sentinel:// or redis-sentinel:// --beat-redbeat-url (RedBeat's "
+        "service_name; default: the master_name broker transport option, else master)"),
     Opt("beat", ("--beat-django-db-url",), "beat_django_db_url",
         "django-celery-beat database, read-only: postgresql://... or mysql://... (give a "
         "password through CE_BEAT_DJANGO_DB_URL, never on the command line)"),

@@ -75,6 +75,7 @@ def read_batches(
     health_interval: float = HEALTH_INTERVAL,
     tick: Callable[[], None] | None = None,
     waker: Waker | None = None,
+    sleep: Callable[[float], object] = time.sleep,
 ) -> None:
     """Read `conn` (already PSUBSCRIBEd) until `stopped()`; call `handle` once per wake-up
     with every pmessage read, in order (other replies: subscribe confirmations, PONGs, are
@@ -82,7 +83,7 @@ def read_batches(
     until a message, `waker.set()` or the next health check instead of waking every `WAIT`
     (an idle exporter's listeners woke four times a second). Raises on a broken connection,
     or `NoPong` when a PING sent after `health_interval` of silence got no reply in as long
-    again (a half-open socket)."""
+    again (a half-open socket). `sleep` is injectable so tests see the lingers."""
     quiet_since = time.monotonic()
     ping_sent = False
     behind = False  # the last batch was full: more is waiting, read on without lingering
@@ -113,7 +114,7 @@ def read_batches(
                 tick()
             continue
         if linger and not behind:
-            time.sleep(linger)
+            sleep(linger)
         fast = _hiredis_of(conn)  # per wake-up: a reconnect makes a new Reader
         if fast is not None:
             batch, behind = _drain_hiredis(fast, max_batch)

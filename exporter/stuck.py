@@ -13,12 +13,8 @@ call this module, so a task is stuck in all three or in none.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from exporter.ledger import Ledger
 from exporter.snapshot import RunningTask, Snapshot
-
-if TYPE_CHECKING:
-    from exporter.ledger import Ledger
 
 UNKNOWN = "unknown"
 

@@ -27,12 +27,16 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
+from exporter.families import Table
+
 # No colons: OpenMetrics output escapes sample names with the label-name rule, which turns
 # a colon into "_" under the default escaping; our names have none, so this writer keeps out.
 _METRIC_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _TEXT_TYPES = {"info": "gauge", "stateset": "gauge", "gaugehistogram": "histogram"}
 _CACHE_MAX = 50_000
+# Sample names the text format writes in its own way (prometheus_client does it).
+_CLIENT_ONLY = ("_created", "_gsum", "_gcount")
 
 
 class _Families:
@@ -66,6 +70,19 @@ class _Writer:
             if value != 0 and not math.isnan(value) and len(self._values) < _CACHE_MAX:
                 self._values[value] = text
         return text
+
+    def _table(self, table: Table, out: list[str]) -> bool:
+        """A `Table`'s lines written from its rows; False when it needs the sample path."""
+        if not table.rows_only or not all(map(self._name_ok, table.sample_names())):
+            return False
+        for k in table.label_names():
+            ok = self._labels.get(k)
+            if ok is None:
+                ok = self._labels[k] = _LABEL_NAME.fullmatch(k) is not None
+            if not ok:
+                return False
+        out.extend(table.lines(self._value))
+        return True
 
     def _samples(self, samples: list[Sample], out: list[str]) -> bool:
         """Append the sample lines; False (nothing appended) when one needs the client."""
@@ -108,13 +125,20 @@ class _Writer:
             if mtype == "unknown":
                 mtype = "untyped"
             mtype = _TEXT_TYPES.get(mtype, mtype)
-            samples = metric.samples  # type: ignore[attr-defined]
-            own = self._name_ok(name) and not any(
-                s.name.endswith(("_created", "_gsum", "_gcount")) for s in samples
-            )
             doc = metric.documentation.replace("\\", r"\\").replace("\n", r"\n")  # type: ignore[attr-defined]
             head = [f"# HELP {name} {doc}\n", f"# TYPE {name} {mtype}\n"]
             lines: list[str] = []
+            if (
+                isinstance(metric, Table)
+                and self._name_ok(name)
+                and not any(n.endswith(_CLIENT_ONLY) for n in metric.sample_names())
+                and self._table(metric, lines)
+            ):
+                out += head
+                out += lines
+                continue
+            samples = metric.samples  # type: ignore[attr-defined]
+            own = self._name_ok(name) and not any(s.name.endswith(_CLIENT_ONLY) for s in samples)
             if own and self._samples(samples, lines):
                 out += head
                 out += lines
@@ -134,7 +158,10 @@ class _Writer:
             if (
                 self._name_ok(name)
                 and not metric.unit  # type: ignore[attr-defined]
-                and self._samples(metric.samples, lines)  # type: ignore[attr-defined]
+                and (
+                    (isinstance(metric, Table) and self._table(metric, lines))
+                    or self._samples(metric.samples, lines)  # type: ignore[attr-defined]
+                )
             ):
                 out += head
                 out += lines

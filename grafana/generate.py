@@ -8,15 +8,19 @@ what this file produces and that every query names only metrics the exporter exp
     python grafana/generate.py            # rewrite grafana/dashboards/*.json
     python grafana/generate.py --check    # exit 1 if a committed file is stale
     python grafana/generate.py --selector 'job="celery-eu",env="prod"' --out-dir my-dashboards
+    python grafana/generate.py --metric-prefix myapp_ --out-dir myapp-dashboards
 
 Every query carries the selector (default job="celery", the shipped rules' job), so another
-Celery exporter in the same Prometheus never shows up on these dashboards.
+Celery exporter in the same Prometheus never shows up on these dashboards. `--metric-prefix`
+is the exporter's: every `celery_` metric name then reads with that prefix (recording rules
+keep their `celery:` names).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -218,9 +222,15 @@ DASHBOARDS = {"celery-overview.json": overview, "celery-task.json": task,
               "celery-exporter.json": exporter}  # fmt: skip
 
 
-def render_all(selector: str = DEFAULT_SELECTOR) -> dict[str, str]:
+_METRIC = re.compile(r"\bcelery_(?=[A-Za-z_])")
+
+
+def render_all(selector: str = DEFAULT_SELECTOR, prefix: str = "celery_") -> dict[str, str]:
     use_selector(selector)
-    return {name: json.dumps(build(), indent=2) + "\n" for name, build in DASHBOARDS.items()}
+    out = {name: json.dumps(build(), indent=2) + "\n" for name, build in DASHBOARDS.items()}
+    if prefix != "celery_":  # as the exporter's --metric-prefix renames every metric
+        out = {name: _METRIC.sub(lambda _m: prefix, text) for name, text in out.items()}
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -232,9 +242,14 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_SELECTOR,
         help=f"label matchers every query carries (default {DEFAULT_SELECTOR})",
     )
+    parser.add_argument(
+        "--metric-prefix",
+        default="celery_",
+        help="the exporter's --metric-prefix: replaces celery_ in every metric name",
+    )
     args = parser.parse_args(argv)
     stale = 0
-    for name, text in render_all(args.selector).items():
+    for name, text in render_all(args.selector, args.metric_prefix).items():
         path = args.out_dir / name
         if args.check:
             if not path.exists() or path.read_text() != text:

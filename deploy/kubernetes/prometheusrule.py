@@ -4,11 +4,16 @@
 
     python deploy/kubernetes/prometheusrule.py           # rewrite prometheusrule.yaml
     python deploy/kubernetes/prometheusrule.py --check   # exit 1 if it is stale
+    python deploy/kubernetes/prometheusrule.py --metric-prefix myapp_ -o myapp-rule.yaml
+
+`--metric-prefix` (the exporter's) renders the rules with deploy/prometheus/generate.py
+instead of reading the shipped celery-rules.yml.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -49,13 +54,28 @@ def render(rules_text: str) -> str:
     return header + yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=100)
 
 
+def rules_with_prefix(prefix: str) -> str:
+    """celery-rules.yml as deploy/prometheus/generate.py renders it for `--metric-prefix`."""
+    spec = importlib.util.spec_from_file_location(
+        "celery_rules_generate", RULES.parent / "generate.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return str(module.render({"metric_prefix": prefix}))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rules", type=Path, default=RULES)
+    parser.add_argument("--metric-prefix", help="the exporter's --metric-prefix (default celery_)")
     parser.add_argument("-o", "--out", type=Path, default=OUT)
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args(argv)
-    text = render(args.rules.read_text())
+    if args.metric_prefix is not None:
+        text = render(rules_with_prefix(args.metric_prefix))
+    else:
+        text = render(args.rules.read_text())
     if args.check:
         if not args.out.exists() or args.out.read_text() != text:
             print(f"{args.out} is stale: run deploy/kubernetes/prometheusrule.py", file=sys.stderr)

@@ -8,6 +8,7 @@ PromQL in several places, and the tests render the same rules with short duratio
     python deploy/prometheus/generate.py                    # rewrite celery-rules.yml
     python deploy/prometheus/generate.py --set slo=0.995 --set fast_burn_for=5m -o my-rules.yml
     python deploy/prometheus/generate.py --check            # exit 1 if the file is stale
+    python deploy/prometheus/generate.py --metric-prefix myapp_ -o myapp-rules.yml
 
 Success ratios are computed from counters (sum the rates, then divide), never by averaging a
 ratio gauge, so they stay right across exporter restarts (rate() handles counter resets).
@@ -15,6 +16,9 @@ ratio gauge, so they stay right across exporter restarts (rate() handles counter
 Every series an expression reads carries the selector (`job="celery"` by default; `--set
 job=NAME` or `--set 'selector=cluster="eu1"'`), so another Celery exporter scraped by the same
 Prometheus (danihodovic/celery-exporter has the same metric names) never trips these alerts.
+An exporter run with `--metric-prefix P` needs the rules with `--metric-prefix P` (or `--set
+metric_prefix=P`): every `celery_` metric name then reads `P`; recording rules keep their
+`celery:` names.
 """
 
 from __future__ import annotations
@@ -44,6 +48,10 @@ VARIABLES: dict[str, tuple[Any, str]] = {
         'Label matchers every expression carries instead of job="<job>", e.g. '
         'job="celery",env="prod" (target labels: up has no --static-label labels)',
     ),
+    "metric_prefix": (
+        "celery_",
+        "The exporter's --metric-prefix: replaces celery_ in every metric name the rules read",
+    ),
     "slo": (0.99, "Target share of finished tasks that succeed (succeeded / (succeeded+failed))"),
     "fast_burn_factor": (14.4, "Fast burn: error-budget burn rate over 1h and 5m (2% in 1h)"),
     "fast_burn_for": ("2m", "How long the fast burn must hold before paging"),
@@ -70,6 +78,14 @@ VARIABLES: dict[str, tuple[Any, str]] = {
     "runbook_url": ("README.md", "Where the runbook lives; alerts link to its anchors"),
     **beat_rules.VARIABLES,
 }
+
+
+_METRIC = re.compile(r"\bcelery_(?=[A-Za-z_])")
+
+
+def prefixed(expr: str, prefix: str) -> str:
+    """`celery_x` -> `<prefix>x` for every metric name, as the exporter's --metric-prefix."""
+    return expr if prefix == "celery_" else _METRIC.sub(lambda _m: prefix, expr)
 
 
 def defaults() -> dict[str, Any]:
@@ -317,6 +333,8 @@ def build(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     rules = (
         recording_rules(v) + alerting_rules(v) + beat_rules.alerts(v, _alert, lambda m: _sel(v, m))
     )
+    for rule in rules:
+        rule["expr"] = prefixed(rule["expr"], str(v["metric_prefix"]))
     return {"groups": [{"name": "celery", "rules": rules}]}
 
 
@@ -361,6 +379,7 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--metric-prefix", help="the exporter's --metric-prefix (default celery_)")
     parser.add_argument("-o", "--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--check", action="store_true", help="fail if --out is not up to date")
     parser.add_argument("--list", action="store_true", help="print the variables table")
@@ -368,7 +387,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         print("\n".join(variables_table()))
         return 0
-    text = render(_parse_set(args.set))
+    overrides = _parse_set(args.set)
+    if args.metric_prefix is not None:
+        overrides["metric_prefix"] = args.metric_prefix
+    text = render(overrides)
     if args.check:
         current = args.out.read_text() if args.out.exists() else ""
         if current != text:

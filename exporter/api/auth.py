@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 from fastapi import HTTPException, Request
 
+# Why a request was refused: the `reason` label of celery_exporter_api_refused_total.
+from exporter.apicounters import DISABLED, INVALID, MISSING, ROLE
 from exporter.config import Config
 
 VIEWER = "viewer"
@@ -67,14 +69,6 @@ def authenticate(request: Request, config: Config) -> Principal | None:
     if viewer is not None:
         return Principal(VIEWER, principal_name(VIEWER, viewer))
     return None
-
-
-# Why a request was refused: the `reason` label of celery_exporter_api_refused_total.
-DISABLED = "disabled"  # no token of the needed kind is configured (403)
-MISSING = "missing_token"  # 401
-INVALID = "invalid_token"  # 401
-ROLE = "insufficient_role"  # a viewer token on an operator endpoint (403)
-REASONS = (DISABLED, MISSING, INVALID, ROLE)
 
 
 class Refused(HTTPException):

@@ -38,11 +38,14 @@ def _down(status: BeatStatus, now: float, stale_after: float) -> str:
             "not sent, and nothing was sent since. Check the celery beat process.")  # fmt: skip
 
 
-def _missed(row: EntryView, now: float) -> str:
+def _missed(row: EntryView, now: float, fixable: bool) -> str:
     since = (f"has not run since {_when(row.last_dispatched, now)}"
              if row.last_dispatched is not None else "has not run")  # fmt: skip
     runs = f", {row.missed:,} run(s) missed" if row.missed > 1 else ""
-    return f"Periodic task {row.name} ({row.task}) {since}, {_ago(row.overdue)} overdue{runs}."
+    # Only while beat is up: a restarted beat sends overdue entries itself (run_entry.py).
+    fix = (f" Fix-it can send it now: POST /api/fix-it with run_entries "
+           f"[\"{row.source}/{row.name}\"]." if fixable else "")  # fmt: skip
+    return f"Periodic task {row.name} ({row.task}) {since}, {_ago(row.overdue)} overdue{runs}.{fix}"
 
 
 def _failing(row: EntryView) -> bool:
@@ -66,7 +69,8 @@ def beat_advice(state: State, now: float) -> tuple[list[str], list[str]]:
     """(immediate actions, watch items) about beat."""
     act: list[str] = []
     watch: list[str] = []
-    views = board_for(state).views()
+    board = board_for(state)
+    views = board.views()
     if not views:
         return act, watch
     cfg = state.config
@@ -82,7 +86,8 @@ def beat_advice(state: State, now: float) -> tuple[list[str], list[str]]:
         if status.up is False:
             act.append(_down(status, now, cfg.beat_stale_after))
         missed = sorted((r for r in status.entries if r.missed > 0), key=lambda r: -r.overdue)
-        act.extend(_missed(r, now) for r in missed[:MAX_LINES])
+        fixable = status.up is not False and view.source in board.run_specs
+        act.extend(_missed(r, now, fixable) for r in missed[:MAX_LINES])
         if len(missed) > MAX_LINES:
             act.append(f"...and {len(missed) - MAX_LINES} more periodic tasks missed runs.")
         failing = [r for r in status.entries if r.entry.enabled and _failing(r)]

@@ -14,7 +14,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from exporter.api.models import ErrorOut
-from exporter.api.stats import ApiStats
+from exporter.apicounters import ApiCounters
 
 log = logging.getLogger(__name__)
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -31,7 +31,7 @@ def validation_status(exc: RequestValidationError) -> int:
 class CountingRoute(APIRoute):
     """Counts every request in celery_exporter_api_requests_total{endpoint,code}."""
 
-    stats: ApiStats
+    stats: ApiCounters
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()

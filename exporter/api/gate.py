@@ -30,9 +30,9 @@ from fastapi import HTTPException
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from exporter.api.stats import ApiStats
+from exporter.apicounters import ApiCounters
+from exporter.backend_redis import backend_client
 from exporter.config import Config
-from exporter.sources.redisconn import backend_client
 
 T = TypeVar("T")
 API_REDIS_TIMEOUT = 2.0  # seconds: connect, and each reply, for the API's Redis calls
@@ -54,7 +54,7 @@ def api_client(config: Config) -> redis.Redis | None:
 class ApiGate:
     """At most `limit` Redis-calling API calls at once, on threads of their own."""
 
-    def __init__(self, limit: int, stats: ApiStats) -> None:
+    def __init__(self, limit: int, stats: ApiCounters) -> None:
         self.limit = limit
         self._stats = stats
         self._lock = threading.Lock()

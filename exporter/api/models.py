@@ -17,6 +17,12 @@ class ErrorOut(BaseModel):
     detail: Any = None
 
 
+class TaskReport(BaseModel):
+    state: str
+    source: str = Field(description="events, pubsub, reconcile or inspect")
+    at: datetime | None
+
+
 class TaskOut(BaseModel):
     id: str
     name: str | None
@@ -44,11 +50,57 @@ class TaskOut(BaseModel):
     args: Any = None
     kwargs: Any = None
     source: str = Field(description="ledger, or backend when read from the result backend")
+    # Only /api/tasks/{id} fills these (the detail); lists leave them empty.
+    received_at: datetime | None = None
+    wait_seconds: float | None = Field(
+        default=None, description="From sent (else received) to started: time spent waiting"
+    )
+    traceback: str | None = Field(
+        default=None,
+        description="The worker's traceback, cleaned and cut to its first 8,000 characters",
+    )
+    root_id: str | None = None
+    children: list[str] = Field(
+        default_factory=list, description="Tasks this one is the parent of (fix-it retries too)"
+    )
+    reports: list[TaskReport] = Field(
+        default_factory=list,
+        description="Which source reported which state, when (the first of each pair; "
+        "every retry); kept for the most recent tasks only",
+    )
 
 
 class TaskPage(BaseModel):
     items: list[TaskOut]
     next_cursor: str | None = Field(None, description="Pass as ?cursor= for the next page")
+    matched: int = Field(0, description="Tasks matching every filter, over all pages")
+    by_status: dict[str, int] = Field(
+        default_factory=dict,
+        description="Tasks matching every filter but status, by status",
+    )
+    kept: int = Field(
+        0,
+        description="Tasks in the recent rings (--recent-size and --recent-failed-size bound them)",
+    )
+    oldest_at: datetime | None = Field(
+        None, description="The oldest update the rings still hold: how far back a search reaches"
+    )
+
+
+class TrendPoint(BaseModel):
+    start: datetime
+    succeeded: int
+    failed: int
+    success_rate: float | None = Field(description="null when nothing finished in this step")
+    finished_per_minute: float
+    queue_depth: int | None = Field(description="Waiting in all queues at the step's last poll")
+    queue_depth_max: int | None
+
+
+class TrendsOut(BaseModel):
+    step_seconds: float
+    points: list[TrendPoint] = Field(description="Oldest first; steps without a poll are absent")
+    summary: str = Field(description="The trends in one or two sentences")
 
 
 class TaskCounts(BaseModel):
@@ -119,7 +171,10 @@ class Sitrep(BaseModel):
     tasks: TaskCounts
     workers: list[WorkerOut]
     queues: list[QueueOut]
-    stuck: list[StuckTask]
+    stuck: list[StuckTask] = Field(
+        description="The longest-running stuck tasks, at most 50 (stuck_total counts them all)"
+    )
+    stuck_total: int = Field(0, description="Tasks running longer than --stuck-after")
     recent_failures: list[TaskOut]
     health: Health
     immediate_actions: list[str] = Field(description="Needs someone now, in plain words")
@@ -145,18 +200,33 @@ class FixItRequest(BaseModel):
     purge_queue: str | None = Field(
         None, min_length=1, max_length=300, description="Purge this queue (only ever on request)"
     )
+    run_entries: list[Annotated[str, Field(min_length=1, max_length=400)]] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Beat entries to send now, once, with their own arguments and options "
+        "(ENTRY, or SOURCE/ENTRY: redbeat, django). Without explicit targets, entries that "
+        "missed runs while beat is up are proposed too",
+    )
 
 
 class ActionOut(BaseModel):
     index: int
-    action: Literal["retry", "revoke", "purge"]
-    target: str = Field(description="Task id, or queue name for purge")
+    action: Literal["retry", "revoke", "purge", "run_entry"]
+    target: str = Field(
+        description="Task id; queue name for purge; SOURCE/ENTRY@DUE for run_entry (DUE: the "
+        "Unix time of the run it stands in for; one run now per entry and due time)"
+    )
     task_name: str | None
     queue: str | None
     description: str
     reason: str
     args: Any = None
     kwargs: Any = None
+    options: dict[str, Any] | None = Field(
+        None,
+        description="run_entry: the entry's routing options as sent (headers only with "
+        "--show-task-args)",
+    )
 
 
 class SkippedOut(BaseModel):

@@ -1,9 +1,11 @@
 """The operator page at /ui: one server-rendered HTML file with a little vanilla JS.
 
-The page itself holds no data and needs no auth; its script calls the JSON API with the token
-the operator typed, kept in sessionStorage and sent as an `Authorization` header. No cookie is
-ever set, so a forged cross-site request carries no credentials: the page is CSRF-safe by
-construction. The strict Content-Security-Policy allows only this page's own inline script.
+The page itself holds no data and needs no auth (its views: situation, task browser, task
+detail, trends, switched by the URL's #fragment; templates/browse.js is pasted into it); its
+scripts call the JSON API with the token the operator typed, kept in sessionStorage and sent
+as an `Authorization` header. No cookie is ever set, so a forged cross-site request carries no
+credentials: the page is CSRF-safe by construction. The strict Content-Security-Policy allows
+only this page's own inline scripts, each pinned by its hash.
 
 `/api/docs` is served the same way: a small page of our own that reads `/api/openapi.json` and
 lists every endpoint, instead of FastAPI's Swagger UI, which loads its script and styles from a
@@ -23,7 +25,12 @@ from fastapi.responses import HTMLResponse
 
 @lru_cache(maxsize=2)
 def _page(name: str = "ui.html") -> tuple[str, str]:
-    html = resources.files("exporter.api").joinpath(f"templates/{name}").read_text("utf-8")
+    files = resources.files("exporter.api").joinpath("templates")
+    html = files.joinpath(name).read_text("utf-8")
+    # /*include x.js*/ pastes templates/x.js in (before hashing): one page, no build step.
+    html = re.sub(
+        r"/\*include ([a-z_]+\.js)\*/", lambda m: files.joinpath(m[1]).read_text("utf-8"), html
+    )
     scripts = re.findall(r"<script>(.*?)</script>", html, flags=re.S)
     hashes = " ".join("'sha256-" + _b64(hashlib.sha256(s.encode()).digest()) + "'" for s in scripts)
     csp = (

@@ -21,7 +21,7 @@ import redis
 from fastapi import Request
 
 from exporter.api.auth import Refused
-from exporter.api.stats import ApiStats
+from exporter.apicounters import ApiCounters
 from exporter.clock import Clock
 from exporter.outage import OutageLog
 from exporter.remediation.store import PlanStore
@@ -39,7 +39,7 @@ def clean(text: str, limit: int = TEXT_MAX) -> str:
 
 
 class RefusalLog:
-    def __init__(self, stats: ApiStats, clock: Clock, store: PlanStore | None = None) -> None:
+    def __init__(self, stats: ApiCounters, clock: Clock, store: PlanStore | None = None) -> None:
         self._stats, self._clock, self._store = stats, clock, store
         self._lock = threading.Lock()
         self._last_logged: dict[str, float] = {}

@@ -22,13 +22,17 @@ from exporter.api.views import human_seconds, task_from_record, ts, utc
 from exporter.snapshot import Snapshot, WorkerSnapshot
 from exporter.state import State
 from exporter.stuck import stuck_tasks
-from exporter.taskstate import COUNTER_FOR_STATE
+from exporter.taskdata import COUNTER_FOR_STATE
 
 RECENT_FAILURES = 10
 BACKLOG_AGE_WATCH = 300.0  # a queue whose oldest message waited this long is worth a look
 LOW_SUCCESS = 0.9
 MIN_FINISHED = 5  # below this a success rate says little
 DOWN_WORKER_LINES = 10  # down workers named one per line, newest first; the rest summed up
+# A wedged cluster can have thousands of stuck tasks: the report lists the longest-running
+# ones and counts the rest, so its size does not grow with the cluster.
+STUCK_LINES = 50
+STUCK_NAMES = 10  # task names spelled out in the stuck advice; the rest counted
 
 
 def build_sitrep(state: State) -> Sitrep:
@@ -40,8 +44,7 @@ def build_sitrep(state: State) -> Sitrep:
     reserved = sum(w.reserved or 0 for w in workers_up)
     pending = sum(q.length or 0 for q in snap.queues.values())
     since: dict[str, int] = dict.fromkeys(COUNTER_FOR_STATE.values(), 0)
-    for (_name, _queue, counter), value in ledger.counts().tasks.items():
-        since[counter] = since.get(counter, 0) + value
+    since.update(ledger.totals())
     counts = TaskCounts(
         window_seconds=ledger.window,
         total=ok + bad + active + pending,
@@ -64,6 +67,7 @@ def build_sitrep(state: State) -> Sitrep:
         )
         for q in sorted(snap.queues.values(), key=lambda q: q.name)
     ]
+    all_stuck = stuck_tasks(ledger, snap, now, config.stuck_after)  # longest-running first
     stuck = [
         StuckTask(
             id=t.task_id,
@@ -72,7 +76,7 @@ def build_sitrep(state: State) -> Sitrep:
             queue=t.queue,
             running_seconds=round(now - t.started_at, 3) if t.started_at is not None else 0.0,
         )
-        for t in stuck_tasks(ledger, snap, now, config.stuck_after)
+        for t in all_stuck[:STUCK_LINES]
     ]
     failures = [
         task_from_record(r, config) for r in ledger.recent(failed_only=True) if r.state == "FAILURE"
@@ -102,6 +106,7 @@ def build_sitrep(state: State) -> Sitrep:
         workers=[_worker(w) for w in sorted(snap.workers.values(), key=lambda w: w.hostname)],
         queues=queues,
         stuck=stuck,
+        stuck_total=len(all_stuck),
         recent_failures=failures,
         health=health,
         immediate_actions=[],
@@ -168,9 +173,12 @@ def _advise(report: Sitrep, state: State, snap: Snapshot, now: float) -> None:
         elif q.oldest_age_seconds and q.oldest_age_seconds > BACKLOG_AGE_WATCH:
             watch.append(f"{line[0].upper()}{line[1:]}: workers are not keeping up.")
     if report.stuck:
-        names = ", ".join(sorted({s.name for s in report.stuck}))
+        distinct = sorted({s.name for s in report.stuck})
+        names = ", ".join(distinct[:STUCK_NAMES])
+        if len(distinct) > STUCK_NAMES:
+            names += f" and {len(distinct) - STUCK_NAMES} more"
         act.append(
-            f"{len(report.stuck)} task(s) running longer than "
+            f"{report.stuck_total} task(s) running longer than "
             f"{human_seconds(state.config.stuck_after)} ({names}): look at them, or ask "
             "for a greedy fix-it plan to revoke them."
         )
@@ -190,11 +198,18 @@ def _advise(report: Sitrep, state: State, snap: Snapshot, now: float) -> None:
         if s.enabled and not s.up:
             err = f": {s.last_error}" if s.last_error else ""
             watch.append(f"Task source {s.name} is down{err}; task counts may lag.")
+    keeper = state.keeper_health  # saved state: not a task source, so not in the list above
+    if keeper.enabled and not keeper.ok:
+        err = f" ({keeper.last_error})" if keeper.last_error else ""
+        watch.append(
+            f"Saving the task counts failed{err}; after a restart they resume from the last "
+            "save and are counted again from the result backend."
+        )
     beat_act, beat_watch = beat_advice(state, now)
     act.extend(beat_act)
     watch.extend(beat_watch)
     events = state.source_health().get("events")
-    if events is not None and events.detail.get("task_events_enabled", 1.0) == 0:
+    if events is not None and not events.stats.task_events_enabled:
         watch.append(
             "Workers run tasks but send no task events (-E is off): start them with "
             "-E, or set --enable-events-interval; counts rely on the result backend."

@@ -18,7 +18,7 @@ from exporter.api.models import TASK_ID_PATTERN, ActionOut, OutcomeOut, PlanOut,
 from exporter.config import Config
 from exporter.decode import clean
 from exporter.remediation.plan import Plan
-from exporter.taskstate import FAILURE, RETRY, REVOKED, TaskRecord, TaskUpdate
+from exporter.taskdata import FAILURE, RETRY, REVOKED, TaskRecord, TaskUpdate
 
 ERROR_MAX = 300
 
@@ -208,7 +208,9 @@ def filter_records(
     out: list[TaskRecord] = []
     for rec in records:
         at = rec.updated_at or 0.0
-        if after is not None and (at, rec.task_id) >= after:
+        # Compared at the cursor's precision (microseconds), as sorted: with the raw time a
+        # task just past a cursor rounded up came again on the next page.
+        if after is not None and (round(at, 6), rec.task_id) >= after:
             continue
         if status and rec.state != status.upper():
             continue
@@ -229,8 +231,8 @@ def filter_records(
 
 
 def sort_newest_first(records: list[TaskRecord]) -> list[TaskRecord]:
-    # The id breaks ties so the cursor order is total.
-    return sorted(records, key=lambda r: (r.updated_at or 0.0, r.task_id), reverse=True)
+    # The id breaks ties so the cursor order is total; times at the cursor's precision.
+    return sorted(records, key=lambda r: (round(r.updated_at or 0.0, 6), r.task_id), reverse=True)
 
 
 # -- plans -----------------------------------------------------------------------------------
@@ -255,6 +257,7 @@ def plan_out(plan: Plan, now: float, config: Config) -> PlanOut:
                 reason=a.reason,
                 args=a.args if show else None,
                 kwargs=a.kwargs if show else None,
+                options=_options(a.options, show),
             )
             for i, a in enumerate(plan.actions)
         ],
@@ -269,6 +272,12 @@ def plan_out(plan: Plan, now: float, config: Config) -> PlanOut:
         interrupted_at=ts(plan.interrupted_at),
         not_run=_not_run(plan),
     )
+
+
+def _options(options: dict[str, Any] | None, show: bool) -> dict[str, Any] | None:
+    if options is None or show:
+        return options
+    return {k: v for k, v in options.items() if k != "headers"}
 
 
 def _not_run(plan: Plan) -> list[int]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from exporter.beat import cron
 from exporter.beat.source import BeatSource, Reader
-from exporter.config import ConfigError
+from exporter.config_checks import ConfigError
 from exporter.state import State
 
 
@@ -23,12 +23,14 @@ def beat_sources(state: State) -> list[BeatSource]:
 
         readers.append(FileReader(config.beat_schedule_file, config.beat_timezone))
     if config.beat_redbeat_url:
-        from exporter.beat.redbeat import RedBeatReader, redis_client
+        from exporter.beat.redbeat import RedBeatReader
+        from exporter.beat.redbeat_client import redis_client
 
-        url = config.beat_redbeat_url
+        url, master = config.beat_redbeat_url, config.redbeat_sentinel_master
+        transport, ssl = dict(config.broker_transport_options), dict(config.broker_ssl_options)
         readers.append(
             RedBeatReader(
-                lambda: redis_client(url),
+                lambda: redis_client(url, master, transport, ssl),
                 config.redbeat_key_prefix,
                 config.redbeat_lock_key,
                 tz,

@@ -16,18 +16,20 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from exporter.beat import cron, decode
-from exporter.beat.model import BeatEntry, BeatRead, Every, Opaque, Schedule
+from exporter.beat import cron, decode, runspec, solar
+from exporter.beat.model import BeatEntry, BeatRead, Every, Schedule
+from exporter.beat.runspec import RunSpec
 
 QUERY = """
 SELECT t.name, t.task, t.enabled, t.one_off, t.last_run_at, t.total_run_count, t.queue,
        t.start_time, t.expires, t.date_changed, MD5(CONCAT(t.args, '|', t.kwargs)),
        i.every, i.period,
        c.minute, c.hour, c.day_of_month, c.month_of_year, c.day_of_week, c.timezone,
-       s.event, k.clocked_time
+       s.event, k.clocked_time, s.latitude, s.longitude
 FROM django_celery_beat_periodictask t
 LEFT JOIN django_celery_beat_intervalschedule i ON i.id = t.interval_id
 LEFT JOIN django_celery_beat_crontabschedule c ON c.id = t.crontab_id
@@ -37,6 +39,10 @@ ORDER BY t.id
 LIMIT %s
 """
 COUNT = "SELECT count(*) FROM django_celery_beat_periodictask"
+RUN_SPEC = """
+SELECT task, args, kwargs, queue, exchange, routing_key, priority, headers
+FROM django_celery_beat_periodictask WHERE name = %s
+"""
 PERIODS = {"days": 86400.0, "hours": 3600.0, "minutes": 60.0, "seconds": 1.0,
            "microseconds": 1e-6}  # fmt: skip
 STATEMENT_TIMEOUT_MS = 10_000
@@ -103,6 +109,28 @@ class DjangoReader:
                 skipped[skip.reason] += 1
         return BeatRead("django", now, tuple(entries), total=int(total), skipped=dict(skipped))
 
+    def run_spec(self, name: str) -> RunSpec:
+        """The entry's task, arguments and options, read now (for a fix-it "run now" plan),
+        on a connection of its own (the read job owns the other). Headers gain
+        `periodic_task_name`, as django-celery-beat's scheduler adds it."""
+        conn = self._connect()
+        try:
+            with conn.cursor() as cur:
+                if self.kind == "postgresql":
+                    cur.execute(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}")
+                else:
+                    cur.execute("START TRANSACTION READ ONLY")
+                cur.execute(RUN_SPEC, (name,))
+                row = cur.fetchone()
+            conn.rollback()
+        finally:
+            conn.close()
+        if row is None:
+            raise runspec.NotRunnable("its entry is no longer in django-celery-beat's table")
+        spec = runspec.django_spec(tuple(row))
+        headers = {**spec.options.get("headers", {}), "periodic_task_name": name}
+        return replace(spec, options={**spec.options, "headers": headers})
+
     def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
@@ -114,6 +142,18 @@ class DjangoReader:
 
 def _ts(value: Any) -> float | None:
     return decode.timestamp(value) if isinstance(value, dt.datetime) else None
+
+
+def _solar(event: Any, lat: Any, lon: Any) -> Schedule:
+    """django-celery-beat's solar row (latitude, longitude are DECIMAL) -> Solar."""
+    name = decode.clean(event)
+    try:
+        la, lo = float(lat), float(lon)
+    except (TypeError, ValueError, OverflowError):
+        raise decode.Skip(decode.BAD_SCHEDULE) from None
+    if name is None or not solar.valid(name, la, lo):
+        raise decode.Skip(decode.BAD_SCHEDULE)
+    return solar.Solar(name, la, lo)
 
 
 def row_schedule(row: tuple[Any, ...], default_tz: dt.tzinfo) -> Schedule:
@@ -134,7 +174,7 @@ def row_schedule(row: tuple[Any, ...], default_tz: dt.tzinfo) -> Schedule:
         except cron.CronError:
             raise decode.Skip(decode.BAD_SCHEDULE) from None
     if row[19] is not None:
-        return Opaque("solar", f"solar {decode.clean(row[19]) or '?'}")
+        return _solar(row[19], row[21], row[22])
     if row[20] is not None:
         return decode.clocked(_ts(row[20]))
     raise decode.Skip(decode.BAD_SCHEDULE)  # a row with no schedule: beat disables it
@@ -142,7 +182,7 @@ def row_schedule(row: tuple[Any, ...], default_tz: dt.tzinfo) -> Schedule:
 
 def row_entry(row: tuple[Any, ...], now: float, default_tz: dt.tzinfo) -> BeatEntry:
     """One joined row -> BeatEntry; decode.Skip when it cannot be used. Never raises else."""
-    if not isinstance(row, tuple | list) or len(row) != 21:
+    if not isinstance(row, tuple | list) or len(row) != 23:
         raise decode.Skip(decode.WRONG_TYPE)
     name, task = decode.clean(row[0]), decode.clean(row[1])
     if name is None or task is None:

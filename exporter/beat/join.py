@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from exporter.beat import schedule as sched
 from exporter.beat.model import BeatEntry, kind_of
 from exporter.beat.source import SourceView
-from exporter.taskstate import FAILURE, RECEIVED, SENT, STARTED, SUCCESS
+from exporter.taskdata import FAILURE, RECEIVED, SENT, STARTED, SUCCESS
 
 
 @dataclass(frozen=True)

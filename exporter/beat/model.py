@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from exporter.beat.cron import Crontab
+from exporter.beat.solar import Solar
 
 KIND_INTERVAL = "interval"
 KIND_CRONTAB = "crontab"
@@ -37,13 +38,13 @@ class Clocked:
 
 @dataclass(frozen=True)
 class Opaque:
-    """A schedule we do not compute (solar, rrule): only the scheduler's next due is known."""
+    """A schedule we do not compute (rrule): only the scheduler's next due is known."""
 
     kind: str
     text: str
 
 
-Schedule = Every | Crontab | Clocked | Opaque
+Schedule = Every | Crontab | Clocked | Solar | Opaque
 
 
 def kind_of(schedule: Schedule) -> str:
@@ -53,6 +54,8 @@ def kind_of(schedule: Schedule) -> str:
         return KIND_CRONTAB
     if isinstance(schedule, Clocked):
         return KIND_CLOCKED
+    if isinstance(schedule, Solar):
+        return KIND_SOLAR
     return schedule.kind
 
 

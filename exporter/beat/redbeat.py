@@ -15,8 +15,9 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from exporter.beat import decode
+from exporter.beat import decode, runspec
 from exporter.beat.model import BeatEntry, BeatRead, LockState
+from exporter.beat.runspec import RunSpec
 
 BATCH = 200  # HMGETs per pipeline round trip: 200 entries of ~1 KiB each is one 200 KiB reply
 
@@ -91,6 +92,17 @@ class RedBeatReader:
             skipped[skip.reason] += 1
             return None
 
+    def run_spec(self, name: str) -> RunSpec:
+        """The entry's task, arguments and options, read now (for a fix-it "run now" plan).
+
+        Its own short-lived client: the read job may close its client at any time."""
+        client = self._factory()
+        try:
+            definition = client.hget(self.prefix + name, "definition")
+        finally:
+            client.close()
+        return runspec.redbeat_spec(definition)
+
     def close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
@@ -101,11 +113,3 @@ def _lock(pttl: Any) -> LockState:
     if not isinstance(pttl, int) or pttl == -2:
         return LockState(held=False)
     return LockState(held=True, ttl=None if pttl < 0 else pttl / 1000.0)
-
-
-def redis_client(url: str) -> Any:
-    import redis
-
-    return redis.Redis.from_url(
-        url, socket_connect_timeout=5.0, socket_timeout=10.0, decode_responses=False
-    )

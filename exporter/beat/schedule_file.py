@@ -21,7 +21,7 @@ from typing import Any
 
 from exporter.beat import cron
 from exporter.beat.model import BeatEntry, BeatRead, Every, Schedule
-from exporter.config import ConfigError
+from exporter.config_checks import ConfigError
 
 _KEYS = {"name", "task", "every", "crontab", "timezone", "enabled", "queue"}
 MAX_FILE_ENTRIES = 10_000

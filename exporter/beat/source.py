@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 import threading
-import weakref
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from exporter.beat.model import BeatRead
+from exporter.beat.runspec import RunSpec
 from exporter.outage import OutageLog
 from exporter.state import State
 
@@ -55,6 +55,9 @@ class Board:
         self._lock = threading.Lock()
         self._views: dict[str, SourceView] = {}
         self.version = 0  # bumped by every update: part of the /metrics change token
+        # source -> its reader's `run_spec(entry name)`, for fix-it's "run now" (readers that
+        # can read an entry's arguments: RedBeat, django-celery-beat)
+        self.run_specs: dict[str, Callable[[str], RunSpec]] = {}
 
     def views(self) -> list[SourceView]:
         with self._lock:
@@ -70,18 +73,9 @@ class Board:
             self.version += 1
 
 
-_BOARDS: weakref.WeakKeyDictionary[State, Board] = weakref.WeakKeyDictionary()
-_BOARDS_LOCK = threading.Lock()
-
-
 def board_for(state: State) -> Board:
-    """The board of this daemon's state (one per State; no change to State needed)."""
-    with _BOARDS_LOCK:
-        board = _BOARDS.get(state)
-        if board is None:
-            board = _BOARDS[state] = Board()
-            state.watch_changes(lambda: board.version)
-        return board
+    """The board of this daemon's state: one per State, attached to it."""
+    return state.attached(Board)
 
 
 def note_read(view: SourceView, read: BeatRead) -> None:
@@ -113,6 +107,9 @@ class BeatSource:
         self._outage = OutageLog(log, f"beat schedule ({reader.source})")
         self._skip_logged: set[str] = set()
         self._board.update(reader.source, lambda v: None)
+        run_spec = getattr(reader, "run_spec", None)
+        if run_spec is not None:
+            self._board.run_specs[reader.source] = run_spec
 
     def start(self) -> None:
         return None

@@ -46,6 +46,31 @@ def send_retry(
     return str(result.id)
 
 
+ENTRY_HEADER = "celery_ops_exporter_beat_entry"
+
+
+def send_entry(
+    io: CeleryIO,
+    name: str,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    options: dict[str, Any],
+    entry: str,
+    plan_id: str,
+    task_id: str,
+) -> str:
+    """Send a beat entry's task now, as beat does (`send_task(name, args, kwargs,
+    **options)`) with the entry's routing options (queue, exchange, routing_key, priority,
+    headers), under the task id chosen before the send. Headers name the entry and the plan;
+    beat's own `celery_beat_task` header is not set: beat did not send it."""
+    opts = {k: v for k, v in options.items() if v is not None and k != "headers"}
+    headers = {**(options.get("headers") or {}), ENTRY_HEADER: entry, PLAN_HEADER: plan_id}
+    result = io.app.send_task(
+        name, args=args, kwargs=kwargs, task_id=task_id, headers=headers, **opts
+    )
+    return str(result.id)
+
+
 def revoke_terminate(
     io: CeleryIO, task_id: str, timeout: float = 1.0, expected: int | None = None
 ) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -134,6 +135,7 @@ class RedisEventStream:
         self._wakeup = wakeup
         self._enable_events = enable_events
         self.linger = linger
+        self.sleep: Callable[[float], object] = time.sleep  # tests count the lingers
         self.decoder = EventDecoder()
         self._stopping = threading.Event()
         self._waker = Waker()  # ends the read loop's sleep when stopped
@@ -209,6 +211,7 @@ class RedisEventStream:
             lambda: stop.is_set() or self._stopping.is_set(),
             handle,
             linger=self.linger,
+            sleep=self.sleep,
             health_interval=self.settings.health_interval,
             waker=self._waker,
         )

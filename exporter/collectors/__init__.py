@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from exporter.collectors import api, beat, queues, self_metrics, tasks, workers
+from exporter.collectors.compat import CompatCollector, OwnOnly
+from exporter.collectors.relabel import wrap
+from exporter.collectors.safe import DropsCollector, RenderDrops, SafeCollector
+from exporter.compat import enabled
 from exporter.state import State
 
 
 def build_registry(state: State) -> CollectorRegistry:
     """A private registry with every collector; nothing from the process-global default."""
-    from exporter.collectors.relabel import wrap
-    from exporter.collectors.safe import DropsCollector, RenderDrops, SafeCollector
-
     registry = CollectorRegistry(auto_describe=True)
     cfg = state.config
     drops = RenderDrops()
@@ -32,13 +34,22 @@ def build_registry(state: State) -> CollectorRegistry:
 
 
 def _collectors(state: State) -> list[tuple[str, Collector]]:
-    from exporter.collectors import api, beat, queues, tasks, workers
-    from exporter.collectors import exporter as exporter_c
-
+    """(--collector name, collector); the names label celery_exporter_render_dropped_total."""
+    if enabled(state):
+        # --compat danihodovic: celery-exporter's task, worker and queue families instead of
+        # ours (same names, other meanings: both cannot be served); our health families stay.
+        return [
+            ("compat", CompatCollector(state)),
+            ("workers", OwnOnly(workers.WorkersCollector(state))),
+            ("exporter", self_metrics.SelfMetricsCollector(state)),
+            ("tasks", tasks.TasksCollector(state, own_only=True)),
+            ("api", api.ApiCollector(state)),
+            ("beat", beat.BeatCollector(state)),
+        ]
     return [
         ("workers", workers.WorkersCollector(state)),
         ("queues", queues.QueuesCollector(state)),
-        ("exporter", exporter_c.ExporterCollector(state)),
+        ("exporter", self_metrics.SelfMetricsCollector(state)),
         ("tasks", tasks.TasksCollector(state)),
         ("api", api.ApiCollector(state)),
         ("beat", beat.BeatCollector(state)),

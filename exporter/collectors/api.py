@@ -6,8 +6,7 @@ from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, Metric
 
-from exporter.api.auth import REASONS
-from exporter.api.stats import stats_for
+from exporter.apicounters import REFUSAL_REASONS, ApiCounters
 from exporter.state import State
 
 # Outcomes that always exist, so rate() and absent() work before the first plan.
@@ -19,7 +18,7 @@ class ApiCollector:
         self._state = state
 
     def collect(self) -> Iterator[Metric]:
-        requests, plans, actions = stats_for(self._state).copy()
+        requests, plans, actions = self._state.attached(ApiCounters).copy()
         req = CounterMetricFamily(
             "celery_exporter_api_requests",
             "Requests to the side API (/api and /ui) by route and HTTP status code.",
@@ -50,7 +49,7 @@ class ApiCollector:
 
 
 def _bounds(state: State) -> Iterator[Metric]:
-    refused, overloaded, unaudited = stats_for(state).bounds()
+    refused, overloaded, unaudited = state.attached(ApiCounters).bounds()
     ref = CounterMetricFamily(
         "celery_exporter_api_refused",
         "Requests refused with 401/403 by reason: missing_token, invalid_token, "
@@ -58,7 +57,7 @@ def _bounds(state: State) -> Iterator[Metric]:
         "(--metrics-auth) included.",
         labels=["reason"],
     )
-    for reason in sorted(set(REASONS) | set(refused)):
+    for reason in sorted(set(REFUSAL_REASONS) | set(refused)):
         ref.add_metric([reason], refused.get(reason, 0))
     yield ref
     yield CounterMetricFamily(

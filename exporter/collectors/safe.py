@@ -20,6 +20,8 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from exporter.families import Table
+
 log = logging.getLogger(__name__)
 LOG_EVERY = 300.0
 
@@ -67,6 +69,9 @@ class SafeCollector:
             self._drops.add(self.name, 1, f"the collector failed: {type(exc).__name__}: {exc}")
             return
         for family in families:
+            if isinstance(family, Table) and family.renderable():
+                yield family  # checked row by row: its samples need not be made
+                continue
             kept = [s for s in family.samples if _renderable(s)]
             if len(kept) != len(family.samples):
                 self._drops.add(

@@ -10,18 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+from prometheus_client.core import GaugeMetricFamily, Metric
 
+from exporter.collectors.ledger_bounds import ledger_metrics
+from exporter.collectors.source_stats import SourceStatsCollector
 from exporter.config import Config
-from exporter.ledger_parts import HistogramData, LedgerCounts
+from exporter.families import Table
+from exporter.ledger import HistogramData, LedgerCounts
 from exporter.state import State
 from exporter.stuck import stuck_tasks
-from exporter.taskstate import COUNTER_FOR_STATE
+from exporter.taskdata import COUNTER_FOR_STATE
 
 _COUNTERS = list(dict.fromkeys(COUNTER_FOR_STATE.values()))
 _HELP = {
@@ -37,23 +35,24 @@ _HELP = {
 
 
 class TasksCollector:
-    def __init__(self, state: State) -> None:
+    def __init__(self, state: State, own_only: bool = False) -> None:
         self.state = state
+        self._sources = SourceStatsCollector(state)
+        self._own_only = own_only  # --compat: only the exporter's own source metrics
 
     def collect(self) -> Iterator[Metric]:
         counts = self.state.ledger.counts()
-        yield from self._task_counters(counts)
-        yield from self._histograms(counts)
-        yield from self._ratios()
-        yield self._stuck(counts)
+        if not self._own_only:
+            yield from self._task_counters(counts)
+            yield from self._histograms(counts)
+            yield from self._ratios()
+            yield self._stuck(counts)
         yield from self._exporter(counts)
 
     def _task_counters(self, counts: LedgerCounts) -> Iterator[Metric]:
         with_host = self.state.config.task_worker_label
         labels = ["name", "queue_name", *(["hostname"] if with_host else [])]
-        families = {
-            c: CounterMetricFamily(f"celery_task_{c}", _HELP[c], labels=labels) for c in _COUNTERS
-        }
+        families = {c: Table(f"celery_task_{c}", _HELP[c], "counter", labels) for c in _COUNTERS}
         # Every state counter of a label set seen once exists, at 0 until it moves, so
         # failed / (failed + succeeded) has a value for a task that only fails. The zeros
         # are made here from the label sets, not stored in the ledger.
@@ -75,16 +74,17 @@ class TasksCollector:
             for c in _COUNTERS:
                 if switched and not _host_fits(cfg, c, host[0]):
                     continue  # hostname="generic" only where the switch puts it, as counted
-                families[c].add_metric(list(key), table.get((name, queue, c, *host), 0))
+                families[c].add_metric(key, table.get((name, queue, c, *host), 0))
         yield from families.values()
-        exc = CounterMetricFamily(
+        exc = Table(
             "celery_task_exceptions",
             'Task failures by exception type (folded into exception="other" past '
             "--max-exception-types)",
-            labels=["name", "exception"],
+            "counter",
+            ["name", "exception"],
         )
-        for (name, exc_type), value in sorted(counts.exceptions.items()):
-            exc.add_metric([name, exc_type], value)
+        for key, value in sorted(counts.exceptions.items()):
+            exc.add_metric(key, value)
         yield exc
 
     def _histograms(self, counts: LedgerCounts) -> Iterator[Metric]:
@@ -106,23 +106,30 @@ class TasksCollector:
                 "Seconds from task-sent (or the ETA, if later) to task-started",
             ),
         ):
-            family = HistogramMetricFamily(metric, help_text, labels=["name", "queue_name"])
+            family = Table(metric, help_text, "histogram", ["name", "queue_name"])
             # An empty histogram (zero buckets) for every pair the counters know, so that
             # its _count exists before the first observation.
+            les: dict[tuple[tuple[float, ...], int], tuple[str, ...]] = {}
             for key in sorted(pairs):
                 data = table.get(key) or empty[metric]
-                family.add_metric(list(key), _buckets(data), data.sum)
+                shape = (data.bounds, len(data.cumulative))
+                texts = les.get(shape)
+                if texts is None:
+                    texts = les[shape] = _les(data)
+                cumulative = (*data.cumulative[: len(texts) - 1], data.count)
+                family.add_histogram(key, texts, cumulative, data.sum)
             yield family
 
     def _ratios(self) -> Iterator[Metric]:
         ledger = self.state.ledger
         window = ledger.window
         totals = ledger.success_ratio()
-        per_name = GaugeMetricFamily(
+        per_name = Table(
             "celery_task_success_ratio",
             f"Succeeded / (succeeded + failed) per task name over the last {window:g} s "
             "(--success-window); absent when no task finished in the window",
-            labels=["name"],
+            "gauge",
+            ["name"],
         )
         overall = GaugeMetricFamily(
             "celery_tasks_success_ratio",
@@ -135,7 +142,7 @@ class TasksCollector:
             if name == "":
                 overall.add_metric([], ok / (ok + bad))
             else:
-                per_name.add_metric([name], ok / (ok + bad))
+                per_name.add_metric((name,), ok / (ok + bad))
         yield per_name
         yield overall
 
@@ -159,9 +166,11 @@ class TasksCollector:
         return family
 
     def _exporter(self, counts: LedgerCounts) -> Iterator[Metric]:
-        from exporter.collectors.tasks_sources import source_metrics
-
-        yield from source_metrics(self.state, counts)
+        """The sources' statistics, the ledger's bounds, then the "-E is off" check."""
+        health = self.state.source_health()
+        yield from self._sources.health_metrics(health)
+        yield from ledger_metrics(counts)
+        yield from self._sources.events_check_metric(health)
 
 
 def _by_host(state: State, counts: LedgerCounts) -> dict[tuple[str, str, tuple[str, str]], int]:
@@ -187,10 +196,11 @@ def _empty(bounds: tuple[float, ...]) -> HistogramData:
     return HistogramData(tuple(bounds), (0,) * (len(bounds) + 1), 0.0)
 
 
-def _buckets(data: HistogramData) -> list[tuple[str, float]]:
-    out = [(_le(b), float(c)) for b, c in zip(data.bounds, data.cumulative, strict=False)]
-    out.append(("+Inf", float(data.count)))
-    return out
+def _les(data: HistogramData) -> tuple[str, ...]:
+    """The `le` texts of these bounds, "+Inf" last (the bounds zipped with the counts, as
+    the buckets always were)."""
+    bounds = data.bounds[: max(0, len(data.cumulative))]
+    return (*(_le(b) for b in bounds), "+Inf")
 
 
 def _le(bound: float) -> str:

@@ -27,13 +27,14 @@ from typing import Any
 import orjson
 
 from exporter.decode.clean import bounded_str, epoch, label, text
-from exporter.taskstate import (
+from exporter.taskdata import (
     FAILURE,
     REJECTED,
     RETRY,
     REVOKED,
     STARTED,
     SUCCESS,
+    TRACEBACK_MAX,
     UPDATE_DEFAULTS,
     TaskUpdate,
     update_from,
@@ -172,6 +173,7 @@ def _decode(raw: bytes | str, task_id: str, source: str, counted: bool) -> TaskU
         if status in (FAILURE, RETRY, REVOKED) and isinstance(result, dict):
             fast["exception_type"] = label(result.get("exc_type"), 200)
             fast["exception_message"] = _message(result.get("exc_message"))
+            fast["traceback"] = text(meta.get("traceback"), TRACEBACK_MAX)
         if "args" in meta and "kwargs" in meta and not deep:
             # Arguments are kept only where a replay may need them, so successes cost none.
             fast["args"] = meta.get("args")

@@ -11,10 +11,10 @@ import logging
 
 import redis
 
+from exporter.backend_redis import backend_client
 from exporter.config import Config
 from exporter.decode.records import read_record
-from exporter.sources.redisconn import backend_client
-from exporter.taskstate import TaskUpdate
+from exporter.taskdata import TaskUpdate
 
 log = logging.getLogger(__name__)
 

@@ -16,19 +16,23 @@ import logging
 import uuid
 from typing import Any
 
-from exporter.api.stats import ApiStats
+from exporter.apicounters import ApiCounters
 from exporter.celery_io import CeleryIO, control
+from exporter.remediation import run_entry
 from exporter.remediation.journal import Journal
 from exporter.remediation.plan import Action, Plan
 
 log = logging.getLogger(__name__)
+
+# Actions that claim their target before sending, so no two plans send it (journal.py).
+CLAIMED = ("retry", run_entry.KIND)
 
 
 def execute(
     plan: Plan,
     io: CeleryIO,
     journal: Journal,
-    stats: ApiStats,
+    stats: ApiCounters,
     revoke_timeout: float = 1.0,
     workers_up: int | None = None,
 ) -> list[dict[str, Any]]:
@@ -48,7 +52,7 @@ def execute(
             outcome = _run(index, action, plan, io, journal, revoke_timeout, workers_up)
             if outcome.pop("unreachable", False):
                 unreachable = f"broker unreachable ({outcome['error']})"
-        sent = action.target if action.kind == "retry" and outcome["new_task_id"] else None
+        sent = action.target if action.kind in CLAIMED and outcome["new_task_id"] else None
         journal.record(outcome, sent=sent)
         stats.action(action.kind, outcome["outcome"])
         outcomes.append(outcome)
@@ -65,14 +69,15 @@ def _run(
     workers_up: int | None,
 ) -> dict[str, Any]:
     out = _blank(index, action)
-    if action.kind == "retry":
+    if action.kind in CLAIMED:
         # The new id is chosen (and claimed) before the send, so a send whose outcome was never
         # recorded can still be recognised later by the task it created.
         new_id = str(uuid.uuid4())
         if not journal.claim(action.target, index, new_id) and not (
             action.overrides and journal.take_over(action.target, index, new_id, action.overrides)
         ):
-            out.update(outcome="skipped", detail="already retried by another plan")
+            done = "retried" if action.kind == "retry" else "sent"
+            out.update(outcome="skipped", detail=f"already {done} by another plan")
             return out
     try:
         if action.kind == "retry":
@@ -93,6 +98,14 @@ def _run(
                 raise
             out["new_task_id"] = new_id
             out["detail"] = f"sent as {new_id} to queue {action.queue!r}"
+        elif action.kind == run_entry.KIND:
+            try:
+                run_entry.send(io, action, plan.id, new_id)
+            except Exception:
+                journal.release(action.target)  # it never left: allow a later plan
+                raise
+            out["new_task_id"] = new_id
+            out["detail"] = f"sent {action.task_name} as {new_id} ({action.target})"
         elif action.kind == "revoke":
             replies = control.revoke_terminate(io, action.target, revoke_timeout, workers_up)
             workers = sorted(h for r in replies for h in r)

@@ -2,7 +2,8 @@
 and the retry claim that guards each replayed failure.
 
 The digest covers the plan's id, expiry and every action (including the replay arguments), so
-an approval names exactly what it approves. Stored as JSON by `store.PlanStore`.
+an approval names exactly what it approves. Stored as JSON by `store.PlanStore` and read
+back through the total decoder `decode.plans`.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ DOUBT_HOLD_SECONDS = 900
 
 @dataclass(frozen=True)
 class Action:
-    kind: str  # retry | revoke | purge
-    target: str  # the task id (retry, revoke) or the queue name (purge)
+    kind: str  # retry | revoke | purge | run_entry
+    # the task id (retry, revoke), the queue name (purge), SOURCE/ENTRY@DUE (run_entry)
+    target: str
     description: str  # what it will do, in words
     reason: str  # why it is in the plan
     task_name: str | None = None
@@ -32,6 +34,9 @@ class Action:
     # Set when the failure's earlier retry is in doubt (the exporter died while sending it as
     # this task id): approving this action takes over that claim, knowingly.
     overrides: str | None = None
+    # run_entry: the beat entry's routing options (queue, exchange, routing_key, priority,
+    # headers), sent as they are stored
+    options: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -66,13 +71,6 @@ class Plan:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, default=str)
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> Plan:
-        data = json.loads(text)
-        data["actions"] = [Action(**a) for a in data.get("actions", [])]
-        data["skipped"] = [Skipped(**s) for s in data.get("skipped", [])]
-        return cls(**data)
 
 
 @dataclass(frozen=True)
@@ -116,13 +114,17 @@ class RetryClaim:
         )
 
 
+_LATER = ("overrides", "options")
+
+
 def digest_of(plan: Plan) -> str:
     body = {
         "id": plan.id,
         "expires_at": plan.expires_at,
-        # `overrides` joined later: left out while unset, so older plans keep their digest
+        # `overrides`, `options` joined later: left out while unset, so older plans keep
+        # their digest
         "actions": [
-            {k: v for k, v in asdict(a).items() if k != "overrides" or v is not None}
+            {k: v for k, v in asdict(a).items() if k not in _LATER or v is not None}
             for a in plan.actions
         ],
     }

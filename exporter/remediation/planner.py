@@ -21,7 +21,7 @@ from exporter.remediation.plan import (
 )
 from exporter.snapshot import RunningTask
 from exporter.stuck import is_stuck
-from exporter.taskstate import FAILURE, TaskRecord, TaskUpdate
+from exporter.taskdata import FAILURE, TaskRecord, TaskUpdate
 
 CONSERVATIVE = "conservative"
 BALANCED = "balanced"
@@ -65,17 +65,25 @@ class Targets:
     task_ids: tuple[str, ...] = ()
     task_name: str | None = None
     purge_queue: str | None = None
+    run_entries: tuple[str, ...] = ()  # beat entries to send now (remediation/run_entry.py)
 
     @property
     def explicit(self) -> bool:
-        return bool(self.task_ids or self.task_name or self.purge_queue)
+        return bool(self.task_ids or self.task_name or self.purge_queue or self.run_entries)
+
+
+# Words in a class name that mark a bug or bad input (PermanentError, ValidationError,
+# IntegrityError, ...): classed permanent, so no hint ever suggests retrying them by mode.
+BUG_LIKE_WORDS = ("Permanent", "Validation", "Invalid", "Integrity", "DoesNotExist", "NotFound")
 
 
 def classify(exception_type: str | None, config: Config) -> str:
     """transient | permanent | unknown, from the exception's class name."""
     if exception_type and exception_type in config.transient_exceptions:
         return "transient"
-    if exception_type and exception_type in PERMANENT_EXCEPTIONS:
+    if exception_type and (
+        exception_type in PERMANENT_EXCEPTIONS or any(w in exception_type for w in BUG_LIKE_WORDS)
+    ):
         return "permanent"
     return "unknown"
 
@@ -177,7 +185,8 @@ def propose(
                         rec.task_id,
                         rec.name,
                         f"failed with {exc} ({kind}): mode {mode} does not retry it",
-                        "pass its id in task_ids to retry it anyway"
+                        "looks like a bug or bad input: fix that first, then retry it by "
+                        "its id (task_ids) if it should run again"
                         if kind == "permanent"
                         else "use mode balanced, or add it to --transient-exceptions",
                     )

@@ -34,8 +34,10 @@ def finalize(store: PlanStore, plan_id: str, now: float) -> bool:
             if pipe.exists(lease):
                 pipe.unwatch()
                 return False  # its executor is alive
-            raw = pipe.get(key)
-            plan = Plan.from_json(raw) if raw is not None else None
+            try:
+                plan = store.read(pipe.get(key))  # None when gone or not a plan
+            except redis.ResponseError:  # WRONGTYPE: not a plan either
+                plan = None
             pipe.multi()
             pipe.srem(store.executing_key, plan_id)
             if plan is not None and plan.status == "executing":
@@ -80,14 +82,14 @@ def view(store: PlanStore, plan_id: str, now: float, seen: Seen) -> Plan | None:
 def _add_in_flight(store: PlanStore, plan: Plan, seen: Seen) -> None:
     """The outcome of the action the executor was on when it died, from its retry claim."""
     n = len(plan.outcomes)
-    if n >= len(plan.actions) or plan.actions[n].kind != "retry":
+    if n >= len(plan.actions) or plan.actions[n].kind not in ("retry", "run_entry"):
         return  # nothing was under way, or a revoke/purge: no claim to read (it shows as not run)
     action = plan.actions[n]
     claim = store.retry_claims([action.target]).get(action.target)
     if claim is None or claim.plan_id != plan.id or claim.index != n:
         return  # never claimed (or its claim expired): it did not run
     claim = _settle(store, action.target, claim, seen)
-    out = {"index": n, "action": "retry", "target": action.target, "error": None}
+    out = {"index": n, "action": action.kind, "target": action.target, "error": None}
     new = claim.new_task_id
     if claim.sent:
         out.update(

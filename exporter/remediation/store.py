@@ -9,6 +9,11 @@ renewed while it runs: a plan `executing` without it lost its executor), `execut
 the plans being executed), `retried:<task id>` (a `RetryClaim`, claimed with SET NX by the
 executor so a failure is replayed at most once across plans), and `audit` (a stream capped
 with XADD MAXLEN ~). `journal.py` writes the execution keys; `recovery.py` reads them back.
+
+Everything read back goes through the total decoder `decode.plans`: a key holding something
+this exporter did not write (another Redis type, or JSON that is not a plan) raises
+`PlanUnreadable` from `get` (the plan is treated as gone), an outcome that does not decode
+shows as `unknown` in its place, and an audit entry's unreadable parts read as empty.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from typing import Any
 
 import redis
 
+from exporter.decode.plans import read_audit, read_outcome, read_plan
+from exporter.remediation.errors import PlanUnreadable
 from exporter.remediation.plan import Plan, RetryClaim
 
 RETENTION = 7 * 24 * 3600.0
@@ -55,17 +62,46 @@ class PlanStore:
         self.client.set(self._plan_key(plan.id), plan.to_json(), ex=self.ttl(plan, now))
 
     def get(self, plan_id: str) -> Plan | None:
-        """The stored plan with the outcomes recorded so far (as they happened)."""
+        """The stored plan with the outcomes recorded so far (as they happened); None when
+        there is none; `PlanUnreadable` when its key holds something else."""
         with self.client.pipeline(transaction=False) as pipe:
             pipe.get(self._plan_key(plan_id))
             pipe.lrange(self.outcomes_key(plan_id), 0, -1)
-            raw, recorded = pipe.execute()
+            raw, recorded = pipe.execute(raise_on_error=False)
+        if isinstance(raw, redis.ResponseError) and "WRONGTYPE" in str(raw):
+            raise PlanUnreadable(plan_id, "wrong_type")
+        if isinstance(raw, Exception):
+            raise raw
         if raw is None:
             return None
-        plan = Plan.from_json(raw)
-        if recorded:  # plans stored by an older version keep their outcomes in the JSON
-            plan.outcomes = [json.loads(o) for o in recorded]
+        plan = read_plan(raw)
+        if isinstance(plan, str):
+            raise PlanUnreadable(plan_id, plan)
+        if isinstance(recorded, list) and recorded:
+            # plans stored by an older version keep their outcomes in the JSON
+            plan.outcomes = [self._outcome(plan, n, o) for n, o in enumerate(recorded)]
         return plan
+
+    def read(self, raw: Any) -> Plan | None:
+        """A plan value read by a transaction (recovery): None when it is not a plan."""
+        plan = read_plan(raw) if raw is not None else None
+        return plan if isinstance(plan, Plan) else None
+
+    @staticmethod
+    def _outcome(plan: Plan, n: int, raw: Any) -> dict[str, Any]:
+        outcome = read_outcome(raw)
+        if outcome is not None:
+            return outcome
+        action = plan.actions[n] if n < len(plan.actions) else None
+        return {
+            "index": n,
+            "action": action.kind if action else "unknown",
+            "target": action.target if action else "unknown",
+            "outcome": "unknown",
+            "new_task_id": None,
+            "detail": "the recorded outcome cannot be read",
+            "error": None,
+        }
 
     def executing(self) -> list[str]:
         return sorted(as_text(m) for m in self.client.smembers(self.executing_key) or ())
@@ -119,21 +155,8 @@ class PlanStore:
         """Newest first; `before` is an entry id to page past (exclusive)."""
         top = f"({before}" if before else "+"
         rows = self.client.xrevrange(f"{self.prefix}audit", max=top, min="-", count=count)
-        out = []
-        for entry_id, fields in rows or []:
-            f = {as_text(k): as_text(v) for k, v in (fields or {}).items()}
-            out.append(
-                {
-                    "id": as_text(entry_id),
-                    "event": f.get("event", ""),
-                    "at": float(f.get("at", 0)),
-                    "principal": f.get("principal", ""),
-                    "plan_id": f.get("plan_id") or None,
-                    "detail": json.loads(f.get("detail") or "{}"),
-                }
-            )
-        return out
+        return [read_audit(entry_id, fields) for entry_id, fields in rows or []]
 
 
 def as_text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)

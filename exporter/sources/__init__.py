@@ -1,8 +1,9 @@
 """Task sources: each turns what it hears from Celery into `TaskUpdate`s for the ledger.
 
 `build_sources` returns the enabled sources; the daemon starts each one's thread and schedules
-its periodic jobs, and stops them on shutdown (in the order returned; the ledger saver last,
-so its final save includes everything the others flushed).
+its periodic jobs, and stops them on shutdown (in the order returned). The keeper of saved
+state (exporter/keeper/) is not a source: the daemon starts it first and stops it last, so
+its final save includes everything the sources flushed.
 """
 
 from __future__ import annotations
@@ -11,7 +12,15 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from exporter.backend_redis import backend_client
+from exporter.beat.build import beat_sources
 from exporter.celery_io import CeleryIO
+from exporter.celery_io.events import event_stream
+from exporter.keeper.gate import StartGate
+from exporter.sources.events import EventsSource
+from exporter.sources.inspected import InspectedTasks
+from exporter.sources.reconcile import ReconcileSource
+from exporter.sources.results import ResultsSource
 from exporter.state import State
 
 log = logging.getLogger(__name__)
@@ -30,36 +39,25 @@ class Source(Protocol):
         """Periodic jobs for the scheduler: (function, interval seconds, job id)."""
 
 
-def build_sources(state: State, io: CeleryIO | None) -> list[Source]:
-    """Events (when --events and a Celery app), pub/sub and reconcile (Redis backend)."""
-    from exporter.beat.build import beat_sources
-    from exporter.ledger_store import LedgerStore
-    from exporter.sources.base import Boot
-    from exporter.sources.inspect_names import InspectNames
-    from exporter.sources.persist import PersistSource
-    from exporter.sources.reconcile import ReconcileSource
-    from exporter.sources.redisconn import backend_client
-    from exporter.sources.results import ResultsSource
+def build_sources(
+    state: State,
+    io: CeleryIO | None,
+    gate: StartGate | None = None,
+    after_reconcile: Callable[[], None] | None = None,
+) -> list[Source]:
+    """Events (when --events and a Celery app), pub/sub and reconcile (Redis backend).
 
+    `gate` is the keeper's start gate (none: nothing saved to wait for, count at once);
+    `after_reconcile` runs after each complete reconcile pass (the keeper's save)."""
     config = state.config
-    boot = Boot()
+    if gate is None:
+        gate = StartGate()
+        gate.open()
     sources: list[Any] = []
-    store = None
     reconcile = None
     if config.backend_url is not None:
-        store = LedgerStore(backend_client(config), config.global_keyprefix, config.instance_id)
-        reconcile = ReconcileSource(state, lambda: backend_client(config), boot, store)
-    else:
-        # Nothing to restore from: live sources may count at once.
-        boot.loaded.set()
-        boot.reconciled.set()
-        log.warning(
-            "no Redis result backend: task counts come from events only and restart "
-            "from zero when the exporter restarts"
-        )
+        reconcile = ReconcileSource(state, lambda: backend_client(config), gate, after_reconcile)
     if config.events and io is not None:
-        from exporter.celery_io.events import event_stream
-        from exporter.sources.events import EventsSource
 
         def stream(handler: Any, on_state: Any, batch_handler: Any) -> Any:
             return event_stream(
@@ -72,20 +70,18 @@ def build_sources(state: State, io: CeleryIO | None) -> list[Source]:
                 config.retry_interval,
             )
 
-        sources.append(EventsSource(state, stream, boot))
+        sources.append(EventsSource(state, stream, gate))
     if config.results_pubsub and config.backend_url is not None:
         sources.append(
             ResultsSource(
                 state,
                 lambda: backend_client(config, pubsub=True),
-                boot,
+                gate,
                 on_reconnect=reconcile.request_run if reconcile else None,
             )
         )
     if reconcile is not None:
         sources.append(reconcile)
-    sources.append(InspectNames(state))
+    sources.append(InspectedTasks(state))
     sources.extend(beat_sources(state))  # schedules of Celery beat (exporter/beat), if set
-    if store is not None:
-        sources.append(PersistSource(state, store, boot))
     return sources

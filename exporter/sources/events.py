@@ -16,11 +16,14 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from exporter.background import Background
+from exporter.compat import counts_for
 from exporter.decode import clean
-from exporter.sources.base import Boot, SourceStats
+from exporter.keeper.gate import StartGate
+from exporter.sources.base import SourceStats, Tally
 from exporter.sources.events_check import EventsEnabledCheck
 from exporter.state import State
-from exporter.taskstate import (
+from exporter.taskdata import (
     FAILURE,
     RECEIVED,
     REJECTED,
@@ -30,6 +33,7 @@ from exporter.taskstate import (
     SOURCE_EVENTS,
     STARTED,
     SUCCESS,
+    TRACEBACK_MAX,
     UPDATE_DEFAULTS,
     TaskUpdate,
     update_from,
@@ -95,7 +99,7 @@ def parse_event(event: dict[str, Any]) -> TaskUpdate | None:
     exc = event.get("exception")
     failed = state in (FAILURE, RETRY)
     # Built from a complete field dict: TaskUpdate's frozen __init__ was the hottest line of
-    # the event path (taskstate.update_from).
+    # the event path (taskdata.update_from).
     values = dict(UPDATE_DEFAULTS)
     values["task_id"] = task_id
     values["state"] = state
@@ -110,6 +114,7 @@ def parse_event(event: dict[str, Any]) -> TaskUpdate | None:
     values["eta"] = clean.epoch(event.get("eta"))
     values["exception_type"] = exception_type(exc) if failed else None
     values["exception_message"] = clean.text(exc, 2000) if failed else None
+    values["traceback"] = clean.text(event.get("traceback"), TRACEBACK_MAX) if failed else None
     values["parent_id"] = _text(event.get("parent_id"), 255)
     values["root_id"] = _text(event.get("root_id"), 255)
     return update_from(values)
@@ -118,32 +123,29 @@ def parse_event(event: dict[str, Any]) -> TaskUpdate | None:
 class EventsSource:
     name = SOURCE_EVENTS
 
-    def __init__(self, state: State, stream_factory: Callable[..., Any], boot: Boot) -> None:
+    def __init__(self, state: State, stream_factory: Callable[..., Any], gate: StartGate) -> None:
         self.state = state
-        self._boot = boot
+        self._gate = gate
         self.stats = SourceStats(state, self.name)
         self.check = EventsEnabledCheck()
-        self._counts: Counter[str] = Counter()
+        self._compat = counts_for(state)  # --compat danihodovic: per-delivery counts, or None
+        self._tally = Tally()  # counted since the last flush
         self._pending = 0
         self._flushed_at = float("-inf")
         self._counts_lock = threading.Lock()  # handle() and flush() run on different threads
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._bg = Background("events", self._run, on_stop=self._stop_stream)
         # Celery's receiver calls handle() per event; the lean one handle_many() per batch.
         self.stream = stream_factory(self.handle, self._on_state, self.handle_many)
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="events", daemon=True)
-            self._thread.start()
+        self._bg.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self.stream.stop()
-        if self._thread is not None:
-            self._thread.join(10)
-            self._thread = None
+        self._bg.stop()
         self.flush()
+
+    def _stop_stream(self) -> None:
+        self.stream.stop()
 
     def jobs(self) -> list[tuple[Callable[[], None], float, str]]:
         jobs: list[tuple[Callable[[], None], float, str]] = [
@@ -159,11 +161,11 @@ class EventsSource:
             self.stream.enable_events()
         except Exception as exc:  # next interval tries again
             log.warning("enable_events broadcast failed: %s", exc)
-            self.stats.add("enable_events_errors")
+            self.stats.enable_events_failed()
 
     def _run(self) -> None:
-        if self._boot.wait(self._stop):
-            self.stream.run(self._stop)
+        if self._gate.wait(self._bg.stopping):
+            self.stream.run(self._bg.stopping)
 
     def _on_state(self, up: bool, error: str | None) -> None:
         self.stats.publish(up=up, error=error)
@@ -182,6 +184,8 @@ class EventsSource:
         kinds: Counter[str] = Counter()
         updates: list[TaskUpdate] = []
         task_hosts: dict[str, float] = {}  # host -> newest task event stamp
+        compat = self._compat
+        deliveries: list[tuple[TaskUpdate, str | None]] = []
         changed = False  # a worker went offline or came back: refresh the snapshot
         errors = 0
         for event in events:
@@ -192,6 +196,8 @@ class EventsSource:
                 update = parse_event(event)
                 if update is not None:
                     updates.append(update)
+                    if compat is not None:  # task-sent's hostname too (the producer's)
+                        deliveries.append((update, _text(event.get("hostname"))))
                     if update.worker:
                         when = update.timestamp or now
                         task_hosts[update.worker] = max(when, task_hosts.get(update.worker, 0))
@@ -212,16 +218,22 @@ class EventsSource:
         if updates:
             try:
                 self.state.ledger.apply_many(updates)
+                self.state.details.note_many(updates)
             except Exception as exc:  # never kill the receiver thread
                 errors += len(updates)
                 log.warning("ledger refused %d event updates: %s", len(updates), exc)
+        if deliveries and compat is not None:
+            try:
+                compat.observe_many(deliveries)
+            except Exception as exc:  # never kill the receiver thread
+                errors += len(deliveries)
+                log.warning("compat counts refused %d events: %s", len(deliveries), exc)
         with self._counts_lock:
-            for kind, n in kinds.items():
-                self._counts[f"events:{kind}"] += n
+            tally = self._tally
+            tally.events.update(kinds)
             if counts:
-                self._counts.update(counts)
-            if errors:
-                self._counts["parse_errors"] += errors
+                _consumer_counts(counts, tally)
+            tally.parse_errors += errors
             self._pending += len(events)
             flush = self._pending >= 1000
         if flush or self.state.clock.monotonic() - self._flushed_at >= FLUSH_INTERVAL:
@@ -254,11 +266,21 @@ class EventsSource:
         """Publish counters to source health (batched: the per-event path stays cheap)."""
         self._flushed_at = self.state.clock.monotonic()
         with self._counts_lock:
-            counts, self._counts = self._counts, Counter()
+            tally, self._tally = self._tally, Tally()
             pending, self._pending = self._pending, 0
-        self.stats.add_many(counts)
+        self.stats.add(tally)
         self.check.retain(self.state.workers.hosts())  # forget evicted and purged hosts
-        self.stats.set("task_events_enabled", 1.0 if self.check.enabled() else 0.0)
+        self.stats.task_events_enabled(self.check.enabled())
         self.stats.publish(
             messages=pending, message_at=self.state.clock.time() if pending else None
         )
+
+
+def _consumer_counts(counts: dict[str, int], tally: Tally) -> None:
+    """The lean consumer's counts (celery_io's EventDecoder.take_counts: `skipped:<why>`,
+    `parse_errors`) read into typed fields, here at the boundary and nowhere else."""
+    for key, n in counts.items():
+        if key == "parse_errors":
+            tally.parse_errors += n
+        elif key.startswith("skipped:"):
+            tally.skip(key.partition(":")[2], n)

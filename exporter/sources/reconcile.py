@@ -1,6 +1,6 @@
 """Reconcile source: SCAN + MGET over the result keys, folding what the live sources missed.
 
-Runs once at start (after the saved ledger state is loaded) and then every
+Runs once at start (after the keeper has loaded the saved ledger state) and then every
 `--reconcile-interval` seconds, and again after the pub/sub listener reconnects. Never KEYS:
 SCAN with COUNT `--reconcile-batch`, the keys of each batch read in sequential MGETs of at
 most MGET_CHUNK (250) keys, and a token-bucket limit of
@@ -14,7 +14,7 @@ A pass that fails part-way (a connection blip, any error, the exporter killed) i
 the next run from the last cursor whose keys were all folded, with its original start time,
 as long as Redis is the same server process (`run_id`): SCAN's guarantee holds across the
 gap, so the keys already walked are not walked again. That matters on a backend larger than
-the ledger: the ids evicted during the pass beyond the evicted-id memory (ledger_evicted.py)
+the ledger: the ids evicted during the pass beyond the evicted-id memory (ledger/evicted.py)
 are covered only by the watermark of a completed pass, and a fresh pass would count them
 again. The position lives in the ledger (`note_pass`), so it is saved with the very counters
 it produced and a restarted exporter resumes too. After a Redis restart (a new `run_id`)
@@ -26,10 +26,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from exporter.background import Background
 from exporter.decode.records import (
     INVALID_JSON,
     PARSE_ERRORS,
@@ -37,12 +37,12 @@ from exporter.decode.records import (
     task_ids_from_keys,
 )
 from exporter.gcpause import gc_paused
-from exporter.ledger_store import LedgerStore
+from exporter.keeper.gate import StartGate
 from exporter.outage import Backoff, OutageLog
-from exporter.sources.base import Boot, SourceStats
+from exporter.sources.base import SourceStats, Tally
 from exporter.sources.inflight import InFlight
 from exporter.state import State
-from exporter.taskstate import READY_STATES, RETRY, SOURCE_RECONCILE, TaskUpdate
+from exporter.taskdata import READY_STATES, RETRY, SOURCE_RECONCILE, TaskUpdate
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY = 10.0  # seconds between progress lines on a large backend
@@ -59,13 +59,15 @@ class ReconcileSource:
         self,
         state: State,
         client_factory: Callable[[], Any],
-        boot: Boot,
-        store: LedgerStore | None = None,
+        gate: StartGate,
+        after_pass: Callable[[], None] | None = None,
     ) -> None:
         self.state = state
         self._client_factory = client_factory
-        self._boot = boot
-        self.store = store
+        self._gate = gate
+        # Called after each complete pass (the daemon passes the keeper's save): the counts
+        # of a pass are saved with the watermark it raised.
+        self._after_pass = after_pass
         cfg = state.config
         self._prefix = cfg.global_keyprefix
         self._batch = cfg.reconcile_batch
@@ -73,27 +75,19 @@ class ReconcileSource:
         self.stats = SourceStats(state, self.name)
         self._run_lock = threading.Lock()
         self._wanted = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._bg = Background("reconcile", self._loop, join_timeout=15, on_stop=self._wanted.set)
         self.runs = 0
         self.resumed = 0  # passes resumed after an interruption
         self.last_duration: float | None = None
         # An unreachable backend is logged once per outage, not on every retry.
-        self._load_outage = OutageLog(log, "loading saved ledger state")
         self._pass_outage = OutageLog(log, "reconcile")
         state.ledger.expect_backfill()
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="reconcile", daemon=True)
-            self._thread.start()
+        self._bg.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wanted.set()
-        if self._thread is not None:
-            self._thread.join(15)
-            self._thread = None
+        self._bg.stop()
 
     def jobs(self) -> list[tuple[Callable[[], None], float, str]]:
         interval = self.state.config.reconcile_interval
@@ -104,36 +98,26 @@ class ReconcileSource:
         self._wanted.set()
 
     def _loop(self) -> None:
-        """Load the saved ledger, open the boot gate, then run whenever asked."""
-        backoff = Backoff(*self.BACKOFF)
-        while not self._stop.is_set() and not self._boot.loaded.is_set():
-            try:
-                if self.store is not None:
-                    self.store.load(self.state.ledger)
-                self._boot.loaded.set()
-                self._load_outage.ok()
-            except Exception as exc:  # Redis down at start: retry, then give up
-                delay = backoff.next()
-                self._load_outage.failed(exc, delay)
-                self.stats.publish(up=False, error=f"load: {exc}")
-                self._stop.wait(delay)
-        backoff.reset()
+        """Wait for the keeper's load (the start gate), then run whenever asked."""
+        if not self._gate.wait(self._bg.stopping):
+            return
         self._wanted.set()  # the start-up run
-        while not self._stop.is_set():
-            self._wanted.wait()
-            if self._stop.is_set():
-                break
-            self._wanted.clear()
-            try:
-                self.run_once()
-                backoff.reset()
-                self._pass_outage.ok()
-            except Exception as exc:  # retried on the next request or backoff
-                delay = backoff.next()
-                self._pass_outage.failed(f"pass failed: {exc}", delay)
-                self.stats.publish(up=False, error=f"{type(exc).__name__}: {exc}")
-                if not self._stop.wait(delay):
-                    self._wanted.set()
+        self._bg.retry(self._when_wanted, self._pass_outage, Backoff(*self.BACKOFF),
+                       on_failure=self._pass_failed,
+                       describe=lambda exc: f"pass failed: {exc}")  # fmt: skip
+
+    def _when_wanted(self) -> None:
+        """Wait until a run is asked for (or stop), then run one pass."""
+        self._wanted.wait()
+        if self._bg.stopping.is_set():
+            return
+        self._wanted.clear()
+        self.run_once()
+
+    def _pass_failed(self, exc: Exception) -> None:
+        """Reported now; retried after the backoff delay or on the next request."""
+        self.stats.publish(up=False, error=f"{type(exc).__name__}: {exc}")
+        self._wanted.set()  # (the retry waits out the backoff delay first)
 
     def run_once(self, client: Any = None) -> int:
         """One full pass; returns how many results it counted. Raises on Redis errors."""
@@ -153,6 +137,7 @@ class ReconcileSource:
         scanned = read = counted = 0
         run_id = _run_id(client)
         ledger = self.state.ledger
+        details = self.state.details
         resume = ledger.pass_position
         start_cursor = 0  # 0: a fresh pass; else where an interrupted one had folded up to
         if resume is not None and run_id and resume[0] == run_id:
@@ -178,7 +163,7 @@ class ReconcileSource:
                 # Results the ledger already counted as final are not read again.
                 ids, keys = self._unknown(found) if found else ([], [])
                 chunks = _chunks(ids, keys, MGET_CHUNK)
-                skipped: Counter[str] = Counter()
+                tally = Tally()
                 for n, (chunk_ids, chunk_keys) in enumerate(chunks):
                     if n == 0:
                         redis_ahead.send("MGET", *chunk_keys)
@@ -187,18 +172,20 @@ class ReconcileSource:
                         redis_ahead.send("MGET", *chunks[n + 1][1])
                     elif cursor:
                         redis_ahead.send("SCAN", cursor, *scan[2:])
-                    counted += ledger.apply_many(self._parse(chunk_ids, values, skipped))
+                    updates = list(self._parse(chunk_ids, values, tally))
+                    counted += ledger.apply_many(updates)
+                    details.note_known(updates)  # adds reconcile's report to recent tasks only
                 if not chunks and cursor:
                     redis_ahead.send("SCAN", cursor, *scan[2:])
                 scanned += len(found)
                 read += len(keys)
-                skipped["keys_scanned"] += len(found)
-                self.stats.add_many(skipped)
+                tally.keys_scanned += len(found)
+                self.stats.add(tally)
                 if cursor and run_id:
                     ledger.note_pass((run_id, cursor, started_wall))
                 # Token bucket: never faster than the configured keys per second, on average.
                 ahead = scanned / self._rate - (time.monotonic() - started)
-                if ahead > 0 and self._stop.wait(ahead):
+                if ahead > 0 and self._bg.stopping.wait(ahead):
                     return counted
                 if not cursor:
                     break
@@ -208,18 +195,16 @@ class ReconcileSource:
         finally:
             redis_ahead.close()
         ledger.reconcile_completed(started_wall)
-        self._boot.reconciled.set()
+        self._gate.reconciled.set()
         duration = time.monotonic() - started
         self.runs += 1
         self.last_duration = duration
-        self.stats.add("runs")
-        self.stats.add("duration_seconds_total", duration)
-        self.stats.set("last_duration_seconds", duration)
+        self.stats.pass_completed(duration)
         self.stats.publish(messages=read, up=True, message_at=clock.time())
         if scanned >= 10 * self._batch or duration > PROGRESS_EVERY:
             log.info("reconcile: done, %d keys in %.1fs, %d counted", scanned, duration, counted)
-        if self.store is not None:
-            self.store.save(ledger)
+        if self._after_pass is not None:
+            self._after_pass()
         return counted
 
     def _unknown(self, keys: list[Any]) -> tuple[list[str | None], list[Any]]:
@@ -232,17 +217,16 @@ class ReconcileSource:
         pairs = [(i, k) for i, k in zip(ids, keys, strict=True) if i is None or i not in known]
         return [i for i, _ in pairs], [k for _, k in pairs]
 
-    def _parse(
-        self, ids: list[str | None], values: list[Any], skipped: Counter[str]
-    ) -> list[TaskUpdate]:
-        """The updates worth folding; skip reasons are added to `skipped`."""
+    def _parse(self, ids: list[str | None], values: list[Any], tally: Tally) -> list[TaskUpdate]:
+        """The updates worth folding; skips and parse errors are added to `tally`."""
         updates: list[TaskUpdate] = []
         append = updates.append
+        skipped = tally.skipped
         for task_id, raw in zip(ids, values, strict=True):
             if raw is None:
                 continue  # expired between SCAN and MGET
             if task_id is None:
-                skipped["skipped:bad_key"] += 1
+                skipped["bad_key"] += 1
                 continue
             try:  # the decoder never raises; were it to, one record is lost, not the pass
                 parsed = parse_result(raw, task_id, SOURCE_RECONCILE)
@@ -250,9 +234,9 @@ class ReconcileSource:
                 log.error("result %s not decoded: %s: %s", task_id, type(exc).__name__, exc)
                 parsed = INVALID_JSON
             if parsed.__class__ is str:
-                skipped[f"skipped:{parsed}"] += 1
+                skipped[parsed] += 1
                 if parsed in PARSE_ERRORS:
-                    skipped["parse_errors"] += 1
+                    tally.parse_errors += 1
                 continue
             assert isinstance(parsed, TaskUpdate)
             state = parsed.state

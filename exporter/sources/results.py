@@ -13,21 +13,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from exporter.background import Background
 from exporter.decode.records import (
     INVALID_JSON,
     PARSE_ERRORS,
     parse_result,
     task_id_from_key,
 )
+from exporter.keeper.gate import StartGate
 from exporter.outage import Backoff, OutageLog
 from exporter.pubsub_batch import LINGER, Waker, read_batches
-from exporter.sources.base import Boot, SourceStats
+from exporter.sources.base import SourceStats, Tally
 from exporter.state import State
-from exporter.taskstate import SOURCE_PUBSUB, TaskUpdate
+from exporter.taskdata import SOURCE_PUBSUB, TaskUpdate
 
 log = logging.getLogger(__name__)
 OTHER_DB = "other_db"
@@ -40,71 +41,64 @@ class ResultsSource:
         self,
         state: State,
         client_factory: Callable[[], Any],
-        boot: Boot,
+        gate: StartGate,
         on_reconnect: Callable[[], None] | None = None,
     ) -> None:
         self.state = state
         self._client_factory = client_factory
-        self._boot = boot
+        self._gate = gate
         self._on_reconnect = on_reconnect
         self._prefix = state.config.global_keyprefix
         self.pattern = f"{self._prefix}celery-task-meta-*"
         self.stats = SourceStats(state, self.name)
-        self._stop = threading.Event()
         self._waker = Waker()  # ends the read loop's sleep when stopped
-        self._thread: threading.Thread | None = None
+        self._bg = Background("results-pubsub", self._run, on_stop=self._waker.set)
+        self._backoff = Backoff()
+        self._outage = OutageLog(log, "result pub/sub")
+        self._first = True  # the first connection (a reconnect asks for a reconcile)
         self._verify_db = False
         self._verify_checked_at = float("-inf")
         self.connected = threading.Event()
         self.linger = LINGER
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="results-pubsub", daemon=True)
-            self._thread.start()
+        self._bg.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._waker.set()
-        if self._thread is not None:
-            self._thread.join(10)
-            self._thread = None
+        self._bg.stop()
 
     def jobs(self) -> list[tuple[Callable[[], None], float, str]]:
         return []
 
     def _run(self) -> None:
-        if not self._boot.wait(self._stop):
+        if not self._gate.wait(self._bg.stopping):
             return
-        backoff = Backoff()
-        outage = OutageLog(log, "result pub/sub")
-        first = True
-        while not self._stop.is_set():
-            client = None
-            try:
-                client = self._client_factory()
-                pubsub = client.pubsub(ignore_subscribe_messages=True)
-                pubsub.psubscribe(self.pattern)
-                self._check_other_dbs(client)
-                self.connected.set()
-                self.stats.publish(up=True)
-                if not first and self._on_reconnect is not None:
-                    self._on_reconnect()  # results published during the gap were lost
-                first = False
-                backoff.reset()
-                outage.ok()
-                self._listen(client, pubsub)
-                pubsub.close()
-            except Exception as exc:  # any failure: report, back off, reconnect
-                self.connected.clear()
-                delay = backoff.next()
-                outage.failed(exc, delay)
-                self.stats.publish(up=False, error=f"{type(exc).__name__}: {exc}")
-                self._stop.wait(delay)
-            finally:
-                if client is not None:
-                    client.close()
+        self._bg.retry(self._connect_and_listen, self._outage, self._backoff,
+                       on_failure=self._disconnected)  # fmt: skip
         self.stats.publish(up=False)
+
+    def _connect_and_listen(self) -> None:
+        """One connection: subscribe, then read until stopped (or it fails: raises)."""
+        client = self._client_factory()
+        try:
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            pubsub.psubscribe(self.pattern)
+            self._check_other_dbs(client)
+            self.connected.set()
+            self.stats.publish(up=True)
+            if not self._first and self._on_reconnect is not None:
+                self._on_reconnect()  # results published during the gap were lost
+            self._first = False
+            self._backoff.reset()
+            self._outage.ok()
+            self._listen(client, pubsub)
+            pubsub.close()
+        finally:
+            client.close()
+
+    def _disconnected(self, exc: Exception) -> None:
+        self.connected.clear()
+        self.stats.publish(up=False, error=f"{type(exc).__name__}: {exc}")
 
     def _listen(self, client: Any, pubsub: Any) -> None:
         """Read the subscribed connection with the loop the lean event consumer uses: one
@@ -117,7 +111,7 @@ class ResultsSource:
 
         read_batches(
             pubsub.connection,
-            self._stop.is_set,
+            self._bg.stopping.is_set,
             lambda batch: self.handle(batch, client),
             linger=self.linger,
             tick=tick,
@@ -127,11 +121,12 @@ class ResultsSource:
     def handle(self, batch: list[tuple[bytes, bytes]], client: Any = None) -> int:
         """Parse and apply one batch of (channel, data); returns how many counted."""
         updates: list[TaskUpdate] = []
-        skipped: Counter[str] = Counter()
+        tally = Tally()
+        skipped = tally.skipped
         for channel, data in batch:
             task_id = task_id_from_key(channel, self._prefix)
             if task_id is None:
-                skipped["skipped:bad_key"] += 1
+                skipped["bad_key"] += 1
                 continue
             try:  # the decoder never raises; were it to, one record is lost, not the batch
                 parsed = parse_result(data, task_id, SOURCE_PUBSUB)
@@ -139,16 +134,17 @@ class ResultsSource:
                 log.error("result %s not decoded: %s: %s", task_id, type(exc).__name__, exc)
                 parsed = INVALID_JSON
             if isinstance(parsed, str):
-                skipped[f"skipped:{parsed}"] += 1
+                skipped[parsed] += 1
                 if parsed in PARSE_ERRORS:
-                    skipped["parse_errors"] += 1
+                    tally.parse_errors += 1
             else:
                 updates.append(parsed)
         if updates and self._verify_db and client is not None:
-            updates = self._ours(client, updates, skipped)
+            updates = self._ours(client, updates, tally)
         counted = self.state.ledger.apply_many(updates)
-        skipped["received"] += len(updates)
-        self.stats.add_many(skipped)
+        self.state.details.note_many(updates)
+        tally.received += len(updates)
+        self.stats.add(tally)
         self.stats.publish(messages=len(batch), message_at=self.state.clock.time())
         return counted
 
@@ -156,7 +152,7 @@ class ResultsSource:
         self,
         client: Any,
         updates: list[TaskUpdate],
-        skipped: Counter[str],
+        tally: Tally,
     ) -> list[TaskUpdate]:
         pipe = client.pipeline(transaction=False)
         for u in updates:
@@ -164,7 +160,7 @@ class ResultsSource:
         found = pipe.execute()
         kept = [u for u, n in zip(updates, found, strict=True) if n]
         if len(kept) != len(updates):
-            skipped[f"skipped:{OTHER_DB}"] += len(updates) - len(kept)
+            tally.skip(OTHER_DB, len(updates) - len(kept))
         return kept
 
     def _check_other_dbs(self, client: Any) -> None:

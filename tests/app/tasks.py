@@ -73,3 +73,11 @@ def retry_once(self, value: int) -> int:  # type: ignore[no-untyped-def]
 def sleep(seconds: float) -> float:
     time.sleep(seconds)
     return seconds
+
+
+@app.task(name="tests.retry_then_fail", bind=True, max_retries=2, default_retry_delay=0)
+def retry_then_fail(self, marker: str | None = None) -> str:  # type: ignore[no-untyped-def]
+    # Retried by Celery twice, then fails with TransientError; with the marker file, succeeds.
+    if marker is not None and os.path.exists(marker):
+        return "healed"
+    raise self.retry(exc=TransientError("connection reset by peer"), countdown=0)

@@ -1,4 +1,4 @@
-"""`python -m exporter.demo` with its own redis-server: the exporter shows the traffic the demo
+"""`python -m demo` with its own redis-server: the exporter shows the traffic the demo
 promises (successes, transient and permanent failures, retries, a stuck task, a growing queue),
 and SIGTERM stops every process the demo started, Redis included."""
 
@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import wait_for
+from tests.support.common import wait_for
+from tests.support.metrics import metrics, total
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.e2e
 class Demo:
     def __init__(self) -> None:
         # --private-redis: the demo starts (and must stop) its own redis-server too.
-        argv = [sys.executable, "-m", "exporter.demo", "--private-redis", "--duration", "150",
+        argv = [sys.executable, "-m", "demo", "--private-redis", "--duration", "150",
                 "--tick", "0.5", "--stuck-after", "4", "--burst-at", "0"]  # fmt: skip
         self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)  # fmt: skip
@@ -64,25 +64,6 @@ def demo() -> Iterator[Demo]:
         except subprocess.TimeoutExpired:
             d.proc.kill()
             d.proc.wait(10)
-
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def metrics(url: str) -> Samples:
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        text = resp.read().decode()
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def total(m: Samples, metric: str, /, **labels: str) -> float:
-    """Sum of the samples of `metric` whose labels include `labels`."""
-    want = set(labels.items())
-    return sum(v for (n, lab), v in m.items() if n == metric and want <= lab)
 
 
 def group_alive(pgid: int) -> bool:

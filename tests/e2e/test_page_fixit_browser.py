@@ -4,71 +4,23 @@ it, enter a token, see the failures, propose a plan, approve it, watch the retri
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import threading
-from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-import uvicorn
 from fastapi import FastAPI
 
 from exporter.api import build_router, install_error_handlers
 from exporter.celery_io import CeleryIO
 from exporter.config import Config
 from exporter.state import State
-from tests.api_support import OPERATOR, TRANSIENT, results_source
-from tests.conftest import celery_app, free_port, wait_for
+from tests.support.api import OPERATOR, TRANSIENT, results_source
+from tests.support.common import wait_for
+from tests.support.workers import celery_app
 
 pytestmark = pytest.mark.e2e
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def serve() -> Iterator[Any]:
-    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
-
-    def start(app: FastAPI) -> str:
-        port = free_port()
-        server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-        )
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        servers.append((server, thread))
-        wait_for(lambda: server.started, 15, what="uvicorn started")
-        return f"http://127.0.0.1:{port}"
-
-    yield start
-    for server, thread in servers:
-        server.should_exit = True
-        thread.join(15)
 
 
 def _status(client: redis.Redis, task_id: str) -> str | None:
@@ -140,7 +92,9 @@ def test_page_propose_approve_and_see_retries_succeed(
         assert page.locator(".plan-actions li").count() == 2
         assert "send tests.fail_transient again" in page.inner_text("#plan")
         marker.write_text("ok")
-        page.click("#approve")
+        page.click("#approve")  # asks once more, with the count, before anything runs
+        assert "Run 2 action(s) now?" in page.inner_text("#confirm")
+        page.click("#confirm-approve")
         page.wait_for_selector("#outcomes")
         # A locator wait, not wait_for_function: the page's CSP forbids eval, rightly.
         expect(page.locator(".new-task.ok")).to_have_count(2, timeout=60_000)
@@ -161,7 +115,8 @@ def test_page_propose_approve_and_see_retries_succeed(
 
 def test_page_with_a_viewer_token_reads_but_cannot_act(browser: Any, serve: Any) -> None:
     import fakeredis
-    from api_support import VIEWER, failure, make_app, make_config, new_state
+
+    from tests.support.api import VIEWER, failure, make_app, make_config, new_state
 
     config = make_config()
     state = new_state(config)
@@ -190,12 +145,11 @@ def test_page_shows_an_interrupted_plan_and_proposes_the_rest(
     import fakeredis
     from fastapi.testclient import TestClient
 
-    from exporter.api.actions import Remediation
-    from exporter.api.models import ApproveRequest
-    from exporter.api.stats import stats_for
+    from exporter.apicounters import ApiCounters
     from exporter.remediation import executor
+    from exporter.remediation.service import Remediation
     from exporter.remediation.store import PlanStore
-    from tests.api_support import HEAD_O, T0, failure, make_app, make_config, new_state
+    from tests.support.api import HEAD_O, T0, failure, make_app, make_config, new_state
 
     class Crash(BaseException):
         pass
@@ -216,9 +170,9 @@ def test_page_shows_an_interrupted_plan_and_proposes_the_rest(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(executor.control, "send_retry", send)
-    fix = Remediation(state, io, client, PlanStore(client), stats_for(state))
+    fix = Remediation(state, io, client, PlanStore(client), state.attached(ApiCounters))
     with pytest.raises(Crash):
-        fix.decide(ApproveRequest(plan_id=plan["id"], digest=plan["digest"]), "operator#x")
+        fix.decide("operator#x", plan["id"], plan["digest"])
     client.delete(f"celery-ops-exporter:plan:{plan['id']}:lease")  # as if it had expired
     base = serve(app)
     page = browser.new_page()

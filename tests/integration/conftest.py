@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.integration.core_helpers import ExporterProcess, exporters
+from tests.support.exporter_process import ExporterProcess, exporters
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 
 from exporter.celery_io import CeleryIO, control
 from exporter.config import Config
-from tests.conftest import wait_for
+from tests.support.common import wait_for
 
 pytestmark = pytest.mark.integration
 

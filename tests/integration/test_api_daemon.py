@@ -13,8 +13,9 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import celery_app, free_port, wait_for
-from tests.integration.core_helpers import ExporterProcess, fresh_db
+from tests.support.common import free_port, wait_for
+from tests.support.exporter_process import ExporterProcess, fresh_db
+from tests.support.workers import celery_app
 
 pytestmark = pytest.mark.integration
 OP, VIEW = "op-daemon-token-01", "view-daemon-token-01"

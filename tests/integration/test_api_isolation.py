@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RedisServer, free_port, wait_for
-from tests.integration.core_helpers import ExporterProcess
+from tests.support.common import free_port, wait_for
+from tests.support.exporter_process import ExporterProcess
+from tests.support.redisserver import RedisServer
 
 pytestmark = pytest.mark.integration
 

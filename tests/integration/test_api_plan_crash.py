@@ -18,8 +18,9 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import celery_app, free_port, wait_for
-from tests.integration.core_helpers import ExporterProcess
+from tests.support.common import free_port, wait_for
+from tests.support.exporter_process import ExporterProcess
+from tests.support.workers import celery_app
 
 pytestmark = pytest.mark.integration
 OP = "op-crash-token-1"

@@ -11,7 +11,7 @@ from celery import Celery
 from fastapi.testclient import TestClient
 
 from exporter.celery_io import CeleryIO
-from tests.api_support import HEAD_O, HEAD_V, failure, make_app, make_config, new_state
+from tests.support.api import HEAD_O, HEAD_V, failure, make_app, make_config, new_state
 
 pytestmark = pytest.mark.integration
 

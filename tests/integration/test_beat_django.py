@@ -20,12 +20,14 @@ import pytest
 
 from exporter.beat.cron import Crontab
 from exporter.beat.django import DjangoReader
-from exporter.beat.model import Clocked, Every, Opaque
+from exporter.beat.model import Clocked, Every
+from exporter.beat.runspec import NotRunnable
+from exporter.beat.solar import SETTLE, Solar, next_event
 from exporter.beat.source import BeatSource, board_for
 from exporter.clock import FakeClock
 from exporter.config import Config
 from exporter.state import State
-from tests.conftest import free_port, wait_for
+from tests.support.common import free_port, wait_for
 
 psycopg = pytest.importorskip("psycopg")
 pymysql = pytest.importorskip("pymysql")
@@ -191,7 +193,7 @@ def test_reads_every_schedule_kind_read_only(beat_db: Db) -> None:
         assert by["report-b"].schedule == Every(7200.0) and not by["report-b"].enabled
         assert by["report-a"].args_digest != by["report-b"].args_digest  # same task, own args
         assert by["report-a"].anchor == (NOW - dt.timedelta(days=1)).timestamp()
-        assert by["dawn"].schedule == Opaque("solar", "solar sunrise")
+        assert by["dawn"].schedule == Solar("sunrise", 52.5, 13.4)  # DECIMAL columns
         assert by["once"].schedule == Clocked((NOW + dt.timedelta(hours=1)).timestamp())
         # the reader's transactions are read-only: a write in one is refused by the server
         with reader._conn.cursor() as cur:
@@ -204,6 +206,12 @@ def test_reads_every_schedule_kind_read_only(beat_db: Db) -> None:
                     cur.execute("DELETE FROM django_celery_beat_periodictask")
         reader._conn.rollback()
         reader.read(NOW.timestamp(), 500)  # and it reads on after that
+        # run-now reads one entry's task, arguments and options, with the header beat adds
+        spec = reader.run_spec("nightly")
+        assert (spec.task, spec.args, spec.kwargs) == ("app.nightly", [2], {})
+        assert spec.options == {"headers": {"periodic_task_name": "nightly"}}
+        with pytest.raises(NotRunnable, match="no longer in django-celery-beat"):
+            reader.run_spec("nope")
     finally:
         reader.close()
 
@@ -234,7 +242,14 @@ def test_metrics_from_the_database(beat_db: Db) -> None:
         assert rows["report-a"].next_due == dt.datetime(2026, 3, 28, 4, tzinfo=UTC).timestamp()
         assert rows["report-a"].shared_task and rows["report-b"].shared_task
         assert rows["once"].next_due == (NOW + dt.timedelta(hours=1)).timestamp()
-        assert rows["dawn"].next_due is None and rows["dawn"].interval == 86400.0
+        # never run: the first sunrise in Berlin after its row changed (yesterday noon):
+        # today 05:5x CET; spring days grow, so the next sunrise comes a little sooner
+        yesterday = (NOW - dt.timedelta(days=1)).timestamp()
+        dawn = rows["dawn"]
+        assert dawn.next_due == next_event("sunrise", 52.5, 13.4, yesterday + SETTLE)
+        assert dt.datetime.fromtimestamp(dawn.next_due, UTC).strftime("%m-%d %H") == "03-28 04"
+        assert dawn.interval is not None and 86000 < dawn.interval < 86400
+        assert dawn.missed == 1 and dawn.kind == "solar"
         # ping's run due 70 s ago was missed and nothing was sent since: beat is down
         assert status.up is False
     finally:

@@ -8,42 +8,21 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.conftest import ROOT, RedisServer
-from tests.integration.core_helpers import ExporterProcess, fresh_db
-from tests.unit.test_rules_promtool import gen
+from tests.support.beat_process import Beat
+from tests.support.exporter_process import ExporterProcess, fresh_db
+from tests.support.promql_names import load_module
+from tests.support.redisserver import RedisServer
 
 pytest.importorskip("redbeat")
 pytestmark = pytest.mark.integration
+gen = load_module("deploy/prometheus/generate.py", "ops_rules_generate")
 PREFIX = "rbtest:"
-
-
-class Beat:
-    """`celery beat` with RedBeat (tests/app/beat.py) as a subprocess."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.log = tempfile.NamedTemporaryFile(prefix="ce-beat-", suffix=".log", delete=False)  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tests.app.beat", "beat", "--loglevel",
-             "INFO", "--pidfile", ""],
-            env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, cwd=ROOT,
-            stdout=self.log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-
-    def output(self) -> str:
-        return Path(self.log.name).read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()  # beat closes RedBeat's scheduler, which releases the lock
-            self.proc.wait(20)
 
 
 def entry(exporter: ExporterProcess, metric: str, name: str, task: str) -> float | None:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from exporter.cli import load_config
-from exporter.config import ConfigError
-from tests.integration.core_helpers import run_cli
+from exporter.config_checks import ConfigError
+from tests.support.exporter_process import run_cli
 
 pytestmark = pytest.mark.integration
 

@@ -12,13 +12,9 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.conftest import RedisServer, wait_for
-from tests.integration.core_helpers import (
-    ExporterProcess,
-    fresh_db,
-    parse_metrics,
-    run_cli,
-)
+from tests.support.common import wait_for
+from tests.support.exporter_process import ExporterProcess, fresh_db, parse_metrics, run_cli
+from tests.support.redisserver import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -94,7 +90,8 @@ def test_keep_alive_scrapes_are_not_delayed_by_nagle(
             latencies.append(time.perf_counter() - started)
     finally:
         conn.close()
-    assert sorted(latencies)[len(latencies) // 2] < 0.02, latencies
+    # 30 ms: under the 40 ms floor of a delayed ACK, with room for a loaded CI machine.
+    assert sorted(latencies)[len(latencies) // 2] < 0.03, latencies
 
 
 def test_sigterm_stops_gracefully(redis_server: RedisServer, run_exporter: RunExporter) -> None:

@@ -11,8 +11,9 @@ from collections.abc import Callable, Iterator
 import pytest
 from kombu import Connection
 
-from tests.conftest import Worker, celery_app, wait_for
-from tests.integration.core_helpers import ExporterProcess
+from tests.support.common import wait_for
+from tests.support.exporter_process import ExporterProcess
+from tests.support.workers import Worker, celery_app
 
 pytestmark = pytest.mark.integration
 

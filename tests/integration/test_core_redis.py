@@ -20,9 +20,11 @@ from exporter.collectors import build_registry
 from exporter.config import Config
 from exporter.poller import Poller
 from exporter.state import State
-from exporter.taskstate import SENT, SOURCE_EVENTS, TaskUpdate
-from tests.conftest import RedisServer, Worker, celery_app, wait_for
-from tests.integration.core_helpers import ExporterProcess, fresh_db, parse_metrics
+from exporter.taskdata import SENT, SOURCE_EVENTS, TaskUpdate
+from tests.support.common import wait_for
+from tests.support.exporter_process import ExporterProcess, fresh_db, parse_metrics
+from tests.support.redisserver import RedisServer
+from tests.support.workers import Worker, celery_app
 
 pytestmark = pytest.mark.integration
 

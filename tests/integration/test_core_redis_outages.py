@@ -9,8 +9,10 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.conftest import RedisServer, Worker, wait_for
-from tests.integration.core_helpers import ExporterProcess, fresh_db
+from tests.support.common import wait_for
+from tests.support.exporter_process import ExporterProcess, fresh_db
+from tests.support.redisserver import RedisServer
+from tests.support.workers import Worker
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 import redis
 
-from tests.conftest import celery_app, free_port, wait_for
-from tests.integration.core_helpers import ExporterProcess
+from tests.support.common import free_port, wait_for
+from tests.support.exporter_process import ExporterProcess
+from tests.support.workers import celery_app
 
 pytestmark = pytest.mark.integration
 

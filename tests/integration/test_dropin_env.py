@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, RedisServer, free_port, wait_for
-from tests.integration.core_helpers import fresh_db, http_get, parse_metrics
+from tests.support.common import ROOT, free_port, wait_for
+from tests.support.exporter_process import fresh_db, http_get, parse_metrics
+from tests.support.redisserver import RedisServer
 
 pytestmark = pytest.mark.integration
 

@@ -20,9 +20,11 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import RedisServer, Worker, celery_app, wait_for
-from tests.integration.ledger_support import COUNTERS, ExporterProc, send_mix
+from tests.support.common import wait_for
 from tests.support.hostile import check_exposition
+from tests.support.ledger import COUNTERS, ExporterProc, send_mix
+from tests.support.redisserver import RedisServer
+from tests.support.workers import Worker, celery_app
 
 pytestmark = pytest.mark.integration
 QUEUE = "hostile"
@@ -132,7 +134,7 @@ class RealResults:
 def exact_or_lost_retry(got: Counter[str], truth: Counter[str], results: redis.Redis) -> bool:
     """Counts equal what was sent; or, as the accuracy tests allow (all_done there), Celery
     itself lost a retry's message: tasks stuck in RETRY, and counts equal the backend's."""
-    from tests.integration.ledger_support import backend_truth, stored_results
+    from tests.support.ledger import backend_truth, stored_results
 
     if got == +truth:
         return True

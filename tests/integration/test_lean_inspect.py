@@ -21,7 +21,9 @@ from exporter.celery_io import CeleryIO, CeleryReader
 from exporter.celery_io.redis_pidbox import PidboxBroadcaster, pidbox_settings
 from exporter.config import Config
 from exporter.decode.inspect import clean_reply
-from tests.conftest import RedisServer, Worker, celery_app, wait_for
+from tests.support.common import wait_for
+from tests.support.redisserver import RedisServer
+from tests.support.workers import Worker, celery_app
 
 pytestmark = pytest.mark.integration
 

@@ -15,14 +15,10 @@ from typing import Any
 import pytest
 import redis
 
-from tests.conftest import RedisServer, Worker, celery_app, wait_for
-from tests.integration.ledger_support import (
-    COUNTERS,
-    ExporterProc,
-    backend_truth,
-    send_mix,
-    stored_results,
-)
+from tests.support.common import wait_for
+from tests.support.ledger import COUNTERS, ExporterProc, backend_truth, send_mix, stored_results
+from tests.support.redisserver import RedisServer
+from tests.support.workers import Worker, celery_app
 
 pytestmark = pytest.mark.integration
 QUEUE = "ledger-acc"
@@ -74,10 +70,23 @@ def cluster() -> Iterator[Cluster]:
     server.cleanup()
 
 
+class BackendTruth(Counter[str]):
+    """What the backend held when a retry looked lost; `results` reads it again."""
+
+    results: redis.Redis
+
+
 def settled(exporter: ExporterProc, truth: Counter[str], timeout: float = 90.0) -> None:
     def equal() -> bool:
         got = exporter.counts()
-        return all(got[c] == truth[c] for c in COUNTERS)
+        if all(got[c] == truth[c] for c in COUNTERS):
+            return True
+        if not isinstance(truth, BackendTruth):
+            return False
+        # A "lost" retry can still finish late on a loaded machine (seen in CI: one or two
+        # more successes). Then the backend, read now, is the truth.
+        now = backend_truth(truth.results)
+        return all(exporter.counts()[c] == now[c] for c in COUNTERS)
 
     try:
         wait_for(equal, timeout, interval=0.5, what=f"counters == {dict(truth)}")
@@ -116,7 +125,9 @@ def all_done(cluster: Cluster, truth: Counter[str], timeout: float = 120.0) -> C
                 f"backend has {dict(held)}, want {dict(truth)} ({stuck} stuck in RETRY)"
             ) from None
         print(f"Celery lost {stuck} retry message(s): comparing with the backend, {dict(held)}")
-        return held
+        out = BackendTruth(held)
+        out.results = cluster.results
+        return out
 
 
 def test_events_and_reconcile_without_pubsub(cluster: Cluster) -> None:

@@ -12,7 +12,8 @@ from exporter.celery_io import CeleryIO, CeleryReader
 from exporter.config import Config
 from exporter.poller import Poller
 from exporter.state import State
-from tests.conftest import RedisServer, Worker
+from tests.support.redisserver import RedisServer
+from tests.support.workers import Worker
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,8 @@ import pytest
 import redis
 
 from exporter.pubsub_batch import WAIT, Message, Waker, read_batches
-from tests.conftest import RedisServer, wait_for
+from tests.support.common import wait_for
+from tests.support.redisserver import RedisServer
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.conftest import RedisServer, Worker, celery_app, wait_for
-from tests.integration.core_helpers import ExporterProcess, parse_metrics
 from tests.support import rabbitnode
+from tests.support.common import wait_for
+from tests.support.exporter_process import ExporterProcess, parse_metrics
+from tests.support.redisserver import RedisServer
+from tests.support.workers import Worker, celery_app
 
 pytestmark = pytest.mark.integration
 

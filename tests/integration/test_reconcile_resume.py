@@ -12,11 +12,11 @@ import redis
 
 from exporter.clock import FakeClock
 from exporter.config import Config
-from exporter.ledger_store import LedgerStore
-from exporter.sources.base import Boot
+from exporter.keeper.gate import StartGate
+from exporter.keeper.store import LedgerStore
 from exporter.sources.reconcile import ReconcileSource
 from exporter.state import State
-from tests.conftest import RedisServer
+from tests.support.redisserver import RedisServer
 
 RESULTS = 3000
 
@@ -46,7 +46,7 @@ def make(client: redis.Redis) -> tuple[State, ReconcileSource]:
         broker_url="redis://localhost:6379/0", ledger_max_tasks=200, reconcile_batch=100
     )
     state = State(config, clock=FakeClock(2_000_000_000.0))
-    return state, ReconcileSource(state, lambda: client, Boot())
+    return state, ReconcileSource(state, lambda: client, StartGate())
 
 
 def succeeded(state: State) -> int:
@@ -122,8 +122,8 @@ def test_a_restarted_redis_starts_the_pass_over(
     monkeypatch.undo()
     private_redis.stop()  # the append-only file keeps the results; the run_id changes
     private_redis.start()
-    scanned_before = state.source_health()["reconcile"].detail.get("keys_scanned", 0)
+    scanned_before = state.source_health()["reconcile"].stats.keys_scanned
     rec.run_once()
     assert rec.resumed == 0
-    scanned = state.source_health()["reconcile"].detail["keys_scanned"] - scanned_before
+    scanned = state.source_health()["reconcile"].stats.keys_scanned - scanned_before
     assert scanned >= RESULTS  # walked from the first cursor again

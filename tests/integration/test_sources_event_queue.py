@@ -15,8 +15,10 @@ from typing import Any
 import pytest
 import redis
 
-from tests.conftest import RedisServer, Worker, celery_app, wait_for
-from tests.integration.ledger_support import ExporterProc
+from tests.support.common import wait_for
+from tests.support.ledger import ExporterProc
+from tests.support.redisserver import RedisServer
+from tests.support.workers import Worker, celery_app
 
 pytestmark = pytest.mark.integration
 

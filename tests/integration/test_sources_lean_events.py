@@ -27,8 +27,10 @@ from exporter.celery_io import make_app
 from exporter.celery_io.events import EventStream, event_stream, lean_settings
 from exporter.celery_io.redis_events import RedisEventStream
 from exporter.config import Config
-from tests.conftest import RedisServer, Worker, celery_app, wait_for
-from tests.integration.ledger_support import COUNTERS, ExporterProc, send_mix
+from tests.support.common import wait_for
+from tests.support.ledger import COUNTERS, ExporterProc, send_mix
+from tests.support.redisserver import RedisServer
+from tests.support.workers import Worker, celery_app
 
 pytestmark = pytest.mark.integration
 
@@ -296,7 +298,7 @@ def test_redis_restart_reconnects_and_logs_the_outage_once(
 def test_pickle_event_is_skipped_and_counted_never_unpickled(
     redis_server: RedisServer, running: Running, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from exporter.sources.base import Boot
+    from exporter.keeper.gate import StartGate
     from exporter.sources.events import EventsSource
     from exporter.state import State
 
@@ -306,7 +308,7 @@ def test_pickle_event_is_skipped_and_counted_never_unpickled(
     url = f"{redis_server.url}/12"
     app = app_for(url)
     state = State(Config(broker_url=url))
-    boot = Boot()
+    boot = StartGate()
     boot.loaded.set()
     got = Collect()
 
@@ -327,8 +329,8 @@ def test_pickle_event_is_skipped_and_counted_never_unpickled(
         publish(app, [("task-succeeded", {"uuid": "json", "runtime": 1.0})])
         wait_for(lambda: got.seen(uuid="json"), 10, what="the JSON event after the pickle one")
         source.flush()
-        detail = state.source_health()["events"].detail
-        assert detail.get("skipped:pickle") == 1.0
+        detail = state.source_health()["events"].stats
+        assert detail.skipped.get("pickle") == 1
         assert not got.seen(uuid="pickled")
     finally:
         source.stop()

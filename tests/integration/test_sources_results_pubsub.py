@@ -15,12 +15,13 @@ from typing import Any
 import pytest
 import redis
 
+from exporter.backend_redis import backend_client
 from exporter.config import Config
-from exporter.sources.base import Boot
-from exporter.sources.redisconn import backend_client
+from exporter.keeper.gate import StartGate
 from exporter.sources.results import ResultsSource
 from exporter.state import State
-from tests.conftest import RedisServer, wait_for
+from tests.support.common import wait_for
+from tests.support.redisserver import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +64,7 @@ def test_trickling_results_are_read_in_batches_and_counted_once(
     url = f"{redis_server.url}/7"
     # label_grace 0: these results carry no name, and this test is about batching, not labels
     state = State(Config(broker_url=url, result_backend=url, label_grace=0.0))
-    boot = Boot()
+    boot = StartGate()
     boot.loaded.set()
     boot.reconciled.set()
     source = Recording(state, lambda: backend_client(state.config, pubsub=True), boot)
@@ -97,4 +98,4 @@ def test_trickling_results_are_read_in_batches_and_counted_once(
         publisher.delete(*(f"celery-task-meta-t{i}" for i in range(n)))
     finally:
         source.stop()
-    assert not source.connected.is_set() or source._thread is None
+    assert not source.connected.is_set() or not source._bg.running

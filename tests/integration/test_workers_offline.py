@@ -14,8 +14,10 @@ from collections.abc import Callable, Iterator
 import pytest
 from kombu import Connection
 
-from tests.conftest import RedisServer, Worker, celery_app, wait_for
-from tests.integration.core_helpers import ExporterProcess, fresh_db
+from tests.support.common import wait_for
+from tests.support.exporter_process import ExporterProcess, fresh_db
+from tests.support.redisserver import RedisServer
+from tests.support.workers import Worker, celery_app
 
 pytestmark = pytest.mark.integration
 

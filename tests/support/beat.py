@@ -8,7 +8,7 @@ from exporter.beat.source import BeatSource
 from exporter.clock import FakeClock
 from exporter.config import Config
 from exporter.state import State
-from exporter.taskstate import TaskUpdate
+from exporter.taskdata import TaskUpdate
 
 
 class ScriptedReader:

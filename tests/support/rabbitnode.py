@@ -20,7 +20,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from tests.conftest import free_port, wait_for
+from tests.support.common import free_port, wait_for
 
 # Where Debian's package keeps the unwrapped scripts; override with RABBITMQ_SCRIPTS_DIR.
 SCRIPTS_DIR = Path(os.environ.get("RABBITMQ_SCRIPTS_DIR", "/usr/lib/rabbitmq/bin"))

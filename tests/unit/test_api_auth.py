@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from exporter.api import check_metrics_auth, install_error_handlers
 from exporter.api.auth import principal_name
 from exporter.celery_io import CeleryIO
-from tests.api_support import HEAD_O, HEAD_V, OPERATOR, VIEWER, make_app, make_config, new_state
+from tests.support.api import HEAD_O, HEAD_V, OPERATOR, VIEWER, make_app, make_config, new_state
 
 # (method, path, json body, role needed)
 ENDPOINTS = [

@@ -15,13 +15,13 @@ import pytest
 from celery import Celery
 from fastapi.testclient import TestClient
 
-from exporter.api.stats import stats_for
+from exporter.apicounters import ApiCounters
 from exporter.celery_io import CeleryIO
 from exporter.clock import FakeClock
 from exporter.http import create_app
 from exporter.remediation.store import PlanStore
 from exporter.state import State
-from tests.api_support import (
+from tests.support.api import (
     HEAD_O,
     HEAD_V,
     OPERATOR,
@@ -31,7 +31,7 @@ from tests.api_support import (
     make_config,
     new_state,
 )
-from tests.conftest import wait_for
+from tests.support.common import wait_for
 
 
 class Api:
@@ -146,7 +146,7 @@ def test_refusals_are_counted_logged_once_per_window_and_audited(
         assert api.client.get("/api/sitrep", headers=wrong).status_code == 401
     assert api.client.get("/api/sitrep").status_code == 401
     assert api.client.get("/api/audit", headers=HEAD_V).status_code == 403
-    counts, _busy, _unaudited = stats_for(api.state).bounds()
+    counts, _busy, _unaudited = api.state.attached(ApiCounters).bounds()
     assert counts == {"invalid_token": 3, "missing_token": 1, "insufficient_role": 1}
     lines = _refusal_lines(caplog)
     # One line per reason in the window, naming the client and the path.
@@ -184,7 +184,9 @@ def test_a_refusal_with_the_backend_down_still_answers_and_is_counted_unaudited(
     down = fakeredis.FakeRedis(server=server)
     client = TestClient(make_app(state, io, down))
     assert client.get("/api/sitrep").status_code == 401
-    wait_for(lambda: stats_for(state).bounds()[2] == 1, 5, what="unaudited refusal counted")
+    wait_for(
+        lambda: state.attached(ApiCounters).bounds()[2] == 1, 5, what="unaudited refusal counted"
+    )
 
 
 def test_metrics_refusals_are_counted_and_logged_never_audited(
@@ -238,9 +240,9 @@ def test_gate_answers_503_at_once_beyond_its_bound_and_frees_slots_when_calls_en
     from fastapi import HTTPException
 
     from exporter.api.gate import ApiGate
-    from exporter.api.stats import ApiStats
+    from exporter.apicounters import ApiCounters
 
-    stats = ApiStats()
+    stats = ApiCounters()
     gate = ApiGate(2, stats)
     release = threading.Event()
 

@@ -5,71 +5,28 @@ on the in-memory transport receiving the retries."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 import fakeredis
 import pytest
-from celery import Celery
 from fastapi.testclient import TestClient
 
-from exporter.api.stats import stats_for
+from exporter.apicounters import ApiCounters
 from exporter.celery_io import CeleryIO
-from exporter.clock import FakeClock
+from exporter.decode.plans import read_plan
 from exporter.remediation.plan import Plan
-from exporter.state import State
-from tests.api_support import (
+from tests.support.api import (
     HEAD_O,
     HEAD_V,
     T0,
+    PlanEnv,
     busy_snapshot,
     failure,
     make_app,
-    make_config,
     new_state,
 )
 
 
-class Env:
-    def __init__(self, **config: Any) -> None:
-        self.config = make_config(**config)
-        self.state: State = new_state(self.config)
-        self.redis = fakeredis.FakeRedis()
-        self.app = Celery("unit", broker="memory://", set_as_current=False)
-        self.io = CeleryIO(self.config, app=self.app)
-        self.client = TestClient(make_app(self.state, self.io, self.redis))
-        self.waiting()  # kombu's memory transport is process-wide: start from an empty queue
-
-    @property
-    def clock(self) -> FakeClock:
-        assert isinstance(self.state.clock, FakeClock)
-        return self.state.clock
-
-    def propose(self, **body: Any) -> dict[str, Any]:
-        resp = self.client.post("/api/fix-it", json=body, headers=HEAD_O)
-        assert resp.status_code == 201, resp.text
-        return dict(resp.json())
-
-    def decide(self, plan: dict[str, Any], decision: str = "approve", digest: str | None = None):  # type: ignore[no-untyped-def]
-        body = {"plan_id": plan["id"], "digest": digest or plan["digest"], "decision": decision}
-        return self.client.post("/api/approve", json=body, headers=HEAD_O)
-
-    def waiting(self, queue: str = "celery") -> list[dict[str, Any]]:
-        """Messages sitting in the in-memory broker queue (drained)."""
-        out = []
-        with self.app.connection_for_read() as conn:
-            q = conn.SimpleQueue(queue)
-            while True:
-                try:
-                    msg = q.get(block=False)
-                except q.Empty:
-                    break
-                out.append({"headers": msg.headers, "body": msg.decode()})
-                msg.ack()
-            q.close()
-        return out
-
-
-def _ledger_with_mixed_failures(env: Env) -> None:
+def _ledger_with_mixed_failures(env: PlanEnv) -> None:
     env.state.ledger.apply_many(
         [
             failure("t1", exc="TransientError", args=["m1"]),
@@ -89,7 +46,7 @@ def _ledger_with_mixed_failures(env: Env) -> None:
     ],
 )
 def test_modes_choose_actions(mode: str, retried: set[str], revoked: set[str]) -> None:
-    env = Env()
+    env = PlanEnv()
     _ledger_with_mixed_failures(env)
     env.state.set_snapshot(busy_snapshot(T0))
     plan = env.propose(mode=mode)
@@ -106,7 +63,7 @@ def test_modes_choose_actions(mode: str, retried: set[str], revoked: set[str]) -
 
 
 def test_explicit_targets_and_purge_only_on_request() -> None:
-    env = Env()
+    env = PlanEnv()
     _ledger_with_mixed_failures(env)
     env.state.set_snapshot(busy_snapshot(T0, age=5))  # running, not stuck
     plan = env.propose(mode="greedy", task_ids=["p1", "stuck-1", "ghost"], purge_queue="default")
@@ -119,7 +76,7 @@ def test_explicit_targets_and_purge_only_on_request() -> None:
 
 
 def test_approve_runs_retries_once_and_links_them() -> None:
-    env = Env()
+    env = PlanEnv()
     _ledger_with_mixed_failures(env)
     plan = env.propose(mode="balanced")
     resp = env.decide(plan)
@@ -145,7 +102,7 @@ def test_approve_runs_retries_once_and_links_them() -> None:
 
 
 def test_deny_changes_nothing_and_cannot_be_approved_after() -> None:
-    env = Env()
+    env = PlanEnv()
     _ledger_with_mixed_failures(env)
     plan = env.propose(mode="conservative")
     assert env.decide(plan, "deny").json()["status"] == "denied"
@@ -154,7 +111,7 @@ def test_deny_changes_nothing_and_cannot_be_approved_after() -> None:
 
 
 def test_wrong_digest_and_expiry_are_refused() -> None:
-    env = Env(plan_ttl=60.0)
+    env = PlanEnv(plan_ttl=60.0)
     _ledger_with_mixed_failures(env)
     plan = env.propose(mode="conservative")
     wrong = env.decide(plan, digest="0" * 64)
@@ -164,12 +121,12 @@ def test_wrong_digest_and_expiry_are_refused() -> None:
     expired = env.decide(plan)
     assert expired.status_code == 410 and "expired" in expired.json()["message"]
     assert env.waiting() == []
-    counts = stats_for(env.state).copy()[1]
+    counts = env.state.attached(ApiCounters).copy()[1]
     assert counts["refused"] == 2 and counts["proposed"] == 1
 
 
 def test_audit_trail_records_who_did_what_newest_first() -> None:
-    env = Env()
+    env = PlanEnv()
     _ledger_with_mixed_failures(env)
     plan = env.propose(mode="conservative")
     env.decide(plan)
@@ -187,7 +144,7 @@ def test_audit_trail_records_who_did_what_newest_first() -> None:
 
 
 def test_plans_survive_a_new_router_on_the_same_redis() -> None:
-    env = Env()
+    env = PlanEnv()
     _ledger_with_mixed_failures(env)
     plan = env.propose(mode="conservative")
     restarted = TestClient(make_app(new_state(env.config), env.io, env.redis))
@@ -200,10 +157,11 @@ def test_plans_survive_a_new_router_on_the_same_redis() -> None:
 def test_plan_json_roundtrip_keeps_digest_valid() -> None:
     from exporter.remediation.plan import digest_of
 
-    env = Env()
+    env = PlanEnv()
     _ledger_with_mixed_failures(env)
     plan = env.propose(mode="balanced")
-    stored = Plan.from_json(env.redis.get(f"celery-ops-exporter:plan:{plan['id']}") or b"")
+    stored = read_plan(env.redis.get(f"celery-ops-exporter:plan:{plan['id']}") or b"")
+    assert isinstance(stored, Plan)
     assert digest_of(stored) == stored.digest == plan["digest"]
     tampered = replace(stored, actions=[replace(stored.actions[0], args=["other"])])
     assert digest_of(tampered) != stored.digest
@@ -212,7 +170,7 @@ def test_plan_json_roundtrip_keeps_digest_valid() -> None:
 def test_two_replicas_approving_at_once_run_the_plan_once() -> None:
     import threading
 
-    env = Env()
+    env = PlanEnv()
     _ledger_with_mixed_failures(env)
     plan = env.propose(mode="conservative")
     other = TestClient(make_app(new_state(env.config), env.io, env.redis))
@@ -234,7 +192,7 @@ def test_two_replicas_approving_at_once_run_the_plan_once() -> None:
 
 
 def test_purge_runs_only_from_an_explicit_request_and_reports_the_count() -> None:
-    env = Env()
+    env = PlanEnv()
     for i in range(3):
         env.app.send_task("tests.add", args=[i, i], queue="dead")
     plan = env.propose(purge_queue="dead")
@@ -244,13 +202,13 @@ def test_purge_runs_only_from_an_explicit_request_and_reports_the_count() -> Non
     assert done["outcomes"][0]["outcome"] == "ok"
     assert done["outcomes"][0]["detail"] == "purged 3 message(s) from queue 'dead'"
     assert env.waiting("dead") == []
-    assert stats_for(env.state).copy()[2] == {("purge", "ok"): 1}
+    assert env.state.attached(ApiCounters).copy()[2] == {("purge", "ok"): 1}
 
 
 def test_failed_actions_are_reported_and_a_failed_retry_can_be_proposed_again() -> None:
     from exporter.celery_io import make_app as make_celery_app
 
-    env = Env()
+    env = PlanEnv()
     dead = make_celery_app(env.config.replace(broker_url="redis://127.0.0.1:1/0"))
     dead.conf.update(task_publish_retry=False, broker_connection_timeout=0.3)
     env.io = CeleryIO(env.config, app=dead)
@@ -264,13 +222,16 @@ def test_failed_actions_are_reported_and_a_failed_retry_can_be_proposed_again() 
     assert done["outcomes"][1]["error"].startswith("not tried: broker unreachable")
     # The retry never left, so its claim was released: a new plan may propose it again.
     assert [a["target"] for a in env.propose(mode="conservative")["actions"]] == ["t1"]
-    assert stats_for(env.state).copy()[2] == {("retry", "error"): 1, ("purge", "error"): 1}
+    assert env.state.attached(ApiCounters).copy()[2] == {
+        ("retry", "error"): 1,
+        ("purge", "error"): 1,
+    }
 
 
 def test_odd_backend_records_are_not_retryable_and_never_crash_fix_it() -> None:
     import json
 
-    env = Env()
+    env = PlanEnv()
     env.state.ledger.apply(failure("t1", complete=False))
     env.state.ledger.apply(failure("t2", complete=False))
     env.redis.set(

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from exporter.celery_io import CeleryIO
 from exporter.clock import FakeClock
 from exporter.config import Config
-from exporter.state import SourceHealth, State
-from tests.api_support import (
+from exporter.state import SourceHealth, SourceStatistics, State
+from tests.support.api import (
     HEAD_V,
     T0,
     busy_snapshot,
@@ -30,6 +30,27 @@ def _client(config: Config | None = None) -> tuple[TestClient, State, fakeredis.
     state = new_state(config)
     redis_client = fakeredis.FakeRedis()
     return TestClient(make_app(state, CeleryIO(config), redis_client)), state, redis_client
+
+
+def test_sitrep_lists_the_longest_stuck_tasks_and_counts_them_all() -> None:
+    from exporter.api.sitrep import STUCK_LINES, STUCK_NAMES
+    from exporter.taskdata import STARTED, TaskUpdate
+
+    client, state, _ = _client()
+    total = STUCK_LINES * 3
+    state.ledger.apply_many(
+        TaskUpdate(f"t{i:04d}", STARTED, "events", timestamp=T0 - 5000 + i,
+                   name=f"app.task_{i % (STUCK_NAMES + 5):02d}", queue="q", worker="w@h")
+        for i in range(total)
+    )  # fmt: skip
+    state.clock.advance(30)  # past --label-grace
+    body = client.get("/api/sitrep", headers=HEAD_V).json()
+    assert body["stuck_total"] == total
+    assert [s["id"] for s in body["stuck"]] == [f"t{i:04d}" for i in range(STUCK_LINES)]
+    advice = [a for a in body["immediate_actions"] if "running longer than" in a]
+    assert advice and advice[0].startswith(f"{total} task(s) running longer than")
+    assert "app.task_09" in advice[0] and "app.task_10" not in advice[0]
+    assert "and 5 more" in advice[0]
 
 
 def test_sitrep_counts_and_plain_language_advice() -> None:
@@ -233,10 +254,10 @@ def test_odd_backend_records_never_crash_the_task_endpoint() -> None:
 def test_sitrep_says_when_task_events_are_off() -> None:
     client, state, _ = _client()
     state.set_source_health(
-        SourceHealth("events", True, up=True, detail={"task_events_enabled": 0.0})
+        SourceHealth("events", True, up=True, stats=SourceStatistics(task_events_enabled=False))
     )
     body = client.get("/api/sitrep", headers=HEAD_V).json()
     assert any("-E is off" in w for w in body["watch_items"])
-    state.update_source("events", detail={"task_events_enabled": 1.0})
+    state.update_source("events", stats=SourceStatistics(task_events_enabled=True))
     body = client.get("/api/sitrep", headers=HEAD_V).json()
     assert not any("-E is off" in w for w in body["watch_items"])

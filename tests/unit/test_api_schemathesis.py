@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import negative_data_rejection
 
 from exporter.celery_io import CeleryIO
-from tests.api_support import (
+from tests.support.api import (
     HEAD_O,
     T0,
     busy_snapshot,

@@ -21,7 +21,7 @@ from exporter.clock import FakeClock
 from exporter.collectors import build_registry
 from exporter.config import Config
 from exporter.state import State
-from exporter.taskstate import TaskUpdate
+from exporter.taskdata import TaskUpdate
 from tests.support.beat import ScriptedReader, beat_scenario
 
 UTC = dt.timezone.utc

@@ -18,7 +18,7 @@ from exporter.beat import cron
 from exporter.beat import schedule as sched
 from exporter.beat.model import Every
 from exporter.beat.schedule_file import load
-from exporter.config import ConfigError
+from exporter.config_checks import ConfigError
 
 UTC = dt.timezone.utc
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from exporter.cli import OPTIONS, build_parser, load_config
-from exporter.config import MIN_TOKEN_LENGTH, Config, ConfigError
+from exporter.config import Config
+from exporter.config_checks import MIN_TOKEN_LENGTH, ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 

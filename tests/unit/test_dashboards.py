@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from promql_names import ROOT, board_queries, dashboards, load_module, metric_names, unselected
+from tests.support.promql_names import (
+    ROOT,
+    board_queries,
+    dashboards,
+    load_module,
+    metric_names,
+    unselected,
+)
 
 gen = load_module("grafana/generate.py", "ops_grafana_generate")
 

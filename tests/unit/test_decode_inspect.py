@@ -17,7 +17,7 @@ from exporter.decode.inspect import clean_reply
 from exporter.http import create_app
 from exporter.poller import Poller
 from exporter.state import State
-from tests.api_support import HEAD_V, make_config
+from tests.support.api import HEAD_V, make_config
 from tests.support.cluster import FakeReader
 
 junk = st.recursive(

@@ -29,11 +29,11 @@ from exporter.clock import FakeClock
 from exporter.collectors import build_registry
 from exporter.decode.clean import MAX_EPOCH, MIN_EPOCH
 from exporter.decode.records import parse_result, read_record
-from exporter.sources.base import Boot
+from exporter.keeper.gate import StartGate
 from exporter.sources.events import EventsSource
 from exporter.state import State
-from exporter.taskstate import TaskUpdate
-from tests.api_support import HEAD_V, make_app, make_config
+from exporter.taskdata import TaskUpdate
+from tests.support.api import HEAD_V, make_app, make_config
 from tests.support.hostile import check_exposition, dumps, raw_inputs, texts, values
 
 SETTINGS = settings(
@@ -155,7 +155,7 @@ class NoStream:
 
 def test_event_decoders_are_total_and_what_they_count_renders() -> None:
     state = new_state()
-    source = EventsSource(state, NoStream, Boot())
+    source = EventsSource(state, NoStream, StartGate())
     decoder = EventDecoder(now=lambda: 1_700_000_000.0)
 
     @SETTINGS
@@ -225,7 +225,7 @@ def saved_states(draw: Any) -> dict[str, Any]:
 
 
 def test_saved_state_loader_is_total_and_what_it_loads_renders() -> None:
-    from exporter.ledger_store import LedgerStore
+    from exporter.keeper.store import LedgerStore
 
     state = new_state(task_worker_label=True)
     redis = fakeredis.FakeRedis()

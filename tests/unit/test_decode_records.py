@@ -18,7 +18,7 @@ from exporter.decode.records import (
     parse_result,
     task_id_from_key,
 )
-from exporter.taskstate import FAILURE, SUCCESS, TaskUpdate
+from exporter.taskdata import FAILURE, SUCCESS, TaskUpdate
 
 
 def meta(**kw: object) -> bytes:
@@ -153,8 +153,8 @@ def test_any_bytes_parse_or_skip(raw: bytes) -> None:
 
 def reference_parse(raw: bytes, task_id: str, source: str) -> TaskUpdate | str:
     """The plain stdlib-json version parse_result replaced for speed: both must agree."""
-    from exporter.decode.clean import depth_within, label
-    from exporter.decode.records import ARGS_DEPTH, COUNTED_STATES, _message, sniff
+    from exporter.decode.clean import depth_within, label, text
+    from exporter.decode.records import ARGS_DEPTH, COUNTED_STATES, TRACEBACK_MAX, _message, sniff
 
     if not raw:
         return NOT_JSON
@@ -171,10 +171,11 @@ def reference_parse(raw: bytes, task_id: str, source: str) -> TaskUpdate | str:
     if status not in COUNTED_STATES:
         return OTHER_STATE
     result = doc.get("result")
-    exc_type = exc_message = None
+    exc_type = exc_message = traceback = None
     if status in (FAILURE, "RETRY", "REVOKED") and isinstance(result, dict):
         exc_type = label(result.get("exc_type"), 200)
         exc_message = _message(result.get("exc_message"))
+        traceback = text(doc.get("traceback"), TRACEBACK_MAX)
     retries = doc.get("retries")
     shallow = all(depth_within(doc.get(k), ARGS_DEPTH) for k in ("result", "args", "kwargs"))
     keep = status != SUCCESS and "args" in doc and "kwargs" in doc and shallow
@@ -190,6 +191,7 @@ def reference_parse(raw: bytes, task_id: str, source: str) -> TaskUpdate | str:
         retries=retries if ok_retries and 0 <= retries < 1_000_000 else None,  # type: ignore[operator]
         exception_type=exc_type,
         exception_message=exc_message,
+        traceback=traceback,
         args=doc.get("args") if keep else None,
         kwargs=doc.get("kwargs") if keep else None,
         args_complete=keep,

@@ -8,17 +8,14 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from promql_names import ROOT, load_module, rules_doc
-
 from exporter.cli import OPTIONS, SECRETS, build_parser
+from tests.support.promql_names import ROOT, load_module, rules_doc
 
 DEPLOY = ROOT / "deploy"
 KUBE = DEPLOY / "kubernetes"

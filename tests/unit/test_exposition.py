@@ -13,7 +13,7 @@ from exporter.config import Config
 from exporter.exposition import IDLE_AFTER, REFRESH, Exposition
 from exporter.http import create_app
 from exporter.state import State
-from exporter.taskstate import SUCCESS, TaskUpdate
+from exporter.taskdata import SUCCESS, TaskUpdate
 
 OM = "application/openmetrics-text; version=1.0.0"
 
@@ -187,9 +187,48 @@ def test_the_served_tail_is_named_and_labelled_like_the_rest() -> None:
 
 
 def test_api_counters_move_the_change_token() -> None:
-    from exporter.api.stats import stats_for
+    from exporter.apicounters import ApiCounters
 
     state = State(Config(), FakeClock())
     before = state.change_token()
-    stats_for(state).overloaded()
+    state.attached(ApiCounters).overloaded()
     assert state.change_token() != before
+
+
+def test_each_state_owns_one_of_each_attached_service() -> None:
+    from exporter.apicounters import ApiCounters
+    from exporter.beat.source import Board, board_for
+
+    state, other = State(Config(), FakeClock()), State(Config(), FakeClock())
+    counters = state.attached(ApiCounters)
+    assert state.attached(ApiCounters) is counters
+    assert other.attached(ApiCounters) is not counters
+    assert board_for(state) is state.attached(Board)
+    before = state.change_token()
+    board_for(state).update("redbeat", lambda view: None)
+    assert state.change_token() != before
+    assert other.change_token() == other.change_token()
+
+
+def test_a_background_render_hands_the_gil_over_often_then_restores_the_interval() -> None:
+    import sys
+
+    from exporter.exposition import RENDER_SWITCH_INTERVAL
+
+    state, expo, mono = _setup()
+    seen: list[float] = []
+
+    class Probe:
+        def collect(self) -> list[object]:
+            seen.append(sys.getswitchinterval())
+            return []
+
+    expo.registry.register(Probe())  # type: ignore[arg-type]
+    seen.clear()  # the registry's name check at registration collected once
+    before = sys.getswitchinterval()
+    expo.get("", False)  # inline (first scrape): the interval is left alone
+    _done(state, "a")
+    mono.t += 1.0
+    expo.refresh()  # what the renderer thread calls
+    assert seen == [before, RENDER_SWITCH_INTERVAL]
+    assert sys.getswitchinterval() == before

@@ -11,7 +11,7 @@ import pytest
 
 from exporter.config import Config
 from exporter.gcpause import gc_paused
-from exporter.sources.base import Boot
+from exporter.keeper.gate import StartGate
 from exporter.sources.reconcile import ReconcileSource
 from exporter.state import State
 
@@ -59,7 +59,7 @@ def test_reconcile_pass_pauses_and_restores_on_redis_error() -> None:
     server.connected = False
     client = Failing(server=server)
     state = State(Config(broker_url="redis://localhost:6379/0"))
-    rec = ReconcileSource(state, lambda: client, Boot())
+    rec = ReconcileSource(state, lambda: client, StartGate())
     with pytest.raises(ConnectionError):
         rec.run_once()
     assert gc.isenabled()

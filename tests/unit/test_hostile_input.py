@@ -17,12 +17,12 @@ from prometheus_client.exposition import generate_latest
 from exporter.celery_io import CeleryIO
 from exporter.collectors import build_registry
 from exporter.http import create_app
-from exporter.ledger_store import LedgerStore
-from exporter.sources.base import Boot
+from exporter.keeper.gate import StartGate
+from exporter.keeper.store import LedgerStore
 from exporter.sources.reconcile import ReconcileSource
 from exporter.sources.results import ResultsSource
 from exporter.state import State
-from tests.api_support import HEAD_V, make_app, make_config, new_state
+from tests.support.api import HEAD_V, make_app, make_config, new_state
 from tests.support.hostile import check_exposition
 
 SURROGATE_RESULT = (
@@ -72,7 +72,9 @@ def counted(state: State, counter: str) -> int:
 def test_a_surrogate_in_names_keeps_metrics_and_the_api_up() -> None:
     state = new_state(make_config())
     redis = fakeredis.FakeRedis()
-    ResultsSource(state, lambda: redis, Boot()).handle([(b"celery-task-meta-s1", SURROGATE_RESULT)])
+    ResultsSource(state, lambda: redis, StartGate()).handle(
+        [(b"celery-task-meta-s1", SURROGATE_RESULT)]
+    )
     redis.set("celery-task-meta-s2", SURROGATE_RESULT)  # read by the API's backend fallback
     assert counted(state, "failed") == 1
     page = scrape(state).decode()
@@ -89,12 +91,12 @@ def test_a_deep_exception_message_costs_nothing_else_in_its_batch() -> None:
     batch = [(f"celery-task-meta-ok{i}".encode(), success(i)) for i in range(199)]
     batch.insert(100, (b"celery-task-meta-deep", deep_failure(1000)))  # orjson reads it
     batch.insert(50, (b"celery-task-meta-deeper", deep_failure(5000)))  # nobody reads it
-    source = ResultsSource(state, lambda: None, Boot())
+    source = ResultsSource(state, lambda: None, StartGate())
     assert source.handle(batch) == 200
     state.clock.advance(state.config.label_grace + 1)  # the failure's name never comes
     assert counted(state, "succeeded") == 199 and counted(state, "failed") == 1
-    detail = state.source_health()["pubsub"].detail
-    assert detail["parse_errors"] == 1 and detail["skipped:invalid_json"] == 1
+    detail = state.source_health()["pubsub"].stats
+    assert detail.parse_errors == 1 and detail.skipped["invalid_json"] == 1
     error = state.ledger.get("deep").exception_message  # type: ignore[union-attr]
     assert error is not None and error.startswith("[[[[") and len(error) <= 2000
     scrape(state)
@@ -107,10 +109,10 @@ def test_a_deep_record_does_not_fail_the_reconcile_pass() -> None:
     redis.set("celery-task-meta-deep", deep_failure(1000))
     redis.set("celery-task-meta-deeper", deep_failure(5000))
     state = new_state(make_config(reconcile_batch=10))
-    source = ReconcileSource(state, lambda: redis, Boot())
+    source = ReconcileSource(state, lambda: redis, StartGate())
     assert source.run_once() == 51
     assert state.source_health()["reconcile"].up
-    assert state.source_health()["reconcile"].detail["parse_errors"] == 1
+    assert state.source_health()["reconcile"].stats.parse_errors == 1
     scrape(state)
 
 
@@ -126,7 +128,7 @@ def test_dates_outside_datetime_are_unknown_not_errors() -> None:
         }
     ).encode()
     early = success(0, when="0001-01-01T00:00:00+23:59")
-    ResultsSource(state, lambda: None, Boot()).handle(
+    ResultsSource(state, lambda: None, StartGate()).handle(
         [(b"celery-task-meta-late", late), (b"celery-task-meta-early", early)]
     )
     redis.set("celery-task-meta-stored", late)
@@ -158,7 +160,7 @@ def test_exception_text_reads_the_same_from_the_ledger_and_the_backend() -> None
             "result": {"exc_type": "ValueError", "exc_message": ["bad", "input"]},
         }
     ).encode()
-    ResultsSource(state, lambda: None, Boot()).handle([(b"celery-task-meta-led", record)])
+    ResultsSource(state, lambda: None, StartGate()).handle([(b"celery-task-meta-led", record)])
     redis.set("celery-task-meta-back", record)
     from_ledger, from_backend = api(state, redis, "/api/tasks/led", "/api/tasks/back")
     assert from_ledger["error"] == from_backend["error"] == "bad, input"
@@ -214,8 +216,8 @@ def test_a_sample_no_decoder_cleaned_is_dropped_and_counted_not_a_500() -> None:
 
     state = new_state(make_config())
     # Past every decoder: straight into the counters, and a worker name from inspect.
-    state.ledger._tasks[("t\ud800", "q", "succeeded")] = 1
-    state.ledger._tasks[("t.ok", "q", "succeeded")] = 2
+    state.ledger._tables.tasks[("t\ud800", "q", "succeeded")] = 1
+    state.ledger._tables.tasks[("t.ok", "q", "succeeded")] = 2
     host = "w\ud800@h"
     state.set_snapshot(
         Snapshot(

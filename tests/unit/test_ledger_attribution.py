@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from exporter.clock import FakeClock
 from exporter.ledger import Ledger
-from exporter.taskstate import (
+from exporter.taskdata import (
     FAILURE,
     RECEIVED,
     RETRY,
@@ -274,7 +274,7 @@ def test_reserved_tasks_from_the_poll_name_waiting_counts() -> None:
     """The poller keeps inspect reserved()'s requests; their delivery_info names the queue."""
     from exporter.config import Config
     from exporter.poller import Poller
-    from exporter.sources.inspect_names import InspectNames
+    from exporter.sources.inspected import InspectedTasks
     from exporter.state import State
     from tests.support.cluster import FakeReader
 
@@ -288,7 +288,7 @@ def test_reserved_tasks_from_the_poll_name_waiting_counts() -> None:
         {"id": "b", "delivery_info": {"routing_key": 7}},  # junk is no queue, no name
     ]
     Poller(state, reader).poll()
-    InspectNames(state).run()
+    InspectedTasks(state).run()
     assert state.ledger.counts().tasks == {("t.add", "bulk", "received"): 1}
 
 

@@ -11,11 +11,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from exporter.clock import FakeClock
 from exporter.collectors.tasks import TasksCollector
 from exporter.config import Config
+from exporter.keeper.gate import StartGate
 from exporter.snapshot import RunningTask, Snapshot, WorkerSnapshot
-from exporter.sources.base import Boot
 from exporter.sources.results import ResultsSource
 from exporter.state import State
-from exporter.taskstate import FAILURE, SENT, STARTED, SUCCESS, TaskUpdate
+from exporter.taskdata import FAILURE, SENT, STARTED, SUCCESS, TaskUpdate
 
 
 def scrape(state: State) -> str:
@@ -43,7 +43,7 @@ def test_metrics_follow_the_contract() -> None:
             },
         )
     )
-    ResultsSource(state, lambda: None, Boot()).handle([(b"celery-task-meta-x", b"\x80\x04.")])
+    ResultsSource(state, lambda: None, StartGate()).handle([(b"celery-task-meta-x", b"\x80\x04.")])
     clock.advance(state.config.label_grace)  # "b" has no queue: it waits out the grace
     text = scrape(state)
     assert 'celery_task_succeeded_total{name="t.add",queue_name="q"} 1.0' in text
@@ -83,7 +83,7 @@ def test_task_events_enabled_only_with_events_source(events: bool) -> None:
 
     state = State(Config(events=events), clock=FakeClock())
     if events:
-        EventsSource(state, lambda h, s, b: None, Boot()).flush()
+        EventsSource(state, lambda h, s, b: None, StartGate()).flush()
     assert ("celery_exporter_task_events_enabled 1.0" in scrape(state)) is events
 
 

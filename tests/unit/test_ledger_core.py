@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from exporter.clock import FakeClock
 from exporter.ledger import RECONCILE_MARGIN, Ledger
-from exporter.taskstate import (
+from exporter.taskdata import (
     FAILURE,
     RECEIVED,
     RETRY,
@@ -82,7 +82,7 @@ def test_out_of_order_events_keep_final_state() -> None:
     rec = ledger.get("a")
     assert rec is not None and rec.state == SUCCESS and rec.name == "t"
     assert [total(ledger, c) for c in ("received", "started", "succeeded")] == [1, 1, 1]
-    assert ledger.running() == []
+    assert ledger.running_tasks() == []
 
 
 def test_name_from_events_attributes_nameless_result() -> None:
@@ -132,7 +132,7 @@ def test_eviction_bounds_memory_and_never_recounts() -> None:
     # Once a completed reconcile covers them, evicted ids need not be remembered.
     clock.advance(RECONCILE_MARGIN + 60)
     ledger.reconcile_completed(clock.time())
-    assert len(ledger._evicted) == 0
+    assert len(ledger._tables.evicted) == 0
     assert not ledger.apply(U("id12", SUCCESS, SOURCE_RECONCILE, name="t", timestamp=1.7e9 + 13))
 
 
@@ -146,7 +146,7 @@ def test_evicted_ids_past_their_bound_are_reported_as_dropped() -> None:
         ledger.apply(U(f"id{i}", SUCCESS, SOURCE_RECONCILE, name="t", timestamp=1.7e9 + i))
     counts = ledger.counts()
     assert counts.evictions == 160
-    assert counts.evicted_ids == len(ledger._evicted) <= 20 + ledger._evicted.slack
+    assert counts.evicted_ids == len(ledger._tables.evicted) <= 20 + ledger._tables.evicted.slack
     assert counts.evicted_ids_dropped == 160 - counts.evicted_ids
     # The newest-settled evicted ids are still known; the oldest given up would count again,
     # which is exactly what the dropped counter warns of.
@@ -238,9 +238,9 @@ def test_old_backfilled_results_count_but_stay_out_of_the_window() -> None:
 def test_running_until_finished() -> None:
     ledger = Ledger(clock=FakeClock())
     ledger.apply(U("a", STARTED, name="t", timestamp=5.0))
-    assert ledger.running() == [("a", "t", 5.0)]
+    assert [(i, n, at) for i, n, _, _, at in ledger.running_tasks()] == [("a", "t", 5.0)]
     ledger.apply(U("a", FAILURE, exception_type="ValueError"))
-    assert ledger.running() == []
+    assert ledger.running_tasks() == []
     assert [r.task_id for r in ledger.recent(failed_only=True)] == ["a"]
 
 
@@ -260,3 +260,20 @@ def test_hundred_thousand_names_stay_bounded() -> None:
     assert counts.overflow["name"] >= 99_500
     assert sum(counts.tasks.values()) == 100_000
     assert grown < 20_000_000, grown
+
+
+def test_totals_are_the_counts_summed_over_names_and_queues() -> None:
+    clock = FakeClock()
+    ledger = Ledger(clock=clock, label_grace=5.0)
+    for i in range(30):
+        name, queue = f"t{i % 4}", f"q{i % 3}"
+        ledger.apply(U(f"s{i}", RECEIVED, name=name, queue=queue))
+        ledger.apply(U(f"s{i}", (SUCCESS, FAILURE, RETRY)[i % 3], name=name, queue=queue))
+    ledger.apply(U("late", SUCCESS, SOURCE_PUBSUB))  # no name yet: waits out its grace
+    clock.advance(10)
+    totals = ledger.totals()  # first: it, too, counts what waited past its grace
+    want: dict[str, int] = {}
+    for (_n, _q, c), v in ledger.counts().tasks.items():
+        want[c] = want.get(c, 0) + v
+    assert totals == want
+    assert want["succeeded"] == 11 and want["failed"] == 10 and want["retried"] == 10

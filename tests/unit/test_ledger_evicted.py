@@ -7,8 +7,8 @@ import random
 
 from exporter.clock import FakeClock
 from exporter.ledger import RECONCILE_MARGIN, Ledger
-from exporter.ledger_evicted import EvictedIds
-from exporter.taskstate import SOURCE_PUBSUB, SOURCE_RECONCILE, SUCCESS, TaskUpdate
+from exporter.ledger.evicted import EvictedIds
+from exporter.taskdata import SOURCE_PUBSUB, SOURCE_RECONCILE, SUCCESS, TaskUpdate
 
 
 class Model:
@@ -122,16 +122,16 @@ def test_a_duplicate_after_eviction_is_not_counted_twice() -> None:
         )
     # The same results again (SCAN may return a key twice; a pass may be retried): at most
     # limit + slack ids are remembered, so re-read the newest-settled ones, which are kept.
-    newest = sorted(ids, key=date.__getitem__)[-ledger._evicted.limit :]
+    newest = sorted(ids, key=date.__getitem__)[-ledger._tables.evicted.limit :]
     for task_id in newest:
         counted += ledger.apply(
             TaskUpdate(task_id, SUCCESS, SOURCE_RECONCILE, timestamp=date[task_id])
         )
     assert counted == 2000
     assert not ledger.apply(TaskUpdate(ids[-1], SUCCESS, SOURCE_PUBSUB))
-    assert len(ledger._evicted) < ledger._evicted.limit + ledger._evicted.slack
+    assert len(ledger._tables.evicted) < ledger._tables.evicted.limit + ledger._tables.evicted.slack
     # A completed reconcile covers them all: nothing need be remembered.
     clock.advance(1.7e9 + 5000 + RECONCILE_MARGIN + 1 - clock.time())
     ledger.reconcile_completed(clock.time())
-    assert len(ledger._evicted) == 0
+    assert len(ledger._tables.evicted) == 0
     assert not ledger.apply(TaskUpdate(ids[0], SUCCESS, SOURCE_RECONCILE, timestamp=date[ids[0]]))

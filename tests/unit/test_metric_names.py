@@ -4,11 +4,9 @@ in the shipped rules, or series Prometheus makes itself."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from promql_names import (
+from tests.support.promql_names import (
     PROMETHEUS_SERIES,
     board_queries,
     dashboards,

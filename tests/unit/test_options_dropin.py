@@ -22,15 +22,16 @@ from exporter import cli
 from exporter.celery_io import make_app
 from exporter.clock import FakeClock
 from exporter.collectors import build_registry
-from exporter.config import Config, ConfigError
+from exporter.config import Config
+from exporter.config_checks import ConfigError
 from exporter.http import create_app
 from exporter.naming import RESERVED_LABELS
 from exporter.outage import Backoff
 from exporter.poller import Poller
 from exporter.state import State
-from exporter.taskstate import TaskUpdate
-from tests.conftest import wait_for
+from exporter.taskdata import TaskUpdate
 from tests.support.cluster import FakeReader
+from tests.support.common import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden"
@@ -150,7 +151,7 @@ def first_reconnect_log(cfg: Config) -> str:
 
 
 def free_port() -> int:
-    from tests.conftest import free_port as fp
+    from tests.support.common import free_port as fp
 
     return fp()
 

@@ -43,22 +43,18 @@ class _DownStore:
 def test_unreachable_backend_is_logged_once_not_per_load_retry(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    import fakeredis
-
     from exporter.clock import FakeClock
     from exporter.config import Config
-    from exporter.sources.base import Boot
-    from exporter.sources.reconcile import ReconcileSource
+    from exporter.keeper import Keeper, StartGate
     from exporter.state import State
-    from tests.conftest import wait_for
+    from tests.support.common import wait_for
 
     state = State(Config(broker_url="memory://", result_backend=""), FakeClock())
     store = _DownStore(failures=5)
-    boot = Boot()
-    client = fakeredis.FakeRedis()
-    source = ReconcileSource(state, lambda: client, boot, store)  # type: ignore[arg-type]
+    boot = StartGate()
+    source = Keeper(state, store, boot)  # type: ignore[arg-type]
     source.BACKOFF = (0.001, 0.001)  # the retries themselves are not what is tested
-    with caplog.at_level(logging.DEBUG, logger="exporter.sources.reconcile"):
+    with caplog.at_level(logging.DEBUG, logger="exporter.keeper.service"):
         source.start()
         try:
             wait_for(boot.loaded.is_set, 10, what="saved state loaded")

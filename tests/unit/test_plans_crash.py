@@ -12,14 +12,12 @@ from typing import Any
 
 import pytest
 
-from exporter.api.actions import Remediation
-from exporter.api.models import ApproveRequest
-from exporter.api.stats import stats_for
+from exporter.apicounters import ApiCounters
 from exporter.remediation import executor, journal
 from exporter.remediation.plan import DOUBT_HOLD_SECONDS, RetryClaim
+from exporter.remediation.service import Remediation
 from exporter.remediation.store import PlanStore
-from tests.api_support import HEAD_V, T0, failure
-from tests.unit.test_api_plans import Env
+from tests.support.api import HEAD_V, T0, PlanEnv, failure
 
 IDS = ["t1", "t2", "t3", "t4", "t5"]
 PREFIX = "celery-ops-exporter:"
@@ -29,22 +27,21 @@ class Crash(BaseException):
     """The process dies here: nothing in the executor may catch it."""
 
 
-def _env() -> Env:
-    env = Env()
+def _env() -> PlanEnv:
+    env = PlanEnv()
     # Newest first: t1 is the newest failure, so plans list t1..t5 in order.
     env.state.ledger.apply_many([failure(t, args=[t], at=T0 - i) for i, t in enumerate(IDS)])
     return env
 
 
-def _remediation(env: Env) -> Remediation:
+def _remediation(env: PlanEnv) -> Remediation:
     store = PlanStore(env.redis)
-    return Remediation(env.state, env.io, env.redis, store, stats_for(env.state))
+    return Remediation(env.state, env.io, env.redis, store, env.state.attached(ApiCounters))
 
 
-def _approve_and_crash(env: Env, plan: dict[str, Any]) -> None:
-    body = ApproveRequest(plan_id=plan["id"], digest=plan["digest"])
+def _approve_and_crash(env: PlanEnv, plan: dict[str, Any]) -> None:
     with pytest.raises(Crash):
-        _remediation(env).decide(body, "operator#test")
+        _remediation(env).decide("operator#test", plan["id"], plan["digest"])
     # The process is gone: its lease expires (here at once, instead of after LEASE_SECONDS).
     assert env.redis.delete(f"{PREFIX}plan:{plan['id']}:lease") == 1
 
@@ -64,12 +61,12 @@ def _crash_on_send(monkeypatch: pytest.MonkeyPatch, n: int, after: bool) -> None
     monkeypatch.setattr(executor.control, "send_retry", send)
 
 
-def _sent_parents(env: Env) -> Counter[str]:
+def _sent_parents(env: PlanEnv) -> Counter[str]:
     """Each failure's replays, as the broker holds them (drained)."""
     return Counter(m["headers"]["parent_id"] for m in env.waiting())
 
 
-def _plan(env: Env, plan_id: str) -> dict[str, Any]:
+def _plan(env: PlanEnv, plan_id: str) -> dict[str, Any]:
     resp = env.client.get(f"/api/plans/{plan_id}", headers=HEAD_V)
     assert resp.status_code == 200, resp.text
     return dict(resp.json())
@@ -226,7 +223,7 @@ def test_retry_claims_parse_anything(raw: bytes, sent: bool, plan_id: str) -> No
 
 def test_the_heartbeat_renews_the_lease_and_notices_losing_it() -> None:
     from exporter.remediation.plan import Plan
-    from tests.conftest import wait_for
+    from tests.support.common import wait_for
 
     env = _env()
     store = PlanStore(env.redis)

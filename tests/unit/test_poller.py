@@ -10,7 +10,7 @@ from exporter.clock import FakeClock
 from exporter.config import Config
 from exporter.poller import Poller
 from exporter.state import State
-from exporter.taskstate import TaskUpdate
+from exporter.taskdata import TaskUpdate
 from tests.support.cluster import FakeReader
 
 

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.promql_names import metric_names, unselected
+
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "celery-rules.yml"
 RULE_TESTS = ROOT / "tests" / "unit" / "promtool" / "celery-rules.test.yml"
@@ -30,8 +32,6 @@ def load_module(rel: str, name: str) -> ModuleType:
 
 
 gen = load_module("deploy/prometheus/generate.py", "ops_rules_generate")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from promql_names import metric_names, unselected  # noqa: E402
 
 
 def promtool() -> str:

@@ -11,11 +11,11 @@ import pytest
 
 from exporter.clock import FakeClock
 from exporter.config import Config
-from exporter.ledger_store import LedgerStore
-from exporter.sources.base import Boot
+from exporter.keeper.gate import StartGate
+from exporter.keeper.store import LedgerStore
 from exporter.sources.reconcile import ReconcileSource
 from exporter.sources.results import ResultsSource
-from exporter.state import State
+from exporter.state import SourceStatistics, State
 
 
 def result(
@@ -49,13 +49,13 @@ def succeeded(state: State) -> int:
     return sum(v for (_n, _q, c), v in state.ledger.counts().tasks.items() if c == "succeeded")
 
 
-def health(state: State, name: str) -> dict[str, float]:
-    return state.source_health()[name].detail
+def health(state: State, name: str) -> SourceStatistics:
+    return state.source_health()[name].stats
 
 
 def test_pubsub_batch_counts_and_skips(redis_client: fakeredis.FakeRedis) -> None:
     state = make_state()
-    src = ResultsSource(state, lambda: redis_client, Boot())
+    src = ResultsSource(state, lambda: redis_client, StartGate())
     batch = [
         (b"celery-task-meta-a", result()),
         (b"celery-task-meta-a", result()),  # the same result twice (e.g. re-published)
@@ -69,17 +69,17 @@ def test_pubsub_batch_counts_and_skips(redis_client: fakeredis.FakeRedis) -> Non
     assert src.handle(batch) == 2
     assert succeeded(state) == 1
     detail = health(state, "pubsub")
-    assert detail["skipped:pickle"] == 1 and detail["skipped:invalid_json"] == 1
-    assert detail["parse_errors"] == 1
+    assert detail.skipped["pickle"] == 1 and detail.skipped["invalid_json"] == 1
+    assert detail.parse_errors == 1
     assert state.ledger.counts().exceptions == {("tests.add", "KeyError"): 1}
 
 
 def test_pubsub_keyprefix_filters_other_apps(redis_client: fakeredis.FakeRedis) -> None:
     state = make_state(broker_transport_options={"global_keyprefix": "app1:"})
-    src = ResultsSource(state, lambda: redis_client, Boot())
+    src = ResultsSource(state, lambda: redis_client, StartGate())
     src.handle([(b"app2:celery-task-meta-x", result()), (b"app1:celery-task-meta-y", result())])
     assert succeeded(state) == 1
-    assert health(state, "pubsub")["skipped:bad_key"] == 1
+    assert health(state, "pubsub").skipped["bad_key"] == 1
 
 
 def test_pubsub_skips_results_of_other_databases() -> None:
@@ -88,11 +88,11 @@ def test_pubsub_skips_results_of_other_databases() -> None:
     ours.set("celery-task-meta-mine", result())
     other.set("celery-task-meta-theirs", result())
     state = make_state()
-    src = ResultsSource(state, lambda: ours, Boot())
+    src = ResultsSource(state, lambda: ours, StartGate())
     src._verify_db = True  # what _check_other_dbs decides when INFO shows db1 in use
     src.handle([(b"celery-task-meta-mine", result()), (b"celery-task-meta-theirs", result())], ours)
     assert succeeded(state) == 1
-    assert health(state, "pubsub")["skipped:other_db"] == 1
+    assert health(state, "pubsub").skipped["other_db"] == 1
 
 
 def fill(client: fakeredis.FakeRedis, n: int, prefix: str = "", status: str = "SUCCESS") -> None:
@@ -112,12 +112,12 @@ def test_reconcile_counts_backend_once(redis_client: fakeredis.FakeRedis) -> Non
     redis_client.set("celery-task-meta-pickled", pickle.dumps(1))
     redis_client.set("unrelated", b"x")
     state = make_state(reconcile_batch=50)
-    rec = ReconcileSource(state, lambda: redis_client, Boot())
+    rec = ReconcileSource(state, lambda: redis_client, StartGate())
     assert rec.run_once() == 281  # 280 final results + the numbered RETRY
     assert rec.run_once() == 0  # nothing new: every result already counted
     detail = health(state, "reconcile")
-    assert detail["runs"] == 2 and detail["keys_scanned"] == 2 * 282
-    assert detail["skipped:pickle"] == 2
+    assert detail.runs == 2 and detail.keys_scanned == 2 * 282
+    assert detail.skipped["pickle"] == 2
     assert succeeded(state) == 250
 
 
@@ -126,7 +126,7 @@ def test_reconcile_rate_limit_is_respected(redis_client: fakeredis.FakeRedis) ->
 
     fill(redis_client, 300)
     state = make_state(reconcile_batch=100, reconcile_max_keys_per_second=1000)
-    rec = ReconcileSource(state, lambda: redis_client, Boot())
+    rec = ReconcileSource(state, lambda: redis_client, StartGate())
     started = time.monotonic()
     rec.run_once()
     assert time.monotonic() - started >= 0.25  # 300 keys at 1000/s
@@ -140,19 +140,19 @@ def test_restart_with_saved_state_stays_exact(redis_client: fakeredis.FakeRedis)
     store = LedgerStore(redis_client, "", "test")
     for i in range(100):
         redis_client.set(f"celery-task-meta-{i}", result(when=when))
-    ResultsSource(first, lambda: redis_client, Boot()).handle(
+    ResultsSource(first, lambda: redis_client, StartGate()).handle(
         [(f"celery-task-meta-{i}".encode(), result(when=when)) for i in range(60)]
     )
     store.save(first.ledger)
     # Counted after the last save, then the exporter dies: these 20 are lost from memory.
-    ResultsSource(first, lambda: redis_client, Boot()).handle(
+    ResultsSource(first, lambda: redis_client, StartGate()).handle(
         [(f"celery-task-meta-{i}".encode(), result(when=when)) for i in range(60, 80)]
     )
     assert succeeded(first) == 80
     second = make_state(clock)
     assert LedgerStore(redis_client, "", "test").load(second.ledger)
     assert succeeded(second) == 60
-    ReconcileSource(second, lambda: redis_client, Boot()).run_once()
+    ReconcileSource(second, lambda: redis_client, StartGate()).run_once()
     assert succeeded(second) == 100  # the 40 never saved are counted once, the 60 not again
 
 
@@ -163,7 +163,9 @@ def test_store_drops_entries_below_watermark_and_recovers_after_failure(
     state = make_state(clock)
     store = LedgerStore(redis_client, "pfx:", "inst")
     fill(redis_client, 10)
-    rec = ReconcileSource(state, lambda: redis_client, Boot(), store)
+    rec = ReconcileSource(
+        state, lambda: redis_client, StartGate(), lambda: store.save(state.ledger)
+    )
     rec.run_once()  # saves at the end
     assert redis_client.hlen(store.seen_key) == 10
     assert 0 < redis_client.ttl(store.counters_key) <= 7 * 86_400
@@ -175,7 +177,7 @@ def test_store_drops_entries_below_watermark_and_recovers_after_failure(
         def pipeline(self, **_: Any) -> Any:
             raise ConnectionError("down")
 
-    ResultsSource(state, lambda: redis_client, Boot()).handle(
+    ResultsSource(state, lambda: redis_client, StartGate()).handle(
         [(f"celery-task-meta-new{i}".encode(), result("FAILURE")) for i in range(5)]
     )
     bad = LedgerStore(Broken(), "pfx:", "inst")
@@ -205,7 +207,7 @@ def test_saved_dedup_entries_stay_bounded_through_a_long_pass(
     import random
 
     from exporter.ledger import Ledger
-    from exporter.taskstate import SOURCE_RECONCILE, SUCCESS, TaskUpdate
+    from exporter.taskdata import SOURCE_RECONCILE, SUCCESS, TaskUpdate
 
     ledger = Ledger(clock=FakeClock(2_000_000_000.0), max_tasks=2000)
     ledger.expect_backfill()
@@ -220,6 +222,6 @@ def test_saved_dedup_entries_stay_bounded_through_a_long_pass(
         if n % 100 == 0:
             store.save(ledger)
     store.save(ledger)
-    bound = 2000 + len(ledger._evicted)
-    assert len(ledger._persisted) <= bound
+    bound = 2000 + len(ledger._tables.evicted)
+    assert len(ledger._tables.persisted) <= bound
     assert redis_client.hlen("celery-ops-exporter:test:seen") <= bound

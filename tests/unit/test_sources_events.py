@@ -10,11 +10,11 @@ from hypothesis import strategies as st
 
 from exporter.clock import FakeClock
 from exporter.config import Config
-from exporter.sources.base import Boot
+from exporter.keeper.gate import StartGate
 from exporter.sources.events import EventsSource, exception_type, parse_event
 from exporter.sources.events_check import EventsEnabledCheck
 from exporter.state import State
-from exporter.taskstate import FAILURE, RETRY, SENT, SUCCESS, TaskUpdate
+from exporter.taskdata import FAILURE, RETRY, SENT, SUCCESS, TaskUpdate
 
 
 def ev(kind: str, **kw: Any) -> dict[str, Any]:
@@ -134,7 +134,7 @@ class FakeStream:
 def test_events_source_counts_types_and_survives_junk() -> None:
     clock = FakeClock()
     state = State(Config(), clock=clock)
-    src = EventsSource(state, FakeStream, Boot())
+    src = EventsSource(state, FakeStream, StartGate())
     src.handle(ev("task-received", name="t"))
     src.handle(ev("task-succeeded", runtime=0.1))
     src.handle(ev("task-succeeded", runtime=0.1))
@@ -143,10 +143,10 @@ def test_events_source_counts_types_and_survives_junk() -> None:
     src.handle("not a dict")  # type: ignore[arg-type]
     src.enable_events()  # broker down: counted, not raised
     src.flush()
-    detail = state.source_health()["events"].detail
-    assert detail["events:task-succeeded"] == 2 and detail["events:other"] == 1
-    assert detail["parse_errors"] == 1 and detail["enable_events_errors"] == 1
-    assert detail["task_events_enabled"] == 1.0
+    detail = state.source_health()["events"].stats
+    assert detail.events["task-succeeded"] == 2 and detail.events["other"] == 1
+    assert detail.parse_errors == 1 and detail.enable_events_errors == 1
+    assert detail.task_events_enabled is True
     clock.advance(state.config.label_grace)  # task-received names no queue
     counts = state.ledger.counts().tasks
     assert counts[("t", "unknown", "succeeded")] == 1
@@ -159,10 +159,10 @@ def test_batches_count_like_single_events_and_carry_the_consumers_counts() -> No
         ev("task-succeeded", uuid=f"t{i}", runtime=0.1) for i in range(5)
     ]
     events += [ev("worker-heartbeat", processed=5), {"type": 3}, "junk"]  # type: ignore[list-item]
-    single = EventsSource(one, FakeStream, Boot())
+    single = EventsSource(one, FakeStream, StartGate())
     for e in events:
         single.handle(dict(e) if isinstance(e, dict) else e)
-    batched = EventsSource(many, FakeStream, Boot())
+    batched = EventsSource(many, FakeStream, StartGate())
     batched.stream.batch_handler(
         [dict(e) if isinstance(e, dict) else e for e in events],
         {"skipped:pickle": 2, "parse_errors": 1},
@@ -170,17 +170,15 @@ def test_batches_count_like_single_events_and_carry_the_consumers_counts() -> No
     single.flush()
     batched.flush()
     assert one.ledger.counts().tasks == many.ledger.counts().tasks
-    d1, d2 = one.source_health()["events"].detail, many.source_health()["events"].detail
-    assert d2["skipped:pickle"] == 2 and d2["parse_errors"] == d1["parse_errors"] + 1
-    assert {k: v for k, v in d1.items() if k.startswith("events:")} == {
-        k: v for k, v in d2.items() if k.startswith("events:")
-    }
+    d1, d2 = one.source_health()["events"].stats, many.source_health()["events"].stats
+    assert d2.skipped["pickle"] == 2 and d2.parse_errors == d1.parse_errors + 1
+    assert d1.events == d2.events
 
 
 def test_batch_task_events_count_before_a_later_heartbeat() -> None:
     """Within one batch, a worker's task events precede its heartbeat: not reported "-E off"."""
     state = State(Config(), clock=FakeClock())
-    src = EventsSource(state, FakeStream, Boot())
+    src = EventsSource(state, FakeStream, StartGate())
     src.handle_many([ev("worker-heartbeat", processed=0)])
     state.clock.advance(10)  # type: ignore[attr-defined]
     src.handle_many([ev("task-succeeded", uuid="x"), ev("worker-heartbeat", processed=1)])
@@ -196,11 +194,11 @@ def test_counters_are_published_from_the_receiver_thread_once_a_second() -> None
     passed since the last publish; the job only catches a batch followed by silence."""
     clock = FakeClock()
     state = State(Config(), clock=clock)
-    src = EventsSource(state, FakeStream, Boot())
+    src = EventsSource(state, FakeStream, StartGate())
     assert [interval for _f, interval, name in src.jobs() if name == "events-flush"] == [10.0]
 
     def published() -> float:
-        return state.source_health()["events"].detail.get("events:task-received", 0)
+        return state.source_health()["events"].stats.events.get("task-received", 0)
 
     src.handle(ev("task-received", uuid="a", name="t"))
     assert published() == 1  # the first batch publishes at once
@@ -213,7 +211,7 @@ def test_counters_are_published_from_the_receiver_thread_once_a_second() -> None
 
 
 def test_parsed_update_equals_one_built_field_by_field() -> None:
-    """parse_event builds its TaskUpdate from a field dict (taskstate.update_from): the object
+    """parse_event builds its TaskUpdate from a field dict (taskdata.update_from): the object
     must be equal to, and hash like, one made by the dataclass's own __init__."""
     event = ev(
         "task-failed",

@@ -8,12 +8,11 @@ from prometheus_client import generate_latest
 from exporter.collectors import build_registry
 from exporter.snapshot import RunningTask, Snapshot
 from exporter.stuck import running_tasks, stuck_tasks
-from exporter.taskstate import RECEIVED, SOURCE_EVENTS, STARTED, TaskUpdate
-from tests.api_support import HEAD_V, T0, busy_snapshot
-from tests.unit.test_api_plans import Env
+from exporter.taskdata import RECEIVED, SOURCE_EVENTS, STARTED, TaskUpdate
+from tests.support.api import HEAD_V, T0, PlanEnv, busy_snapshot
 
 
-def _started_by_events(env: Env, task_id: str, name: str, ago: float) -> None:
+def _started_by_events(env: PlanEnv, task_id: str, name: str, ago: float) -> None:
     at = env.clock.time() - ago
     env.state.ledger.apply_many(
         [
@@ -23,7 +22,7 @@ def _started_by_events(env: Env, task_id: str, name: str, ago: float) -> None:
     )
 
 
-def _stuck_everywhere(env: Env) -> tuple[set[str], set[str], set[str]]:
+def _stuck_everywhere(env: PlanEnv) -> tuple[set[str], set[str], set[str]]:
     text = generate_latest(build_registry(env.state)).decode()
     metric = {
         line.split('name="', 1)[1].split('"', 1)[0]
@@ -38,7 +37,7 @@ def _stuck_everywhere(env: Env) -> tuple[set[str], set[str], set[str]]:
 
 
 def test_a_task_started_by_events_only_is_stuck_in_metric_sitrep_and_planner() -> None:
-    env = Env()
+    env = PlanEnv()
     env.state.set_snapshot(Snapshot(taken_at=T0))  # inspect knows nothing
     _started_by_events(env, "ev-700", "tests.slow", 700.0)  # --stuck-after is 600
     _started_by_events(env, "ev-100", "tests.quick", 100.0)
@@ -49,7 +48,7 @@ def test_a_task_started_by_events_only_is_stuck_in_metric_sitrep_and_planner() -
 
 
 def test_inspect_and_ledger_merge_by_task_id() -> None:
-    env = Env()
+    env = PlanEnv()
     env.state.set_snapshot(busy_snapshot(T0, stuck_id="both", age=1200.0))
     _started_by_events(env, "both", "tests.sleep", 1200.0)
     _started_by_events(env, "ev-only", "tests.slow", 900.0)
@@ -62,7 +61,7 @@ def test_inspect_and_ledger_merge_by_task_id() -> None:
 
 
 def test_a_down_workers_stale_inspect_answer_is_not_running() -> None:
-    env = Env()
+    env = PlanEnv()
     snap = busy_snapshot(T0)
     worker = snap.workers["w1@host"]
     from dataclasses import replace
@@ -74,7 +73,7 @@ def test_a_down_workers_stale_inspect_answer_is_not_running() -> None:
 
 
 def test_stuck_is_strictly_past_the_limit_and_ordered_longest_first() -> None:
-    env = Env()
+    env = PlanEnv()
     now = env.clock.time()
     running = tuple(
         RunningTask(f"t{age}", "n", "w1@host", "celery", now - age) for age in (600.0, 601.0, 900.0)

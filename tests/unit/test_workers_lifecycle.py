@@ -20,8 +20,8 @@ from exporter.clock import FakeClock
 from exporter.cluster import InspectReply
 from exporter.collectors import build_registry
 from exporter.config import Config
+from exporter.keeper.gate import StartGate
 from exporter.poller import Poller
-from exporter.sources.base import Boot
 from exporter.sources.events import EventsSource
 from exporter.state import State
 from tests.support.cluster import FakeReader
@@ -42,7 +42,7 @@ class Cluster:
         self.state = State(Config(**cfg), clock)
         self.reader = FakeReader()
         self.poller = Poller(self.state, self.reader)
-        self.events = EventsSource(self.state, NullStream, Boot())
+        self.events = EventsSource(self.state, NullStream, StartGate())
 
     def event(self, kind: str, host: str, ts: float | None = None, **kw: Any) -> None:
         when = self.clock.time() if ts is None else ts

@@ -1,0 +1,179 @@
+"""How the ledger's label-dependent effects reach the counters: attribution with a grace.
+
+The fold (fold.py) decides *that* something counts (de-duplication); this module decides
+*under which name and queue*. Each effect (a counter increment, a failure by exception, a
+histogram observation, a success-window entry) of an entry whose name or queue is unknown is
+held in `PendingLabels` (pending.py) until a source supplies both, or its grace
+(--label-grace) ends; it is then applied under the labels known by then: the name or
+`unknown` (counted in `PendingLabels.unattributed`), the queue or --default-queue-name. An
+entry is held at most once: after its release every later effect applies at once, so a task
+whose name never comes is delayed once, not at every state.
+
+Flags live in `Entry.seen` above the state bits: HELD (effects wait in `pending`) and
+RESOLVED (released once; never held again). Functions here work on the ledger's tables and
+run under the ledger's lock. `finish` is the label-dependent half of a task's end
+(exceptions, the success window, the recent lists).
+"""
+
+from __future__ import annotations
+
+from exporter.ledger.entry import Entry
+from exporter.ledger.guard import OTHER
+from exporter.ledger.pending import Effect
+from exporter.ledger.tables import LedgerTables
+from exporter.taskdata import COUNTER_FOR_STATE, FAILURE, SUCCESS
+
+HELD = 1 << 12
+RESOLVED = 1 << 13
+INSPECTED = 1 << 14  # created by inspect, nothing counted yet: to dedup it is still unknown
+# Shared effect tuples for the common cases: a waiting task then costs ~350 B, not ~600 B
+# (tracemalloc, 20,000 tasks with received/started/succeeded/runtime/window waiting).
+_STATE_OF_COUNTER = {c: s for s, c in COUNTER_FOR_STATE.items()}
+_ONE: dict[str, Effect] = {c: ("c", c, 1) for c in COUNTER_FOR_STATE.values()}
+_SUCCEEDED: Effect = ("w", True, 0)
+_FAILED: Effect = ("w", False, 0)
+
+
+# -- effects: applied now, or held while a label is unknown ------------------------------
+# Each has a fast path for an entry whose name and queue are known (the common case, as
+# cheap as before attribution waited) and goes through `held`/`do` otherwise.
+def count(t: LedgerTables, task_id: str, e: Entry, counter: str, now: float, n: int = 1) -> None:
+    if (e.name is None or e.queue is None) and held(
+        t, task_id, e, _ONE[counter] if n == 1 else ("c", counter, n), now
+    ):
+        return
+    # Admitted labels pass unchanged, so the guards are called only for new or folded ones.
+    name = e.name if e.name in t.names.values else t.names(e.name)
+    queue = e.queue or t.queues.default
+    if queue not in t.queues.values:
+        queue = t.queues(queue)
+    key = (name, queue, counter)
+    t.tasks[key] = t.tasks.get(key, 0) + n
+    if t.worker_label:
+        wkey = (name, queue, counter, t.guards["hostname"](e.worker))
+        t.by_worker[wkey] = t.by_worker.get(wkey, 0) + n
+
+
+def finish(t: LedgerTables, task_id: str, e: Entry, state: str, now: float, settled: float) -> None:
+    t.running.pop(task_id, None)
+    if state == FAILURE:
+        t.recent_failed.append(task_id)
+    # A result reconcile backfills from hours ago is counted, but is not "recent": it
+    # would skew the success ratio of the window (e.g. a whole backend at first start).
+    recent = state in (SUCCESS, FAILURE) and settled >= now - t.outcomes.window
+    if e.name is None or e.queue is None:
+        outcome(t, task_id, e, state == FAILURE, recent, now)  # may wait for labels
+    else:
+        name = e.name if e.name in t.names.values else t.names(e.name)
+        if state == FAILURE:
+            key = (name, t.guards["exception"](e.exc_type))
+            t.exceptions[key] = t.exceptions.get(key, 0) + 1
+        if recent:
+            t.outcomes.add(now, name, state == SUCCESS)
+    t.recent.append(task_id)
+
+
+def outcome(
+    t: LedgerTables, task_id: str, e: Entry, failed: bool, recent: bool, now: float
+) -> None:
+    """A success or failure of an entry whose labels are unknown (the known case is
+    inline in `finish`): the exception by name, and the window entry."""
+    if failed:
+        hold_or_do(t, task_id, e, ("x", t.guards["exception"](e.exc_type), 0), now)
+    if recent:
+        hold_or_do(t, task_id, e, _FAILED if failed else _SUCCEEDED, now)
+
+
+def observed(
+    t: LedgerTables, task_id: str, e: Entry, runtime: float | None, wait: float | None, now: float
+) -> None:
+    """A runtime and/or a queue-wait observation of an entry whose labels are unknown."""
+    if runtime is not None:
+        hold_or_do(t, task_id, e, ("r", runtime, 0), now)
+    if wait is not None:
+        hold_or_do(t, task_id, e, ("q", wait, 0), now)
+
+
+def hold_or_do(t: LedgerTables, task_id: str, e: Entry, effect: Effect, now: float) -> None:
+    if not held(t, task_id, e, effect, now):
+        do(t, e, effect, now)
+
+
+def name_label(t: LedgerTables, e: Entry) -> str:
+    """The same name label as the counter's, without counting the fold a second time."""
+    g = t.names
+    if e.name in g.values:
+        return e.name
+    return OTHER if e.name and len(g.values) >= g.limit else g(e.name)
+
+
+def labels(t: LedgerTables, e: Entry) -> tuple[str, str]:
+    return t.names(e.name), t.queues(e.queue or t.queues.default)
+
+
+def do(t: LedgerTables, e: Entry, effect: Effect, now: float) -> None:
+    """Apply one effect under the labels known now (a held one, or with no grace)."""
+    kind, a, b = effect
+    if kind == "c":
+        count(t, "", e, a, now, b)  # released or never held: not held again
+    elif kind == "x":
+        key = (t.names(e.name), str(a))
+        t.exceptions[key] = t.exceptions.get(key, 0) + 1
+    elif kind == "w":
+        t.outcomes.add(now, name_label(t, e), bool(a))
+    elif kind in ("r", "q"):
+        t.hists.add(kind == "r", labels(t, e), a)
+
+
+# -- holding and releasing ---------------------------------------------------------------
+def held(t: LedgerTables, task_id: str, e: Entry, effect: Effect, now: float) -> bool:
+    """Hold the effect if the entry's labels may still come. False: apply it now."""
+    pending = t.pending
+    if not pending.grace or e.seen & RESOLVED:
+        return False
+    if not pending.hold(task_id, effect, now):
+        release(t, task_id, e, now, early=True)  # too many for one task
+        return True
+    if not e.seen & HELD:
+        e.seen |= HELD
+        if len(pending.held) > pending.limit:
+            for oldest in pending.over():
+                release(t, oldest, t.entries[oldest], now, early=True)
+    return True
+
+
+def release(t: LedgerTables, task_id: str, e: Entry, now: float, early: bool = False) -> None:
+    """Apply the held effects under the labels known now; the entry is never held again."""
+    effects = t.pending.take(task_id)
+    e.seen = (e.seen & ~HELD) | RESOLVED
+    if early:
+        t.pending.early += 1
+    if e.name is None:
+        t.pending.unattributed += 1
+    for effect in effects:
+        do(t, e, effect, now)
+        if effect[0] == "c" and e.name:
+            note_last(t, e, effect[1], now)
+    if t.tracking:
+        t.dirty.add(task_id)
+
+
+def note_last(t: LedgerTables, e: Entry, counter: str, now: float) -> None:
+    """A held state's last time per task name (beat's join), once its name is known."""
+    state = _STATE_OF_COUNTER.get(counter)
+    if state is None:
+        return
+    when = {
+        "SENT": e.sent_at,
+        "RECEIVED": e.received_at,
+        "STARTED": e.started_at,
+    }.get(state, e.finished_at)
+    t.last.note(name_label(t, e), state, min(when or now, now))
+
+
+def expire(t: LedgerTables, now: float) -> None:
+    """Release every entry whose grace has ended (cheap when none has)."""
+    order = t.pending.order
+    if order and order[0][0] <= now:
+        for task_id in t.pending.due(now):
+            release(t, task_id, t.entries[task_id], now)

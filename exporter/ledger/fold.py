@@ -1,0 +1,166 @@
+"""The ledger's write side: one `TaskUpdate` folded into the tables, counted at most once.
+
+It owns de-duplication (a state of a task id counts once, whichever source reported it; a
+retry counts once per retry number), first-in first-out eviction, and what inspect teaches
+about running tasks. Which name and queue a count goes under, and when, is attribution.py's.
+Functions here work on the ledger's tables and run under the ledger's lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from exporter.ledger.attribution import (
+    HELD,
+    INSPECTED,
+    count,
+    finish,
+    name_label,
+    observed,
+    release,
+)
+from exporter.ledger.entry import BIT, READY_MASK, Entry
+from exporter.ledger.guard import UNKNOWN
+from exporter.ledger.histograms import LabelFn
+from exporter.ledger.tables import LedgerTables
+from exporter.taskdata import (
+    COUNTER_FOR_STATE,
+    RECEIVED,
+    RETRY,
+    SENT,
+    SOURCE_EVENTS,
+    SOURCE_INSPECT,
+    SOURCE_RECONCILE,
+    STARTED,
+    TaskUpdate,
+)
+
+# A hostile or corrupt result cannot add more retries than this in one update.
+MAX_RETRY_STEP = 1000
+
+
+def apply(t: LedgerTables, u: TaskUpdate, now: float, labels: LabelFn) -> bool:
+    """Fold one update in (`labels` names an entry's histogram row). True: it counted."""
+    task_id = u.task_id
+    state = u.state
+    bit = BIT.get(state, 0)
+    # Reconcile dates a result by its date_done; live sources settle it when heard.
+    backfill = u.source == SOURCE_RECONCILE
+    settle = u.timestamp if backfill and u.timestamp else now
+    e = t.entries.get(task_id)
+    if e is None or e.seen & INSPECTED:  # (an entry only inspect knows is as new)
+        # Only a backfill can be stale: a live message is news, however late it is.
+        if backfill and bit & READY_MASK and (settle <= t.watermark or task_id in t.evicted.ids):
+            t.below_watermark += 1
+            return False
+        if backfill and not bit & READY_MASK and t.evictions:
+            # An unfinished task we no longer know may be one we evicted: its retries
+            # were counted then, and counting them again would be wrong.
+            return False
+        if e is None:
+            e = add(t, task_id, Entry(state), now)
+        e.seen &= ~INSPECTED
+    e.merge(u, now, t.sources.bit(u.source), t.strings.share)
+    if e.seen & HELD and e.name is not None and e.queue is not None:
+        release(t, task_id, e, now)  # this update named the task: apply what waited
+    if t.tracking:
+        t.dirty.add(task_id)
+    counted = False
+    if state == RETRY:
+        if u.retries is not None:
+            floor = u.retries + 1  # result_extended numbers the retry
+        elif u.source == SOURCE_EVENTS:
+            e.retry_ev += 1  # task-retried has no number: the n-th one heard is >= n
+            floor = e.retry_ev
+        else:
+            e.retry_other += 1
+            floor = e.retry_other
+        counted = raise_retries(t, task_id, e, floor, now)
+    elif bit and not e.seen & bit:
+        e.seen |= bit
+        counted = True
+        count(t, task_id, e, COUNTER_FOR_STATE[state], now)
+        if bit & READY_MASK:
+            e.settled = settle
+            finish(t, task_id, e, state, now, settle)
+        elif state == STARTED and not e.seen & READY_MASK:
+            t.running[task_id] = e
+        if e.name:  # (held until its name is known otherwise: attribution.release)
+            t.last.note(name_label(t, e), state, min(u.timestamp or now, now))
+    if u.retries and state != RETRY and state != SENT:
+        # Attempt r (received, started or final) means r retries happened before it.
+        counted |= raise_retries(t, task_id, e, u.retries, now)
+    # Both histograms need a runtime or a start time: a backfilled result has neither.
+    if (u.runtime is not None or e.started_at is not None) and not (e.runtime_done and e.wait_done):
+        # Labels known: observed at once; else the observations may wait for them.
+        known = e.name is not None and e.queue is not None
+        runtime, wait = t.hists.observe(e, u.runtime, now, labels if known else None)
+        if runtime is not None or wait is not None:
+            observed(t, task_id, e, runtime, wait, now)
+    return counted
+
+
+def add(t: LedgerTables, task_id: str, e: Entry, now: float) -> Entry:
+    t.entries[task_id] = e
+    t.order.append(task_id)
+    if len(t.entries) > t.max_tasks:
+        evict(t, now)
+    return e
+
+
+def raise_retries(t: LedgerTables, task_id: str, e: Entry, floor: int, now: float) -> bool:
+    """Retries are counted as a lower bound that only grows: max over what each source
+    proves (its own count of unnumbered retries, retry numbers, attempt numbers). So the
+    same retry heard from events and pub/sub, in any order, counts once."""
+    delta = min(floor, e.retry_total + MAX_RETRY_STEP) - e.retry_total
+    if delta <= 0:
+        return False
+    e.retry_total += delta
+    count(t, task_id, e, "retried", now, delta)
+    t.recent.append(task_id)
+    return True
+
+
+def evict(t: LedgerTables, now: float) -> None:
+    while len(t.entries) > t.max_tasks and t.order:
+        task_id = t.order.popleft()
+        e = t.entries[task_id]
+        if e.seen & HELD:
+            release(t, task_id, e, now, early=True)  # its effects count before it goes
+        del t.entries[task_id]
+        t.running.pop(task_id, None)
+        t.evictions += 1
+        # A counted result a reconcile could find again must stay known as counted.
+        if t.backfill and e.settled is not None and e.settled > t.watermark:
+            t.evicted.add(task_id, e.settled)
+        if t.tracking:
+            t.dirty.add(task_id)
+
+
+def observe_running(
+    t: LedgerTables, tasks: Iterable[tuple[str, str, str | None, str, float | None]], now: float
+) -> None:
+    """Learn (task id, name, queue, worker, started_at) from inspect, without counting;
+    effects that waited for this name and queue are applied now. It only ever adds labels."""
+    share = t.strings.share
+    for task_id, name, queue, worker, started_at in tasks:
+        e = t.entries.get(task_id)
+        if e is None:
+            # Seen running before any source reported it: its names wait for them.
+            e = add(t, task_id, Entry(STARTED if started_at else RECEIVED), now)
+            e.seen |= INSPECTED
+            e.sources |= t.sources.bit(SOURCE_INSPECT)
+            if t.tracking:
+                t.dirty.add(task_id)
+        # A finished task's names still help while its effects wait for them (the
+        # snapshot may be older than the result).
+        elif e.seen & READY_MASK and not e.seen & HELD:
+            continue
+        if name and name != UNKNOWN:  # the poller's placeholder is no name
+            e.name = e.name or share(name)
+        e.queue = e.queue or (share(queue) if queue else None)
+        e.worker = e.worker or share(worker)
+        if e.started_at is None and not e.seen & READY_MASK:
+            e.started_at = started_at
+        if e.seen & HELD and e.name is not None and e.queue is not None:
+            release(t, task_id, e, now)

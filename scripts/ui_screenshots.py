@@ -1,0 +1,171 @@
+"""Refresh the README's screenshots of /ui: the task browser, a task's detail and the trends.
+
+    .venv/bin/python scripts/ui_screenshots.py        # writes docs/img/ui-*.png
+
+Serves the real API and page in-process, fed the way the sources feed it (decoded task
+updates into the ledger and the detail ring, trend samples after each "poll") with an hour of
+a made-up billing app, and photographs the page in headless Chromium (the test dependency
+playwright and a system chromium are needed; the plan store is fakeredis).
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+import sys
+import threading
+import time
+from pathlib import Path
+
+import fakeredis
+import uvicorn
+from fastapi import FastAPI
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from exporter.api import build_router, install_error_handlers  # noqa: E402
+from exporter.celery_io import CeleryIO  # noqa: E402
+from exporter.config import Config  # noqa: E402
+from exporter.snapshot import PollHealth, QueueSnapshot, Snapshot  # noqa: E402
+from exporter.state import State  # noqa: E402
+from exporter.taskdata import TaskUpdate  # noqa: E402
+
+TOKEN = secrets.token_hex(16)  # this run only
+NAMES = ["billing.tasks.send_invoice", "billing.tasks.charge_card", "mail.tasks.send_digest"]
+WORKERS = ["celery@billing-1", "celery@billing-2", "celery@mail-1"]
+TRACEBACK = """Traceback (most recent call last):
+  File "/app/billing/tasks.py", line 41, in charge_card
+    receipt = gateway.charge(customer_id, amount, idempotency_key=key)
+  File "/app/billing/gateway.py", line 88, in charge
+    raise GatewayTimeout(f"payment gateway did not answer in {self.timeout}s")
+billing.gateway.GatewayTimeout: payment gateway did not answer in 10s
+"""
+
+
+def _task(state: State, task_id: str, name: str, at: float, outcome: str, **kw: object) -> None:
+    worker = WORKERS[NAMES.index(name)]
+    ups = [
+        TaskUpdate(task_id, "SENT", "events", at - 2.5, name=name, queue="billing", **kw),  # type: ignore[arg-type]
+        TaskUpdate(task_id, "RECEIVED", "events", at - 2.0, name=name, worker=worker),
+        TaskUpdate(task_id, "STARTED", "events", at - 1.2, worker=worker),
+    ]
+    if outcome == "FAILURE":
+        for n in range(2):
+            ups.append(
+                TaskUpdate(
+                    task_id,
+                    "RETRY",
+                    "events",
+                    at - 0.8 + n * 0.3,
+                    exception_type="GatewayTimeout",
+                    traceback=TRACEBACK,
+                )
+            )
+            ups.append(TaskUpdate(task_id, "RETRY", "pubsub", at - 0.7 + n * 0.3, retries=n))
+        ups.append(
+            TaskUpdate(
+                task_id,
+                "FAILURE",
+                "events",
+                at,
+                runtime=1.2,
+                exception_type="GatewayTimeout",
+                exception_message="payment gateway did not answer in 10s",
+                traceback=TRACEBACK,
+            )
+        )
+    else:
+        ups.append(TaskUpdate(task_id, "SUCCESS", "events", at, runtime=1.2))
+    ups.append(
+        TaskUpdate(
+            task_id,
+            outcome,
+            "pubsub",
+            at + 0.01,
+            name=name,
+            queue="billing",
+            worker=worker,
+            retries=2 if outcome == "FAILURE" else 0,
+            args=["cus_81f2", 4200],
+            kwargs={},
+            args_complete=True,
+        )
+    )
+    state.ledger.apply_many(ups)
+    state.details.note_many(ups)
+
+
+def seed(state: State) -> str:
+    rnd = random.Random(7)
+    now = time.time()
+    step = state.trends.step
+    start = now - 60 * step
+    for i in range(61):
+        at = start + i * step
+        for _ in range(rnd.randint(8, 14) if i < 40 else rnd.randint(18, 26)):
+            name = NAMES[rnd.randrange(3)]
+            bad = name.endswith("charge_card") and (i > 44 and rnd.random() < 0.35)
+            tid = f"{rnd.getrandbits(128):032x}"
+            _task(
+                state,
+                tid,
+                name,
+                min(now - 1, at + rnd.random() * step),
+                "FAILURE" if bad else "SUCCESS",
+            )
+        depth = 3 + (i - 40) * 9 if i > 40 else rnd.randint(0, 4)
+        snap = Snapshot(
+            taken_at=at,
+            queues={"billing": QueueSnapshot("billing", depth, 2, None)},
+            health=PollHealth(broker_up=True, last_success=at),
+        )
+        state.trends.sample(at + step - 1, state.ledger, snap)
+    parent, failed = f"{rnd.getrandbits(128):032x}", f"{rnd.getrandbits(128):032x}"
+    _task(state, parent, NAMES[2], now - 30, "SUCCESS")
+    _task(state, failed, NAMES[1], now - 20, "FAILURE", parent_id=parent)
+    return failed
+
+
+def main() -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    config = Config(broker_url="memory://", result_backend="", operator_tokens=(TOKEN,))
+    state = State(config)
+    failed = seed(state)
+    app = FastAPI()
+    app.include_router(build_router(state, CeleryIO(config), client=fakeredis.FakeRedis()))
+    install_error_handlers(app)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)  # a script waiting for its server, not a test
+    port = server.servers[0].sockets[0].getsockname()[1]
+    base = f"http://127.0.0.1:{port}/ui"
+    out = ROOT / "docs" / "img"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto(base + "#tasks")
+        page.fill("#token", TOKEN)
+        page.click("#save-token")
+        expect(page.locator("#t-rows tr")).to_have_count(50)
+        page.screenshot(path=str(out / "ui-tasks.png"))
+        page.goto(f"{base}#task/{failed}")
+        expect(page.locator("#d-tb")).to_contain_text("GatewayTimeout")
+        page.click("#d-propose")
+        page.locator("#approve").wait_for()
+        page.click("#approve")
+        page.screenshot(path=str(out / "ui-task-detail.png"), full_page=True)
+        page.goto(base + "#trends")
+        expect(page.locator("#tr-charts svg")).to_have_count(3)
+        page.screenshot(path=str(out / "ui-trends.png"))
+        browser.close()
+    server.should_exit = True
+    thread.join(10)
+    print("wrote", ", ".join(f"docs/img/ui-{n}.png" for n in ("tasks", "task-detail", "trends")))
+
+
+if __name__ == "__main__":
+    main()
