@@ -82,7 +82,8 @@ class CeleryReader:
 
     def _broadcaster(self) -> Any:
         if not self._lean_checked:
-            from exporter.celery_io.redis_pidbox import PidboxBroadcaster, pidbox_settings
+            from exporter.celery_io.pidbox_layout import pidbox_settings
+            from exporter.celery_io.redis_pidbox import PidboxBroadcaster
 
             self._lean_checked = True
             settings, why = pidbox_settings(self._io.app)

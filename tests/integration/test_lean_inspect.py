@@ -18,7 +18,8 @@ import pytest
 import redis
 
 from exporter.celery_io import CeleryIO, CeleryReader
-from exporter.celery_io.redis_pidbox import PidboxBroadcaster, pidbox_settings
+from exporter.celery_io.pidbox_layout import pidbox_settings
+from exporter.celery_io.redis_pidbox import PidboxBroadcaster
 from exporter.config import Config
 from exporter.decode.inspect import clean_reply
 from tests.support.common import wait_for
