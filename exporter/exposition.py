@@ -223,6 +223,18 @@ class Exposition:
                 finally:
                     sys.setswitchinterval(previous)
 
+    def tick(self) -> float:
+        """How long the renderer may sleep between checks: a quarter of the shortest gap a
+        render must wait (so a due render is at most that late), at least `TICK` (or the interval
+        if shorter). Scraped
+        every 15 s the gap is 7.5 s: a wake-up every 1.9 s instead of four a second."""
+        gaps = [
+            max(self.interval, (fmt.period or 0.0) * SCRAPE_SHARE)
+            for fmt in list(self._formats.values())
+            if fmt.body is not None
+        ]
+        return max(min(_Renderer.TICK, self.interval), min(gaps, default=self.interval) / 4)
+
     def _render(self, fmt: _Format) -> Body:
         with self._render_lock:
             token = self._token()
@@ -240,7 +252,8 @@ class Exposition:
 class _Renderer:
     """One daemon thread for every live `Exposition` of the process (held weakly)."""
 
-    TICK = 0.25  # seconds between checks of the change tokens (a few µs each)
+    TICK = 0.25  # seconds between checks of the change tokens (a few µs each)...
+    MAX_TICK = 2.0  # ...or a quarter of the shortest gap between renders, up to this
 
     def __init__(self) -> None:
         self._live: weakref.WeakSet[Exposition] = weakref.WeakSet()
@@ -265,7 +278,7 @@ class _Renderer:
                 if not live:
                     self._thread = None
                     return
-            tick = min([self.TICK, *(e.interval for e in live if e.interval > 0)])
+            tick = min([self.MAX_TICK, *(e.tick() for e in live if e.interval > 0)])
             for exposition in live:
                 try:
                     exposition.refresh()

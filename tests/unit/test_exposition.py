@@ -261,3 +261,16 @@ def test_a_background_render_hands_the_gil_over_often_then_restores_the_interval
     expo.refresh()  # what the renderer thread calls
     assert seen == [before, RENDER_SWITCH_INTERVAL]
     assert sys.getswitchinterval() == before
+
+
+def test_the_renderer_sleeps_longer_when_scrapes_are_far_apart() -> None:
+    _state, expo, mono = _setup()
+    expo.get("", False)
+    assert expo.tick() == 0.25  # no period known yet: the interval's bound
+    for _ in range(8):
+        mono.t += 15.0
+        expo.get("", False)
+    assert 1.5 < expo.tick() <= 1.875  # a quarter of half the 15 s period
+    fast = _setup(interval=0.1)[1]
+    fast.get("", False)
+    assert fast.tick() == 0.1
