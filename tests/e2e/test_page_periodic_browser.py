@@ -103,6 +103,7 @@ def test_periodic_view_ok_failing_missed_and_run_now(
                 expect(tick.locator(".state")).to_have_text("missed")
                 assert "p-missed" in (tick.locator(".state").get_attribute("class") or "")
                 assert "BEAT DOWN" in page.inner_text("#p-sources")
+                assert "this would run twice" in tick.inner_text()  # beat is down: a warning
                 tick.locator("button.run-now").click()
                 expect(page.locator("#periodic-plan .plan-actions li")).to_have_count(1)
                 plan_text = page.inner_text("#periodic-plan")

@@ -244,7 +244,7 @@ function beatLine(s) {
     s.entries_total.toLocaleString() + " entries in the store";
 }
 
-function periodicRow(e) {
+function periodicRow(e, beatDown) {
   const tr = el("tr");
   tr.dataset.entry = e.source + "/" + e.name;
   const st = el("td");
@@ -267,6 +267,10 @@ function periodicRow(e) {
     b.className = "run-now";
     b.addEventListener("click", () => proposeRunNow(e.source + "/" + e.name));
     act.appendChild(b);
+    if (beatDown.has(e.source)) {
+      act.appendChild(el("div", "beat is down: once restarted it sends overdue entries " +
+        "itself, so this would run twice", "err"));
+    }
   } else {
     act.appendChild(el("span", e.run_now ? "possible (not missed)" : e.run_now_why_not,
       "muted"));
@@ -287,7 +291,8 @@ async function loadPeriodic() {
     $("p-count").textContent = p.entries.length + " of " + p.entries_total + " entries" +
       (p.truncated ? " (the list is capped: the rest are left out)" : "") +
       "; missed first, then failing.";
-    fill("p-rows", p.entries.map(periodicRow), "no beat entries");
+    const down = new Set(p.sources.filter((s) => s.beat_up === false).map((s) => s.source));
+    fill("p-rows", p.entries.map((e) => periodicRow(e, down)), "no beat entries");
   } catch (e) { showError(e); }
 }
 
