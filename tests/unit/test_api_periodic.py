@@ -116,3 +116,28 @@ def test_viewer_token_required_and_schedule_file_entries_cannot_run_now(tmp_path
     assert row["schedule"] == "crontab 0 2 * * * (Europe/Berlin)" and row["source"] == "file"
     assert row["run_now"] is False and "schedule file" in row["run_now_why_not"]
     assert row["state"] == "ok" and row["next_due_at"] is not None
+
+
+def test_disabled_beat_down_and_the_cap(monkeypatch: Any) -> None:
+    server = fakeredis.FakeServer()
+    r = fakeredis.FakeRedis(server=server)
+    put(r, "a", "app.a", schedule(run_every=30), T0 - 600, T0 - 630)
+    put(r, "b", "app.b", schedule(run_every=30), T0 + 20, T0 - 10)
+    off = json.loads(r.hget("redbeat:b", "definition") or b"{}")
+    r.hset("redbeat:b", "definition", json.dumps({**off, "enabled": False}))
+    config = make_config(beat_grace=30.0)
+    state = new_state(config)
+    BeatSource(state, RedBeatReader(lambda: r)).run()  # no lock key: RedBeat's lock is gone
+    client = TestClient(make_app(state, CeleryIO(config), fakeredis.FakeRedis()))
+    body = client.get("/api/periodic", headers=HEAD_V).json()
+    (source,) = body["sources"]
+    assert source["beat_up"] is False and source["lock_held"] is False
+    assert source["lock_age_seconds"] is None
+    a, b = body["entries"]
+    assert (a["name"], a["state"], a["run_now"]) == ("a", "missed", True)
+    assert (b["name"], b["state"], b["run_now"]) == ("b", "disabled", False)
+    assert b["run_now_why_not"] == "the entry is disabled" and b["overdue_seconds"] == 0
+    monkeypatch.setattr("exporter.api.periodic.MAX_ROWS", 1)
+    body = client.get("/api/periodic", headers=HEAD_V).json()
+    assert [e["name"] for e in body["entries"]] == ["a"]
+    assert body["entries_total"] == 2 and body["truncated"] is True
