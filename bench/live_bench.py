@@ -19,6 +19,9 @@ never by wall time:
   10% retried once;
 - RSS at the end.
 
+Every process's /metrics is scraped every `--scrape-interval` seconds (15, as Prometheus
+would; 0: never), during the idle window and the load alike.
+
 The machine may be loaded by other work: compare the ratios of one run, not absolute
 figures across runs. Counts are checked exact for every configuration of ours that counts
 tasks (every one but both-off before its first reconcile, which is after 300 s).
@@ -33,6 +36,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -190,6 +194,14 @@ def watched(args: argparse.Namespace, url: str) -> list[Watched]:
     return procs
 
 
+def scrape_all(procs: list[Watched], interval: float, stop: threading.Event) -> None:
+    """Scrape every process's /metrics every `interval` seconds until `stop`."""
+    while not stop.is_set():
+        for p in procs:
+            p.metrics()
+        stop.wait(interval)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import redis
 
@@ -201,6 +213,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     url = f"{server.url}/0"
     env = {"TEST_BROKER_URL": url, "TEST_BACKEND_URL": url}
     procs = watched(args, url)
+    stop = threading.Event()
     worker: Worker | None = None
     try:
         for p in procs:
@@ -208,6 +221,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for p in procs:
             wait(lambda p=p: p.alive() and bool(p.metrics()), 300, f"{p.name} /metrics")
         worker = Worker(env, concurrency=args.concurrency, extra=("-E",)).wait_ready()
+        if args.scrape_interval > 0:  # as Prometheus does: every process, every interval
+            threading.Thread(
+                target=scrape_all, args=(procs, args.scrape_interval, stop), daemon=True
+            ).start()
         time.sleep(args.settle_seconds)  # discovery, first polls and reconciles, imports
         idle0 = {p.name: p.cpu() for p in procs}
         t0 = time.monotonic()
@@ -256,8 +273,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 p.figures["ours_cheaper_x"] = p.figures["cpu_ms_per_task"] / max(
                     ours["cpu_ms_per_task"], 1e-9
                 )
+        report["scrape_interval"] = args.scrape_interval
         return report
     finally:
+        stop.set()
         if worker is not None:
             worker.stop()
         for p in procs:
@@ -307,6 +326,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--idle-seconds", type=float, default=None, help="idle window (30)")
     parser.add_argument("--tail-seconds", type=float, default=None, help="after drain (8)")
     parser.add_argument("--settle-seconds", type=float, default=None, help="before idle (15)")
+    parser.add_argument(
+        "--scrape-interval", type=float, default=15.0, help="scrape /metrics this often (0: never)"
+    )
     parser.add_argument("--flower", help="a `celery` executable with flower installed")
     parser.add_argument("--reference-python", help="python of a celery-exporter venv")
     parser.add_argument("--reference-dir", help="a danihodovic/celery-exporter checkout")

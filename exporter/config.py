@@ -111,7 +111,7 @@ class Config:
     generic_hostname_task_sent_metric: bool = False
     generic_hostname_worker_task_metric: bool = False
     # Seconds a count may wait for its task's name and queue. Sources race: the lean events
-    # consumer hands over batches up to 50 ms late, a worker's event loop buffers task
+    # consumer hands over batches up to 200 ms late, a worker's event loop buffers task
     # events (up to 24) until its next iteration, and the result pub/sub arrives on its own
     # connection, often first. 5 s covers those with a wide margin (a busy worker's loop, a
     # reconnect's backlog) and is still shorter than a scrape interval, so a rate() hardly

@@ -10,8 +10,9 @@ every 5 ms, so a scrape served meanwhile waits about a tenth as long for it.
 
 When to render (`--metrics-render-interval`, default 1 s):
 - the change token moved (ledger writes, a new snapshot, source health), and the last render
-  is at least one interval old (or ten times as old as that render took, see `DUTY`): so a
-  busy cluster is rendered at most once per interval, and never more than 10% of the time;
+  is at least one interval old (or ten times as old as that render took, see `DUTY`, or half
+  as old as the time between scrapes, see `SCRAPE_SHARE`): so a busy cluster is rendered at
+  most once per interval and twice per scrape, and never more than 10% of the time;
 - nothing moved, but the last render is `REFRESH` seconds old: values derived from the time
   (snapshot age, stuck tasks, the success window) stay that fresh;
 - a format nobody asked for in `IDLE_AFTER` seconds is not rendered at all, so an exporter
@@ -49,6 +50,12 @@ REFRESH = 10.0  # seconds: re-render unchanged state this often (time-derived va
 # a core however large the cluster grows (1,000 names: ~0.1 s, every second).
 DUTY = 0.1
 IDLE_AFTER = 600.0  # seconds without a scrape of a format before it is no longer rendered
+# Render a changed state at most twice per scrape period (smoothed from the scrapes seen):
+# a render nobody fetches is wasted, and worker heartbeats change the state every second or
+# two. Scraped every 15 s, idle with a worker connected, rendering on every change cost 1.7
+# ms/s of CPU (bench/idle_bench.py, RESULTS.md); a body is then at most half a scrape
+# period old when served (a quarter on average), and its age is in the scrape itself.
+SCRAPE_SHARE = 0.5
 # zlib level 1: a 4.0 MB body compresses to about 6% of its size in ~15 ms; level 6 gains a
 # few percent for three times the CPU (measured with bench/scrape_bench.py, see RESULTS.md).
 GZIP_LEVEL = 1
@@ -145,6 +152,9 @@ class _Format:
     body: Body | None = None
     token: Hashable = None
     asked_at: float = 0.0
+    # Seconds between scrapes of this format, smoothed (None until a second scrape). An HA
+    # pair scraping out of phase gives about half its scrape interval: still right.
+    period: float | None = None
 
 
 class Exposition:
@@ -182,6 +192,9 @@ class Exposition:
                 content_type, _Format(encoder_for(encoder), content_type, openmetrics)
             )
         now = self._now()
+        if fmt.asked_at:
+            since = min(now - fmt.asked_at, IDLE_AFTER)
+            fmt.period = since if fmt.period is None else fmt.period + (since - fmt.period) / 4
         fmt.asked_at = now
         body = fmt.body
         if body is None or self.interval <= 0:
@@ -201,7 +214,7 @@ class Exposition:
             if body is None or now - fmt.asked_at > IDLE_AFTER:
                 continue
             age = now - body.rendered_at
-            gap = max(self.interval, body.took / DUTY)
+            gap = max(self.interval, body.took / DUTY, (fmt.period or 0.0) * SCRAPE_SHARE)
             if age >= max(REFRESH, gap) or (age >= gap and self._token() != fmt.token):
                 previous = sys.getswitchinterval()
                 sys.setswitchinterval(min(previous, RENDER_SWITCH_INTERVAL))

@@ -6,7 +6,7 @@ Every source (events, result pub/sub, reconcile, inspect) turns what it heard in
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 # Celery states, plus SENT (task-sent event) and RECEIVED (task-received event).
@@ -65,6 +65,20 @@ class TaskUpdate:
     args_complete: bool = False  # False for event reprs, which Celery truncates
     parent_id: str | None = None
     root_id: str | None = None
+
+
+# TaskUpdate is a frozen dataclass, whose __init__ sets 18 fields one object.__setattr__ at a
+# time (about 2 us, and the hottest line of the event path under load). The decoders build it
+# from a complete field dict instead (`update_from`), which gives an equal object at a third
+# of the cost (tests compare both ways of building it).
+UPDATE_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(TaskUpdate)}
+
+
+def update_from(values: dict[str, Any]) -> TaskUpdate:
+    """A TaskUpdate whose fields are `values`: every field of UPDATE_DEFAULTS, no other."""
+    update = object.__new__(TaskUpdate)
+    object.__setattr__(update, "__dict__", values)
+    return update
 
 
 @dataclass

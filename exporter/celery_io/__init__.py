@@ -8,6 +8,7 @@ kind of round trip: `inspect` (broadcasts), `depth` (queue depth per transport),
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from typing import Any
 
@@ -15,6 +16,8 @@ from celery import Celery
 
 from exporter.cluster import BrokerUnavailable
 from exporter.config import Config
+
+log = logging.getLogger(__name__)
 
 
 def make_app(config: Config) -> Any:
@@ -64,15 +67,40 @@ class CeleryIO:
 class CeleryReader:
     """The poller's `ClusterReader`, backed by a real broker. One broker connection is kept
     from poll to poll for the inspect broadcasts and the queue depths (one poll at a time:
-    the poll job never overlaps itself)."""
+    the poll job never overlaps itself).
 
-    def __init__(self, io: CeleryIO) -> None:
+    On a Redis broker the broadcasts and depths go through `redis_pidbox.PidboxBroadcaster`
+    (kombu's wire format on a plain redis-py connection); otherwise, or with `lean=False`,
+    through kombu's Mailbox (`inspect.inspect_cluster`)."""
+
+    def __init__(self, io: CeleryIO, lean: bool = True) -> None:
         self._io = io
         self._conn: Any = None
+        self._lean: Any = None
+        self._lean_checked = not lean
+        self.path = ""  # which path the broadcasts take, and why (logged once)
+
+    def _broadcaster(self) -> Any:
+        if not self._lean_checked:
+            from exporter.celery_io.pidbox_layout import pidbox_settings
+            from exporter.celery_io.redis_pidbox import PidboxBroadcaster
+
+            self._lean_checked = True
+            settings, why = pidbox_settings(self._io.app)
+            if settings is not None:
+                self._lean = PidboxBroadcaster(settings)
+                self.path = "lean Redis pidbox"
+            else:
+                self.path = f"kombu's mailbox ({why})"
+            log.info("inspect broadcasts: %s", self.path)
+        return self._lean
 
     def inspect(self, timeout: float, expected: int | None = None) -> Any:
         from exporter.celery_io.inspect import inspect_cluster
 
+        lean = self._broadcaster()
+        if lean is not None:
+            return lean.inspect(timeout, expected)
         app = self._io.app
         held, self._conn = self._conn, None  # inspect_cluster releases it if it fails
         if held is not None:
@@ -88,6 +116,9 @@ class CeleryReader:
         from exporter.celery_io.depth import read_depths
 
         cfg = self._io.config
+        lean = self._broadcaster()
+        if lean is not None:
+            return lean.depths(queues, cfg.inspect_timeout)
         try:
             return read_depths(
                 self._io.app, cfg.broker_kind, queues, cfg.inspect_timeout, self._conn
@@ -98,6 +129,8 @@ class CeleryReader:
 
     def close(self) -> None:
         self._release()
+        if self._lean is not None:
+            self._lean.close()
         self._io.close()
 
     def _release(self) -> None:

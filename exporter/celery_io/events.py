@@ -128,10 +128,7 @@ def lean_settings(app: Any) -> tuple[RedisEventSettings | None, str]:
             return None, "sentinel_fanout_compat (events on two channels)"
         if scheme == "sentinel" and not opts.get("master_name"):
             return None, "no master_name transport option"
-        db = _db_number(conn.virtual_host)
-        prefix = opts.get("fanout_prefix", True)
-        keyprefix = prefix if isinstance(prefix, str) else ("/{db}." if prefix else "")
-        topic = keyprefix.format(db=db) + str(app.conf.event_exchange)
+        topic = fanout_prefix(conn) + str(app.conf.event_exchange)
         if opts.get("fanout_patterns", True):
             topic += "/*"
         ssl = conn.ssl
@@ -139,6 +136,7 @@ def lean_settings(app: Any) -> tuple[RedisEventSettings | None, str]:
             pattern=str(opts.get("global_keyprefix", "")) + topic,
             host=conn.hostname or "127.0.0.1",
             port=int(conn.port or (26379 if scheme == "sentinel" else 6379)),
+            db=_db_number(conn.virtual_host),
             username=conn.userid or None,
             password=conn.password or None,
             ssl=dict(ssl) if isinstance(ssl, dict) else ({} if ssl or scheme == "rediss" else None),
@@ -151,6 +149,14 @@ def lean_settings(app: Any) -> tuple[RedisEventSettings | None, str]:
         return settings, ""
     finally:
         conn.release()
+
+
+def fanout_prefix(conn: Any) -> str:
+    """What kombu's Redis channel puts before a fanout exchange's name (after the global
+    key prefix): `keyprefix_fanout` '/{db}.' or the `fanout_prefix` option, with the db."""
+    prefix = dict(conn.transport_options or {}).get("fanout_prefix", True)
+    keyprefix = prefix if isinstance(prefix, str) else ("/{db}." if prefix else "")
+    return keyprefix.format(db=_db_number(conn.virtual_host))
 
 
 def _db_number(vhost: Any) -> int:

@@ -5,14 +5,14 @@ named `<global_keyprefix>/<db>.<event exchange>/<routing key>`. This consumer su
 the same pattern Celery's receiver would (`RedisEventSettings.pattern`, computed from the
 app's configuration in `celery_io/events.py`) on a plain redis-py connection, reads it with
 the batch loop shared with the result listener (`exporter/pubsub_batch.py`: every reply
-buffered per wake-up, after a 50 ms linger, so one wake-up serves many messages even when
+buffered per wake-up, after a 200 ms linger, so one wake-up serves many messages even when
 each event is its own message), decodes them with
 `event_envelope.EventDecoder` and hands the whole batch to the events source at once.
 
 Nothing is declared on the broker: no queue, no binding in `_kombu.binding.<exchange>`, so a
 dead exporter leaves nothing behind. Like `EventStream` it runs on a background thread,
 reconnects with exponential backoff, logs an outage once, reports its state through
-`on_state` and stops within `pubsub_batch.WAIT` seconds. Redis Sentinel is resolved with redis-py's
+`on_state` and stops at once (`pubsub_batch.Waker`). Redis Sentinel is resolved with redis-py's
 Sentinel client, to the master, on every (re)connect.
 """
 
@@ -31,7 +31,7 @@ from redis.retry import Retry
 
 from exporter.celery_io.event_envelope import EventDecoder
 from exporter.outage import Backoff, OutageLog
-from exporter.pubsub_batch import LINGER, Message, read_batches
+from exporter.pubsub_batch import LINGER, Message, Waker, read_batches
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ class RedisEventSettings:
     pattern: str  # PSUBSCRIBE pattern, exactly as kombu's Redis channel would subscribe
     host: str = "127.0.0.1"
     port: int = 6379
+    db: int = 0  # pub/sub ignores it; the lean inspect's reply lists live there
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     ssl: dict[str, Any] | None = None  # redis-py SSLConnection keyword arguments; None: no TLS
@@ -63,6 +64,7 @@ def connect(
     """A connected redis-py connection (RESP2, one attempt; the caller retries) and what
     closes it, with the Sentinel connections used to find the master."""
     kwargs: dict[str, Any] = {
+        "db": settings.db,
         "username": settings.username,
         "password": settings.password,
         "socket_connect_timeout": settings.connect_timeout,
@@ -136,6 +138,7 @@ class RedisEventStream:
         self.sleep: Callable[[float], object] = time.sleep  # tests count the lingers
         self.decoder = EventDecoder()
         self._stopping = threading.Event()
+        self._waker = Waker()  # ends the read loop's sleep when stopped
 
     def run(self, stop: threading.Event) -> None:
         """Consume until `stop` is set; reconnect with backoff (--retry-interval) on any failure."""
@@ -168,6 +171,7 @@ class RedisEventStream:
 
     def stop(self) -> None:
         self._stopping.set()
+        self._waker.set()
 
     def enable_events(self) -> None:
         """Broadcast `enable_events` so workers started without -E send task events."""
@@ -209,4 +213,5 @@ class RedisEventStream:
             linger=self.linger,
             sleep=self.sleep,
             health_interval=self.settings.health_interval,
+            waker=self._waker,
         )

@@ -22,7 +22,6 @@ outcome is the stdlib's. Dates go through the C `datetime.fromisoformat`.
 from __future__ import annotations
 
 import json
-from dataclasses import fields
 from typing import Any
 
 import orjson
@@ -36,7 +35,9 @@ from exporter.taskdata import (
     STARTED,
     SUCCESS,
     TRACEBACK_MAX,
+    UPDATE_DEFAULTS,
     TaskUpdate,
+    update_from,
 )
 
 KEY_PREFIX = "celery-task-meta-"
@@ -146,7 +147,7 @@ def _decode(raw: bytes | str, task_id: str, source: str, counted: bool) -> TaskU
         if counted:
             return OTHER_STATE
         status = label(status, 50) or UNKNOWN
-    fast = dict(_DEFAULTS)
+    fast = dict(UPDATE_DEFAULTS)
     fast["task_id"] = task_id
     fast["state"] = status
     fast["source"] = source
@@ -179,19 +180,7 @@ def _decode(raw: bytes | str, task_id: str, source: str, counted: bool) -> TaskU
             fast["kwargs"] = meta.get("kwargs")
             fast["args_complete"] = True
         fast["root_id"] = label(meta.get("root_id"), 255)
-    return _new_update(fast)
-
-
-# TaskUpdate is a frozen dataclass, whose __init__ sets 18 fields one object.__setattr__ at a
-# time (about 2 us). A result read this way is built from a complete field dict instead,
-# which gives an equal object (tests compare both ways of building it) at a third of the cost.
-_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(TaskUpdate)}
-
-
-def _new_update(values: dict[str, Any]) -> TaskUpdate:
-    update = object.__new__(TaskUpdate)
-    object.__setattr__(update, "__dict__", values)
-    return update
+    return update_from(fast)
 
 
 _INVALID = object()

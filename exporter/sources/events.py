@@ -34,7 +34,9 @@ from exporter.taskdata import (
     STARTED,
     SUCCESS,
     TRACEBACK_MAX,
+    UPDATE_DEFAULTS,
     TaskUpdate,
+    update_from,
 )
 
 log = logging.getLogger(__name__)
@@ -95,26 +97,27 @@ def parse_event(event: dict[str, Any]) -> TaskUpdate | None:
         retries = None
     runtime = _num(event.get("runtime"))
     exc = event.get("exception")
-    return TaskUpdate(
-        task_id=task_id,
-        state=state,
-        source=SOURCE_EVENTS,
-        timestamp=event_timestamp(event),
-        name=_text(event.get("name")),
-        queue=_text(event.get("queue")) or _text(event.get("routing_key")),
-        # task-sent's hostname is the producer's, not a worker's
-        worker=hostname if state != SENT else None,
-        runtime=runtime if runtime is not None and runtime >= 0 else None,
-        retries=retries if state in (SENT, RECEIVED) else None,
-        eta=clean.epoch(event.get("eta")),
-        exception_type=exception_type(exc) if state in (FAILURE, RETRY) else None,
-        exception_message=clean.text(exc, 2000) if state in (FAILURE, RETRY) else None,
-        traceback=clean.text(event.get("traceback"), TRACEBACK_MAX)
-        if state in (FAILURE, RETRY)
-        else None,
-        parent_id=_text(event.get("parent_id"), 255),
-        root_id=_text(event.get("root_id"), 255),
-    )
+    failed = state in (FAILURE, RETRY)
+    # Built from a complete field dict: TaskUpdate's frozen __init__ was the hottest line of
+    # the event path (taskdata.update_from).
+    values = dict(UPDATE_DEFAULTS)
+    values["task_id"] = task_id
+    values["state"] = state
+    values["source"] = SOURCE_EVENTS
+    values["timestamp"] = event_timestamp(event)
+    values["name"] = _text(event.get("name"))
+    values["queue"] = _text(event.get("queue")) or _text(event.get("routing_key"))
+    # task-sent's hostname is the producer's, not a worker's
+    values["worker"] = hostname if state != SENT else None
+    values["runtime"] = runtime if runtime is not None and runtime >= 0 else None
+    values["retries"] = retries if state in (SENT, RECEIVED) else None
+    values["eta"] = clean.epoch(event.get("eta"))
+    values["exception_type"] = exception_type(exc) if failed else None
+    values["exception_message"] = clean.text(exc, 2000) if failed else None
+    values["traceback"] = clean.text(event.get("traceback"), TRACEBACK_MAX) if failed else None
+    values["parent_id"] = _text(event.get("parent_id"), 255)
+    values["root_id"] = _text(event.get("root_id"), 255)
+    return update_from(values)
 
 
 class EventsSource:

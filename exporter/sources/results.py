@@ -25,7 +25,7 @@ from exporter.decode.records import (
 )
 from exporter.keeper.gate import StartGate
 from exporter.outage import Backoff, OutageLog
-from exporter.pubsub_batch import LINGER, read_batches
+from exporter.pubsub_batch import LINGER, Waker, read_batches
 from exporter.sources.base import SourceStats, Tally
 from exporter.state import State
 from exporter.taskdata import SOURCE_PUBSUB, TaskUpdate
@@ -51,7 +51,8 @@ class ResultsSource:
         self._prefix = state.config.global_keyprefix
         self.pattern = f"{self._prefix}celery-task-meta-*"
         self.stats = SourceStats(state, self.name)
-        self._bg = Background("results-pubsub", self._run)
+        self._waker = Waker()  # ends the read loop's sleep when stopped
+        self._bg = Background("results-pubsub", self._run, on_stop=self._waker.set)
         self._backoff = Backoff()
         self._outage = OutageLog(log, "result pub/sub")
         self._first = True  # the first connection (a reconnect asks for a reconcile)
@@ -114,6 +115,7 @@ class ResultsSource:
             lambda batch: self.handle(batch, client),
             linger=self.linger,
             tick=tick,
+            waker=self._waker,
         )
 
     def handle(self, batch: list[tuple[bytes, bytes]], client: Any = None) -> int:

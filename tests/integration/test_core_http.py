@@ -102,3 +102,31 @@ def test_sigterm_stops_gracefully(redis_server: RedisServer, run_exporter: RunEx
     assert exporter.proc.wait(15) == 0
     assert time.monotonic() - started < 10
     assert exporter.log().rstrip().endswith("exporter.daemon: stopped"), exporter.log()[-2000:]
+
+
+def test_date_header_is_current_after_idle(
+    redis_server: RedisServer, run_exporter: RunExporter
+) -> None:
+    """The server does not wake while idle to refresh its Date header: each request does."""
+    from email.utils import parsedate_to_datetime
+
+    exporter = run_exporter(fresh_db(redis_server, 13))
+    wait_for(lambda: exporter.get("/-/ready")[0] == 200, 20, what="first poll")
+
+    def date_of_response() -> float:
+        conn = http.client.HTTPConnection("127.0.0.1", exporter.port, timeout=10)
+        try:
+            conn.request("GET", "/-/healthy")
+            resp = conn.getresponse()
+            resp.read()
+            dates = [v for k, v in resp.getheaders() if k.lower() == "date"]
+        finally:
+            conn.close()
+        assert len(dates) == 1, dates
+        return parsedate_to_datetime(dates[0]).timestamp()
+
+    first = date_of_response()
+    wait_for(lambda: time.time() >= first + 3, 10, interval=0.2, what="3 idle seconds")
+    before = int(time.time())
+    second = date_of_response()
+    assert before <= second <= time.time() + 1

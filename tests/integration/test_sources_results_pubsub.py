@@ -87,8 +87,8 @@ def test_trickling_results_are_read_in_batches_and_counted_once(
         time.sleep(0.2)
         assert counted(state) == n
         assert sum(source.sizes) == n + 1
-        # One wake-up per linger (50 ms), not per result: at most one batch per 50 ms window
-        # of publishing (about 7 here; more only if this publisher was descheduled between
+        # One wake-up per linger (at least 50 ms), not per result: at most one batch per 50 ms
+        # window of publishing (about 7 here; more only if this publisher was descheduled between
         # publishes on a busy machine). Waking per message (get_message) hands over ~61.
         windows, start = 0, float("-inf")
         for t in sent_at:

@@ -67,6 +67,35 @@ def test_renders_on_change_at_most_once_per_interval() -> None:
     assert expo.renders == 3  # time-derived values refreshed
 
 
+def test_a_changing_state_is_rendered_at_most_twice_per_scrape() -> None:
+    """Scraped every 15 s while heartbeats change the state every second: two renders per
+    scrape, not fifteen, and no body served is older than half a scrape period."""
+    state, expo, mono = _setup()
+    expo.get("", False)
+    ages, learnt = [], 0
+    for step in range(1, 121):  # two minutes, a change and a renderer tick each second
+        mono.t += 1.0
+        _done(state, f"t{step}")
+        expo.refresh()
+        if step % 15 == 0:
+            body = expo.get("", False)[0]
+            line = body.split(b"\ncelery_exporter_metrics_render_age_seconds ")[1]
+            ages.append(float(line.split(b"\n")[0]))
+            learnt = learnt or expo.renders  # the second scrape taught it the period
+    assert expo.renders - learnt <= 2 * 7  # seven more scrapes, two renders each at most
+    assert max(ages[1:]) <= 7.5
+    # Scraped every second, it learns that within a few scrapes and renders every change
+    # again (the interval's bound).
+    for step in range(30):
+        if step == 20:
+            before = expo.renders
+        mono.t += 1.0
+        _done(state, f"u{step}")
+        expo.refresh()
+        expo.get("", False)
+    assert expo.renders - before == 10
+
+
 def test_age_is_appended_and_gzip_is_the_same_body() -> None:
     _state, expo, mono = _setup()
     plain, ctype = expo.get("", False)

@@ -208,3 +208,34 @@ def test_counters_are_published_from_the_receiver_thread_once_a_second() -> None
     clock.advance(0.6)
     src.handle(ev("task-received", uuid="c", name="t"))
     assert published() == 3
+
+
+def test_parsed_update_equals_one_built_field_by_field() -> None:
+    """parse_event builds its TaskUpdate from a field dict (taskdata.update_from): the object
+    must be equal to, and hash like, one made by the dataclass's own __init__."""
+    event = ev(
+        "task-failed",
+        exception="ValueError('boom')",
+        hostname="w1@h",
+        queue="q1",
+        retries=2,
+        parent_id="p",
+        root_id="r",
+    )
+    u = parse_event(event)
+    assert u is not None
+    built = TaskUpdate(
+        task_id=u.task_id,
+        state=u.state,
+        source=u.source,
+        timestamp=u.timestamp,
+        name=u.name,
+        queue="q1",
+        worker="w1@h",
+        exception_type="ValueError",
+        exception_message="ValueError('boom')",
+        parent_id="p",
+        root_id="r",
+    )
+    assert u == built and hash(u) == hash(built)
+    assert vars(u).keys() == vars(built).keys()
