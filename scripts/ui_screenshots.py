@@ -1,21 +1,25 @@
-"""Refresh the README's screenshots of /ui: the task browser, a task's detail and the trends.
+"""Refresh the README's screenshots of /ui: the task browser, a task's detail, the trends and
+the periodic tasks.
 
     .venv/bin/python scripts/ui_screenshots.py        # writes docs/img/ui-*.png
 
 Serves the real API and page in-process, fed the way the sources feed it (decoded task
 updates into the ledger and the detail ring, trend samples after each "poll") with an hour of
-a made-up billing app, and photographs the page in headless Chromium (the test dependency
+a made-up billing app, and a RedBeat schedule in fakeredis read by the real reader), and
+photographs the page in headless Chromium (the test dependency
 playwright and a system chromium are needed; the plan store is fakeredis).
 """
 
 from __future__ import annotations
 
+import json
 import random
 import secrets
 import sys
 import threading
 import time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import fakeredis
 import uvicorn
@@ -25,6 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from exporter.api import build_router, install_error_handlers  # noqa: E402
+from exporter.beat.cron import parse_expression  # noqa: E402
+from exporter.beat.redbeat import RedBeatReader  # noqa: E402
+from exporter.beat.source import BeatSource  # noqa: E402
 from exporter.celery_io import CeleryIO  # noqa: E402
 from exporter.config import Config  # noqa: E402
 from exporter.snapshot import PollHealth, QueueSnapshot, Snapshot  # noqa: E402
@@ -127,12 +134,52 @@ def seed(state: State) -> str:
     return failed
 
 
+def _entry(r: fakeredis.FakeRedis, name: str, task: str, schedule: dict[str, object],
+           due: float, last: float, enabled: bool = True) -> None:  # fmt: skip
+    """One entry as RedBeat stores it: its definition and meta, scored by its next due time."""
+    key = f"redbeat:{name}"
+    definition = {"name": name, "task": task, "args": [], "kwargs": {}, "enabled": enabled,
+                  "options": {"queue": "billing"}, "schedule": schedule}  # fmt: skip
+    r.hset(key, "definition", json.dumps(definition))
+    r.hset(key, "meta", json.dumps({"last_run_at": last, "total_run_count": 40}))
+    r.zadd("redbeat::schedule", {key: due})
+
+
+def seed_beat(state: State) -> None:
+    """RedBeat with a healthy, a failing, a missed (02:00 Berlin, last night) and a disabled
+    entry, beat's lock fresh; the ledger's last runs of their tasks."""
+    now = time.time()
+    r = fakeredis.FakeRedis()
+    every = {"__type__": "interval", "every": 300, "relative": False}
+    cron = {"__type__": "crontab", "minute": "*/15", "hour": "*", "day_of_week": "*",
+            "day_of_month": "*", "month_of_year": "*"}  # fmt: skip
+    nightly = {**cron, "minute": "0", "hour": "2"}
+    _entry(r, "reconcile-payments", "billing.tasks.reconcile", every, now + 180, now - 120)
+    _entry(r, "weekly-digest", "mail.tasks.weekly_digest", cron, now + 500, now - 400)
+    berlin = ZoneInfo("Europe/Berlin")
+    due = parse_expression("0 2 * * *", berlin).next_after(now - 86400) or now - 3600
+    _entry(r, "nightly-report", "billing.tasks.nightly_report", nightly, due, due - 86400)
+    _entry(r, "old-export", "billing.tasks.export", every, now - 9000, now - 9300, False)
+    r.set("redbeat::lock", "beat", px=1_500_000)
+    ups = [
+        TaskUpdate("r1", "STARTED", "events", now - 119, name="billing.tasks.reconcile"),
+        TaskUpdate("r1", "SUCCESS", "events", now - 117),
+        TaskUpdate("d0", "SUCCESS", "events", now - 1300, name="mail.tasks.weekly_digest"),
+        TaskUpdate("d1", "STARTED", "events", now - 399, name="mail.tasks.weekly_digest"),
+        TaskUpdate("d1", "FAILURE", "events", now - 398, exception_type="SMTPServerDisconnected"),
+        TaskUpdate("n1", "SUCCESS", "events", due - 86340, name="billing.tasks.nightly_report"),
+    ]  # fmt: skip
+    state.ledger.apply_many(ups)
+    BeatSource(state, RedBeatReader(lambda: r, tz=berlin)).run()
+
+
 def main() -> None:
     from playwright.sync_api import expect, sync_playwright
 
     config = Config(broker_url="memory://", result_backend="", operator_tokens=(TOKEN,))
     state = State(config)
     failed = seed(state)
+    seed_beat(state)
     app = FastAPI()
     app.include_router(build_router(state, CeleryIO(config), client=fakeredis.FakeRedis()))
     install_error_handlers(app)
@@ -161,10 +208,16 @@ def main() -> None:
         page.goto(base + "#trends")
         expect(page.locator("#tr-charts svg")).to_have_count(3)
         page.screenshot(path=str(out / "ui-trends.png"))
+        page.goto(base + "#periodic")
+        expect(page.locator("#p-rows tr")).to_have_count(4)
+        page.click("#p-rows button.run-now")
+        page.locator("#approve").wait_for()
+        page.screenshot(path=str(out / "ui-periodic.png"), full_page=True)
         browser.close()
     server.should_exit = True
     thread.join(10)
-    print("wrote", ", ".join(f"docs/img/ui-{n}.png" for n in ("tasks", "task-detail", "trends")))
+    names = ("tasks", "task-detail", "trends", "periodic")
+    print("wrote", ", ".join(f"docs/img/ui-{n}.png" for n in names))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 
 from exporter.api.views import human_seconds
-from exporter.beat.join import BeatStatus, EntryView, join
+from exporter.beat.join import BeatStatus, EntryView, failing, join
 from exporter.beat.source import board_for
 from exporter.state import State
 
@@ -48,14 +48,6 @@ def _missed(row: EntryView, now: float, fixable: bool) -> str:
     return f"Periodic task {row.name} ({row.task}) {since}, {_ago(row.overdue)} overdue{runs}.{fix}"
 
 
-def _failing(row: EntryView) -> bool:
-    if row.last_failure is None:
-        return False
-    last_ok = row.last_success or 0.0
-    sent = row.last_dispatched
-    return row.last_failure > last_ok and (sent is None or row.last_failure >= sent)
-
-
 def _failing_line(row: EntryView, now: float) -> str:
     assert row.last_failure is not None
     ok = (f"last success {_when(row.last_success, now)}" if row.last_success is not None
@@ -90,8 +82,8 @@ def beat_advice(state: State, now: float) -> tuple[list[str], list[str]]:
         act.extend(_missed(r, now, fixable) for r in missed[:MAX_LINES])
         if len(missed) > MAX_LINES:
             act.append(f"...and {len(missed) - MAX_LINES} more periodic tasks missed runs.")
-        failing = [r for r in status.entries if r.entry.enabled and _failing(r)]
-        watch.extend(_failing_line(r, now) for r in failing[:MAX_LINES])
-        if len(failing) > MAX_LINES:
-            watch.append(f"...and {len(failing) - MAX_LINES} more periodic tasks failing.")
+        bad = [r for r in status.entries if r.entry.enabled and failing(r)]
+        watch.extend(_failing_line(r, now) for r in bad[:MAX_LINES])
+        if len(bad) > MAX_LINES:
+            watch.append(f"...and {len(bad) - MAX_LINES} more periodic tasks failing.")
     return act, watch

@@ -1,11 +1,11 @@
 """The operator page at /ui: one server-rendered HTML file with a little vanilla JS.
 
 The page itself holds no data and needs no auth (its views: situation, task browser, task
-detail, trends, switched by the URL's #fragment; templates/browse.js is pasted into it); its
-scripts call the JSON API with the token the operator typed, kept in sessionStorage and sent
-as an `Authorization` header. No cookie is ever set, so a forged cross-site request carries no
-credentials: the page is CSRF-safe by construction. The strict Content-Security-Policy allows
-only this page's own inline scripts, each pinned by its hash.
+detail, trends, periodic tasks, switched by the URL's #fragment; templates/browse.js is pasted
+into it); its scripts call the JSON API with the token the operator typed, kept in
+sessionStorage and sent as an `Authorization` header. No cookie is ever set, so a forged
+cross-site request carries no credentials: the page is CSRF-safe by construction. The strict
+Content-Security-Policy allows only this page's own inline scripts, each pinned by its hash.
 
 `/api/docs` is served the same way: a small page of our own that reads `/api/openapi.json` and
 lists every endpoint, instead of FastAPI's Swagger UI, which loads its script and styles from a

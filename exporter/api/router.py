@@ -20,7 +20,7 @@ import redis
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from exporter.api import browse, page, views
+from exporter.api import browse, page, periodic, views
 from exporter.api.auth import OPERATOR, VIEWER, Principal, Refused, require
 from exporter.api.errors import ERRORS, CountingRoute, install_error_handlers
 from exporter.api.gate import ApiGate, api_client
@@ -290,6 +290,7 @@ def build_router(
             entries=entries, next_cursor=entries[-1].id if len(entries) == limit else None
         )
 
+    periodic.add_routes(router, viewer, state)
     page.add_routes(router)
     return router
 

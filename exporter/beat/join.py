@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import Literal
 
 from exporter.beat import schedule as sched
 from exporter.beat.model import BeatEntry, kind_of
@@ -93,6 +94,39 @@ def join_entry(
         missed=missed,
         shared_task=shared,
     )
+
+
+# An entry's state in words, decided here once for the sitrep, the API and the page.
+EntryState = Literal["ok", "missed", "failing", "disabled", "unknown"]
+OK: EntryState = "ok"
+MISSED: EntryState = "missed"
+FAILING: EntryState = "failing"
+DISABLED: EntryState = "disabled"
+UNKNOWN: EntryState = "unknown"
+
+
+def failing(row: EntryView) -> bool:
+    """Its task's last failure is newer than its last success and not older than its last
+    dispatch: the run beat sent last failed (the task name's, when entries share it)."""
+    if row.last_failure is None:
+        return False
+    last_ok = row.last_success or 0.0
+    sent = row.last_dispatched
+    return row.last_failure > last_ok and (sent is None or row.last_failure >= sent)
+
+
+def entry_state(row: EntryView) -> EntryState:
+    """disabled; missed (due runs passed --beat-grace without a dispatch); failing; unknown
+    (no due time can be known); else ok."""
+    if not row.entry.enabled:
+        return DISABLED
+    if row.missed > 0:
+        return MISSED
+    if failing(row):
+        return FAILING
+    if row.next_due is None:
+        return UNKNOWN
+    return OK
 
 
 def join(

@@ -120,6 +120,14 @@ def test_demo_shows_the_traffic_shape_and_stops_cleanly(demo: Demo) -> None:
     assert any(line.startswith("Periodic task nightly-export (demo.export) failed")
                for line in sitrep["watch_items"]), sitrep  # fmt: skip
     assert total(metrics(url), "celery_beat_up", source="file") == 1
+    # ... and the page's Periodic view (/api/periodic): the healthy entry ok, the broken failing
+    req = urllib.request.Request(
+        ui.group(1) + "/api/periodic", headers={"Authorization": f"Bearer {ui.group(2)}"}
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        periodic = json.loads(resp.read())
+    states = {(e["source"], e["name"]): e["state"] for e in periodic["entries"]}
+    assert states == {("file", "heartbeat"): "ok", ("file", "nightly-export"): "failing"}, states
     if os.path.exists("/usr/bin/prometheus"):
         assert "prometheus" in demo.pids()
         # The progress line shows the recording rule once Prometheus has evaluated it.

@@ -11,6 +11,8 @@ from celery import Celery
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import negative_data_rejection
 
+from exporter.beat.model import BeatEntry, Every
+from exporter.beat.source import BeatSource
 from exporter.celery_io import CeleryIO
 from tests.support.api import (
     HEAD_O,
@@ -22,6 +24,7 @@ from tests.support.api import (
     new_state,
     success,
 )
+from tests.support.beat import ScriptedReader
 
 
 def _app() -> Any:
@@ -29,6 +32,10 @@ def _app() -> Any:
     state = new_state(config)
     state.set_snapshot(busy_snapshot(T0))
     state.ledger.apply_many([success("s1"), failure("f1"), failure("f2", exc="Odd")])
+    beat = ScriptedReader()  # /api/periodic with rows: one missed, one due later
+    beat.entries = [BeatEntry("ping", "tests.ping", Every(60.0), next_due=T0 - 600),
+                    BeatEntry("later", "tests.later", Every(60.0), next_due=T0 + 30)]  # fmt: skip
+    BeatSource(state, beat).run()
     io = CeleryIO(config, app=Celery("fuzz", broker="memory://", set_as_current=False))
     return make_app(state, io, fakeredis.FakeRedis())
 

@@ -1,7 +1,7 @@
 // The page's views (pasted into ui.html by page.py): #situation, #tasks (the browser),
-// #task/<id> (the detail) and #trends. Everything shown goes through textContent: no HTML
+// #task/<id> (the detail), #trends and #periodic (beat entries). Everything shown goes through textContent: no HTML
 // is ever built from data. Uses api(), el(), row(), fill(), when(), ago() and renderPlan().
-const VIEWS = ["situation", "tasks", "task", "trends"];
+const VIEWS = ["situation", "tasks", "task", "trends", "periodic"];
 const SVGNS = "http://www.w3.org/2000/svg";
 let cursors = [null]; // the cursor of each page shown so far: [0] is the newest page
 let timer = null;
@@ -31,7 +31,7 @@ function route() {
   const [view, ...rest] = hash.split("/");
   const name = VIEWS.includes(view) ? view : "situation";
   for (const v of VIEWS) $("view-" + v).hidden = v !== name;
-  for (const v of ["situation", "tasks", "trends"]) {
+  for (const v of ["situation", "tasks", "trends", "periodic"]) {
     const a = $("nav-" + v);
     if (v === name) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
   }
@@ -41,6 +41,7 @@ function route() {
   if (name === "tasks") { cursors = [null]; loadTasks(0); }
   if (name === "task") loadTask(rest.join("/"));
   if (name === "trends") { loadTrends(); timer = setInterval(loadTrends, 10000); }
+  if (name === "periodic") { loadPeriodic(); timer = setInterval(loadPeriodic, 10000); }
 }
 
 function localToIso(value) {
@@ -229,6 +230,77 @@ async function loadTrends() {
       p.failed, p.success_rate === null ? "n/a" : pct(p.success_rate),
       p.finished_per_minute, p.queue_depth === null ? "unknown" : p.queue_depth])),
       "no points yet");
+  } catch (e) { showError(e); }
+}
+
+function beatLine(s) {
+  const up = s.beat_up === null ? "beat: not known yet" : s.beat_up ? "beat up" : "BEAT DOWN";
+  const lock = s.lock_held === null ? "no lock" : !s.lock_held ? "RedBeat's lock is gone" :
+    "lock refreshed " + when(s.lock_refreshed_at) + " (" + ago(s.lock_age_seconds) + " ago)";
+  const read = s.read_ok ? "read " + when(s.last_read_at) : "cannot be read" +
+    (s.read_error ? ": " + s.read_error : "") + (s.last_read_at ? "; last good read " +
+    when(s.last_read_at) : "");
+  return s.source + ": " + up + "; " + lock + "; " + read + "; " +
+    s.entries_total.toLocaleString() + " entries in the store";
+}
+
+function periodicRow(e, beatDown) {
+  const tr = el("tr");
+  tr.dataset.entry = e.source + "/" + e.name;
+  const st = el("td");
+  st.appendChild(el("span", e.state, "state p-" + e.state));
+  if (e.state === "missed") {
+    st.appendChild(el("div", ago(e.overdue_seconds) + " overdue, " + e.missed_runs +
+      " run(s) missed", "muted"));
+  }
+  tr.appendChild(st);
+  const name = el("td", e.name);
+  name.appendChild(el("div", e.source + (e.queue ? ", queue " + e.queue : ""), "muted"));
+  tr.appendChild(name);
+  tr.appendChild(el("td", e.task + (e.shared_task ? " (shared)" : "")));
+  tr.appendChild(el("td", e.schedule));
+  for (const t of [e.next_due_at, e.last_dispatched_at, e.last_started_at, e.last_success_at,
+    e.last_failure_at]) tr.appendChild(el("td", t ? when(t) : "never seen"));
+  const act = el("td");
+  if (e.run_now && e.state === "missed") {
+    const b = el("button", "Propose run now");
+    b.className = "run-now";
+    b.addEventListener("click", () => proposeRunNow(e.source + "/" + e.name));
+    act.appendChild(b);
+    if (beatDown.has(e.source)) {
+      act.appendChild(el("div", "beat is down: once restarted it sends overdue entries " +
+        "itself, so this would run twice", "err"));
+    }
+  } else {
+    act.appendChild(el("span", e.run_now ? "possible (not missed)" : e.run_now_why_not,
+      "muted"));
+  }
+  tr.appendChild(act);
+  return tr;
+}
+
+async function loadPeriodic() {
+  try {
+    const p = await api("api/periodic");
+    showError(null);
+    $("p-generated").textContent = "at " + when(p.generated_at);
+    $("p-sources").replaceChildren(...(p.sources.length ? p.sources.map((s) =>
+      el("li", beatLine(s), s.beat_up === false || !s.read_ok ? "err" : "")) :
+      [el("li", "No schedule source is configured (--beat-redbeat-url, " +
+        "--beat-django-db-url or --beat-schedule-file).", "muted")]));
+    $("p-count").textContent = p.entries.length + " of " + p.entries_total + " entries" +
+      (p.truncated ? " (the list is capped: the rest are left out)" : "") +
+      "; missed first, then failing.";
+    const down = new Set(p.sources.filter((s) => s.beat_up === false).map((s) => s.source));
+    fill("p-rows", p.entries.map((e) => periodicRow(e, down)), "no beat entries");
+  } catch (e) { showError(e); }
+}
+
+async function proposeRunNow(entry) {
+  try {
+    renderPlan(await api("api/fix-it", { method: "POST",
+      body: JSON.stringify({ run_entries: [entry] }) }));
+    showError(null);
   } catch (e) { showError(e); }
 }
 
