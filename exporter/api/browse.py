@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from exporter.api.models import TaskOut, TaskReport, TrendPoint, TrendsOut
-from exporter.api.views import human_seconds, ts, utc
+from exporter.api.views import human_seconds, passes, ts, utc
 from exporter.decode import clean
 from exporter.taskdata import TRACEBACK_MAX, TaskRecord
 from exporter.taskdetail import Detail
@@ -63,15 +63,7 @@ def page_counts(
         at = rec.updated_at or 0.0
         if at and (oldest is None or at < oldest):
             oldest = at
-        if name and name != rec.name and name != rec.name_label:
-            continue
-        if queue and rec.queue != queue:
-            continue
-        if worker and rec.worker != worker:
-            continue
-        if since is not None and at < since:
-            continue
-        if until is not None and at > until:
+        if not passes(rec, at, name, queue, worker, since, until):
             continue
         by_status[rec.state] = by_status.get(rec.state, 0) + 1
         if wanted is None or rec.state == wanted:

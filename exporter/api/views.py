@@ -192,6 +192,23 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
         raise ValueError("cursor must be <updated_at>_<task id>, as next_cursor gives") from exc
 
 
+def passes(
+    rec: TaskRecord,
+    at: float,
+    name: str | None,
+    queue: str | None,
+    worker: str | None,
+    since: float | None,
+    until: float | None,
+) -> bool:
+    """Whether a record passes every filter but status (the browser counts by status)."""
+    if name and name != rec.name and name != rec.name_label:  # a name or its label
+        return False
+    if (queue and rec.queue != queue) or (worker and rec.worker != worker):
+        return False
+    return not ((since is not None and at < since) or (until is not None and at > until))
+
+
 def filter_records(
     records: Iterable[TaskRecord],
     *,
@@ -214,15 +231,7 @@ def filter_records(
             continue
         if status and rec.state != status.upper():
             continue
-        if name and name != rec.name and name != rec.name_label:  # a name or its label
-            continue
-        if queue and rec.queue != queue:
-            continue
-        if worker and rec.worker != worker:
-            continue
-        if since is not None and at < since:
-            continue
-        if until is not None and at > until:
+        if not passes(rec, at, name, queue, worker, since, until):
             continue
         if len(out) == limit:
             return out, True

@@ -34,6 +34,12 @@ def redis_depths(conn: Any, queues: list[str]) -> DepthReply:
             pipe.lindex(lindex_prefix + key, -1)
         pipe.hlen(channel.unacked_key)
         results = pipe.execute()
+    return depth_reply(queues, keys, results)
+
+
+def depth_reply(queues: list[str], keys: list[tuple[str, str]], results: list[Any]) -> DepthReply:
+    """The reply from one pipeline of LLEN and LINDEX -1 per (queue, list key), then HLEN of
+    the unacked hash: kombu's path and the lean one (redis_pidbox) both send exactly that."""
     lengths: dict[str, int] = dict.fromkeys(queues, 0)
     heads: dict[str, list[QueueHead]] = {q: [] for q in queues}
     for i, (queue, _key) in enumerate(keys):

@@ -33,9 +33,10 @@ from typing import Any
 import orjson
 import redis
 
+from exporter.celery_io.depth import depth_reply
 from exporter.celery_io.pidbox_layout import JSON, PidboxSettings
 from exporter.celery_io.redis_events import connect
-from exporter.cluster import BrokerUnavailable, DepthReply, InspectReply, QueueDepth, QueueHead
+from exporter.cluster import BrokerUnavailable, DepthReply, InspectReply
 
 log = logging.getLogger(__name__)
 
@@ -290,8 +291,6 @@ class PidboxBroadcaster:
         return self._run(timeout, lambda conn: self._depths(conn, queues))
 
     def _depths(self, conn: Any, queues: list[str]) -> DepthReply:
-        from exporter.celery_io.depth import parse_head
-
         s = self.settings
         keys = [(q, s.keyprefix + key) for q in queues for key in s.lists(q)]
         commands: list[tuple[Any, ...]] = []
@@ -299,18 +298,7 @@ class PidboxBroadcaster:
             commands.append(("LLEN", key))
             commands.append(("LINDEX", key, -1))
         commands.append(("HLEN", s.keyprefix + s.unacked_key))
-        results = self._send(conn, commands)
-        lengths: dict[str, int] = dict.fromkeys(queues, 0)
-        heads: dict[str, list[QueueHead]] = {q: [] for q in queues}
-        for i, (queue, _key) in enumerate(keys):
-            length, raw_head = results[2 * i], results[2 * i + 1]
-            lengths[queue] += int(length or 0)
-            if raw_head is not None:
-                heads[queue].append(parse_head(raw_head))
-        return DepthReply(
-            queues={q: QueueDepth(q, lengths[q], None, tuple(heads[q])) for q in queues},
-            unacked=int(results[-1] or 0),
-        )
+        return depth_reply(queues, keys, self._send(conn, commands))
 
 
 def _describe(exc: BaseException) -> str:
