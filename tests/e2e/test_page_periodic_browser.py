@@ -114,9 +114,13 @@ def test_periodic_view_ok_failing_missed_and_run_now(
                 page.click("#confirm-approve")
                 expect(page.locator("#outcomes")).to_contain_text("ok")
                 expect(page.locator(".new-task.ok")).to_have_count(1, timeout=30_000)
-                new_id = page.locator(".new-task").get_attribute("data-task-id")
-                rec = state.ledger.get(new_id or "")
-                assert rec is not None and rec.state == SUCCESS and rec.name == "tests.add"
+                new_id = page.locator(".new-task").get_attribute("data-task-id") or ""
+
+                def counted() -> bool:  # the page may read the backend before the ledger has it
+                    rec = state.ledger.get(new_id)
+                    return rec is not None and rec.state == SUCCESS and rec.name == "tests.add"
+
+                wait_for(counted, 30, what="the sent task's success in the ledger")
                 assert not [p for p in problems if "Failed to load resource" not in p], problems
             finally:
                 page.close()
