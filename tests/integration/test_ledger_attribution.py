@@ -95,8 +95,9 @@ class Truth:
     overwritten is a read then a write. So the new run's SUCCESS can be stored first and
     then overwritten by RETRY (the task succeeded; the record says RETRY forever), or the
     guard sees SUCCESS and RETRY is never stored nor published (without events nothing
-    tells of that retry). Both seen in CI. What the backend published, heard on a
-    subscription made before any task is sent, says which happened."""
+    tells of that retry, unless an extended result numbers the attempt that succeeded). All
+    seen in CI. What the backend published, heard on a subscription made before any task is
+    sent, says which happened."""
 
     def __init__(self, results: redis.Redis) -> None:
         self.sent: Counter[Any] = Counter()
@@ -109,8 +110,11 @@ class Truth:
 
     def _heard(self, message: dict[str, Any]) -> None:
         task_id = message["channel"].decode()[len("celery-task-meta-") :]
-        status = json.loads(message["data"]).get("status", "")
-        self.published.setdefault(task_id, set()).add(status)
+        record = json.loads(message["data"])
+        heard = self.published.setdefault(task_id, set())
+        heard.add(record.get("status", ""))
+        if (record.get("retries") or 0) >= 1:  # an extended result numbers its attempt
+            heard.add("RETRY")
 
     def close(self) -> None:
         self._thread.stop()
