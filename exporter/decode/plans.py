@@ -6,7 +6,8 @@ may hold a value an older version wrote, a half-written one, or anything at all.
 is used only when every part is what `Plan` holds (the approval runs its actions, so nothing
 is guessed): `read_plan` returns the `Plan` or a reason (`INVALID_JSON`, `NOT_A_PLAN`). An
 outcome that does not decode is `None` (the store shows it as unreadable in its place), and an
-audit entry always decodes, its unreadable parts as empty. Text is cleaned by `decode.clean`
+audit entry always decodes, its unreadable parts as empty; a retry claim always decodes
+(`read_claim`). Text is cleaned by `decode.clean`
 (no control characters, bounded), times must be finite and within what `datetime` holds,
 nesting is bounded before anything walks it, and documents are bounded in size.
 """
@@ -17,7 +18,7 @@ import json
 from typing import Any, TypeGuard
 
 from exporter.decode.clean import depth_within, finite, in_range, label, text
-from exporter.remediation.plan import Action, Plan, Skipped
+from exporter.remediation.plan import Action, Plan, RetryClaim, Skipped
 
 INVALID_JSON = "invalid_json"
 NOT_A_PLAN = "not_a_plan"
@@ -70,6 +71,21 @@ def read_audit(entry_id: Any, fields: Any) -> dict[str, Any]:
         "plan_id": label(f.get("plan_id"), 100),
         "detail": _cleaned(detail) if isinstance(detail, dict) else {},
     }
+
+
+def read_claim(raw: Any) -> RetryClaim:
+    """Who claimed a failure's replay. A value that is not a claim (an older version wrote the
+    bare plan id) means sent by that plan."""
+    data = _load(raw, MAX_ITEM_BYTES)
+    if not isinstance(data, dict):
+        return RetryClaim(plan_id=label(_text(raw)[:MAX_TARGET], MAX_TARGET) or "")
+    index, new = data.get("index"), data.get("new")
+    return RetryClaim(
+        plan_id=label(data.get("plan"), MAX_TARGET) or "",
+        index=index if isinstance(index, int) and not isinstance(index, bool) else None,
+        new_task_id=label(new, MAX_TARGET),
+        state="sending" if data.get("state") == "sending" else "sent",
+    )
 
 
 _INVALID = object()

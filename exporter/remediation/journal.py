@@ -33,6 +33,7 @@ from typing import Any
 
 import redis
 
+from exporter.decode.plans import read_claim
 from exporter.remediation.plan import DOUBT_HOLD_SECONDS, Plan, RetryClaim
 from exporter.remediation.store import RETENTION, PlanStore, as_text
 
@@ -114,7 +115,7 @@ class Journal:
             try:
                 pipe.watch(key)
                 raw = pipe.get(key)
-                old = RetryClaim.parse(raw) if raw is not None else None
+                old = read_claim(raw) if raw is not None else None
                 if old is not None and (
                     old.sent or old.new_task_id != in_doubt or self.store.lease_alive(old.plan_id)
                 ):

@@ -95,24 +95,6 @@ class RetryClaim:
         body = {"plan": self.plan_id, "index": self.index, "new": self.new_task_id}
         return json.dumps({**body, "state": self.state})
 
-    @classmethod
-    def parse(cls, raw: str | bytes) -> RetryClaim:
-        """Never raises: a value written by an older version (the bare plan id) means sent."""
-        text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
-        try:
-            data = json.loads(text)
-        except ValueError:
-            return cls(plan_id=text)
-        if not isinstance(data, dict):
-            return cls(plan_id=text)
-        index, new = data.get("index"), data.get("new")
-        return cls(
-            plan_id=str(data.get("plan", "")),
-            index=index if isinstance(index, int) else None,
-            new_task_id=new if isinstance(new, str) else None,
-            state="sending" if data.get("state") == "sending" else "sent",
-        )
-
 
 _LATER = ("overrides", "options")
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import redis
 
-from exporter.decode.plans import read_audit, read_outcome, read_plan
+from exporter.decode.plans import read_audit, read_claim, read_outcome, read_plan
 from exporter.remediation.errors import PlanUnreadable
 from exporter.remediation.plan import Plan, RetryClaim
 
@@ -125,7 +125,7 @@ class PlanStore:
         if not ids:
             return {}
         values = self.client.mget([self.claim_key(i) for i in ids])
-        return {i: RetryClaim.parse(v) for i, v in zip(ids, values, strict=True) if v is not None}
+        return {i: read_claim(v) for i, v in zip(ids, values, strict=True) if v is not None}
 
     def mark_sent(self, task_id: str, claim: RetryClaim) -> None:
         """An in-doubt claim whose retry was seen after all: it now blocks for `RETENTION`."""

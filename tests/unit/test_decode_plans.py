@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from exporter.api.models import AuditEntry
 from exporter.api.views import plan_out
 from exporter.decode.plans import INVALID_JSON, NOT_A_PLAN, read_audit, read_outcome, read_plan
-from exporter.remediation.plan import Action, Plan
+from exporter.remediation.plan import Action, Plan, RetryClaim
 from tests.support.api import make_config
 from tests.support.hostile import dumps, raw_inputs, values
 
@@ -69,3 +69,14 @@ def test_outcomes_and_audit_entries_never_raise(raw: bytes, fields: dict[str, An
     as_redis = {k: (v if isinstance(v, str) else dumps(v)) for k, v in fields.items()}
     for entry in (read_audit(b"1-0", as_redis), read_audit("1-1", {"detail": raw, "at": raw})):
         AuditEntry(**{**entry, "at": 0}).model_dump_json()
+
+
+def test_a_retry_claim_always_decodes() -> None:
+    from exporter.decode.plans import read_claim
+
+    claim = RetryClaim("p1", index=2, new_task_id="n1", state="sending")
+    assert read_claim(claim.to_json()) == claim
+    assert read_claim(b"0f3a") == RetryClaim("0f3a")  # an older version: the bare plan id
+    assert read_claim(b"[" * 50_000).state == "sent"  # once a RecursionError: never raises
+    odd = read_claim('{"plan": ["x"], "index": true, "new": "\\ud800", "state": 1}')
+    assert odd == RetryClaim("", None, "\ufffd", "sent")
