@@ -10,10 +10,12 @@ within seconds, and a pub/sub connection must be pinged so a half-open socket is
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 from exporter.config import Config
 from exporter.config_checks import url_scheme
@@ -46,10 +48,6 @@ def backend_client(config: Config, *, pubsub: bool = False, **overrides: Any) ->
 
 
 def _sentinel_master(url: str, config: Config, opts: dict[str, Any]) -> redis.Redis:
-    from urllib.parse import urlsplit
-
-    from redis.sentinel import Sentinel
-
     hosts = []
     db = 0
     password = None

@@ -14,6 +14,7 @@ CDN (a blank page on an air-gapped site, and a third-party script on the operato
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from functools import lru_cache
@@ -42,8 +43,6 @@ def _page(name: str = "ui.html") -> tuple[str, str]:
 
 
 def _b64(raw: bytes) -> str:
-    import base64
-
     return base64.b64encode(raw).decode()
 
 

@@ -19,6 +19,9 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
+import redis
+from redis.sentinel import Sentinel
+
 SENTINEL_SCHEMES = ("sentinel", "redis-sentinel")
 DEFAULT_MASTER = "master"  # RedBeat's default service_name
 _CERT_REQS = {"cert_none": "none", "cert_optional": "optional", "cert_required": "required",
@@ -68,14 +71,10 @@ def redis_client(
     ssl: dict[str, Any] | None = None,
 ) -> Any:
     """A client of RedBeat's Redis (bytes replies, bounded timeouts)."""
-    import redis
-
     transport = transport or {}
     tls = ssl_options(ssl or {})
     scheme = scheme_of(url)
     if scheme in SENTINEL_SCHEMES:
-        from redis.sentinel import Sentinel
-
         hosts, db, password = sentinels_of(url)
         name = master or str(transport.get("master_name") or DEFAULT_MASTER)
         extra: dict[str, Any] = {"ssl": True, **tls} if tls else {}

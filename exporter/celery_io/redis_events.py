@@ -28,6 +28,7 @@ from typing import Any
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from redis.sentinel import Sentinel, SentinelManagedSSLConnection
 
 from exporter.celery_io.event_envelope import EventDecoder
 from exporter.outage import Backoff, OutageLog
@@ -87,8 +88,6 @@ def connect(
             conn.disconnect()
             raise
         return conn, conn.disconnect
-
-    from redis.sentinel import Sentinel, SentinelManagedSSLConnection
 
     sentinel = Sentinel(
         list(settings.sentinels), sentinel_kwargs=settings.sentinel_kwargs, **kwargs
