@@ -68,11 +68,13 @@ def test_trickling_results_are_read_in_batches_and_counted_once(
     boot.loaded.set()
     boot.reconciled.set()
     source = Recording(state, lambda: backend_client(state.config, pubsub=True), boot)
+    publisher = redis.Redis.from_url(url)
+    patterns = publisher.execute_command("PUBSUB", "NUMPAT")
     source.start()
     try:
         assert source.connected.wait(10)
-        time.sleep(0.2)  # the PSUBSCRIBE confirmation is read before the first result
-        publisher = redis.Redis.from_url(url)
+        # the server has the PSUBSCRIBE before the first result is published
+        wait_for(lambda: publisher.execute_command("PUBSUB", "NUMPAT") > patterns, 10)
         n = 60
         sent_at = []
         for i in range(n):  # a result every 5 ms, as ~200 results/s would arrive
