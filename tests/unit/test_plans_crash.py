@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from exporter.apicounters import ApiCounters
+from exporter.decode.plans import read_claim
 from exporter.remediation import executor, journal
-from exporter.remediation.plan import DOUBT_HOLD_SECONDS, RetryClaim
+from exporter.remediation.plan import DOUBT_HOLD_SECONDS
 from exporter.remediation.service import Remediation
 from exporter.remediation.store import PlanStore
 from tests.support.api import HEAD_V, T0, PlanEnv, failure
@@ -202,7 +203,7 @@ def test_a_finished_plan_leaves_no_lease_and_is_not_listed_as_executing() -> Non
     assert not env.redis.exists(f"{PREFIX}plan:{plan['id']}:lease")
     assert env.redis.smembers(f"{PREFIX}executing") == set()
     assert env.redis.llen(f"{PREFIX}plan:{plan['id']}:outcomes") == 5
-    claim = RetryClaim.parse(env.redis.get(f"{PREFIX}retried:t1") or b"")
+    claim = read_claim(env.redis.get(f"{PREFIX}retried:t1") or b"")
     assert claim.sent and claim.plan_id == plan["id"] and claim.index == 0
 
 
@@ -217,7 +218,7 @@ def test_a_finished_plan_leaves_no_lease_and_is_not_listed_as_executing() -> Non
     ],
 )
 def test_retry_claims_parse_anything(raw: bytes, sent: bool, plan_id: str) -> None:
-    claim = RetryClaim.parse(raw)
+    claim = read_claim(raw)
     assert claim.sent is sent and claim.plan_id == plan_id
 
 
