@@ -22,13 +22,12 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.live_bench import ROOT, Watched, scrape_all, wait
+from bench.live_bench import ROOT, Watched, peers, scrape_all, wait
 
 # Runs the daemon with kombu's Mailbox for the broadcasts: the same code, the other path.
 KOMBU_PATH = (
@@ -68,16 +67,7 @@ def watched(args: argparse.Namespace, url: str) -> list[Watched]:
         argv = [*head, "--broker-url", url, "--result-backend", url, "--instance", f"idle{i}"]
         argv += ["--host", "127.0.0.1", "--port", str(port), *extra]
         procs.append(Watched(name, argv, port, env={"PYTHONPATH": str(ROOT)}))
-    if args.flower:
-        port = free_port()
-        argv = [args.flower, "--broker", url, "flower", "--address=127.0.0.1", f"--port={port}"]
-        procs.append(Watched("Flower", argv, port, cwd=Path(tempfile.gettempdir())))
-    if args.reference_python and args.reference_dir:
-        port = free_port()
-        argv = [args.reference_python, "cli.py", "--broker-url", url, "--port", str(port)]
-        argv += ["--host", "127.0.0.1"]
-        procs.append(Watched("danihodovic/celery-exporter", argv, port, Path(args.reference_dir)))
-    return procs
+    return procs + peers(args, url)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -182,6 +182,14 @@ def watched(args: argparse.Namespace, url: str) -> list[Watched]:
         argv = [sys.executable, "-m", "exporter", "--broker-url", url, "--result-backend", url]
         argv += ["--instance", f"live{i}", "--host", "127.0.0.1", "--port", str(port), *extra]
         procs.append(Watched(name, argv, port, env={"PYTHONPATH": str(ROOT)}))
+    return procs + peers(args, url)
+
+
+def peers(args: argparse.Namespace, url: str) -> list[Watched]:
+    """Flower and danihodovic/celery-exporter, where their executables were given."""
+    from tests.support.common import free_port
+
+    procs = []
     if args.flower:
         port = free_port()
         argv = [args.flower, "--broker", url, "flower", "--address=127.0.0.1", f"--port={port}"]
