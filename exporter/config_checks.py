@@ -15,7 +15,8 @@ from exporter.beat.cron import CronError, zone
 REDIS_SCHEMES = frozenset({"redis", "rediss", "sentinel", "redis+socket", "socket"})
 AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp", "librabbitmq"})
 EVENTS_CONSUMERS = ("auto", "celery")
-COMPAT_MODES = ("none", "danihodovic")  # exporter/compat/
+DANIHODOVIC = "danihodovic"  # --compat: celery-exporter's families (exporter/compat/)
+COMPAT_MODES = ("none", DANIHODOVIC)
 BACKEND_REDIS_SCHEMES = frozenset({"redis", "rediss", "sentinel", "redis+socket", "socket"})
 # Tokens: printable ASCII only (what an HTTP header carries unchanged), at least this long.
 # 16 random hex digits are 64 bits: far beyond online guessing at any request rate.

@@ -1,8 +1,9 @@
 """Collector `compat` (`--compat danihodovic`): celery-exporter's families, names and labels.
 
-Task counters and histograms come from `compat.counts` (per delivery, from events); worker
-and queue gauges from the snapshot, with celery-exporter's `hostname` (the host part of the
-node name: workers of one host share a series, up if any is, their active tasks summed).
+Task counters and histograms come from `compat.view_for` (deliveries from events, outcomes
+and runtimes from the ledger); worker and queue gauges from the snapshot, with
+celery-exporter's `hostname` (the host part of the node name: workers of one host share a
+series, up if any is, their active tasks summed).
 `OwnOnly` keeps only the exporter's own health families of a collector, which compat mode
 serves besides these.
 """
@@ -19,8 +20,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from exporter.compat import counts_for
-from exporter.compat.counts import KINDS, CompatView, Key
+from exporter.compat import view_for
+from exporter.compat.counts import Key
+from exporter.compat.view import KINDS, CompatView
 from exporter.decode.compat import host_part
 from exporter.state import State
 
@@ -29,11 +31,11 @@ _HELP = {
     "sent": "Task-sent events (each publish, a retry's too; needs task_send_sent_event)",
     "received": "Task-received events: each delivery to a worker counts, retries again",
     "started": "Task-started events: each run counts, retries again",
-    "succeeded": "Task-succeeded events",
-    "failed": "Task-failed events, by exception class",
-    "rejected": "Task-rejected events (a worker refused the message)",
-    "revoked": "Task-revoked events",
-    "retried": "Task-retried events (the run failed and will be retried)",
+    "succeeded": "Tasks that succeeded, once each (the ledger: events, results, reconcile)",
+    "failed": "Tasks that failed, once each, by exception class (the ledger)",
+    "rejected": "Tasks a worker rejected (the ledger)",
+    "revoked": "Tasks revoked (the ledger)",
+    "retried": "Retries, once each (the ledger: events, results' retry numbers)",
 }
 _LABELS = ["name", "hostname", "queue_name"]
 
@@ -53,10 +55,9 @@ class CompatCollector(Collector):
         self._state = state
 
     def collect(self) -> Iterator[Metric]:
-        counts = counts_for(self._state)
-        if counts is None:
+        view = view_for(self._state)
+        if view is None:
             return
-        view = counts.view()
         yield from _counters(view)
         yield from self._workers()
         yield from _histograms(view)
@@ -145,7 +146,7 @@ def _counters(view: CompatView) -> Iterator[Metric]:
 def _histograms(view: CompatView) -> Iterator[Metric]:
     for metric, table, bounds, help_text in (
         ("celery_task_runtime", view.runtime, view.runtime_bounds,
-         "Runtime of succeeded tasks, seconds (task-succeeded events)"),
+         "Runtime of succeeded tasks, seconds (the ledger, once per task)"),
         ("celery_task_queue_wait_time", view.queue_wait, view.wait_bounds,
          "Seconds from task-sent (or the ETA, if later) to task-started"),
     ):  # fmt: skip

@@ -1,19 +1,20 @@
-"""`--compat danihodovic`: danihodovic/celery-exporter's metric families, counted its way.
+"""`--compat danihodovic`: danihodovic/celery-exporter's metric families, from our own counts.
 
-A pipeline stage beside the ledger, which it never reads or changes: the events source hands
-it every decoded task event (`CompatCounts.observe_many`), and it counts each delivery as
-celery-exporter does (a retried task counts sent, received and started again), with its
-label names and histograms. `collectors/compat.py` renders it, plus worker and queue gauges
-from the snapshot. `counts_for(state)` gives the one `CompatCounts` of a daemon's state, or
-None in the default mode (attached to the `State`, like the API counters).
+Two inputs, joined per render (view.py): deliveries, counted from every task-sent, -received
+and -started event as celery-exporter does (a retried task counts again: counts.py, fed by
+the events source), and the ledger's exact outcomes and runtimes per worker node
+(ledger/hosts.py, kept by the ledger when this mode is on). `collectors/compat.py` renders
+the view, plus worker and queue gauges from the snapshot. `counts_for(state)` gives the one
+`CompatCounts` of a daemon's state, or None in the default mode (attached to the `State`,
+like the API counters); `view_for(state)` the joined view.
 """
 
 from __future__ import annotations
 
 from exporter.compat.counts import CompatCounts
+from exporter.compat.view import CompatView, join
+from exporter.config_checks import DANIHODOVIC
 from exporter.state import State
-
-DANIHODOVIC = "danihodovic"  # one of config_checks.COMPAT_MODES
 
 
 def enabled(state: State) -> bool:
@@ -25,3 +26,15 @@ def counts_for(state: State) -> CompatCounts | None:
     if not enabled(state):
         return None
     return state.attached(CompatCounts, lambda: CompatCounts(state.config))
+
+
+def view_for(state: State) -> CompatView | None:
+    """What compat mode renders now, or None when it is off."""
+    counts = counts_for(state)
+    if counts is None:
+        return None
+    generic = state.config.generic_hostname_worker_task_metric
+    return join(counts.view(), state.ledger.host_counts(), generic)
+
+
+__all__ = ["DANIHODOVIC", "CompatCounts", "CompatView", "counts_for", "enabled", "view_for"]

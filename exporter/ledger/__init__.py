@@ -11,7 +11,8 @@ What others use is exported here; the modules inside are the ledger's own:
 - entry.py: one task id's compact memory; evicted.py: ids forgotten while a reconcile
   could count them again; last.py: last run times per task name
 - guard.py: label bounds; histograms.py: runtime and queue-wait histograms;
-  window.py: the success-ratio window
+  window.py: the success-ratio window; hosts.py: outcomes per worker node, kept only for
+  `--compat danihodovic`
 
 The package imports nothing from sources, collectors or the API.
 """

@@ -52,6 +52,8 @@ def count(t: LedgerTables, task_id: str, e: Entry, counter: str, now: float, n: 
     if t.worker_label:
         wkey = (name, queue, counter, t.guards["hostname"](e.worker))
         t.by_worker[wkey] = t.by_worker.get(wkey, 0) + n
+    if t.hosts is not None:  # --compat danihodovic
+        t.hosts.count(name, queue, e.worker, counter, e.exc_type, n)
 
 
 def finish(t: LedgerTables, task_id: str, e: Entry, state: str, now: float, settled: float) -> None:
@@ -122,7 +124,7 @@ def do(t: LedgerTables, e: Entry, effect: Effect, now: float) -> None:
     elif kind == "w":
         t.outcomes.add(now, name_label(t, e), bool(a))
     elif kind in ("r", "q"):
-        t.hists.add(kind == "r", labels(t, e), a)
+        t.hists.add(kind == "r", labels(t, e), a, e)
 
 
 # -- holding and releasing ---------------------------------------------------------------

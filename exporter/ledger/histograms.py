@@ -10,8 +10,11 @@ from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from exporter.ledger.entry import Entry
+from exporter.ledger.entry import BIT, Entry
+from exporter.ledger.hosts import HostCounts
+from exporter.taskdata import SUCCESS
 
+_SUCCEEDED = BIT[SUCCESS]
 LabelFn = Callable[[Entry], tuple[str, str]]
 
 
@@ -59,6 +62,7 @@ class TaskHistograms:
         self.derive_runtime = derive_runtime
         self.runtime: dict[tuple[str, str], Histogram] = {}
         self.wait: dict[tuple[str, str], Histogram] = {}
+        self.hosts: HostCounts | None = None  # --compat: successes' runtimes per node too
 
     def observe(
         self, e: Entry, runtime: float | None, now: float, labels: LabelFn | None
@@ -75,7 +79,7 @@ class TaskHistograms:
             if runtime is not None and runtime >= 0:
                 e.runtime_done = True
                 if labels is not None:
-                    self._get(self.runtime, labels(e), self.buckets).observe(runtime)
+                    self.add(True, labels(e), runtime, e)
                 else:
                     observed = runtime
         if not e.wait_done and e.started_at is not None:
@@ -92,9 +96,11 @@ class TaskHistograms:
                     wait = value
         return observed, wait
 
-    def add(self, runtime: bool, labels: tuple[str, str], value: float) -> None:
+    def add(self, runtime: bool, labels: tuple[str, str], value: float, e: Entry) -> None:
         if runtime:
             self._get(self.runtime, labels, self.buckets).observe(value)
+            if self.hosts is not None and e.seen & _SUCCEEDED:
+                self.hosts.observe(*labels, e.worker, value)
         else:
             self._get(self.wait, labels, self.wait_buckets).observe(value)
 

@@ -27,6 +27,7 @@ from exporter.ledger.attribution import expire, labels
 from exporter.ledger.counts import LedgerCounts
 from exporter.ledger.entry import READY_MASK, Entry
 from exporter.ledger.guard import UNKNOWN
+from exporter.ledger.hosts import HostCounts, HostView, compat_default_queue, hosts_for
 from exporter.ledger.tables import LedgerTables
 from exporter.taskdata import TaskRecord, TaskUpdate
 
@@ -51,6 +52,7 @@ class Ledger:
         derive_runtime: bool = False,
         label_grace: float = 0.0,
         default_queue: str = UNKNOWN,
+        hosts: HostCounts | None = None,
     ) -> None:
         self._clock = clock or SystemClock()
         self._lock = threading.Lock()
@@ -70,11 +72,13 @@ class Ledger:
             derive_runtime=derive_runtime,
             label_grace=label_grace,
             default_queue=default_queue,
+            hosts=hosts,
         )
         self._labels = partial(labels, self._tables)  # an entry's histogram row
 
     @classmethod
     def from_config(cls, config: Any, clock: Clock | None = None) -> Ledger:
+        hosts = hosts_for(config)  # --compat danihodovic only
         return cls(
             clock=clock,
             max_tasks=config.ledger_max_tasks,
@@ -88,7 +92,8 @@ class Ledger:
             worker_label=config.task_worker_label,
             derive_runtime=not config.events,
             label_grace=config.label_grace,
-            default_queue=config.default_queue_name,
+            default_queue=compat_default_queue(config) if hosts else config.default_queue_name,
+            hosts=hosts,
         )
 
     # -- writing -------------------------------------------------------------------------
@@ -174,6 +179,11 @@ class Ledger:
     def counts(self) -> LedgerCounts:
         with self._lock:
             return reads.counts(self._tables, self._clock.time())
+
+    def host_counts(self) -> HostView | None:
+        """Outcomes and runtimes per worker node (`--compat danihodovic`), else None."""
+        with self._lock:
+            return reads.host_view(self._tables, self._clock.time())
 
     def totals(self) -> dict[str, int]:
         """counter -> total over every name and queue (cheap: no histogram copies)."""

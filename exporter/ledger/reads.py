@@ -11,6 +11,7 @@ from exporter.ledger.attribution import expire
 from exporter.ledger.counts import LedgerCounts
 from exporter.ledger.entry import Entry, record_of
 from exporter.ledger.guard import OTHER, UNKNOWN
+from exporter.ledger.hosts import HostView
 from exporter.ledger.tables import LedgerTables
 from exporter.taskdata import TaskRecord
 
@@ -48,6 +49,14 @@ def totals(t: LedgerTables, now: float) -> dict[str, int]:
     for (_name, _queue, counter), value in t.tasks.items():
         out[counter] = out.get(counter, 0) + value
     return out
+
+
+def host_view(t: LedgerTables, now: float) -> HostView | None:
+    """The per-node outcomes (`--compat danihodovic`), or None when they are not kept."""
+    if t.hosts is None:
+        return None
+    expire(t, now)
+    return t.hosts.view()
 
 
 def running_tasks(t: LedgerTables) -> list[RunningTask]:

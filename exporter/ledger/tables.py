@@ -17,6 +17,7 @@ from exporter.ledger.entry import Entry, SourceBits, Strings
 from exporter.ledger.evicted import EvictedIds
 from exporter.ledger.guard import UNKNOWN, LabelGuard
 from exporter.ledger.histograms import TaskHistograms
+from exporter.ledger.hosts import HostCounts
 from exporter.ledger.last import LastTimes
 from exporter.ledger.pending import PendingLabels
 from exporter.ledger.window import OutcomeWindow
@@ -34,6 +35,7 @@ class LedgerTables:
         "exceptions",
         "guards",
         "hists",
+        "hosts",
         "last",
         "max_tasks",
         "names",
@@ -69,6 +71,7 @@ class LedgerTables:
         derive_runtime: bool,
         label_grace: float,
         default_queue: str,
+        hosts: HostCounts | None = None,
     ) -> None:
         self.max_tasks = max_tasks
         self.worker_label = worker_label
@@ -82,6 +85,8 @@ class LedgerTables:
         self.exceptions: dict[tuple[str, str], int] = {}
         # Without events there is no `runtime` field: derive it from pub/sub receive times.
         self.hists = TaskHistograms(tuple(buckets), tuple(wait_buckets), derive_runtime)
+        # --compat danihodovic: outcomes and runtimes per worker node too (hosts.py)
+        self.hosts = self.hists.hosts = hosts
         self.guards = {
             "name": LabelGuard(max_task_names),
             "queue_name": LabelGuard(max_task_names),
