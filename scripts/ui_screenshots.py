@@ -1,7 +1,7 @@
-"""Refresh the README's screenshots of /ui: the task browser, a task's detail, the trends and
-the periodic tasks.
+"""Refresh the README's screenshots of /ui: the situation (the operator page), the task
+browser, a task's detail, the trends and the periodic tasks.
 
-    .venv/bin/python scripts/ui_screenshots.py        # writes docs/img/ui-*.png
+    .venv/bin/python scripts/ui_screenshots.py  # writes docs/img/operator-page.png, ui-*.png
 
 Serves the real API and page in-process, fed the way the sources feed it (decoded task
 updates into the ledger and the detail ring, trend samples after each "poll") with an hour of
@@ -34,9 +34,11 @@ from exporter.beat.redbeat import RedBeatReader  # noqa: E402
 from exporter.beat.source import BeatSource  # noqa: E402
 from exporter.celery_io import CeleryIO  # noqa: E402
 from exporter.config import Config  # noqa: E402
+from exporter.poller import Poller  # noqa: E402
 from exporter.snapshot import PollHealth, QueueSnapshot, Snapshot  # noqa: E402
 from exporter.state import State  # noqa: E402
 from exporter.taskdata import TaskUpdate  # noqa: E402
+from tests.support.cluster import FakeReader  # noqa: E402
 
 TOKEN = secrets.token_hex(16)  # this run only
 NAMES = ["billing.tasks.send_invoice", "billing.tasks.charge_card", "mail.tasks.send_digest"]
@@ -134,6 +136,25 @@ def seed(state: State) -> str:
     return failed
 
 
+def seed_cluster(state: State) -> None:
+    """The workers and queues a poll sees: a queue nobody consumes, backing up behind a task
+    sent four minutes ago, and a charge stuck for 25 minutes on billing-2."""
+    now = time.time()
+    reader = FakeReader()
+    reader.add_worker(WORKERS[0], queues=("billing",), concurrency=4)
+    reader.add_worker(WORKERS[1], queues=("billing",), concurrency=4, active=[
+        {"id": "5f0c2a9e7d1b4c3aa8e6b1d2c3f4a5b6", "name": NAMES[1], "time_start": now - 1500,
+         "delivery_info": {"routing_key": "billing"}}])  # fmt: skip
+    reader.add_worker(WORKERS[2], queues=("mail",), concurrency=2)
+    head = "9a8b7c6d5e4f40312a1b2c3d4e5f6a7b"
+    state.ledger.apply_many([TaskUpdate(head, "SENT", "events", now - 240,
+                                        name="billing.tasks.export", queue="reports")])  # fmt: skip
+    reader.set_queue("billing", 2, heads=("b1",))
+    reader.set_queue("mail", 0)
+    reader.set_queue("reports", 37, heads=(head,))
+    Poller(state, reader).poll()
+
+
 def _entry(r: fakeredis.FakeRedis, name: str, task: str, schedule: dict[str, object],
            due: float, last: float, enabled: bool = True) -> None:  # fmt: skip
     """One entry as RedBeat stores it: its definition and meta, scored by its next due time."""
@@ -176,10 +197,12 @@ def seed_beat(state: State) -> None:
 def main() -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    config = Config(broker_url="memory://", result_backend="", operator_tokens=(TOKEN,))
+    config = Config(broker_url="memory://", result_backend="", operator_tokens=(TOKEN,),
+                    queues=("reports",))  # fmt: skip
     state = State(config)
     failed = seed(state)
     seed_beat(state)
+    seed_cluster(state)
     app = FastAPI()
     app.include_router(build_router(state, CeleryIO(config), client=fakeredis.FakeRedis()))
     install_error_handlers(app)
@@ -194,9 +217,17 @@ def main() -> None:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1200, "height": 900})
-        page.goto(base + "#tasks")
+        page.goto(base + "#situation")
         page.fill("#token", TOKEN)
         page.click("#save-token")
+        expect(page.locator("body")).to_contain_text("reports")
+        page.select_option("#mode", "greedy")
+        page.click("#propose")
+        page.locator("#approve").wait_for()
+        # The plan's first steps (36 in all: the page's top is the picture, not the list).
+        page.screenshot(path=str(out / "operator-page.png"), full_page=True,
+                        clip={"x": 0, "y": 0, "width": 1200, "height": 2000})  # fmt: skip
+        page.goto(base + "#tasks")
         expect(page.locator("#t-rows tr")).to_have_count(50)
         page.screenshot(path=str(out / "ui-tasks.png"))
         page.goto(f"{base}#task/{failed}")
@@ -217,7 +248,7 @@ def main() -> None:
     server.should_exit = True
     thread.join(10)
     names = ("tasks", "task-detail", "trends", "periodic")
-    print("wrote", ", ".join(f"docs/img/ui-{n}.png" for n in names))
+    print("wrote docs/img/operator-page.png,", ", ".join(f"docs/img/ui-{n}.png" for n in names))
 
 
 if __name__ == "__main__":
