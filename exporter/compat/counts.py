@@ -15,7 +15,6 @@ lock; nothing here does I/O.
 from __future__ import annotations
 
 import threading
-from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from exporter.config import DEFAULT_BUCKETS, Config
 from exporter.decode import clean
 from exporter.decode.compat import host_part
 from exporter.ledger.guard import UNKNOWN
-from exporter.ledger.hosts import compat_default_queue, cumulative
+from exporter.ledger.hosts import compat_default_queue, cumulative, observe
 from exporter.taskdata import RECEIVED, SENT, STARTED, TaskUpdate
 
 # The counters counted here, per delivery (celery-exporter's order).
@@ -154,12 +153,7 @@ class CompatCounts:
         return task
 
     def _observe_wait(self, key: Key, value: float) -> None:
-        value = clean.finite(value) or 0.0
-        hist = self._wait.get(key)
-        if hist is None:
-            hist = self._wait[key] = [0.0] * (len(self.wait_bounds) + 2)
-        hist[bisect_left(self.wait_bounds, value)] += 1
-        hist[-1] += value
+        observe(self._wait, key, self.wait_bounds, clean.finite(value) or 0.0)
 
     def view(self) -> DeliveryView:
         with self._lock:

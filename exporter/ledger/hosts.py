@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from dataclasses import dataclass
+from typing import Any
 
 from exporter.config import DEFAULT_BUCKETS, Config
 from exporter.config_checks import DANIHODOVIC
@@ -78,18 +79,24 @@ class HostCounts:
 
     def observe(self, name: str, queue: str, node: str | None, runtime: float) -> None:
         """A succeeded task's runtime (the ledger observes each task's at most once)."""
-        row = self._row(name, queue, node)
-        hist = self.runtime.get(row)
-        if hist is None:
-            hist = self.runtime[row] = [0.0] * (len(self.bounds) + 2)
-        hist[bisect_left(self.bounds, runtime)] += 1
-        hist[-1] += runtime
+        observe(self.runtime, self._row(name, queue, node), self.bounds, runtime)
 
     def view(self) -> HostView:
         runtime = {row: cumulative(hist) for row, hist in self.runtime.items()}
         overflow = {"hostname": self.nodes.overflow, "exception": self.exceptions.overflow,
                     "series": self._row_overflow}  # fmt: skip
         return HostView(dict(self.counts), runtime, self.bounds, overflow)
+
+
+def observe(table: dict[Any, list[float]], key: object, bounds: tuple[float, ...],
+            value: float) -> None:  # fmt: skip
+    """One observation into a flat histogram row: per-bucket counts (last: +Inf), then the
+    sum."""
+    hist = table.get(key)
+    if hist is None:
+        hist = table[key] = [0.0] * (len(bounds) + 2)
+    hist[bisect_left(bounds, value)] += 1
+    hist[-1] += value
 
 
 def cumulative(hist: list[float]) -> tuple[tuple[int, ...], float]:
