@@ -15,6 +15,7 @@ from exporter.ledger.attribution import (
     INSPECTED,
     count,
     finish,
+    labelled,
     name_label,
     observed,
     release,
@@ -61,7 +62,7 @@ def apply(t: LedgerTables, u: TaskUpdate, now: float, labels: LabelFn) -> bool:
             e = add(t, task_id, Entry(state), now)
         e.seen &= ~INSPECTED
     e.merge(u, now, t.sources.bit(u.source), t.strings.share)
-    if e.seen & HELD and e.name is not None and e.queue is not None:
+    if e.seen & HELD and labelled(t, e):
         release(t, task_id, e, now)  # this update named the task: apply what waited
     if t.tracking:
         t.dirty.add(task_id)
@@ -162,5 +163,5 @@ def observe_running(
         e.worker = e.worker or share(worker)
         if e.started_at is None and not e.seen & READY_MASK:
             e.started_at = started_at
-        if e.seen & HELD and e.name is not None and e.queue is not None:
+        if e.seen & HELD and labelled(t, e):
             release(t, task_id, e, now)

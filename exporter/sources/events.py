@@ -65,10 +65,17 @@ _num = clean.finite
 _text = clean.label
 
 
+# celery.exceptions.Reject's repr (no class name in it): a task that raised Reject without
+# requeue fails with it, and its result's exc_type says "Reject".
+REJECT_REPR = "reject requeue="
+
+
 def exception_type(text: Any) -> str | None:
     """`"ValueError('x')"` (the repr an event carries) -> `"ValueError"`."""
     if not isinstance(text, str) or not text:
         return None
+    if text.startswith(REJECT_REPR):  # so one task's class is the same from either source
+        return "Reject"
     head = text[:300].split("(", 1)[0].strip()
     head = head.rsplit(".", 1)[-1]
     return clean.label(head, 200) if head.isidentifier() else None

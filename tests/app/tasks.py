@@ -10,6 +10,7 @@ import os
 import time
 
 from celery import Celery
+from celery.exceptions import Reject
 
 broker = os.environ.get("TEST_BROKER_URL", "redis://127.0.0.1:6379/0")
 backend = os.environ.get("TEST_BACKEND_URL") or None
@@ -81,3 +82,10 @@ def retry_then_fail(self, marker: str | None = None) -> str:  # type: ignore[no-
     if marker is not None and os.path.exists(marker):
         return "healed"
     raise self.retry(exc=TransientError("connection reset by peer"), countdown=0)
+
+
+@app.task(name="tests.reject", acks_late=True)
+def reject() -> None:
+    # Late ack, so the worker still holds the message and sends task-rejected (an early-acked
+    # message cannot be rejected); Celery >= 5.6 records a FAILURE result for it too.
+    raise Reject("refused", requeue=False)

@@ -175,3 +175,50 @@ def test_the_fail_ratio_by_name_is_the_ledgers() -> None:
             pair = by_name.setdefault(name, [0.0, 0.0])
             pair[metric == "celery_task_succeeded_total"] += v
     assert by_name["app.bad"] == [2.0, 0.0] and by_name["app.ok"] == [0.0, 2.0]
+
+
+def revoked_without_request(task_id: str) -> TaskUpdate:
+    """What Celery's revoke command writes to the backend at once: no request, so no name,
+    queue or worker (celery/worker/control.py `_revoke`)."""
+    meta = {"status": "REVOKED", "task_id": task_id, "date_done": "2023-11-14T22:13:40+00:00",
+            "traceback": None, "children": [],
+            "result": {"exc_type": "TaskRevokedError", "exc_message": ["revoked"],
+                       "exc_module": "celery.exceptions"}}  # fmt: skip
+    update = parse_result(json.dumps(meta).encode(), task_id, SOURCE_PUBSUB)
+    assert isinstance(update, TaskUpdate)
+    return update
+
+
+@pytest.mark.parametrize("result_first", [True, False])
+def test_a_revoke_the_backend_heard_first_counts_under_its_worker(result_first: bool) -> None:
+    """An ETA task revoked by id: the backend's REVOKED (no worker) may reach the ledger
+    before or after the task-sent event that names the task; the worker comes with
+    task-received. The revoke counts under that worker's host, as celery-exporter's
+    task-revoked does, not under hostname="unknown"."""
+    state, src = fresh()
+    sent = {"type": "task-sent", "uuid": "r1", "hostname": "gen7@producer", "name": "app.eta",
+            "queue": "jobs", "timestamp": T0}  # fmt: skip
+    received = {"type": "task-received", "uuid": "r1", "hostname": "w1@node1",
+                "name": "app.eta", "timestamp": T0 + 0.01}  # fmt: skip
+    if result_first:
+        state.ledger.apply_many([revoked_without_request("r1")])
+        src.handle_many([sent, received])
+    else:
+        src.handle_many([sent])
+        state.ledger.apply_many([revoked_without_request("r1")])
+        src.handle_many([received])
+    src.handle_many([{"type": "task-revoked", "uuid": "r1", "hostname": "w1@node1",
+                      "timestamp": T0 + 5, "expired": False}])  # fmt: skip
+    revoked = {dict(labels)["hostname"]: v for (metric, labels), v in compat_values(state).items()
+               if metric == "celery_task_revoked_total" and v}  # fmt: skip
+    assert revoked == {"node1": 1.0}
+
+
+def test_a_revoke_no_worker_ever_names_counts_after_the_grace() -> None:
+    state, src = fresh()
+    src.handle_many([{"type": "task-sent", "uuid": "r2", "hostname": "gen7@producer",
+                      "name": "app.eta", "queue": "jobs", "timestamp": T0}])  # fmt: skip
+    state.ledger.apply_many([revoked_without_request("r2")])
+    revoked = {dict(labels)["hostname"]: v for (metric, labels), v in compat_values(state).items()
+               if metric == "celery_task_revoked_total" and v}  # fmt: skip
+    assert revoked == {"unknown": 1.0}

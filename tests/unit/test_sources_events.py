@@ -59,6 +59,8 @@ def test_exception_type_from_repr() -> None:
     assert exception_type("ValueError('bad input')") == "ValueError"
     assert exception_type("tests.app.tasks.TransientError('x')") == "TransientError"
     assert exception_type("<weird repr>") is None
+    # Celery's Reject repr names no class; its result's exc_type is "Reject"
+    assert exception_type("reject requeue=False: refused") == "Reject"
     assert exception_type(None) is None
     u = parse_event(ev("task-failed", exception="KeyError('k')", traceback="..."))
     assert u is not None and u.state == FAILURE and u.exception_type == "KeyError"
