@@ -39,10 +39,10 @@ _FAILED: Effect = ("w", False, 0)
 # Each has a fast path for an entry whose name and queue are known (the common case, as
 # cheap as before attribution waited) and goes through `held`/`do` otherwise.
 def count(t: LedgerTables, task_id: str, e: Entry, counter: str, now: float, n: int = 1) -> None:
-    if (e.name is None or e.queue is None or (e.worker is None and t.hosts is not None
-                                              and counter in HOST_KINDS)) and held(
-        t, task_id, e, _ONE[counter] if n == 1 else ("c", counter, n), now
-    ):  # fmt: skip
+    waits = e.name is None or e.queue is None
+    if not waits and e.worker is None and t.hosts is not None:
+        waits = counter in HOST_KINDS  # --compat: an outcome waits for its worker too
+    if waits and held(t, task_id, e, _ONE[counter] if n == 1 else ("c", counter, n), now):
         return
     # Admitted labels pass unchanged, so the guards are called only for new or folded ones.
     name = e.name if e.name in t.names.values else t.names(e.name)
