@@ -4,6 +4,7 @@
     python -m bench.ledger_memory --only tasks       # 1M tasks through the ledger
     python -m bench.ledger_memory --only reconcile   # a reconcile of 1M stored results
     python -m bench.ledger_memory --small            # CI-sized smoke run
+    python -m bench.ledger_memory --tree PATH        # import exporter from another checkout
 
 Each figure comes from a fresh child process that does nothing else (the exporter is its own
 process in reality): the reconcile child does not fill Redis, this parent does. The tasks
@@ -90,14 +91,15 @@ def parts(ledger: Any) -> dict[str, float]:
     }
     p = t.pending
     held_values = list(p.held.values())
+    queues = [getattr(p, n) for n in ("order", "at", "ids") if hasattr(p, n)]  # (layouts)
     out["pending_store"] = (
-        w.size([p.held, p.order])
+        w.size([p.held, *queues])
         + w.size(p.held)
         + w.size(held_values)
         + w.size(_flat(held_values))
         + w.size(_flat(_flat(held_values)))
-        + w.size(p.order)
-        + w.size(_flat(p.order))
+        + w.size(item for q in queues for item in q)
+        + w.size(_flat(item for q in queues for item in q))
     )
     ev = t.evicted
     buckets = list(ev._buckets.values())
@@ -116,6 +118,42 @@ def parts(ledger: Any) -> dict[str, float]:
     mb["bytes_per_entry"] = sum(out.values()) / max(1, len(entries))
     mb["held_tasks"] = len(p.held)
     return mb
+
+
+def pymalloc() -> dict[str, float]:
+    """MB in Python's small-object allocator: arenas held, live blocks, free space in them
+    (what a long-lived object sprinkled among freed ones keeps from the system)."""
+    import os
+    import tempfile
+
+    with tempfile.TemporaryFile(mode="w+") as tmp:
+        saved = os.dup(2)
+        os.dup2(tmp.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        tmp.seek(0)
+        text = tmp.read()
+
+    def field(label: str) -> float:
+        for line in text.splitlines():
+            if line.startswith(label):
+                return float(line.rsplit("=", 1)[1].replace(",", "")) / 1e6
+        return 0.0
+
+    arenas = next(
+        (float(line.split()[0]) for line in text.splitlines() if "bytes/arena" in line), 0.0
+    )
+    return {
+        "pymalloc_arenas_mb": arenas * 1.048576,
+        "pymalloc_live_blocks_mb": field("# bytes in allocated blocks"),
+        "pymalloc_free_blocks_mb": field("# bytes in available blocks"),
+        "pymalloc_unused_pools_mb": field(
+            next((line.split("=")[0] for line in text.splitlines() if "unused pools" in line), "?")
+        ),
+    }
 
 
 def _flat(items: Iterable[object]) -> list[object]:
@@ -139,12 +177,16 @@ def tasks_child(n: int, distinct_times: bool, show_parts: bool) -> dict[str, Any
     for i in range(n):
         tid = task_id(i)
         name = f"app.tasks.t{i % 50}"
-        at = now + i * 1e-4 if distinct_times else now
+        if distinct_times:
+            at = now + i * 1e-4
+            started, done = at + 1e-5, at + 2e-5
+            runtime = 0.01 + i % 7 * 1e-3
+        else:  # (bench.ledger_bench's RSS workload: one float object for every time)
+            at = started = done = now
+            runtime = 0.01
         ledger.apply(TaskUpdate(tid, RECEIVED, "events", timestamp=at, name=name, retries=0))
-        ledger.apply(TaskUpdate(tid, STARTED, "events", timestamp=at + 1e-5, worker="w1@host"))
-        ledger.apply(
-            TaskUpdate(tid, SUCCESS, "events", timestamp=at + 2e-5, runtime=0.01 + i % 7 * 1e-3)
-        )
+        ledger.apply(TaskUpdate(tid, STARTED, "events", timestamp=started, worker="w1@host"))
+        ledger.apply(TaskUpdate(tid, SUCCESS, "events", timestamp=done, runtime=runtime))
     cpu = time.process_time() - t0
     counts = ledger.counts()
     out: dict[str, Any] = {
@@ -157,7 +199,7 @@ def tasks_child(n: int, distinct_times: bool, show_parts: bool) -> dict[str, Any
         "released_early": counts.label_overflow,
     }
     if show_parts:
-        out["parts"] = parts(ledger)
+        out["parts"] = parts(ledger) | pymalloc()
     return out
 
 
@@ -186,7 +228,7 @@ def reconcile_child(url: str, n: int, show_parts: bool) -> dict[str, Any]:
         "entries": state.ledger.counts().entries,
     }
     if show_parts:
-        out["parts"] = parts(state.ledger)
+        out["parts"] = parts(state.ledger) | pymalloc()
     return out
 
 
@@ -211,9 +253,12 @@ def _result(tid: str, i: int, status: str) -> bytes:
         {
             "status": status,
             "result": {"exc_type": "ValueError", "exc_message": [f"bad {i}"]} if failed else i,
-            "traceback": "Traceback (most recent call last):\n  ...\nValueError" if failed else None,
+            "traceback": "Traceback (most recent call last):\n  ...\nValueError"
+            if failed
+            else None,
             "children": [],
-            "date_done": f"2026-11-28T10:{i // 60000 % 60:02d}:{i // 1000 % 60:02d}.{i % 1000:03d}000+00:00",
+            "date_done": f"2026-11-28T10:{i // 60000 % 60:02d}:{i // 1000 % 60:02d}"
+            f".{i % 1000:03d}000+00:00",
             "task_id": tid,
         }
     ).encode()
@@ -238,9 +283,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reconcile", type=int, default=None)
     parser.add_argument("--distinct-times", action="store_true")
     parser.add_argument("--parts", action="store_true", help="also walk the tables per part")
+    parser.add_argument("--tree", help="import exporter from this checkout (before/after)")
     parser.add_argument("--tasks-child", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--reconcile-child", nargs=2, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.tree:
+        sys.path.insert(0, args.tree)
     if args.tasks_child is not None:
         print(json.dumps(tasks_child(args.tasks_child, args.distinct_times, args.parts)))
         return 0
@@ -252,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     for key in FULL:
         if getattr(args, key) is not None:
             sizes[key] = getattr(args, key)
-    extra = ["--parts"] if args.parts else []
+    extra = (["--parts"] if args.parts else []) + (["--tree", args.tree] if args.tree else [])
     wanted = set(args.only or FULL)
     if "tasks" in wanted:
         flags = ["--distinct-times"] if args.distinct_times else []

@@ -17,7 +17,7 @@ run under the ledger's lock. `finish` is the label-dependent half of a task's en
 
 from __future__ import annotations
 
-from exporter.ledger.entry import Entry
+from exporter.ledger.entry import Entry, shared_seen
 from exporter.ledger.guard import OTHER
 from exporter.ledger.pending import Effect
 from exporter.ledger.tables import LedgerTables
@@ -145,7 +145,7 @@ def held(t: LedgerTables, task_id: str, e: Entry, effect: Effect, now: float) ->
 def release(t: LedgerTables, task_id: str, e: Entry, now: float, early: bool = False) -> None:
     """Apply the held effects under the labels known now; the entry is never held again."""
     effects = t.pending.take(task_id)
-    e.seen = (e.seen & ~HELD) | RESOLVED
+    e.seen = shared_seen((e.seen & ~HELD) | RESOLVED)
     if early:
         t.pending.early += 1
     if e.name is None:
@@ -173,7 +173,7 @@ def note_last(t: LedgerTables, e: Entry, counter: str, now: float) -> None:
 
 def expire(t: LedgerTables, now: float) -> None:
     """Release every entry whose grace has ended (cheap when none has)."""
-    order = t.pending.order
-    if order and order[0][0] <= now:
+    due = t.pending.at
+    if due and due[0] <= now:
         for task_id in t.pending.due(now):
             release(t, task_id, t.entries[task_id], now)

@@ -19,7 +19,7 @@ from exporter.ledger.attribution import (
     observed,
     release,
 )
-from exporter.ledger.entry import BIT, READY_MASK, Entry
+from exporter.ledger.entry import BIT, READY_MASK, SHARED_SEEN, Entry, shared_seen
 from exporter.ledger.guard import UNKNOWN
 from exporter.ledger.histograms import LabelFn
 from exporter.ledger.tables import LedgerTables
@@ -70,11 +70,13 @@ def apply(t: LedgerTables, u: TaskUpdate, now: float, labels: LabelFn) -> bool:
         if u.retries is not None:
             floor = u.retries + 1  # result_extended numbers the retry
         elif u.source == SOURCE_EVENTS:
-            e.retry_ev += 1  # task-retried has no number: the n-th one heard is >= n
-            floor = e.retry_ev
+            x = e.extra()
+            x.retry_ev += 1  # task-retried has no number: the n-th one heard is >= n
+            floor = x.retry_ev
         else:
-            e.retry_other += 1
-            floor = e.retry_other
+            x = e.extra()
+            x.retry_other += 1
+            floor = x.retry_other
         counted = raise_retries(t, task_id, e, floor, now)
     elif bit and not e.seen & bit:
         e.seen |= bit
@@ -97,6 +99,7 @@ def apply(t: LedgerTables, u: TaskUpdate, now: float, labels: LabelFn) -> bool:
         runtime, wait = t.hists.observe(e, u.runtime, now, labels if known else None)
         if runtime is not None or wait is not None:
             observed(t, task_id, e, runtime, wait, now)
+    e.seen = SHARED_SEEN.get(e.seen) or shared_seen(e.seen)  # (inline: per update)
     return counted
 
 
@@ -112,10 +115,11 @@ def raise_retries(t: LedgerTables, task_id: str, e: Entry, floor: int, now: floa
     """Retries are counted as a lower bound that only grows: max over what each source
     proves (its own count of unnumbered retries, retry numbers, attempt numbers). So the
     same retry heard from events and pub/sub, in any order, counts once."""
-    delta = min(floor, e.retry_total + MAX_RETRY_STEP) - e.retry_total
+    total = e.x.retry_total
+    delta = min(floor, total + MAX_RETRY_STEP) - total
     if delta <= 0:
         return False
-    e.retry_total += delta
+    e.extra().retry_total = total + delta
     count(t, task_id, e, "retried", now, delta)
     t.recent.append(task_id)
     return True
@@ -130,11 +134,23 @@ def evict(t: LedgerTables, now: float) -> None:
         del t.entries[task_id]
         t.running.pop(task_id, None)
         t.evictions += 1
+        if t.evictions % max(1024, t.max_tasks // 2) == 0:
+            t.entries = compacted(t.entries)
         # A counted result a reconcile could find again must stay known as counted.
         if t.backfill and e.settled is not None and e.settled > t.watermark:
             t.evicted.add(task_id, e.settled)
         if t.tracking:
             t.dirty.add(task_id)
+
+
+def compacted(d: dict[str, Entry]) -> dict[str, Entry]:
+    """A copy of a dict that evictions churn, sized for what it holds.
+
+    First-in first-out deletes leave dead slots that only a resize reclaims, and a resize of
+    a dict holding 200,000 entries allocates for 600,000: 15.4 MB of table. A copy is sized
+    for its live entries (7.7 MB), and one every max_tasks / 2 evictions comes before the
+    next resize (measured: 1M inserts, 200,000 kept, +0.17 s in all, 0.2 us per eviction)."""
+    return dict(d)
 
 
 def observe_running(
@@ -148,7 +164,7 @@ def observe_running(
         if e is None:
             # Seen running before any source reported it: its names wait for them.
             e = add(t, task_id, Entry(STARTED if started_at else RECEIVED), now)
-            e.seen |= INSPECTED
+            e.seen = shared_seen(e.seen | INSPECTED)
             e.sources |= t.sources.bit(SOURCE_INSPECT)
             if t.tracking:
                 t.dirty.add(task_id)
