@@ -5,6 +5,7 @@
     python -m bench.ledger_memory --only reconcile   # a reconcile of 1M stored results
     python -m bench.ledger_memory --small            # CI-sized smoke run
     python -m bench.ledger_memory --tree PATH        # import exporter from another checkout
+    python -m bench.ledger_memory --rate 1000        # the ledger's clock at 1,000 tasks/s
 
 Each figure comes from a fresh child process that does nothing else (the exporter is its own
 process in reality): the reconcile child does not fill Redis, this parent does. The tasks
@@ -12,7 +13,9 @@ workload is `bench.ledger_bench`'s RSS one (received with a name and no queue, s
 succeeded, all from events, so each task waits out --label-grace for a queue no source
 names: what a cluster without task-sent events and without result_extended sends);
 `--distinct-times` gives each event its own timestamp, as a real stream does (the default
-shares one float object between every task, as the recorded figures always did).
+shares one float object between every task, as the recorded figures always did). Replayed
+flat out (~22,000 tasks/s), 5 s of tasks is more than the grace store's bound of 50,000 ids,
+so it stays full; `--rate` moves the ledger's clock as if the tasks came at that rate.
 
 Parts are counted by walking the ledger's tables with `sys.getsizeof`, each object once (a
 float or string shared by two fields counts in the first part that holds it); they leave out
@@ -41,11 +44,11 @@ def _rss_mb() -> float:
         return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS")) / 1024
 
 
-def _state(**cfg: Any) -> Any:
+def _state(clock: Any = None, **cfg: Any) -> Any:
     from exporter.config import Config
     from exporter.state import State
 
-    return State(Config(broker_url="redis://127.0.0.1:1/0", **cfg))
+    return State(Config(broker_url="redis://127.0.0.1:1/0", **cfg), clock=clock)
 
 
 def task_id(i: int) -> str:
@@ -166,15 +169,29 @@ def _flat(items: Iterable[object]) -> list[object]:
     return out
 
 
-def tasks_child(n: int, distinct_times: bool, show_parts: bool) -> dict[str, Any]:
+def _as_the_daemon() -> None:
+    """What the daemon sets for the process at start (older trees have nothing to set)."""
+    from exporter import gcpause
+
+    if hasattr(gcpause, "map_large_blocks"):
+        gcpause.map_large_blocks()
+
+
+def tasks_child(n: int, distinct_times: bool, show_parts: bool, rate: float) -> dict[str, Any]:
+    from exporter.clock import FakeClock
     from exporter.taskdata import RECEIVED, STARTED, SUCCESS, TaskUpdate
 
-    state = _state()
+    _as_the_daemon()
+    now = time.time()
+    # --rate: the ledger's clock moves 1/rate per task, as if they came at that rate.
+    clock = FakeClock(now) if rate else None
+    state = _state(clock)
     ledger = state.ledger
     base = _rss_mb()
-    now = time.time()
     t0 = time.process_time()
     for i in range(n):
+        if clock is not None:
+            clock.advance(1 / rate)
         tid = task_id(i)
         name = f"app.tasks.t{i % 50}"
         if distinct_times:
@@ -208,6 +225,7 @@ def reconcile_child(url: str, n: int, show_parts: bool) -> dict[str, Any]:
     from exporter.keeper.gate import StartGate
     from exporter.sources.reconcile import ReconcileSource
 
+    _as_the_daemon()
     state = _state(
         result_backend=url,
         reconcile_batch=1000,
@@ -282,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", type=int, default=None)
     parser.add_argument("--reconcile", type=int, default=None)
     parser.add_argument("--distinct-times", action="store_true")
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="tasks per second of ledger clock (0: real)"
+    )
     parser.add_argument("--parts", action="store_true", help="also walk the tables per part")
     parser.add_argument("--tree", help="import exporter from this checkout (before/after)")
     parser.add_argument("--tasks-child", type=int, default=None, help=argparse.SUPPRESS)
@@ -290,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.tree:
         sys.path.insert(0, args.tree)
     if args.tasks_child is not None:
-        print(json.dumps(tasks_child(args.tasks_child, args.distinct_times, args.parts)))
+        child = tasks_child(args.tasks_child, args.distinct_times, args.parts, args.rate)
+        print(json.dumps(child))
         return 0
     if args.reconcile_child is not None:
         url, n = args.reconcile_child
@@ -304,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     wanted = set(args.only or FULL)
     if "tasks" in wanted:
         flags = ["--distinct-times"] if args.distinct_times else []
+        flags += ["--rate", str(args.rate)] if args.rate else []
         _print("tasks", _child("--tasks-child", str(sizes["tasks"]), *flags, *extra))
     if "reconcile" in wanted:
         from tests.support.redisserver import RedisServer
