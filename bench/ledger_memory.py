@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -126,7 +127,6 @@ def parts(ledger: Any) -> dict[str, float]:
 def pymalloc() -> dict[str, float]:
     """MB in Python's small-object allocator: arenas held, live blocks, free space in them
     (what a long-lived object sprinkled among freed ones keeps from the system)."""
-    import os
     import tempfile
 
     with tempfile.TemporaryFile(mode="w+") as tmp:
@@ -324,10 +324,12 @@ def main(argv: list[str] | None = None) -> int:
             sizes[key] = getattr(args, key)
     extra = (["--parts"] if args.parts else []) + (["--tree", args.tree] if args.tree else [])
     wanted = set(args.only or FULL)
+    report: dict[str, Any] = {}
     if "tasks" in wanted:
         flags = ["--distinct-times"] if args.distinct_times else []
         flags += ["--rate", str(args.rate)] if args.rate else []
-        _print("tasks", _child("--tasks-child", str(sizes["tasks"]), *flags, *extra))
+        report["tasks"] = _child("--tasks-child", str(sizes["tasks"]), *flags, *extra)
+        _print("tasks", report["tasks"])
     if "reconcile" in wanted:
         from tests.support.redisserver import RedisServer
 
@@ -336,9 +338,13 @@ def main(argv: list[str] | None = None) -> int:
         try:
             url = f"{server.url}/5"
             _fill(url, sizes["reconcile"])
-            _print("reconcile", _child("--reconcile-child", url, str(sizes["reconcile"]), *extra))
+            n = str(sizes["reconcile"])
+            report["reconcile"] = _child("--reconcile-child", url, n, *extra)
+            _print("reconcile", report["reconcile"])
         finally:
             server.cleanup()
+    if os.environ.get("BENCH_JSON"):
+        Path(os.environ["BENCH_JSON"]).write_text(json.dumps(report, indent=2))
     return 0
 
 
