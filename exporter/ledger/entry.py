@@ -6,9 +6,8 @@ when someone reads it. Nothing mutable here is process-wide: the string interner
 source bits are per ledger (`Strings`, `SourceBits`, kept in its tables); only the ints of
 `seen` are shared (`shared_seen`), as CPython shares small ints.
 
-Per entry at 200,000 (bench/ledger_memory.py --parts): the `Entry` 136 B (13 slots; the
-retry counts moved to `Extra`, which few tasks need, and the source bits into `seen`), its
-`seen` int shared.
+Per entry at 200,000 (bench/ledger_memory.py --parts): the `Entry` 144 B (14 slots; the
+retry counts moved to `Extra`, which few tasks need), its `seen` int shared.
 """
 
 from __future__ import annotations
@@ -41,8 +40,6 @@ MAX_TEXT = 2000  # exception text kept per task, so a multi-megabyte message can
 
 KNOWN_SOURCES = (SOURCE_EVENTS, SOURCE_PUBSUB, SOURCE_RECONCILE, SOURCE_INSPECT)
 MAX_SOURCES = 16  # bits of `Entry.sources`
-SOURCE_SHIFT = 16  # `Entry.sources` is kept in `Entry.seen` from this bit up (a slot less)
-FLAGS_MASK = (1 << SOURCE_SHIFT) - 1  # the states and flags of `seen`, what is saved
 SHARED_MAX = 20_000
 
 
@@ -145,6 +142,7 @@ class Entry:
         "seen",
         "sent_at",
         "settled",
+        "sources",
         "started_at",
         "state",
         "updated_at",
@@ -163,7 +161,8 @@ class Entry:
         self.finished_at: float | None = None
         self.updated_at: float | None = None
         self.runtime: float | None = None
-        self.seen = 0  # BIT per state seen, the _DONE flags, and the sources (SOURCE_SHIFT)
+        self.sources = 0
+        self.seen = 0  # BIT per state seen, plus the _DONE flags
         self.settled: float | None = None
         self.x: Extra = _NO_EXTRA  # shared empty one until a field is set: saves memory
 
@@ -180,7 +179,6 @@ class Entry:
     kwargs = property(lambda self: self.x.kwargs)
     args_complete = property(lambda self: self.x.args_complete)
     parent_id = property(lambda self: self.x.parent_id)
-    sources = property(lambda self: self.seen >> SOURCE_SHIFT)  # SourceBits bits
     retries = property(lambda self: self.x.retries)
     retry_total = property(lambda self: self.x.retry_total)
     retry_ev = property(lambda self: self.x.retry_ev)
@@ -250,7 +248,7 @@ class Entry:
             self.started_at = ts
         elif state in (SUCCESS, FAILURE, REVOKED, REJECTED):
             self.finished_at = ts
-        self.seen |= sbit << SOURCE_SHIFT
+        self.sources |= sbit
 
 
 def record_of(task_id: str, e: Entry, sources: SourceBits) -> TaskRecord:

@@ -126,18 +126,3 @@ def test_entries_copied_after_evictions_keep_the_newest_and_their_dedup() -> Non
     assert led.get("t7951") is None and led.get("t7952") is not None
     assert not any(led.apply(U(f"t{i}", SUCCESS)) for i in range(7952, 10_000))
     assert led.totals()["succeeded"] == 10_000
-
-
-def test_sources_kept_in_seen_are_read_back_and_never_saved() -> None:
-    led = Ledger(clock=FakeClock())
-    led.apply(U("a", RECEIVED, name="t", queue="q"))
-    led.apply(U("a", SUCCESS, SOURCE_PUBSUB))
-    led.observe_running([("b", "t", "q", "w", None)])
-    assert led.get("a").sources == {SOURCE_EVENTS, SOURCE_PUBSUB}  # type: ignore[union-attr]
-    assert led.get("b").sources == {"inspect"}  # type: ignore[union-attr]
-    saved = led.export_state()["seen"]["a"]
-    seen = int(saved.split("\x1f")[0])
-    assert seen == 2 | 8  # received and succeeded: no source bits saved
-    again = Ledger(clock=FakeClock())
-    again.import_state(led.export_state() | {"seen": {"a": saved}})
-    assert not again.apply(U("a", SUCCESS, SOURCE_EVENTS))
