@@ -6,8 +6,9 @@ when someone reads it. Nothing mutable here is process-wide: the string interner
 source bits are per ledger (`Strings`, `SourceBits`, kept in its tables); only the ints of
 `seen` are shared (`shared_seen`), as CPython shares small ints.
 
-Per entry at 200,000 (bench/ledger_memory.py --parts): the `Entry` 144 B (14 slots; the
-retry counts moved to `Extra`, which few tasks need), its `seen` int shared.
+Per entry at 200,000 (bench/ledger_memory.py --parts): the `Entry` 128 B (12 slots; the
+retry counts moved to `Extra`, which few tasks need; state and sources kept in `seen`), its
+`seen` int shared.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable
 
 from exporter.taskdata import (
     FAILURE,
+    PENDING,
     RECEIVED,
     REJECTED,
     RETRY,
@@ -40,6 +42,20 @@ MAX_TEXT = 2000  # exception text kept per task, so a multi-megabyte message can
 
 KNOWN_SOURCES = (SOURCE_EVENTS, SOURCE_PUBSUB, SOURCE_RECONCILE, SOURCE_INSPECT)
 MAX_SOURCES = 16  # bits of `Entry.sources`
+# `Entry.seen` holds, from bit 0 up: a bit per state seen and the flags (the 16 bits saved:
+# FLAGS_MASK), the current state's code (4 bits), the source bits. Two slots less than
+# `state` and `sources` of their own: 128 B an Entry, not 144 (pymalloc sizes in steps of
+# 16 B, so one slot less saved nothing).
+STATE_SHIFT = 16
+SOURCE_SHIFT = 20
+FLAGS_MASK = (1 << STATE_SHIFT) - 1
+_STATE_MASK = 15 << STATE_SHIFT
+_NOT_STATE = ~_STATE_MASK
+_BELOW_SOURCES = (1 << SOURCE_SHIFT) - 1
+# The states an entry can be in (what the sources' decoders produce); any other is PENDING.
+STATE_NAMES = (PENDING, SENT, RECEIVED, STARTED, RETRY, SUCCESS, FAILURE, REVOKED, REJECTED)
+_CODE = {state: i << STATE_SHIFT for i, state in enumerate(STATE_NAMES)}
+_RANK_OF_CODE = {code: RANK.get(state, 0) for state, code in _CODE.items()}
 SHARED_MAX = 20_000
 
 
@@ -63,14 +79,15 @@ class Strings:
 
 
 class SourceBits:
-    """The bit of `Entry.sources` each source name gets: the known sources first, then
-    others in the order first seen (up to 16 in all; later ones get no bit). One per ledger."""
+    """The bit of `Entry.seen` (from SOURCE_SHIFT up: `Entry.sources`) each source name
+    gets: the known sources first, then others in the order first seen (up to 16 in all;
+    later ones get no bit). One per ledger."""
 
     __slots__ = ("_bits", "names")
 
     def __init__(self) -> None:
         self.names: list[str] = list(KNOWN_SOURCES)
-        self._bits: dict[str, int] = {s: 1 << i for i, s in enumerate(self.names)}
+        self._bits: dict[str, int] = {s: 1 << (SOURCE_SHIFT + i) for i, s in enumerate(self.names)}
 
     def bit(self, source: str) -> int:
         bit = self._bits.get(source)
@@ -79,11 +96,11 @@ class SourceBits:
         if len(self.names) >= MAX_SOURCES:
             return 0
         self.names.append(source)
-        bit = self._bits[source] = 1 << (len(self.names) - 1)
+        bit = self._bits[source] = 1 << (SOURCE_SHIFT + len(self.names) - 1)
         return bit
 
     def of(self, mask: int) -> set[str]:
-        return {s for i, s in enumerate(self.names) if mask & (1 << i)}
+        return {s for i, s in enumerate(self.names) if mask & (1 << (SOURCE_SHIFT + i))}
 
 
 class Extra:
@@ -142,16 +159,15 @@ class Entry:
         "seen",
         "sent_at",
         "settled",
-        "sources",
         "started_at",
-        "state",
         "updated_at",
         "worker",
         "x",
     )
 
     def __init__(self, state: str) -> None:
-        self.state = state
+        # BIT per state seen, the _DONE flags, the state's code and the sources (see above)
+        self.seen = _CODE.get(state, 0)
         self.name: str | None = None
         self.queue: str | None = None
         self.worker: str | None = None
@@ -161,8 +177,6 @@ class Entry:
         self.finished_at: float | None = None
         self.updated_at: float | None = None
         self.runtime: float | None = None
-        self.sources = 0
-        self.seen = 0  # BIT per state seen, plus the _DONE flags
         self.settled: float | None = None
         self.x: Extra = _NO_EXTRA  # shared empty one until a field is set: saves memory
 
@@ -170,6 +184,20 @@ class Entry:
         if self.x is _NO_EXTRA:
             self.x = Extra()
         return self.x
+
+    @property
+    def state(self) -> str:
+        """The latest state by RANK (ties: the latest heard)."""
+        return STATE_NAMES[(self.seen & _STATE_MASK) >> STATE_SHIFT]
+
+    @state.setter
+    def state(self, value: str) -> None:
+        self.seen = (self.seen & ~_STATE_MASK) | _CODE.get(value, 0)
+
+    @property
+    def sources(self) -> int:
+        """The `SourceBits` bits of the sources that reported this task."""
+        return self.seen & ~_BELOW_SOURCES
 
     # Read-only views of the rarely set fields.
     eta = property(lambda self: self.x.eta)
@@ -210,9 +238,12 @@ class Entry:
         """Fold one update into this entry; `share` interns name/queue/worker strings."""
         ts = u.timestamp if u.timestamp is not None else now
         state = u.state
-        if RANK.get(state, 0) >= RANK.get(self.state, 0):
-            self.state = state
+        code = _CODE.get(state, 0)
+        seen = self.seen | sbit
+        if _RANK_OF_CODE[code] >= _RANK_OF_CODE[seen & _STATE_MASK]:
+            seen = seen & _NOT_STATE | code
             self.updated_at = ts
+        self.seen = seen
         if u.name is not None:
             self.name = share(u.name)
         if u.queue is not None:
@@ -248,7 +279,6 @@ class Entry:
             self.started_at = ts
         elif state in (SUCCESS, FAILURE, REVOKED, REJECTED):
             self.finished_at = ts
-        self.sources |= sbit
 
 
 def record_of(task_id: str, e: Entry, sources: SourceBits) -> TaskRecord:

@@ -19,7 +19,13 @@ from exporter.ledger.attribution import (
     observed,
     release,
 )
-from exporter.ledger.entry import BIT, READY_MASK, SHARED_SEEN, Entry, shared_seen
+from exporter.ledger.entry import (
+    BIT,
+    READY_MASK,
+    SHARED_SEEN,
+    Entry,
+    shared_seen,
+)
 from exporter.ledger.guard import UNKNOWN
 from exporter.ledger.histograms import LabelFn
 from exporter.ledger.tables import LedgerTables
@@ -164,8 +170,7 @@ def observe_running(
         if e is None:
             # Seen running before any source reported it: its names wait for them.
             e = add(t, task_id, Entry(STARTED if started_at else RECEIVED), now)
-            e.seen = shared_seen(e.seen | INSPECTED)
-            e.sources |= t.sources.bit(SOURCE_INSPECT)
+            e.seen = shared_seen(e.seen | INSPECTED | t.sources.bit(SOURCE_INSPECT))
             if t.tracking:
                 t.dirty.add(task_id)
         # A finished task's names still help while its effects wait for them (the

@@ -7,6 +7,7 @@ from typing import Any
 
 from exporter.clock import FakeClock
 from exporter.ledger import Ledger
+from exporter.ledger.entry import STATE_NAMES, Entry
 from exporter.ledger.pending import MAX_EFFECTS, Effect, PendingLabels
 from exporter.taskdata import (
     RECEIVED,
@@ -126,3 +127,35 @@ def test_entries_copied_after_evictions_keep_the_newest_and_their_dedup() -> Non
     assert led.get("t7951") is None and led.get("t7952") is not None
     assert not any(led.apply(U(f"t{i}", SUCCESS)) for i in range(7952, 10_000))
     assert led.totals()["succeeded"] == 10_000
+
+
+def test_state_and_sources_kept_in_seen_are_read_back_and_never_saved() -> None:
+    led = Ledger(clock=FakeClock())
+    led.apply(U("a", RECEIVED, name="t", queue="q", timestamp=1.0))
+    led.apply(U("a", SUCCESS, SOURCE_PUBSUB, timestamp=3.0))
+    led.apply(U("a", STARTED, timestamp=2.0))  # late: the state stays, the source is noted
+    led.observe_running([("b", "t", "q", "w", None)])
+    a = led.get("a")
+    assert a is not None and a.state == SUCCESS and a.updated_at == 3.0
+    assert a.sources == {SOURCE_EVENTS, SOURCE_PUBSUB}
+    assert led.get("b").sources == {"inspect"}  # type: ignore[union-attr]
+    assert led.get("b").state == RECEIVED  # type: ignore[union-attr]
+    saved = led.export_state()["seen"]["a"]
+    assert int(saved.split("\x1f")[0]) == 2 | 4 | 8  # the state bits only, as before
+    again = Ledger(clock=FakeClock())
+    again.import_state(led.export_state() | {"seen": {"a": saved}})
+    assert again.get("a").state == SUCCESS  # type: ignore[union-attr]
+    assert not again.apply(U("a", SUCCESS, SOURCE_EVENTS))
+
+
+def test_a_retry_outranks_a_later_start_and_every_state_reads_back() -> None:
+    led = Ledger(clock=FakeClock())
+    led.apply(U("a", RETRY, name="t", queue="q"))
+    led.apply(U("a", STARTED))
+    assert led.get("a").state == RETRY  # type: ignore[union-attr]
+    for state in STATE_NAMES:
+        e = Entry(state)
+        assert e.state == state and e.sources == 0 and e.seen & 0xFFFF == 0
+        e.state = SUCCESS
+        assert e.state == SUCCESS and e.seen & 0xFFFF == 0
+    assert Entry("NOT_A_STATE").state == "PENDING"
