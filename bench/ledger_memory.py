@@ -16,6 +16,8 @@ names: what a cluster without task-sent events and without result_extended sends
 shares one float object between every task, as the recorded figures always did). Replayed
 flat out (~22,000 tasks/s), 5 s of tasks is more than the grace store's bound of 50,000 ids,
 so it stays full; `--rate` moves the ledger's clock as if the tasks came at that rate.
+`--batch N` hands the ledger N updates per `apply_many`, as the event consumer does with
+what it read in one wake-up (they then share one settle time), instead of one per call.
 
 Parts are counted by walking the ledger's tables with `sys.getsizeof`, each object once (a
 float or string shared by two fields counts in the first part that holds it); they leave out
@@ -177,7 +179,9 @@ def _as_the_daemon() -> None:
         gcpause.map_large_blocks()
 
 
-def tasks_child(n: int, distinct_times: bool, show_parts: bool, rate: float) -> dict[str, Any]:
+def tasks_child(
+    n: int, distinct_times: bool, show_parts: bool, rate: float, batch: int
+) -> dict[str, Any]:
     from exporter.clock import FakeClock
     from exporter.taskdata import RECEIVED, STARTED, SUCCESS, TaskUpdate
 
@@ -189,6 +193,7 @@ def tasks_child(n: int, distinct_times: bool, show_parts: bool, rate: float) -> 
     ledger = state.ledger
     base = _rss_mb()
     t0 = time.process_time()
+    pending: list[Any] = []
     for i in range(n):
         if clock is not None:
             clock.advance(1 / rate)
@@ -201,9 +206,19 @@ def tasks_child(n: int, distinct_times: bool, show_parts: bool, rate: float) -> 
         else:  # (bench.ledger_bench's RSS workload: one float object for every time)
             at = started = done = now
             runtime = 0.01
-        ledger.apply(TaskUpdate(tid, RECEIVED, "events", timestamp=at, name=name, retries=0))
-        ledger.apply(TaskUpdate(tid, STARTED, "events", timestamp=started, worker="w1@host"))
-        ledger.apply(TaskUpdate(tid, SUCCESS, "events", timestamp=done, runtime=runtime))
+        pending += (
+            TaskUpdate(tid, RECEIVED, "events", timestamp=at, name=name, retries=0),
+            TaskUpdate(tid, STARTED, "events", timestamp=started, worker="w1@host"),
+            TaskUpdate(tid, SUCCESS, "events", timestamp=done, runtime=runtime),
+        )
+        if len(pending) >= batch:
+            if batch == 1:  # one update per call, as bench.ledger_bench
+                for u in pending:
+                    ledger.apply(u)
+            else:  # what a consumer's batch gets: one apply_many, one `now`
+                ledger.apply_many(pending)
+            pending = []
+    ledger.apply_many(pending)
     cpu = time.process_time() - t0
     counts = ledger.counts()
     out: dict[str, Any] = {
@@ -303,6 +318,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rate", type=float, default=0.0, help="tasks per second of ledger clock (0: real)"
     )
+    parser.add_argument(
+        "--batch", type=int, default=1, help="updates per apply_many (1: apply each)"
+    )
     parser.add_argument("--parts", action="store_true", help="also walk the tables per part")
     parser.add_argument("--tree", help="import exporter from this checkout (before/after)")
     parser.add_argument("--tasks-child", type=int, default=None, help=argparse.SUPPRESS)
@@ -311,7 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.tree:
         sys.path.insert(0, args.tree)
     if args.tasks_child is not None:
-        child = tasks_child(args.tasks_child, args.distinct_times, args.parts, args.rate)
+        child = tasks_child(
+            args.tasks_child, args.distinct_times, args.parts, args.rate, args.batch
+        )
         print(json.dumps(child))
         return 0
     if args.reconcile_child is not None:
@@ -328,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     if "tasks" in wanted:
         flags = ["--distinct-times"] if args.distinct_times else []
         flags += ["--rate", str(args.rate)] if args.rate else []
+        flags += ["--batch", str(args.batch)]
         report["tasks"] = _child("--tasks-child", str(sizes["tasks"]), *flags, *extra)
         _print("tasks", report["tasks"])
     if "reconcile" in wanted:
