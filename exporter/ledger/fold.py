@@ -105,7 +105,9 @@ def apply(t: LedgerTables, u: TaskUpdate, now: float, labels: LabelFn) -> bool:
         runtime, wait = t.hists.observe(e, u.runtime, now, labels if known else None)
         if runtime is not None or wait is not None:
             observed(t, task_id, e, runtime, wait, now)
-    e.seen = SHARED_SEEN.get(e.seen) or shared_seen(e.seen)  # (inline: per update)
+    seen = e.seen
+    if seen & READY_MASK:  # a finished entry stays: its `seen` is one shared int (inline)
+        e.seen = SHARED_SEEN.get(seen) or shared_seen(seen)
     return counted
 
 

@@ -20,13 +20,14 @@ own lock.
 
 Memory: the store fills to its bound whenever tasks arrive faster than limit / grace (10,000
 a second at the defaults), e.g. a cluster without task-sent events, whose tasks no source
-gives a queue, or a reconcile of results stored without a name. So an id holds one flat
-tuple (its deadline, then its effects, the common ones as a bare counter name, bool or
-runtime float: `_pack`), and the deadline queue is two deques of plain references, the
-deadline float shared by every id held in the same ledger batch. Full (50,000 ids, each with
-received, started, succeeded, a runtime and a window entry) it took 20.3 MB as
-(deadline, list of effect tuples) values and (deadline, id) queue items, ~10 MB now
-(bench/ledger_memory.py --parts).
+gives a queue, or a reconcile of results stored without a name. So an id holds one list
+(its deadline, then its effects; the common effects are shared tuples, attribution.py), the
+deadline queue is two deques of plain references, and the deadline float is shared by every
+id held in the same ledger batch. Full (50,000 ids, each with received, started, succeeded,
+a runtime and a window entry) it took 20.3 MB as (deadline, list of effects) tuples and
+(deadline, id) queue items (bench/ledger_memory.py --parts). Tried: a flat tuple rebuilt per
+effect, with the common effects packed as a bare name, bool or float, took 1.5 MB less at
+the bound but 0.45 s more CPU per 200,000 tasks.
 """
 
 from __future__ import annotations
@@ -41,32 +42,6 @@ Effect = tuple[str, Any, Any]
 # A task has at most 8 states, 2 histograms, 1 exception and 1 window entry; retries add one
 # each. More than this within one grace is a retry storm or a hostile stream: release it.
 MAX_EFFECTS = 32
-
-
-# One held item per effect: ("c", counter, 1) as the counter's name, ("w", ok, 0) as the bool,
-# ("r", runtime, 0) as the number; any other effect as its tuple.
-Packed = str | bool | float | Effect
-
-
-def _pack(effect: Effect) -> Packed:
-    kind, a, b = effect
-    if kind == "c" and b == 1 and a.__class__ is str:
-        return a
-    if kind == "w" and (a is True or a is False):
-        return a
-    if kind == "r" and a.__class__ is float:
-        return a
-    return effect
-
-
-def _unpack(item: Packed) -> Effect:
-    if item.__class__ is str:
-        return ("c", item, 1)
-    if item is True or item is False:
-        return ("w", item, 0)
-    if item.__class__ is float:
-        return ("r", item, 0)
-    return item  # type: ignore[return-value]
 
 
 class PendingLabels:
@@ -86,8 +61,8 @@ class PendingLabels:
     def __init__(self, grace: float, limit: int) -> None:
         self.grace = grace
         self.limit = max(1, limit)
-        # id -> (deadline, packed effect, ...), replaced by a longer tuple per effect held
-        self.held: dict[str, tuple[Any, ...]] = {}
+        # id -> [deadline, effect, ...]
+        self.held: dict[str, list[Any]] = {}
         # The deadline queue, oldest first, as two deques in step: `at[i]` is the deadline of
         # `ids[i]`. An item is stale when its id was released (or re-held with another
         # deadline) since.
@@ -112,20 +87,20 @@ class PendingLabels:
         slot = self.held.get(task_id)
         if slot is None:
             deadline = self._deadline_for(now)
-            self.held[task_id] = (deadline, _pack(effect))
+            self.held[task_id] = [deadline, effect]
             self.at.append(deadline)
             self.ids.append(task_id)
             if len(self.ids) > 2 * self.limit:
                 self._compact()
             return True
-        self.held[task_id] = (*slot, _pack(effect))
-        return len(slot) <= MAX_EFFECTS  # (the new tuple holds len(slot) effects)
+        slot.append(effect)
+        return len(slot) <= MAX_EFFECTS + 1  # (after the deadline)
 
     def restore(self, task_id: str, effects: list[Effect], now: float) -> None:
         """Hold effects read back from saved state, with a fresh grace."""
         if effects and task_id not in self.held:
             deadline = self._deadline_for(now)
-            self.held[task_id] = (deadline, *map(_pack, effects[:MAX_EFFECTS]))
+            self.held[task_id] = [deadline, *effects[:MAX_EFFECTS]]
             self.at.append(deadline)
             self.ids.append(task_id)
 
@@ -140,11 +115,12 @@ class PendingLabels:
             # entries, fold.compacted): 3.8 -> 1.9 MB of table at 50,000 held.
             self._taken = 0
             self.held = dict(self.held)
-        return [_unpack(item) for item in slot[1:]]
+        del slot[0]
+        return slot
 
     def effects(self, task_id: str) -> list[Effect]:
         slot = self.held.get(task_id)
-        return [_unpack(item) for item in slot[1:]] if slot is not None else []
+        return slot[1:] if slot is not None else []
 
     def due(self, now: float) -> list[str]:
         """Ids whose grace has ended, oldest first (still held: the caller takes them)."""
