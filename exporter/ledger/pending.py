@@ -21,13 +21,14 @@ own lock.
 Memory: the store fills to its bound whenever tasks arrive faster than limit / grace (10,000
 a second at the defaults), e.g. a cluster without task-sent events, whose tasks no source
 gives a queue, or a reconcile of results stored without a name. So an id holds one list
-(its deadline, then its effects; the common effects are shared tuples, attribution.py), the
-deadline queue is two deques of plain references, and the deadline float is shared by every
-id held in the same ledger batch. Full (50,000 ids, each with received, started, succeeded,
-a runtime and a window entry) it took 20.3 MB as (deadline, list of effects) tuples and
-(deadline, id) queue items (bench/ledger_memory.py --parts). Tried: a flat tuple rebuilt per
-effect, with the common effects packed as a bare name, bool or float, took 1.5 MB less at
-the bound but 0.45 s more CPU per 200,000 tasks.
+(its deadline, then its effects: the common ones are shared tuples, attribution.py, and a
+runtime is held as its bare float), the deadline queue is two deques of plain references,
+and the deadline float is shared by every id held in the same ledger batch. At the bound
+(50,000 ids, each with received, started, succeeded, a runtime and a window entry) that is
+10.7 MB, 20.3 MB as (deadline, list of effect tuples) and (deadline, id) queue items
+(bench/ledger_memory.py --parts). Measured and not kept: a tuple rebuilt per effect (1.4 MB
+less, 1.5% more instructions per task), every effect kind packed through a function (0.45 s
+more CPU per 200,000 tasks).
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ Effect = tuple[str, Any, Any]
 # A task has at most 8 states, 2 histograms, 1 exception and 1 window entry; retries add one
 # each. More than this within one grace is a retry storm or a hostile stream: release it.
 MAX_EFFECTS = 32
+
+
+def _effects(slot: list[Any]) -> list[Effect]:
+    return [("r", i, 0) if i.__class__ is float else i for i in slot[1:]]
 
 
 class PendingLabels:
@@ -84,16 +89,18 @@ class PendingLabels:
 
     def hold(self, task_id: str, effect: Effect, now: float) -> bool:
         """Hold one effect. Returns False when the id now holds too many (release it)."""
+        # A runtime is held as its bare float (the one effect that is not a shared tuple).
+        item = effect[1] if effect[0] == "r" and effect[1].__class__ is float else effect
         slot = self.held.get(task_id)
         if slot is None:
             deadline = self._deadline_for(now)
-            self.held[task_id] = [deadline, effect]
+            self.held[task_id] = [deadline, item]
             self.at.append(deadline)
             self.ids.append(task_id)
             if len(self.ids) > 2 * self.limit:
                 self._compact()
             return True
-        slot.append(effect)
+        slot.append(item)
         return len(slot) <= MAX_EFFECTS + 1  # (after the deadline)
 
     def restore(self, task_id: str, effects: list[Effect], now: float) -> None:
@@ -115,12 +122,11 @@ class PendingLabels:
             # entries, fold.compacted): 3.8 -> 1.9 MB of table at 50,000 held.
             self._taken = 0
             self.held = dict(self.held)
-        del slot[0]
-        return slot
+        return _effects(slot)
 
     def effects(self, task_id: str) -> list[Effect]:
         slot = self.held.get(task_id)
-        return slot[1:] if slot is not None else []
+        return _effects(slot) if slot is not None else []
 
     def due(self, now: float) -> list[str]:
         """Ids whose grace has ended, oldest first (still held: the caller takes them)."""
