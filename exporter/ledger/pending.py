@@ -25,7 +25,7 @@ gives a queue, or a reconcile of results stored without a name. So an id holds o
 runtime is held as its bare float), the deadline queue is two deques of plain references,
 and the deadline float is shared by every id held in the same ledger batch. At the bound
 (50,000 ids, each with received, started, succeeded, a runtime and a window entry) that is
-10.7 MB, 20.3 MB as (deadline, list of effect tuples) and (deadline, id) queue items
+10.7 MB, 21.9 MB as (deadline, list of effect tuples) and (deadline, id) queue items
 (bench/ledger_memory.py --parts). Measured and not kept: a tuple rebuilt per effect (1.4 MB
 less, 1.5% more instructions per task), every effect kind packed through a function (0.45 s
 more CPU per 200,000 tasks).
