@@ -17,7 +17,7 @@ run under the ledger's lock. `finish` is the label-dependent half of a task's en
 
 from __future__ import annotations
 
-from exporter.ledger.entry import Entry, shared_seen
+from exporter.ledger.entry import SHARED_SEEN, Entry, shared_seen
 from exporter.ledger.guard import OTHER
 from exporter.ledger.pending import Effect
 from exporter.ledger.tables import LedgerTables
@@ -145,7 +145,8 @@ def held(t: LedgerTables, task_id: str, e: Entry, effect: Effect, now: float) ->
 def release(t: LedgerTables, task_id: str, e: Entry, now: float, early: bool = False) -> None:
     """Apply the held effects under the labels known now; the entry is never held again."""
     effects = t.pending.take(task_id)
-    e.seen = shared_seen((e.seen & ~HELD) | RESOLVED)
+    seen = (e.seen & ~HELD) | RESOLVED
+    e.seen = SHARED_SEEN.get(seen) or shared_seen(seen)
     if early:
         t.pending.early += 1
     if e.name is None:

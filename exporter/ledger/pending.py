@@ -21,8 +21,8 @@ own lock.
 Memory: the store fills to its bound whenever tasks arrive faster than limit / grace (10,000
 a second at the defaults), e.g. a cluster without task-sent events, whose tasks no source
 gives a queue, or a reconcile of results stored without a name. So an id holds one list
-(its deadline, then its effects: the common ones are shared tuples, attribution.py, and a
-runtime is held as its bare float), the deadline queue is two deques of plain references,
+(its deadline, its runtime as a bare float, then its other effects: the common ones are
+shared tuples, attribution.py), the deadline queue is two deques of plain references,
 and the deadline float is shared by every id held in the same ledger batch. At the bound
 (50,000 ids, each with received, started, succeeded, a runtime and a window entry) that is
 10.7 MB, 21.9 MB as (deadline, list of effect tuples) and (deadline, id) queue items
@@ -45,10 +45,6 @@ Effect = tuple[str, Any, Any]
 MAX_EFFECTS = 32
 
 
-def _effects(slot: list[Any]) -> list[Effect]:
-    return [("r", i, 0) if i.__class__ is float else i for i in slot[1:]]
-
-
 class PendingLabels:
     __slots__ = (
         "_deadline",
@@ -66,7 +62,9 @@ class PendingLabels:
     def __init__(self, grace: float, limit: int) -> None:
         self.grace = grace
         self.limit = max(1, limit)
-        # id -> [deadline, effect, ...]
+        # id -> [deadline, runtime or None, effect, ...]: a task's (first) runtime effect is
+        # held as its bare float, the one effect that is not a shared tuple; it is handed
+        # back after the others (the order of a task's effects changes nothing).
         self.held: dict[str, list[Any]] = {}
         # The deadline queue, oldest first, as two deques in step: `at[i]` is the deadline of
         # `ids[i]`. An item is stale when its id was released (or re-held with another
@@ -89,25 +87,29 @@ class PendingLabels:
 
     def hold(self, task_id: str, effect: Effect, now: float) -> bool:
         """Hold one effect. Returns False when the id now holds too many (release it)."""
-        # A runtime is held as its bare float (the one effect that is not a shared tuple).
-        item = effect[1] if effect[0] == "r" and effect[1].__class__ is float else effect
         slot = self.held.get(task_id)
         if slot is None:
-            deadline = self._deadline_for(now)
-            self.held[task_id] = [deadline, item]
+            deadline = self._deadline if now == self._now else self._deadline_for(now)
+            if effect[0] == "r" and effect[1].__class__ is float:
+                self.held[task_id] = [deadline, effect[1]]
+            else:
+                self.held[task_id] = [deadline, None, effect]
             self.at.append(deadline)
             self.ids.append(task_id)
             if len(self.ids) > 2 * self.limit:
                 self._compact()
             return True
-        slot.append(item)
-        return len(slot) <= MAX_EFFECTS + 1  # (after the deadline)
+        if effect[0] == "r" and slot[1] is None and effect[1].__class__ is float:
+            slot[1] = effect[1]
+        else:
+            slot.append(effect)
+        return len(slot) - (slot[1] is None) <= MAX_EFFECTS + 1
 
     def restore(self, task_id: str, effects: list[Effect], now: float) -> None:
         """Hold effects read back from saved state, with a fresh grace."""
         if effects and task_id not in self.held:
             deadline = self._deadline_for(now)
-            self.held[task_id] = [deadline, *effects[:MAX_EFFECTS]]
+            self.held[task_id] = [deadline, None, *effects[:MAX_EFFECTS]]
             self.at.append(deadline)
             self.ids.append(task_id)
 
@@ -117,16 +119,26 @@ class PendingLabels:
         if slot is None:
             return []
         self._taken += 1
-        if self._taken >= self.limit:
+        if self._taken >= self.limit * 7 // 10:
             # Taken ids leave dead slots; a copy is sized for the live ones (as the ledger's
-            # entries, fold.compacted): 3.8 -> 1.9 MB of table at 50,000 held.
+            # entries, fold.compacted): 3.8 -> 1.9 MB of table at 50,000 held, with room for
+            # 37,000 more before it would grow.
             self._taken = 0
             self.held = dict(self.held)
-        return _effects(slot)
+        runtime = slot[1]
+        del slot[:2]  # (the list is no longer held: it becomes the answer)
+        if runtime is not None:
+            slot.append(("r", runtime, 0))
+        return slot
 
     def effects(self, task_id: str) -> list[Effect]:
         slot = self.held.get(task_id)
-        return _effects(slot) if slot is not None else []
+        if slot is None:
+            return []
+        out = slot[2:]
+        if slot[1] is not None:
+            out.append(("r", slot[1], 0))
+        return out
 
     def due(self, now: float) -> list[str]:
         """Ids whose grace has ended, oldest first (still held: the caller takes them)."""

@@ -36,20 +36,32 @@ def U(task_id: str, state: str, source: str = SOURCE_EVENTS, **kw: Any) -> TaskU
     return TaskUpdate(task_id=task_id, state=state, source=source, **kw)
 
 
-def test_held_effects_come_back_as_they_were_held_in_order() -> None:
+def _sorted(effects: list[Effect]) -> list[Effect]:
+    return sorted(effects, key=repr)
+
+
+def test_held_effects_come_back_as_they_were_held() -> None:
     p = PendingLabels(5.0, 10)
     for effect in EVERY_KIND:
         assert p.hold("a", effect, 100.0)
-    assert p.effects("a") == EVERY_KIND
-    assert [type(v) for _, v, _ in p.effects("a")] == [type(v) for _, v, _ in EVERY_KIND]
-    assert p.take("a") == EVERY_KIND
+    assert _sorted(p.effects("a")) == _sorted(EVERY_KIND)
+    assert {repr(v) for _, v, _ in p.effects("a")} == {repr(v) for _, v, _ in EVERY_KIND}
+    assert _sorted(p.take("a")) == _sorted(EVERY_KIND)
     assert p.take("a") == [] and len(p) == 0
+
+
+def test_a_second_runtime_is_held_too() -> None:
+    p = PendingLabels(5.0, 10)
+    p.hold("a", ("r", 0.5, 0), 1.0)
+    p.hold("a", ("c", "succeeded", 1), 1.0)
+    p.hold("a", ("r", 0.75, 0), 1.0)
+    assert _sorted(p.take("a")) == [("c", "succeeded", 1), ("r", 0.5, 0), ("r", 0.75, 0)]
 
 
 def test_restored_effects_are_held_again_as_saved() -> None:
     p = PendingLabels(5.0, 10)
     p.restore("a", EVERY_KIND, 100.0)
-    assert p.effects("a") == EVERY_KIND
+    assert p.effects("a") == EVERY_KIND  # (restored runtimes stay tuples: in order)
     assert p.due(104.9) == [] and p.due(105.0) == ["a"]
 
 
@@ -120,13 +132,14 @@ def test_equal_seen_masks_are_one_object() -> None:
 
 
 def test_entries_copied_after_evictions_keep_the_newest_and_their_dedup() -> None:
-    led = Ledger(clock=FakeClock(), max_tasks=2048)  # copied every 1,024 evictions
-    for i in range(10_000):
+    led = Ledger(clock=FakeClock(), max_tasks=2048)  # copied every 1,434 evictions
+    n = 10_000
+    for i in range(n):
         led.apply(U(f"t{i}", SUCCESS, name="t", queue="q"))
     assert led.counts().entries == 2048
-    assert led.get("t7951") is None and led.get("t7952") is not None
-    assert not any(led.apply(U(f"t{i}", SUCCESS)) for i in range(7952, 10_000))
-    assert led.totals()["succeeded"] == 10_000
+    assert led.get(f"t{n - 2049}") is None and led.get(f"t{n - 2048}") is not None
+    assert not any(led.apply(U(f"t{i}", SUCCESS)) for i in range(n - 2048, n))
+    assert led.totals()["succeeded"] == n
 
 
 def test_state_and_sources_kept_in_seen_are_read_back_and_never_saved() -> None:
