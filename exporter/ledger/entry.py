@@ -83,20 +83,21 @@ class SourceBits:
     gets: the known sources first, then others in the order first seen (up to 16 in all;
     later ones get no bit). One per ledger."""
 
-    __slots__ = ("_bits", "names")
+    __slots__ = ("bits", "names")
 
     def __init__(self) -> None:
         self.names: list[str] = list(KNOWN_SOURCES)
-        self._bits: dict[str, int] = {s: 1 << (SOURCE_SHIFT + i) for i, s in enumerate(self.names)}
+        # source -> bit; read directly by the fold (`bit` adds the ones not seen before)
+        self.bits: dict[str, int] = {s: 1 << (SOURCE_SHIFT + i) for i, s in enumerate(self.names)}
 
     def bit(self, source: str) -> int:
-        bit = self._bits.get(source)
+        bit = self.bits.get(source)
         if bit is not None:
             return bit
         if len(self.names) >= MAX_SOURCES:
             return 0
         self.names.append(source)
-        bit = self._bits[source] = 1 << (SOURCE_SHIFT + len(self.names) - 1)
+        bit = self.bits[source] = 1 << (SOURCE_SHIFT + len(self.names) - 1)
         return bit
 
     def of(self, mask: int) -> set[str]:

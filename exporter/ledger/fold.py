@@ -66,7 +66,8 @@ def apply(t: LedgerTables, u: TaskUpdate, now: float, labels: LabelFn) -> bool:
         if e is None:
             e = add(t, task_id, Entry(state), now)
         e.seen &= ~INSPECTED
-    e.merge(u, now, t.sources.bit(u.source), t.strings.share)
+    sources = t.sources
+    e.merge(u, now, sources.bits.get(u.source) or sources.bit(u.source), t.strings.share)
     if e.seen & HELD and e.name is not None and e.queue is not None:
         release(t, task_id, e, now)  # this update named the task: apply what waited
     if t.tracking:
