@@ -26,6 +26,7 @@ from exporter.celery_io import CeleryIO, CeleryReader
 from exporter.clock import Clock
 from exporter.config import Config
 from exporter.config_checks import ConfigError, parse_listen
+from exporter.gcpause import map_large_blocks
 from exporter.http import create_app
 from exporter.keeper import build_keeper
 from exporter.poller import Poller
@@ -177,6 +178,7 @@ class Daemon:
         self.io.close()
 
     def run(self) -> int:
+        map_large_blocks()  # freed ledger tables go back to the system (gcpause.py)
         self.start_background()
         try:
             asyncio.run(self._serve())

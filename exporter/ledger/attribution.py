@@ -17,7 +17,7 @@ run under the ledger's lock. `finish` is the label-dependent half of a task's en
 
 from __future__ import annotations
 
-from exporter.ledger.entry import Entry
+from exporter.ledger.entry import SHARED_SEEN, Entry, shared_seen
 from exporter.ledger.guard import OTHER
 from exporter.ledger.hosts import KINDS as HOST_KINDS
 from exporter.ledger.pending import Effect
@@ -158,7 +158,8 @@ def held(t: LedgerTables, task_id: str, e: Entry, effect: Effect, now: float) ->
 def release(t: LedgerTables, task_id: str, e: Entry, now: float, early: bool = False) -> None:
     """Apply the held effects under the labels known now; the entry is never held again."""
     effects = t.pending.take(task_id)
-    e.seen = (e.seen & ~HELD) | RESOLVED
+    seen = (e.seen & ~HELD) | RESOLVED
+    e.seen = SHARED_SEEN.get(seen) or shared_seen(seen)
     if early:
         t.pending.early += 1
     if e.name is None:
@@ -186,7 +187,7 @@ def note_last(t: LedgerTables, e: Entry, counter: str, now: float) -> None:
 
 def expire(t: LedgerTables, now: float) -> None:
     """Release every entry whose grace has ended (cheap when none has)."""
-    order = t.pending.order
-    if order and order[0][0] <= now:
+    due = t.pending.at
+    if due and due[0] <= now:
         for task_id in t.pending.due(now):
             release(t, task_id, t.entries[task_id], now)

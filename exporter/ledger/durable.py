@@ -18,7 +18,7 @@ from typing import Any
 
 from exporter.decode import clean
 from exporter.ledger.attribution import HELD
-from exporter.ledger.entry import Entry
+from exporter.ledger.entry import FLAGS_MASK, Entry, shared_seen
 from exporter.ledger.histograms import Histogram
 from exporter.ledger.pending import Effect
 from exporter.ledger.saved_rows import COUNTERS, Repairs, decode_entry, is_count, last_row
@@ -37,7 +37,7 @@ def _needed(e: Entry | None, watermark: float) -> bool:
 def _encode(e: Entry, held: list[Effect]) -> str:
     settled = "" if e.settled is None else repr(e.settled)
     retries = f"{e.retry_total}.{e.retry_ev}.{e.retry_other}"
-    fields = [str(e.seen), retries, settled, e.name or "", e.queue or ""]
+    fields = [str(e.seen & FLAGS_MASK), retries, settled, e.name or "", e.queue or ""]
     if held:
         # Effects still waiting for labels are saved with the entry, not in the counters:
         # the counters and the entry are written in one transaction, so a restart holds them
@@ -174,7 +174,7 @@ def import_state(t: LedgerTables, data: dict[str, Any], now: float) -> None:
             t.order.append(task_id)
             t.persisted.add(task_id)
             if held:  # effects that waited for labels when saved: held again, a fresh grace
-                e.seen |= HELD
+                e.seen = shared_seen(e.seen | HELD)
                 t.pending.restore(task_id, held, now)
     if fixed.dropped or fixed.cleaned:
         log.warning(

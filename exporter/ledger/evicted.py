@@ -47,9 +47,11 @@ def _second(settled: float) -> int:
 class EvictedIds:
     def __init__(self, limit: int) -> None:
         self.limit = limit  # sets slack and the trim threshold too
-        # id -> settle time; a plain dict changed only in place, so the ledger may test
-        # membership on it directly (`task_id in evicted.ids`, no Python-level call).
+        # id -> settle time; a plain dict, so the ledger may test membership on it directly
+        # (`task_id in evicted.ids`, no Python-level call; read from here each time: a trim
+        # replaces it with a copy now and then).
         self.ids: dict[str, float] = {}
+        self._dropped = 0  # ids given up or pruned since `ids` was last copied
         self._buckets: dict[int, _Bucket] = {}
         self._seconds: list[int] = []  # min-heap of the bucket keys
         self.given_up = 0
@@ -118,6 +120,15 @@ class EvictedIds:
                 del ids[task_id]
             excess -= len(drop)
             self.given_up += len(drop)
+            self._dropped += len(drop)
+        self._compact()
+
+    def _compact(self) -> None:
+        # Dropped ids leave dead slots that only a resize reclaims; a copy once as many
+        # have gone as are kept is sized for the live ones (as the ledger's entries).
+        if self._dropped >= self.limit:
+            self._dropped = 0
+            self.ids = dict(self.ids)
 
     def prune(self, watermark: float) -> None:
         """Forget every id settled at or below the watermark (a reconcile covers them)."""
@@ -130,6 +141,7 @@ class EvictedIds:
                 del buckets[second]
                 for task_id in bucket.ids:
                     del ids[task_id]
+                self._dropped += len(bucket.ids)
                 continue
             keep = [i for i in bucket.ids if ids[i] > watermark]
             for task_id in bucket.ids:
@@ -141,6 +153,7 @@ class EvictedIds:
                 heapq.heappop(seconds)
                 del buckets[second]
             break  # later buckets start at second + 1 > watermark
+        self._compact()
 
     def _remove(self, task_id: str, settled: float) -> None:
         second = _second(settled)

@@ -20,7 +20,13 @@ from exporter.ledger.attribution import (
     observed,
     release,
 )
-from exporter.ledger.entry import BIT, READY_MASK, Entry
+from exporter.ledger.entry import (
+    BIT,
+    READY_MASK,
+    SHARED_SEEN,
+    Entry,
+    shared_seen,
+)
 from exporter.ledger.guard import UNKNOWN
 from exporter.ledger.histograms import LabelFn
 from exporter.ledger.tables import LedgerTables
@@ -61,7 +67,8 @@ def apply(t: LedgerTables, u: TaskUpdate, now: float, labels: LabelFn) -> bool:
         if e is None:
             e = add(t, task_id, Entry(state), now)
         e.seen &= ~INSPECTED
-    e.merge(u, now, t.sources.bit(u.source), t.strings.share)
+    sources = t.sources
+    e.merge(u, now, sources.bits.get(u.source) or sources.bit(u.source), t.strings.share)
     if e.seen & HELD and labelled(t, e):
         release(t, task_id, e, now)  # this update named the task: apply what waited
     if t.tracking:
@@ -71,11 +78,13 @@ def apply(t: LedgerTables, u: TaskUpdate, now: float, labels: LabelFn) -> bool:
         if u.retries is not None:
             floor = u.retries + 1  # result_extended numbers the retry
         elif u.source == SOURCE_EVENTS:
-            e.retry_ev += 1  # task-retried has no number: the n-th one heard is >= n
-            floor = e.retry_ev
+            x = e.extra()
+            x.retry_ev += 1  # task-retried has no number: the n-th one heard is >= n
+            floor = x.retry_ev
         else:
-            e.retry_other += 1
-            floor = e.retry_other
+            x = e.extra()
+            x.retry_other += 1
+            floor = x.retry_other
         counted = raise_retries(t, task_id, e, floor, now)
     elif bit and not e.seen & bit:
         e.seen |= bit
@@ -98,6 +107,11 @@ def apply(t: LedgerTables, u: TaskUpdate, now: float, labels: LabelFn) -> bool:
         runtime, wait = t.hists.observe(e, u.runtime, now, labels if known else None)
         if runtime is not None or wait is not None:
             observed(t, task_id, e, runtime, wait, now)
+    seen = e.seen
+    # A finished entry stays: its `seen` is one shared int (inline; a held one's is shared
+    # when it is released).
+    if seen & READY_MASK and not seen & HELD:
+        e.seen = SHARED_SEEN.get(seen) or shared_seen(seen)
     return counted
 
 
@@ -113,10 +127,11 @@ def raise_retries(t: LedgerTables, task_id: str, e: Entry, floor: int, now: floa
     """Retries are counted as a lower bound that only grows: max over what each source
     proves (its own count of unnumbered retries, retry numbers, attempt numbers). So the
     same retry heard from events and pub/sub, in any order, counts once."""
-    delta = min(floor, e.retry_total + MAX_RETRY_STEP) - e.retry_total
+    total = e.x.retry_total
+    delta = min(floor, total + MAX_RETRY_STEP) - total
     if delta <= 0:
         return False
-    e.retry_total += delta
+    e.extra().retry_total = total + delta
     count(t, task_id, e, "retried", now, delta)
     t.recent.append(task_id)
     return True
@@ -131,11 +146,24 @@ def evict(t: LedgerTables, now: float) -> None:
         del t.entries[task_id]
         t.running.pop(task_id, None)
         t.evictions += 1
+        if not t.evictions % (t.max_tasks * 7 // 10 + 1):
+            t.entries = compacted(t.entries)
         # A counted result a reconcile could find again must stay known as counted.
         if t.backfill and e.settled is not None and e.settled > t.watermark:
             t.evicted.add(task_id, e.settled)
         if t.tracking:
             t.dirty.add(task_id)
+
+
+def compacted(d: dict[str, Entry]) -> dict[str, Entry]:
+    """A copy of a dict that evictions churn, sized for what it holds.
+
+    First-in first-out deletes leave dead slots that only a resize reclaims, and a resize of
+    a dict holding 200,000 entries allocates for 600,000: 15.4 MB of table. A copy is sized
+    for its live entries (7.7 MB), with room for 149,000 more inserts before the next resize:
+    one every 0.7 x max_tasks evictions comes first. A copy of a churned 200,000-entry dict
+    takes 20 ms (its keys are scattered): 0.15 us per eviction."""
+    return dict(d)
 
 
 def observe_running(
@@ -149,8 +177,7 @@ def observe_running(
         if e is None:
             # Seen running before any source reported it: its names wait for them.
             e = add(t, task_id, Entry(STARTED if started_at else RECEIVED), now)
-            e.seen |= INSPECTED
-            e.sources |= t.sources.bit(SOURCE_INSPECT)
+            e.seen = shared_seen(e.seen | INSPECTED | t.sources.bit(SOURCE_INSPECT))
             if t.tracking:
                 t.dirty.add(task_id)
         # A finished task's names still help while its effects wait for them (the

@@ -16,7 +16,7 @@ from typing import Any
 
 from exporter.decode import clean
 from exporter.ledger.attribution import HELD
-from exporter.ledger.entry import READY_MASK, STATE_OF_BIT, Entry
+from exporter.ledger.entry import READY_MASK, STATE_OF_BIT, Entry, shared_seen
 from exporter.ledger.guard import UNKNOWN
 from exporter.ledger.last import TRACKED
 from exporter.ledger.pending import Effect
@@ -97,12 +97,12 @@ def decode_entry(encoded: Any) -> tuple[Entry, list[Effect]] | None:
         total, ev, other = (int(x) for x in retries.split("."))
         e = Entry("PENDING")
         e.seen = int(seen) & ~HELD  # set again below if effects wait
-        e.retry_total, e.retry_ev, e.retry_other = total, ev, other
         e.settled = float(settled) if settled else None
     except ValueError:
         return None
     if min(e.seen, total, ev, other) < 0 or e.seen >= 1 << 16:
         return None
+    e.set_retries(total, ev, other)
     if e.settled is not None and clean.finite(e.settled) is None:
         return None
     e.name = clean.label(name)
@@ -114,6 +114,7 @@ def decode_entry(encoded: Any) -> tuple[Entry, list[Effect]] | None:
             break
     e.runtime_done = bool(e.seen & READY_MASK)
     e.wait_done = bool(e.seen & (READY_MASK | 4))  # 4: STARTED
+    e.seen = shared_seen(e.seen)
     return e, _effects(rest[0]) if rest else []
 
 

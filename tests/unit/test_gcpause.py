@@ -90,3 +90,13 @@ def test_trim_is_the_real_glibc_call_on_linux() -> None:
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         pytest.skip("malloc_trim is glibc's")
     assert trim_heap() is True
+
+
+def test_large_blocks_are_mapped_on_their_own_on_glibc() -> None:
+    import platform
+
+    from exporter.gcpause import map_large_blocks
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    assert map_large_blocks()  # mallopt answers 1 when it took the setting
