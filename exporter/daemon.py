@@ -30,6 +30,7 @@ from exporter.http import create_app
 from exporter.keeper import build_keeper
 from exporter.poller import Poller
 from exporter.sources import Source, build_sources
+from exporter.sources.inspected import InspectedTasks
 from exporter.state import State
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ class Daemon:
         self.state = State(config, clock)
         self.io = CeleryIO(config)
         self.poller = Poller(self.state, CeleryReader(self.io))
+        self.inspected = InspectedTasks(self.state)  # fed by the poll job, after each poll
         # The keeper of saved state loads before any source counts (its gate) and saves
         # last; it is started and stopped beside the sources, not as one of them.
         self.keeper, gate = build_keeper(self.state)
@@ -159,6 +161,7 @@ class Daemon:
     def _poll(self) -> None:
         try:
             snap = self.poller.poll()
+            self.inspected.run()
             self.state.trends.sample(self.state.clock.time(), self.state.ledger, snap)
         except Exception:
             # A bug, not an outage (those are handled inside): log it, keep polling.
