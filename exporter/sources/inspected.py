@@ -24,13 +24,17 @@ class InspectedTasks:
         self._taken_at = -1.0
 
     def run(self) -> None:
-        """Feed the current snapshot's tasks, unless they were fed already."""
+        """Feed the current snapshot's tasks, unless they were fed already. None at all is
+        no write: an idle cluster's polls do not move the ledger's change counter (which
+        would make the keeper save and /metrics render again every poll)."""
         snapshot = self.state.snapshot
         if snapshot.taken_at == self._taken_at:
             return
         self._taken_at = snapshot.taken_at
-        self.state.ledger.observe_running(
+        tasks = [
             (t.task_id, t.name, t.queue, t.worker, t.started_at)
             for w in snapshot.workers.values()
             for t in (*w.running, *w.waiting)
-        )
+        ]
+        if tasks:
+            self.state.ledger.observe_running(tasks)

@@ -178,5 +178,9 @@ def test_the_poll_job_feeds_the_polled_tasks_to_the_ledger_at_once() -> None:
     ]
     daemon._poll()
     assert ledger.counts().tasks == {("t.add", "bulk", "received"): 1}
+    reader.replies["reserved"]["w@h"] = []
+    changes = ledger.changes
+    daemon._poll()  # nothing running or waiting: no ledger write (the keeper would save)
+    assert ledger.changes == changes
     assert all(job_id != "inspected-tasks" for s in daemon.sources for *_f, job_id in s.jobs())
     daemon.io.close()
