@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -36,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import threads
-from bench.live_bench import ROOT, Watched, peers, scrape_all, wait
+from bench.live_bench import ROOT, Watched, checkout, peers, scrape_all, wait
 
 # Runs the daemon with kombu's Mailbox for the broadcasts: the same code, the other path.
 KOMBU_PATH = (
@@ -62,15 +61,6 @@ def wakeups(pid: int) -> int:
         except OSError:
             continue  # a thread that just ended
     return total
-
-
-def checkout(rev: str, into: Path) -> Path:
-    """The tree of `rev` (a commit of this repository), unpacked under `into`."""
-    archive = subprocess.run(
-        ["git", "archive", "--format=tar", rev], cwd=ROOT, capture_output=True, check=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return into
 
 
 def watched(args: argparse.Namespace, url: str, baseline: Path | None) -> list[Watched]:
