@@ -51,10 +51,13 @@ STATE_OF_EVENT = {
     "task-revoked": REVOKED,
     "task-rejected": REJECTED,
 }
-# Counters are published from the receiver thread after a batch when FLUSH_INTERVAL has
-# passed, and by a scheduler job every FLUSH_BACKSTOP seconds for the last batch before a
-# quiet spell. The job used to run every second: each APScheduler run costs ~0.5 ms of CPU
-# (thread wake-ups, dispatch), most of an idle exporter's budget (bench/RESULTS.md).
+# Counters are published from the receiver thread after a batch with task events when
+# FLUSH_INTERVAL has passed, and by a timed job every FLUSH_BACKSTOP seconds for the last
+# batch before a quiet spell. The job used to run every second: each APScheduler run cost
+# ~0.5 ms of CPU (thread wake-ups, dispatch), most of an idle exporter's budget. A batch of
+# worker events only (an idle worker's heartbeat, every 2 s) leaves them to the job: on this
+# VM, publishing after each heartbeat doubled the code a heartbeat's wake-up runs with cold
+# caches (bench/RESULTS.md); heartbeat counts and the "-E is off" check lag 10 s at most.
 FLUSH_INTERVAL = 1.0
 FLUSH_BACKSTOP = 10.0
 MAX_SKEW = 86_400.0  # a timestamp further than this from the receive time is not believed
@@ -236,7 +239,10 @@ class EventsSource:
             tally.parse_errors += errors
             self._pending += len(events)
             flush = self._pending >= 1000
-        if flush or self.state.clock.monotonic() - self._flushed_at >= FLUSH_INTERVAL:
+        if flush or (
+            (updates or errors or counts)
+            and self.state.clock.monotonic() - self._flushed_at >= FLUSH_INTERVAL
+        ):
             self.flush()
 
     def _task_events(self, hosts: dict[str, float], now: float) -> bool:
