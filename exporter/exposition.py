@@ -164,9 +164,11 @@ class _Format:
     body: Body | None = None
     token: Hashable = None
     asked_at: float = 0.0
-    # Seconds between scrapes of this format, smoothed (None until a second scrape). An HA
-    # pair scraping out of phase gives about half its scrape interval: two renders per
-    # interval, each body at most half an interval old.
+    # Seconds between scrapes of this format, smoothed by halves (None until a second
+    # scrape): from a first gap of 3 s to scrapes every 15 s in four scrapes, not eight (each
+    # scrape while it is too short costs a render more). An HA pair scraping out of phase
+    # gives about half its scrape interval: two renders per interval, each body at most half
+    # an interval old.
     period: float | None = None
     checked_at: float = 0.0  # when the renderer last considered this format (rendered or not)
 
@@ -208,7 +210,7 @@ class Exposition:
         now = self._now()
         if fmt.asked_at:
             since = min(now - fmt.asked_at, IDLE_AFTER)
-            fmt.period = since if fmt.period is None else fmt.period + (since - fmt.period) / 4
+            fmt.period = since if fmt.period is None else fmt.period + (since - fmt.period) / 2
         fmt.asked_at = now
         body = fmt.body
         if body is None or self.interval <= 0:
