@@ -65,9 +65,11 @@ IDLE_AFTER = 600.0  # seconds without a scrape of a format before it is no longe
 LEAD = 0.5
 # A scrape moves the next render earlier than the renderer's planned wake-up by more than
 # this: the renderer is woken to plan again (a new format, a first period, a faster scraper).
-# Less is left as it is (the render is late by at most this, still ahead of the scrape).
+# Less is left as it is (the render is late by at most this, still ahead of the scrape). And
+# a render due within this much of a wake-up is done then: the renderer planned its wake-up
+# before the scrape in between moved the period by its jitter (milliseconds to tens of them),
+# and a second wake-up for the difference made it two per scrape.
 REPLAN = LEAD / 2
-TIMER_SLACK = 0.01  # seconds: a render due this soon is done now rather than after a sleep
 # zlib level 1: a 4.0 MB body compresses to about 6% of its size in ~15 ms; level 6 gains a
 # few percent for three times the CPU (measured with bench/scrape_bench.py, see RESULTS.md).
 GZIP_LEVEL = 1
@@ -227,7 +229,7 @@ class Exposition:
         now = self._now()
         for fmt in list(self._formats.values()):
             body, due = fmt.body, self._due(fmt, now)
-            if body is None or due is None or due > now + TIMER_SLACK:
+            if body is None or due is None or due > now + REPLAN:
                 continue
             fmt.checked_at = now
             if now - body.rendered_at >= REFRESH or self._token() != fmt.token:
@@ -257,7 +259,7 @@ class Exposition:
             lead = min(LEAD + body.took, fmt.period / 2)
             expected = fmt.asked_at + fmt.period - lead
             # the next scrape expected, then the one after it, then further apart
-            due = expected if expected > last else max(due, expected + fmt.period)
+            due = expected if expected > last + REPLAN else max(due, expected + fmt.period)
         return max(floor, due)
 
     def _render(self, fmt: _Format) -> Body:

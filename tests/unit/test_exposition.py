@@ -144,6 +144,9 @@ def test_jittered_and_paired_scrapes_get_bodies_at_most_half_a_period_old() -> N
     run = Run().until(600, jittered)
     ages = [age for at, age, _r in run.served if at >= 60]
     assert max(ages) <= LEAD + 0.2  # the arrivals move by 0.1 s at most
+    # One wake-up per scrape (a few more while learning the period): a render due within
+    # REPLAN of a wake-up planned before the jittered scrape is done then, not woken for.
+    assert run.wakeups <= len(jittered) + 6
     assert run.renders_between(run.served[4][0], run.served[-1][0]) <= len(run.served) - 4
     # A scrape 3 s early is served the body rendered for the one before: one period old.
     run = Run().until(160, [15.0 * i for i in range(10)] + [147.0])
