@@ -43,15 +43,6 @@ LINGER = 0.2
 # more (its first message alone); a steady stream, or many workers' heartbeats, lingers.
 LINGER_AFTER = 1.0
 HEALTH_INTERVAL = 15.0  # PING after this long without a message; no reply in twice: reconnect
-# After a batch its caller calls quiet (for events: worker heartbeats only, an idle cluster),
-# the loop dozes this long before it reads again, so one wake-up reads the heartbeats of
-# several seconds. Scraped or not, the event thread of an idle exporter with a worker
-# connected woke every 2 s for one heartbeat, at 0.5-1.2 ms of CPU a wake-up on this VM with
-# cold caches (its biggest idle cost; bench/RESULTS.md). A task event that arrives meanwhile
-# waits at most this long (Prometheus scrapes every 15 s or more); Redis buffers what arrives
-# (a burst of 1,000 events/s for 4 s is about 4 MB, under the pub/sub output buffer's
-# default soft limit of 8 MB).
-DOZE = 4.0
 
 Message = tuple[bytes, bytes]  # (channel, data) of one pmessage
 
@@ -92,8 +83,6 @@ def read_batches(
     waker: Waker | None = None,
     sleep: Callable[[float], object] = time.sleep,
     monotonic: Callable[[], float] = time.monotonic,
-    quiet: Callable[[list[Message]], bool] | None = None,
-    doze: float = DOZE,
 ) -> None:
     """Read `conn` (already PSUBSCRIBEd) until `stopped()`; call `handle` once per wake-up
     with every pmessage read, in order (other replies: subscribe confirmations, PONGs, are
@@ -101,9 +90,8 @@ def read_batches(
     until a message, `waker.set()` or the next health check instead of waking every `WAIT`
     (an idle exporter's listeners woke four times a second). Raises on a broken connection,
     or `NoPong` when a PING sent after `health_interval` of silence got no reply in as long
-    again (a half-open socket). After a batch that `quiet` says holds nothing new, the loop
-    dozes `doze` seconds (cut short by the waker) before it reads on. `sleep` and
-    `monotonic` are injectable so tests see the lingers and dozes."""
+    again (a half-open socket). `sleep` and `monotonic` are injectable so tests see the
+    lingers."""
     quiet_since = monotonic()
     ping_sent = False
     behind = False  # the last batch was full: more is waiting, read on without lingering
@@ -145,18 +133,6 @@ def read_batches(
         handle(batch)
         if tick is not None:
             tick()
-        if doze > 0 and quiet is not None and batch and quiet(batch):
-            if waker is not None and poller is not None:
-                _doze(waker, doze)
-            else:
-                sleep(doze)
-
-
-def _doze(waker: Waker, seconds: float) -> None:
-    """Sleep `seconds`, or until the waker is set (the source stops)."""
-    poller = select.poll()
-    poller.register(waker.fileno(), select.POLLIN)
-    poller.poll(seconds * 1000)
 
 
 def _drain(conn: Any, max_batch: int) -> tuple[list[Message], bool]:

@@ -32,7 +32,7 @@ from redis.sentinel import Sentinel, SentinelManagedSSLConnection
 
 from exporter.celery_io.event_envelope import EventDecoder
 from exporter.outage import Backoff, OutageLog
-from exporter.pubsub_batch import DOZE, LINGER, Message, Waker, read_batches
+from exporter.pubsub_batch import LINGER, Message, Waker, read_batches
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,6 @@ class RedisEventStream:
         self._wakeup = wakeup
         self._enable_events = enable_events
         self.linger = linger
-        self.doze = DOZE  # after a batch of heartbeats only (pubsub_batch.DOZE)
         self.sleep: Callable[[float], object] = time.sleep  # tests count the lingers
         self.decoder = EventDecoder()
         self._stopping = threading.Event()
@@ -212,14 +211,6 @@ class RedisEventStream:
             handle,
             linger=self.linger,
             sleep=self.sleep,
-            quiet=heartbeats_only,
-            doze=self.doze,
             health_interval=self.settings.health_interval,
             waker=self._waker,
         )
-
-
-def heartbeats_only(batch: list[Message]) -> bool:
-    """Only worker heartbeats (their routing key is the channel's tail): nothing that an
-    idle cluster's reader must hurry for."""
-    return all(channel.endswith(b"/worker.heartbeat") for channel, _data in batch)

@@ -1,26 +1,20 @@
 """When the pub/sub read loop lingers after a wake-up: while messages flow, not for a lone
-message after a quiet spell (an idle worker's heartbeat), never after a full batch; and when
-it dozes: after a batch of worker heartbeats only."""
+message after a quiet spell (an idle worker's heartbeat), never after a full batch."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from exporter.celery_io.redis_events import heartbeats_only
-from exporter.pubsub_batch import DOZE, LINGER_AFTER, Message, read_batches
-
-HEARTBEAT = b"/0.celeryev/worker.heartbeat"
-TASK = b"/0.celeryev/task.succeeded"
+from exporter.pubsub_batch import LINGER_AFTER, Message, read_batches
 
 
 class _Timed:
     """A subscribed connection whose messages arrive at given times of a fake clock; each
     wait jumps the clock to the next arrival. Stops after the last one is read."""
 
-    def __init__(self, arrivals: list[float], channels: dict[float, bytes] | None = None) -> None:
+    def __init__(self, arrivals: list[float]) -> None:
         self.now = 0.0
         self.arrivals = sorted(arrivals)
-        self.channels = channels or {}
 
     def monotonic(self) -> float:
         return self.now
@@ -37,16 +31,12 @@ class _Timed:
         return self._due() > 0
 
     def read_response(self, push_request: bool = False) -> list[bytes]:
-        first = min(t for t in self.arrivals if t <= self.now)
-        self.arrivals.remove(first)
-        return [b"pmessage", b"*", self.channels.get(first, b"ch"), b"m"]
+        self.arrivals.remove(min(t for t in self.arrivals if t <= self.now))
+        return [b"pmessage", b"*", b"ch", b"m"]
 
 
-def _run(
-    arrivals: list[float], channels: dict[float, bytes] | None = None
-) -> tuple[list[float], list[int]]:
-    """(when the loop slept, batch sizes); heartbeats-only batches doze."""
-    conn = _Timed(arrivals, channels)
+def _run(arrivals: list[float]) -> tuple[list[float], list[int]]:
+    conn = _Timed(arrivals)
     lingers: list[float] = []
     batches: list[int] = []
 
@@ -63,7 +53,6 @@ def _run(
         handle,
         sleep=sleep,
         monotonic=conn.monotonic,
-        quiet=heartbeats_only,
     )
     return lingers, batches
 
@@ -83,25 +72,3 @@ def test_a_flowing_stream_lingers_after_its_first_message() -> None:
     steady = [5.0 + i * LINGER_AFTER / 2 for i in range(6)]
     lingers, batches = _run(steady)
     assert len(lingers) == 5 and batches == [1] * 6  # each LINGER ends before the next
-
-
-def test_heartbeats_alone_are_read_a_doze_apart() -> None:
-    """An idle cluster: one wake-up reads two heartbeats (every 2 s), not one; a task event
-    after heartbeats is read after the doze at most, and a batch with one is no doze."""
-    beats = [2.0 * i for i in range(1, 11)]
-    sleeps, batches = _run(beats, dict.fromkeys(beats, HEARTBEAT))
-    assert batches == [1, 2, 2, 2, 2, 1]  # 20 s of heartbeats in six wake-ups, not ten
-    assert sleeps == [2.0, 6.0, 10.0, 14.0, 18.0, 22.0]  # each a DOZE, after a batch
-    assert DOZE == 4.0  # the figures above are for it
-    channels = {2.0: HEARTBEAT, 3.0: TASK, 4.0: HEARTBEAT, 9.0: TASK}
-    sleeps, batches = _run(list(channels), channels)
-    assert batches == [1, 2, 1]  # the task event at 3 s waited for the doze (to 6 s)
-    assert sleeps == [2.0]  # the batch of 6 s held a task event: no doze after it
-
-
-def test_stopping_ends_a_doze_at_once() -> None:
-    from exporter.pubsub_batch import Waker, _doze
-
-    waker = Waker()
-    waker.set()  # the source stops: the pipe is readable, so the hour-long doze returns
-    _doze(waker, 3600.0)
