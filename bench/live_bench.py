@@ -4,6 +4,7 @@
     python -m bench.live_bench --small            # CI-sized smoke run (no peers)
     python -m bench.live_bench --flower CELERY_BIN --reference-python PY --reference-dir DIR
     python -m bench.live_bench --compat --only-full   # --compat danihodovic beside the default
+    python -m bench.live_bench --baseline REV         # ours at commit REV beside the tree's
 
 One private redis-server is broker and result backend; one real prefork worker (`-c 2`,
 `-E`) runs tests/app/tasks.py. Side by side, as separate processes watching the same
@@ -170,18 +171,31 @@ def wait(cond: Any, timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
-def watched(args: argparse.Namespace, url: str) -> list[Watched]:
+def checkout(rev: str, into: Path) -> Path:
+    """The tree of `rev` (a commit of this repository), unpacked under `into`: `--baseline`
+    runs that code beside the working tree's, before and after a change in one run."""
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", rev], cwd=ROOT, capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+def watched(args: argparse.Namespace, url: str, baseline: Path | None = None) -> list[Watched]:
     from tests.support.common import free_port
 
     procs = []
     ours = dict(list(OURS.items())[:1] if args.only_full else OURS)
     if args.compat:
         ours[COMPAT] = ["--compat", "danihodovic"]
-    for i, (name, extra) in enumerate(ours.items()):
-        port = free_port()
-        argv = [sys.executable, "-m", "exporter", "--broker-url", url, "--result-backend", url]
-        argv += ["--instance", f"live{i}", "--host", "127.0.0.1", "--port", str(port), *extra]
-        procs.append(Watched(name, argv, port, env={"PYTHONPATH": str(ROOT)}))
+    trees = [(ROOT, "")] + ([(baseline, f" @{args.baseline}")] if baseline else [])
+    for tree, suffix in trees:
+        for name, extra in ours.items():
+            port = free_port()
+            argv = [sys.executable, "-m", "exporter", "--broker-url", url, "--result-backend", url]
+            argv += ["--instance", f"live{len(procs)}", "--host", "127.0.0.1", "--port", str(port)]
+            env = {"PYTHONPATH": str(tree)}
+            procs.append(Watched(name + suffix, [*argv, *extra], port, cwd=tree, env=env))
     return procs + peers(args, url)
 
 
@@ -220,7 +234,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     server.start()
     url = f"{server.url}/0"
     env = {"TEST_BROKER_URL": url, "TEST_BACKEND_URL": url}
-    procs = watched(args, url)
+    scratch = tempfile.TemporaryDirectory(prefix="live-bench-")
+    baseline = checkout(args.baseline, Path(scratch.name)) if args.baseline else None
+    procs = watched(args, url, baseline)
     stop = threading.Event()
     worker: Worker | None = None
     try:
@@ -257,7 +273,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 rss_mb=rss_mb(p.proc.pid) if p.proc else 0.0,
             )
         for p in procs:
-            if p.name.startswith("ours") and p.name != "ours: both off":
+            if p.name.startswith("ours") and not p.name.startswith("ours: both off"):
                 # Exact once every source caught up; the reconcile-only one is not waited for.
                 def exact(p: Watched = p) -> bool:
                     return our_counts(p.metrics()) == truth
@@ -290,6 +306,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for p in procs:
             p.stop()
         server.cleanup()
+        scratch.cleanup()
 
 
 def show(report: dict[str, Any]) -> None:
@@ -337,6 +354,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--scrape-interval", type=float, default=15.0, help="scrape /metrics this often (0: never)"
     )
+    parser.add_argument("--baseline", help="also run ours from this commit, side by side")
     parser.add_argument("--flower", help="a `celery` executable with flower installed")
     parser.add_argument("--reference-python", help="python of a celery-exporter venv")
     parser.add_argument("--reference-dir", help="a danihodovic/celery-exporter checkout")

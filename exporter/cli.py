@@ -156,12 +156,8 @@ def setup_logging(config: Config) -> None:
     root.handlers[:] = [handler]
     root.setLevel(config.log_level.upper())
     # Celery/kombu log every reconnect attempt at WARNING; we log outages ourselves, once.
-    for noisy in ("kombu", "celery", "amqp", "apscheduler", "uvicorn.access"):
+    for noisy in ("kombu", "celery", "amqp", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
-    # A poll slower than --poll-interval makes APScheduler warn "skipped: maximum number of
-    # running instances" on every tick. Polls never overlap by design, and
-    # celery_exporter_poll_duration_seconds already shows a slow poll: keep only its errors.
-    logging.getLogger("apscheduler.scheduler").setLevel(max(logging.ERROR, root.level))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import logging
 import signal
 import socket
@@ -20,7 +19,6 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import uvicorn
-from apscheduler.schedulers.background import BackgroundScheduler
 
 from exporter.celery_io import CeleryIO, CeleryReader
 from exporter.clock import Clock
@@ -29,8 +27,10 @@ from exporter.config_checks import ConfigError, parse_listen
 from exporter.gcpause import map_large_blocks
 from exporter.http import create_app
 from exporter.keeper import build_keeper
+from exporter.periodic import Periodic
 from exporter.poller import Poller
 from exporter.sources import Source, build_sources
+from exporter.sources.inspected import InspectedTasks
 from exporter.state import State
 
 log = logging.getLogger(__name__)
@@ -97,13 +97,14 @@ class Daemon:
         self.state = State(config, clock)
         self.io = CeleryIO(config)
         self.poller = Poller(self.state, CeleryReader(self.io))
+        self.inspected = InspectedTasks(self.state)  # fed by the poll job, after each poll
         # The keeper of saved state loads before any source counts (its gate) and saves
         # last; it is started and stopped beside the sources, not as one of them.
         self.keeper, gate = build_keeper(self.state)
         self.sources: list[Source] = build_sources(
             self.state, self.io, gate, self.keeper.save if self.keeper else None
         )
-        self.scheduler = BackgroundScheduler(daemon=True)
+        self.scheduler = Periodic()  # the poll and each service's jobs, a thread each
         self._sockets: list[tuple[socket.socket, bool, bool]] = []  # (sock, metrics, api)
         self._servers: list[_Server] = []
 
@@ -122,29 +123,11 @@ class Daemon:
 
     def start_background(self) -> None:
         cfg = self.config
-        self.scheduler.add_job(
-            self._poll,
-            "interval",
-            seconds=cfg.poll_interval,
-            id="poll",
-            max_instances=1,
-            coalesce=True,
-            next_run_time=_now(),
-            misfire_grace_time=None,
-        )
+        self.scheduler.add(self._poll, cfg.poll_interval, "poll")
         for service in self._services():
             service.start()
             for func, interval, job_id in service.jobs():
-                self.scheduler.add_job(
-                    func,
-                    "interval",
-                    seconds=interval,
-                    id=job_id,
-                    max_instances=1,
-                    coalesce=True,
-                    next_run_time=_now(),
-                    misfire_grace_time=None,
-                )
+                self.scheduler.add(func, interval, job_id)
         self.scheduler.start()
         log.info(
             "polling %s every %.0fs; sources: %s",
@@ -160,14 +143,14 @@ class Daemon:
     def _poll(self) -> None:
         try:
             snap = self.poller.poll()
+            self.inspected.run()
             self.state.trends.sample(self.state.clock.time(), self.state.ledger, snap)
         except Exception:
             # A bug, not an outage (those are handled inside): log it, keep polling.
             log.exception("poll failed unexpectedly")
 
     def stop_background(self) -> None:
-        with contextlib.suppress(Exception):
-            self.scheduler.shutdown(wait=False)
+        self.scheduler.stop()
         # Sources first, the keeper last: its final save includes what they flushed.
         stopping = [*self.sources, self.keeper] if self.keeper else self.sources
         for service in stopping:
@@ -238,10 +221,6 @@ def _bind(host: str, port: int, flag: str) -> socket.socket:
     sock.listen(128)
     sock.set_inheritable(True)
     return sock
-
-
-def _now() -> Any:
-    return datetime.datetime.now(datetime.timezone.utc)
 
 
 def _redact(url: str) -> str:

@@ -8,15 +8,21 @@ scrape picks the ready bytes and does no formatting, takes no ledger lock, waits
 While the renderer renders, the GIL is handed over every `RENDER_SWITCH_INTERVAL` instead of
 every 5 ms, so a scrape served meanwhile waits about a tenth as long for it.
 
-When to render (`--metrics-render-interval`, default 1 s):
-- the change token moved (ledger writes, a new snapshot, source health), and the last render
-  is at least one interval old (or ten times as old as that render took, see `DUTY`, or half
-  as old as the time between scrapes, see `SCRAPE_SHARE`): so a busy cluster is rendered at
-  most once per interval and twice per scrape, and never more than 10% of the time;
+When to render (`--metrics-render-interval`, default 1 s): once per expected scrape, just
+before it. Each format keeps the time of its last scrape and the smoothed time between
+scrapes; the renderer thread sleeps until `LEAD` seconds (plus a render's duration) before
+the next scrape is expected, and renders then if
+- the change token moved (ledger writes, a new snapshot, source health), or
 - nothing moved, but the last render is `REFRESH` seconds old: values derived from the time
-  (snapshot age, stuck tasks, the success window) stay that fresh;
-- a format nobody asked for in `IDLE_AFTER` seconds is not rendered at all, so an exporter
-  nobody scrapes spends nothing here. The first scrape of a format renders it once, inline.
+  (snapshot age, stuck tasks, the success window) stay that fresh.
+Never sooner than one interval after the last render, nor ten times as long as that render
+took (`DUTY`): a busy cluster is rendered at most once per interval and never more than 10% of
+the time. A scrape that does not come when expected (or before a second scrape, when no period
+is known) is waited for with renders twice as far from the last scrape each time (1, 2, 4, 8 s
+after it...), so a format scraped once, or no longer, costs a handful of renders, and one not
+scraped in `IDLE_AFTER` seconds is not rendered at all. The first scrape of a format renders
+it once, inline. So a body served on time is about `LEAD` old, and one served early or late
+at most one period old (or half the time since the scrape before it, if longer).
 An interval of 0 renders on every scrape (the old path, kept for comparison and for tests).
 
 `celery_exporter_metrics_render_age_seconds` is appended to every body as it is served, so
@@ -50,12 +56,20 @@ REFRESH = 10.0  # seconds: re-render unchanged state this often (time-derived va
 # a core however large the cluster grows (1,000 names: ~0.1 s, every second).
 DUTY = 0.1
 IDLE_AFTER = 600.0  # seconds without a scrape of a format before it is no longer rendered
-# Render a changed state at most twice per scrape period (smoothed from the scrapes seen):
-# a render nobody fetches is wasted, and worker heartbeats change the state every second or
-# two. Scraped every 15 s, idle with a worker connected, rendering on every change cost 1.7
-# ms/s of CPU (bench/idle_bench.py, RESULTS.md); a body is then at most half a scrape
-# period old when served (a quarter on average), and its age is in the scrape itself.
-SCRAPE_SHARE = 0.5
+# Render a changed state once per expected scrape, this many seconds (plus the last render's
+# duration) before it: a render nobody fetches is wasted, and worker heartbeats change the
+# state every second or two. Scraped every 15 s, idle with a worker connected, rendering on
+# every change cost 1.7 ms/s of CPU, and twice per scrape period 0.9 ms/s, most of it the
+# renderer's wake-ups (~0.15 ms each with cold caches; bench/idle_bench.py --threads,
+# RESULTS.md). Prometheus scrapes a target at a fixed offset: arrivals vary by milliseconds.
+LEAD = 0.5
+# A scrape moves the next render earlier than the renderer's planned wake-up by more than
+# this: the renderer is woken to plan again (a new format, a first period, a faster scraper).
+# Less is left as it is (the render is late by at most this, still ahead of the scrape). And
+# a render due within this much of a wake-up is done then: the renderer planned its wake-up
+# before the scrape in between moved the period by its jitter (milliseconds to tens of them),
+# and a second wake-up for the difference made it two per scrape.
+REPLAN = LEAD / 2
 # zlib level 1: a 4.0 MB body compresses to about 6% of its size in ~15 ms; level 6 gains a
 # few percent for three times the CPU (measured with bench/scrape_bench.py, see RESULTS.md).
 GZIP_LEVEL = 1
@@ -152,9 +166,13 @@ class _Format:
     body: Body | None = None
     token: Hashable = None
     asked_at: float = 0.0
-    # Seconds between scrapes of this format, smoothed (None until a second scrape). An HA
-    # pair scraping out of phase gives about half its scrape interval: still right.
+    # Seconds between scrapes of this format, smoothed by halves (None until a second
+    # scrape): from a first gap of 3 s to scrapes every 15 s in four scrapes, not eight (each
+    # scrape while it is too short costs a render more). An HA pair scraping out of phase
+    # gives about half its scrape interval: two renders per interval, each body at most half
+    # an interval old.
     period: float | None = None
+    checked_at: float = 0.0  # when the renderer last considered this format (rendered or not)
 
 
 class Exposition:
@@ -194,7 +212,7 @@ class Exposition:
         now = self._now()
         if fmt.asked_at:
             since = min(now - fmt.asked_at, IDLE_AFTER)
-            fmt.period = since if fmt.period is None else fmt.period + (since - fmt.period) / 4
+            fmt.period = since if fmt.period is None else fmt.period + (since - fmt.period) / 2
         fmt.asked_at = now
         body = fmt.body
         if body is None or self.interval <= 0:
@@ -210,12 +228,11 @@ class Exposition:
         """Render what is due (called by the renderer thread, and by tests)."""
         now = self._now()
         for fmt in list(self._formats.values()):
-            body = fmt.body
-            if body is None or now - fmt.asked_at > IDLE_AFTER:
+            body, due = fmt.body, self._due(fmt, now)
+            if body is None or due is None or due > now + REPLAN:
                 continue
-            age = now - body.rendered_at
-            gap = max(self.interval, body.took / DUTY, (fmt.period or 0.0) * SCRAPE_SHARE)
-            if age >= max(REFRESH, gap) or (age >= gap and self._token() != fmt.token):
+            fmt.checked_at = now
+            if now - body.rendered_at >= REFRESH or self._token() != fmt.token:
                 previous = sys.getswitchinterval()
                 sys.setswitchinterval(min(previous, RENDER_SWITCH_INTERVAL))
                 try:
@@ -223,17 +240,27 @@ class Exposition:
                 finally:
                     sys.setswitchinterval(previous)
 
-    def tick(self) -> float:
-        """How long the renderer may sleep between checks: a quarter of the shortest gap a
-        render must wait (so a due render is at most that late), at least `TICK` (or the interval
-        if shorter). Scraped
-        every 15 s the gap is 7.5 s: a wake-up every 1.9 s instead of four a second."""
-        gaps = [
-            max(self.interval, (fmt.period or 0.0) * SCRAPE_SHARE)
-            for fmt in list(self._formats.values())
-            if fmt.body is not None
-        ]
-        return max(min(_Renderer.TICK, self.interval), min(gaps, default=self.interval) / 4)
+    def next_due(self) -> float | None:
+        """Seconds until a render of some format may be due (None: no format is watched):
+        the renderer sleeps that long."""
+        now = self._now()
+        dues = [self._due(fmt, now) for fmt in list(self._formats.values())]
+        return min((max(0.0, due - now) for due in dues if due is not None), default=None)
+
+    def _due(self, fmt: _Format, now: float) -> float | None:
+        body = fmt.body
+        if body is None or now - fmt.asked_at > IDLE_AFTER or self.interval <= 0:
+            return None
+        last = max(body.rendered_at, fmt.checked_at)
+        floor = body.rendered_at + max(self.interval, body.took / DUTY)
+        # The scrape is late or no period is known yet: twice as far from the last scrape.
+        due = last + max(0.0, last - fmt.asked_at)
+        if fmt.period is not None:
+            lead = min(LEAD + body.took, fmt.period / 2)
+            expected = fmt.asked_at + fmt.period - lead
+            # the next scrape expected, then the one after it, then further apart
+            due = expected if expected > last + REPLAN else max(due, expected + fmt.period)
+        return max(floor, due)
 
     def _render(self, fmt: _Format) -> Body:
         with self._render_lock:
@@ -250,21 +277,28 @@ class Exposition:
 
 
 class _Renderer:
-    """One daemon thread for every live `Exposition` of the process (held weakly)."""
-
-    TICK = 0.25  # seconds between checks of the change tokens (a few µs each)...
-    MAX_TICK = 2.0  # ...or a quarter of the shortest gap between renders, up to this
+    """One daemon thread for every live `Exposition` of the process (held weakly). It sleeps
+    until the earliest render due (with none due, until a scrape); a scrape that brings a
+    render forward wakes it."""
 
     def __init__(self) -> None:
         self._live: weakref.WeakSet[Exposition] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._wake_at = 0.0  # monotonic seconds the thread plans to wake at
 
     def watch(self, exposition: Exposition) -> None:
+        """Called on each scrape: start watching it, or wake the thread if this scrape
+        brought a render forward."""
         if exposition in self._live and self._thread is not None:
+            due = exposition.next_due()
+            if due is not None and due < self._wake_at - time.monotonic() - REPLAN:
+                self._wake.set()
             return
         with self._lock:
             self._live.add(exposition)
+            self._wake.set()
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._run, name="metrics-render", daemon=True
@@ -273,19 +307,25 @@ class _Renderer:
 
     def _run(self) -> None:
         while True:
+            self._wake.clear()  # a scrape from here on wakes the wait below
+            self._wake_at = float("inf")  # (planning now: any scrape with a due wakes it)
             with self._lock:
                 live = list(self._live)
                 if not live:
                     self._thread = None
                     return
-            tick = min([self.MAX_TICK, *(e.tick() for e in live if e.interval > 0)])
+            sleep: float | None = None
             for exposition in live:
                 try:
                     exposition.refresh()
+                    due = exposition.next_due()
+                    if due is not None:
+                        sleep = due if sleep is None else min(sleep, due)
                 except Exception:  # a collector bug must not stop every later render
                     logging.getLogger(__name__).exception("rendering /metrics failed")
             live = []  # hold no strong reference while asleep
-            time.sleep(tick)
+            self._wake_at = time.monotonic() + (sleep if sleep is not None else float("inf"))
+            self._wake.wait(sleep)
 
 
 _RENDERER = _Renderer()

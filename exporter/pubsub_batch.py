@@ -36,6 +36,12 @@ MAX_BATCH = 2000  # replies handled per batch at most, so counters never lag far
 # batch per linger, the loop reads back to back and Redis's pub/sub output buffer for us
 # never grows.
 LINGER = 0.2
+# ...but only while messages flow: the first message after this long a quiet spell is read
+# at once. A lone message (an idle worker's heartbeat, every 2 s) gathers nothing in a linger,
+# and the linger's sleep was a second wake-up per message: on this 2-core VM a wake-up costs
+# 50-100 us of CPU by itself (bench/RESULTS.md). A burst after a quiet spell pays one wake-up
+# more (its first message alone); a steady stream, or many workers' heartbeats, lingers.
+LINGER_AFTER = 1.0
 HEALTH_INTERVAL = 15.0  # PING after this long without a message; no reply in twice: reconnect
 
 Message = tuple[bytes, bytes]  # (channel, data) of one pmessage
@@ -76,6 +82,7 @@ def read_batches(
     tick: Callable[[], None] | None = None,
     waker: Waker | None = None,
     sleep: Callable[[float], object] = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> None:
     """Read `conn` (already PSUBSCRIBEd) until `stopped()`; call `handle` once per wake-up
     with every pmessage read, in order (other replies: subscribe confirmations, PONGs, are
@@ -83,8 +90,9 @@ def read_batches(
     until a message, `waker.set()` or the next health check instead of waking every `WAIT`
     (an idle exporter's listeners woke four times a second). Raises on a broken connection,
     or `NoPong` when a PING sent after `health_interval` of silence got no reply in as long
-    again (a half-open socket). `sleep` is injectable so tests see the lingers."""
-    quiet_since = time.monotonic()
+    again (a half-open socket). `sleep` and `monotonic` are injectable so tests see the
+    lingers."""
+    quiet_since = monotonic()
     ping_sent = False
     behind = False  # the last batch was full: more is waiting, read on without lingering
     poller = None
@@ -101,10 +109,10 @@ def read_batches(
         else:
             # Asleep until a message, the stop signal or the next health check is due.
             due = quiet_since + (2 if ping_sent else 1) * health_interval
-            poller.poll(max(0.0, due - time.monotonic()) * 1000 + 10)
+            poller.poll(max(0.0, due - monotonic()) * 1000 + 10)
             ready = conn.can_read(0)
         if not ready:
-            idle = time.monotonic() - quiet_since
+            idle = monotonic() - quiet_since
             if ping_sent and idle > 2 * health_interval:
                 raise NoPong(f"no reply to PING within {health_interval:.0f}s")
             if not ping_sent and idle > health_interval:
@@ -113,14 +121,14 @@ def read_batches(
             if tick is not None:
                 tick()
             continue
-        if linger and not behind:
+        if linger and not behind and monotonic() - quiet_since < LINGER_AFTER:
             sleep(linger)
         fast = _hiredis_of(conn)  # per wake-up: a reconnect makes a new Reader
         if fast is not None:
             batch, behind = _drain_hiredis(fast, max_batch)
         else:
             batch, behind = _drain(conn, max_batch)
-        quiet_since = time.monotonic()
+        quiet_since = monotonic()
         ping_sent = False
         handle(batch)
         if tick is not None:

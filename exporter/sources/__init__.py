@@ -18,7 +18,6 @@ from exporter.celery_io import CeleryIO
 from exporter.celery_io.events import event_stream
 from exporter.keeper.gate import StartGate
 from exporter.sources.events import EventsSource
-from exporter.sources.inspected import InspectedTasks
 from exporter.sources.reconcile import ReconcileSource
 from exporter.sources.results import ResultsSource
 from exporter.state import State
@@ -82,6 +81,5 @@ def build_sources(
         )
     if reconcile is not None:
         sources.append(reconcile)
-    sources.append(InspectedTasks(state))
     sources.extend(beat_sources(state))  # schedules of Celery beat (exporter/beat), if set
     return sources

@@ -51,10 +51,14 @@ STATE_OF_EVENT = {
     "task-revoked": REVOKED,
     "task-rejected": REJECTED,
 }
-# Counters are published from the receiver thread after a batch when FLUSH_INTERVAL has
-# passed, and by a scheduler job every FLUSH_BACKSTOP seconds for the last batch before a
-# quiet spell. The job used to run every second: each APScheduler run costs ~0.5 ms of CPU
-# (thread wake-ups, dispatch), most of an idle exporter's budget (bench/RESULTS.md).
+# Counters are published from the receiver thread after a batch with task events when
+# FLUSH_INTERVAL has passed, and by a timed job every FLUSH_BACKSTOP seconds for the last
+# batch before a quiet spell. The job used to run every second: each APScheduler run cost
+# ~0.5 ms of CPU (thread wake-ups, dispatch), most of an idle exporter's budget. A batch of
+# worker events only (an idle worker's heartbeat, every 2 s) leaves them to the job: on this
+# VM, publishing after each heartbeat doubled the code a heartbeat's wake-up runs with cold
+# caches (bench/RESULTS.md); heartbeat counts and the "-E is off" check lag 10 s at most (an
+# event type's first count is published at once: its series appears).
 FLUSH_INTERVAL = 1.0
 FLUSH_BACKSTOP = 10.0
 MAX_SKEW = 86_400.0  # a timestamp further than this from the receive time is not believed
@@ -138,6 +142,7 @@ class EventsSource:
         self._compat = counts_for(state)  # --compat danihodovic: per-delivery counts, or None
         self._tally = Tally()  # counted since the last flush
         self._pending = 0
+        self._published: set[str] = set()  # event types published at least once
         self._flushed_at = float("-inf")
         self._counts_lock = threading.Lock()  # handle() and flush() run on different threads
         self._bg = Background("events", self._run, on_stop=self._stop_stream)
@@ -243,7 +248,10 @@ class EventsSource:
             tally.parse_errors += errors
             self._pending += len(events)
             flush = self._pending >= 1000
-        if flush or self.state.clock.monotonic() - self._flushed_at >= FLUSH_INTERVAL:
+        # Worker events alone wait for the job, unless one is of a type never published (a
+        # series appears at once: a worker's first heartbeat after start).
+        news = updates or errors or counts or not kinds.keys() <= self._published
+        if flush or (news and self.state.clock.monotonic() - self._flushed_at >= FLUSH_INTERVAL):
             self.flush()
 
     def _task_events(self, hosts: dict[str, float], now: float) -> bool:
@@ -275,6 +283,7 @@ class EventsSource:
         with self._counts_lock:
             tally, self._tally = self._tally, Tally()
             pending, self._pending = self._pending, 0
+            self._published.update(tally.events)
         self.stats.add(tally)
         self.check.retain(self.state.workers.hosts())  # forget evicted and purged hosts
         self.stats.task_events_enabled(self.check.enabled())

@@ -119,7 +119,12 @@ class ResultsSource:
         )
 
     def handle(self, batch: list[tuple[bytes, bytes]], client: Any = None) -> int:
-        """Parse and apply one batch of (channel, data); returns how many counted."""
+        """Parse and apply one batch of (channel, data); returns how many counted. An empty
+        batch (the wake-up was a PONG of the health check, every 15 s while idle) is no
+        message: it neither writes the ledger (its change counter would make the keeper
+        save and /metrics render again) nor stamps a last-message time."""
+        if not batch:
+            return 0
         updates: list[TaskUpdate] = []
         tally = Tally()
         skipped = tally.skipped
@@ -141,7 +146,7 @@ class ResultsSource:
                 updates.append(parsed)
         if updates and self._verify_db and client is not None:
             updates = self._ours(client, updates, tally)
-        counted = self.state.ledger.apply_many(updates)
+        counted = self.state.ledger.apply_many(updates) if updates else 0
         self.state.details.note_many(updates)
         tally.received += len(updates)
         self.stats.add(tally)

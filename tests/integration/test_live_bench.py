@@ -29,3 +29,13 @@ def test_live_bench_small_run(capsys: pytest.CaptureFixture[str]) -> None:
         if name != "ours: both off":
             assert figures["counts"] == report["truth"], name
     assert "ms/task" in capsys.readouterr().out
+
+
+def test_live_bench_beside_a_baseline_commit() -> None:
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server is not installed")
+    report = live_bench.main(["--small", "--only-full", "--baseline", "HEAD"])
+    full = next(iter(live_bench.OURS))
+    assert set(report["processes"]) == {full, f"{full} @HEAD"}
+    for name, figures in report["processes"].items():
+        assert figures["counts"] == report["truth"], name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import random
 
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -10,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.clock import FakeClock
 from exporter.collectors import build_registry
 from exporter.config import Config
-from exporter.exposition import IDLE_AFTER, REFRESH, Exposition
+from exporter.exposition import IDLE_AFTER, LEAD, REFRESH, REPLAN, Exposition
 from exporter.http import create_app
 from exporter.state import State
 from exporter.taskdata import SUCCESS, TaskUpdate
@@ -67,33 +68,123 @@ def test_renders_on_change_at_most_once_per_interval() -> None:
     assert expo.renders == 3  # time-derived values refreshed
 
 
-def test_a_changing_state_is_rendered_at_most_twice_per_scrape() -> None:
-    """Scraped every 15 s while heartbeats change the state every second: two renders per
-    scrape, not fifteen, and no body served is older than half a scrape period."""
-    state, expo, mono = _setup()
-    expo.get("", False)
-    ages, learnt = [], 0
-    for step in range(1, 121):  # two minutes, a change and a renderer tick each second
-        mono.t += 1.0
-        _done(state, f"t{step}")
-        expo.refresh()
-        if step % 15 == 0:
-            body = expo.get("", False)[0]
-            line = body.split(b"\ncelery_exporter_metrics_render_age_seconds ")[1]
-            ages.append(float(line.split(b"\n")[0]))
-            learnt = learnt or expo.renders  # the second scrape taught it the period
-    assert expo.renders - learnt <= 2 * 7  # seven more scrapes, two renders each at most
-    assert max(ages[1:]) <= 7.5
-    # Scraped every second, it learns that within a few scrapes and renders every change
-    # again (the interval's bound).
-    for step in range(30):
-        if step == 20:
-            before = expo.renders
-        mono.t += 1.0
-        _done(state, f"u{step}")
-        expo.refresh()
-        expo.get("", False)
-    assert expo.renders - before == 10
+def _age(body: bytes) -> float:
+    line = body.split(b"\ncelery_exporter_metrics_render_age_seconds ")[1]
+    return float(line.split(b"\n")[0])
+
+
+class Run:
+    """The renderer thread, a scraper and a changing cluster, played on the fake clock.
+
+    The renderer refreshes, then sleeps for `next_due()`; a scrape that brings a render
+    forward by more than `REPLAN` wakes it (as `_Renderer` does). The state changes every
+    `change_every` seconds (worker heartbeats)."""
+
+    def __init__(self, change_every: float | None = 1.0, interval: float = 1.0) -> None:
+        self.state, self.expo, self.mono = _setup(interval)
+        self.start = self.mono.t
+        self.change_every = change_every
+        self.wake: float | None = None  # when the renderer wakes next (None: on a scrape)
+        self.wakeups = 0
+        self.served: list[tuple[float, float, int]] = []  # (at, age, renders so far)
+        self.changes = 0
+
+    def until(self, end: float, scrapes: list[float]) -> Run:
+        """Advance to `end` (seconds from the start), scraping at `scrapes` (the same)."""
+        pending = sorted(t for t in scrapes if self.start + t >= self.mono.t)
+        next_change = self.mono.t + (self.change_every or float("inf"))
+        while True:
+            scrape = self.start + pending[0] if pending else float("inf")
+            wake = self.wake if self.wake is not None else float("inf")  # asleep for good
+            t = min(scrape, wake, next_change)
+            if t > self.start + end:
+                self.mono.t = self.start + end
+                return self
+            self.mono.t = t
+            if t == next_change:
+                self.changes += 1
+                _done(self.state, f"c{self.changes}")
+                next_change += self.change_every or float("inf")
+            elif t == scrape:
+                pending.pop(0)
+                body = self.expo.get("", False)[0]
+                self.served.append((t - self.start, _age(body), self.expo.renders))
+                due = self.expo.next_due()
+                planned = self.wake if self.wake is not None else float("inf")
+                if due is not None and due < planned - t - REPLAN:
+                    self.wake = t  # the first scrape starts the thread; others may replan
+            else:
+                self.wakeups += 1
+                self.expo.refresh()
+                due = self.expo.next_due()
+                self.wake = t + due if due is not None else None
+
+    def renders_between(self, a: float, b: float) -> int:
+        """Renders after the scrape at `a` up to the one at `b` (both served)."""
+        by_time = {at: renders for at, _age, renders in self.served}
+        return by_time[b] - by_time[a]
+
+
+def test_a_changing_state_is_rendered_once_per_scrape_just_before_it() -> None:
+    """Scraped every 15 s while heartbeats change the state every second: one render per
+    scrape, LEAD seconds before it, and the renderer wakes once per scrape."""
+    scrapes = [15.0 * i for i in range(21)]
+    run = Run().until(300, scrapes)
+    assert run.renders_between(60, 300) == 16  # one per scrape once the period is known
+    # One per scrape; while learning the period, its start and 1, 2, 4, 8 and 16 s after
+    assert run.wakeups <= 20 + 6
+    ages = [age for at, age, _r in run.served if at >= 60]
+    assert max(ages) <= LEAD + 0.01  # rendered LEAD before each scrape (renders take 0 s)
+    assert min(ages) >= LEAD - 0.01
+
+
+def test_jittered_and_paired_scrapes_get_bodies_at_most_half_a_period_old() -> None:
+    rng = random.Random(7)
+    jittered = [15.0 * i + rng.uniform(-0.05, 0.05) for i in range(1, 41)]
+    run = Run().until(600, jittered)
+    ages = [age for at, age, _r in run.served if at >= 60]
+    assert max(ages) <= LEAD + 0.2  # the arrivals move by 0.1 s at most
+    # One wake-up per scrape (a few more while learning the period): a render due within
+    # REPLAN of a wake-up planned before the jittered scrape is done then, not woken for.
+    assert run.wakeups <= len(jittered) + 6
+    assert run.renders_between(run.served[4][0], run.served[-1][0]) <= len(run.served) - 4
+    # A scrape 3 s early is served the body rendered for the one before: one period old.
+    run = Run().until(160, [15.0 * i for i in range(10)] + [147.0])
+    assert run.served[-1][1] == 147.0 - (135.0 - LEAD)  # within one period
+    # An HA pair, 2 s out of phase: the smoothed period is about 7.5 s, two renders per
+    # 15 s, and no body older than half the interval (and a lead).
+    paired = sorted([15.0 * i for i in range(1, 41)] + [15.0 * i + 2 for i in range(1, 41)])
+    run = Run().until(610, paired)
+    late = [(at, age, r) for at, age, r in run.served if at >= 120]
+    assert max(age for _at, age, _r in late) <= 7.5 + LEAD
+    assert late[-1][2] - late[0][2] <= 2 * (len(late) // 2)
+
+
+def test_a_format_scraped_once_is_rendered_a_handful_of_times() -> None:
+    """No period known: renders 1, 2, 4, 8... s after the scrape, then none after
+    IDLE_AFTER. Each served body is at most half the time since the scrape before old."""
+    run = Run().until(2 * IDLE_AFTER, [0.0])
+    assert 9 <= run.expo.renders <= 12  # 1 + 1, 2, 4, ... 512 s after it
+    assert run.wakeups <= 12
+    # Scraped every 15 s for a while, then no more: the same back-off from the last one.
+    run = Run().until(2 * IDLE_AFTER, [15.0 * i for i in range(11)])
+    renders = run.expo.renders - run.served[-1][2]  # 14.5, 29.5, 59, 118, 236, 472 s after
+    assert renders == 6
+    # A scrape after a long gap gets a body at most half that gap old.
+    run = Run().until(200, [0.0, 170.0])
+    assert run.served[-1][1] <= 170 / 2
+
+
+def test_an_unchanged_state_is_rendered_every_refresh_at_most() -> None:
+    run = Run(change_every=None).until(600, [5.0 * i for i in range(121)])
+    assert 60 - 2 <= run.expo.renders <= 60 + 2  # every other scrape: REFRESH is 10 s
+    assert max(age for _at, age, _r in run.served) <= REFRESH + LEAD + 0.01
+
+
+def test_fast_scrapes_get_each_change_once_per_interval() -> None:
+    run = Run(change_every=1.0).until(60, [0.5 * i for i in range(121)])
+    assert 55 <= run.expo.renders <= 61  # the interval's bound: once a second
+    assert max(age for at, age, _r in run.served if at > 5) <= 1.0 + 0.01
 
 
 def test_age_is_appended_and_gzip_is_the_same_body() -> None:
@@ -261,16 +352,3 @@ def test_a_background_render_hands_the_gil_over_often_then_restores_the_interval
     expo.refresh()  # what the renderer thread calls
     assert seen == [before, RENDER_SWITCH_INTERVAL]
     assert sys.getswitchinterval() == before
-
-
-def test_the_renderer_sleeps_longer_when_scrapes_are_far_apart() -> None:
-    _state, expo, mono = _setup()
-    expo.get("", False)
-    assert expo.tick() == 0.25  # no period known yet: the interval's bound
-    for _ in range(8):
-        mono.t += 15.0
-        expo.get("", False)
-    assert 1.5 < expo.tick() <= 1.875  # a quarter of half the 15 s period
-    fast = _setup(interval=0.1)[1]
-    fast.get("", False)
-    assert fast.tick() == 0.1

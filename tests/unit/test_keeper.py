@@ -97,3 +97,46 @@ def test_last_run_times_are_saved_and_loaded() -> None:
     junk = _state()
     assert store.load(junk.ledger)
     assert junk.ledger.last_times() == {"u": {STARTED: 1.6e9}}
+
+
+def test_the_periodic_save_skips_an_unchanged_ledger() -> None:
+    """Idle, the 10 s save found nothing new: it writes only after a write, a move of the
+    reconcile pass, a failed save, or RESAVE_AFTER (the keys' TTL is renewed by saves)."""
+    from exporter.keeper.service import RESAVE_AFTER
+
+    state = _state()
+    clock = state.clock
+    assert isinstance(clock, FakeClock)
+    gate = StartGate()
+    gate.open()
+    redis = fakeredis.FakeRedis()
+    keeper = Keeper(state, LedgerStore(redis, "", "x"), gate)
+    keeper.save_if_changed()
+    assert state.keeper_health.saves == 1  # the first save
+    version = state.change_token()
+    keeper.save_if_changed()
+    clock.advance(RESAVE_AFTER - 1)
+    keeper.save_if_changed()
+    assert state.keeper_health.saves == 1 and state.change_token() == version
+    state.ledger.apply(TaskUpdate("a", SUCCESS, SOURCE_EVENTS, name="t", queue="q"))
+    keeper.save_if_changed()
+    assert state.keeper_health.saves == 2
+    state.ledger.note_pass(("run", 7, clock.time()))  # a reconcile pass moved on
+    keeper.save_if_changed()
+    assert state.keeper_health.saves == 3
+    clock.advance(RESAVE_AFTER)
+    keeper.save_if_changed()
+    assert state.keeper_health.saves == 4
+    keeper.save()  # after a reconcile and on stop: always
+    assert state.keeper_health.saves == 5
+    good, keeper.store = keeper.store, LedgerStore(_Broken(), "", "x")
+    keeper.save_if_changed()
+    assert state.keeper_health.saves == 5  # unchanged: not even tried
+    keeper.save()
+    assert state.keeper_health.failures == 1
+    keeper.store = good
+    keeper.save_if_changed()  # the failed save is made good at the next period
+    assert state.keeper_health.saves == 6 and state.keeper_health.ok
+    again = _state()
+    assert keeper.store.load(again.ledger)
+    assert again.ledger.counts().tasks == state.ledger.counts().tasks

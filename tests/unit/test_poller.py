@@ -159,3 +159,28 @@ def test_known_workers_bound_the_wait_and_discovery_runs_periodically(clock: Fak
     state.saw_worker("new@h", clock.time())
     poller.poll()
     assert reader.expected[-1] is None  # an unknown worker's heartbeat forces discovery
+
+
+def test_the_poll_job_feeds_the_polled_tasks_to_the_ledger_at_once() -> None:
+    """No job of its own (a scheduler wake-up every half poll): the daemon's poll job feeds
+    the new snapshot's reserved tasks to the ledger right after the poll."""
+    from exporter.daemon import Daemon
+    from exporter.taskdata import RECEIVED
+
+    daemon = Daemon(Config(result_backend=None))
+    reader = FakeReader()
+    daemon.poller = Poller(daemon.state, reader)
+    ledger = daemon.state.ledger
+    ledger.apply(TaskUpdate("a", RECEIVED, "events", name="t.add"))  # task-received: no queue
+    reader.add_worker("w@h", queues=("bulk",))
+    reader.replies["reserved"]["w@h"] = [
+        {"id": "a", "name": "t.add", "delivery_info": {"routing_key": "bulk"}}
+    ]
+    daemon._poll()
+    assert ledger.counts().tasks == {("t.add", "bulk", "received"): 1}
+    reader.replies["reserved"]["w@h"] = []
+    changes = ledger.changes
+    daemon._poll()  # nothing running or waiting: no ledger write (the keeper would save)
+    assert ledger.changes == changes
+    assert all(job_id != "inspected-tasks" for s in daemon.sources for *_f, job_id in s.jobs())
+    daemon.io.close()

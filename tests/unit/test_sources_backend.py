@@ -74,6 +74,20 @@ def test_pubsub_batch_counts_and_skips(redis_client: fakeredis.FakeRedis) -> Non
     assert state.ledger.counts().exceptions == {("tests.add", "KeyError"): 1}
 
 
+def test_a_wake_up_without_messages_writes_nothing(redis_client: fakeredis.FakeRedis) -> None:
+    """The health check's PONG wakes the listener with no message: no ledger write (the
+    keeper would save, /metrics render), no last-message time; a batch of junk still is
+    a message, and is counted as skipped without a ledger write either."""
+    state = make_state()
+    src = ResultsSource(state, lambda: redis_client, StartGate())
+    changes, token = state.ledger.changes, state.change_token()
+    assert src.handle([]) == 0
+    assert state.ledger.changes == changes and state.change_token() == token
+    assert src.handle([(b"celery-task-meta-c", b"{broken")]) == 0
+    assert state.ledger.changes == changes
+    assert health(state, "pubsub").parse_errors == 1
+
+
 def test_pubsub_keyprefix_filters_other_apps(redis_client: fakeredis.FakeRedis) -> None:
     state = make_state(broker_transport_options={"global_keyprefix": "app1:"})
     src = ResultsSource(state, lambda: redis_client, StartGate())

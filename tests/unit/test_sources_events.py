@@ -211,6 +211,20 @@ def test_counters_are_published_from_the_receiver_thread_once_a_second() -> None
     src.handle(ev("task-received", uuid="c", name="t"))
     assert published() == 3
 
+    # Heartbeats alone (an idle worker, every 2 s) wait for the job, but for the first one:
+    # its series appears at once.
+    def beats() -> float:
+        return state.source_health()["events"].stats.events.get("worker-heartbeat", 0)
+
+    clock.advance(5)
+    src.handle(ev("worker-heartbeat"))
+    assert beats() == 1
+    clock.advance(5)
+    src.handle(ev("worker-heartbeat"))
+    assert beats() == 1
+    src.flush()
+    assert beats() == 2
+
 
 def test_parsed_update_equals_one_built_field_by_field() -> None:
     """parse_event builds its TaskUpdate from a field dict (taskdata.update_from): the object
