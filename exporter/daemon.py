@@ -27,11 +27,11 @@ from exporter.config_checks import ConfigError, parse_listen
 from exporter.gcpause import map_large_blocks
 from exporter.http import create_app
 from exporter.keeper import build_keeper
-from exporter.periodic import Periodic
 from exporter.poller import Poller
 from exporter.sources import Source, build_sources
 from exporter.sources.inspected import InspectedTasks
 from exporter.state import State
+from exporter.timedjobs import TimedJobs
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class Daemon:
         self.sources: list[Source] = build_sources(
             self.state, self.io, gate, self.keeper.save if self.keeper else None
         )
-        self.scheduler = Periodic()  # the poll and each service's jobs, a thread each
+        self.scheduler = TimedJobs()  # the poll and each service's jobs, a thread each
         self._sockets: list[tuple[socket.socket, bool, bool]] = []  # (sock, metrics, api)
         self._servers: list[_Server] = []
 

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from exporter.periodic import Periodic, next_due
+from exporter.timedjobs import TimedJobs, next_due
 
 
 def test_next_start_keeps_the_phase_and_skips_missed_runs() -> None:
@@ -23,7 +23,7 @@ class Play:
         self.starts: list[float] = []
         self.waits: list[float] = []
         self.runs, self.took, self.fail = runs, took, fail
-        self.periodic = Periodic(monotonic=lambda: self.now, wait=self.wait)
+        self.jobs = TimedJobs(monotonic=lambda: self.now, wait=self.wait)
 
     def job(self) -> None:
         self.starts.append(self.now)
@@ -37,8 +37,8 @@ class Play:
         return len(self.starts) >= self.runs  # True: stopping
 
     def play(self, interval: float) -> Play:
-        self.periodic.add(self.job, interval, "job")
-        self.periodic.run(self.periodic.jobs[0])
+        self.jobs.add(self.job, interval, "job")
+        self.jobs.run(self.jobs.jobs[0])
         return self
 
 
@@ -51,20 +51,20 @@ def test_a_job_runs_at_once_then_once_per_interval_with_one_wait_each() -> None:
 
 
 def test_a_failing_job_is_logged_and_runs_again(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.ERROR, logger="exporter.periodic"):
+    with caplog.at_level(logging.ERROR, logger="exporter.timedjobs"):
         played = Play(runs=2, fail=True).play(5.0)
     assert played.starts == [0.0, 5.0]
-    assert [r.getMessage() for r in caplog.records] == ["periodic job job failed"] * 2
+    assert [r.getMessage() for r in caplog.records] == ["timed job job failed"] * 2
 
 
 def test_intervals_must_be_positive_and_stop_ends_the_threads() -> None:
-    periodic = Periodic()
+    jobs = TimedJobs()
     with pytest.raises(ValueError, match="interval must be positive"):
-        periodic.add(lambda: None, 0, "never")
+        jobs.add(lambda: None, 0, "never")
     ran: list[int] = []
-    periodic.add(lambda: ran.append(1), 3600.0, "hourly")
-    periodic.start()
-    threads = list(periodic._threads)
-    periodic.stop()  # wakes the thread from its hour-long sleep
+    jobs.add(lambda: ran.append(1), 3600.0, "hourly")
+    jobs.start()
+    threads = list(jobs._threads)
+    jobs.stop()  # wakes the thread from its hour-long sleep
     assert not any(t.is_alive() for t in threads)
     assert threads[0].name == "job-hourly"

@@ -1,4 +1,4 @@
-"""`Periodic`: the daemon's timed jobs (the poll, each service's `jobs()`), each on a thread
+"""`TimedJobs`: the daemon's timed jobs (the poll, each service's `jobs()`), each on a thread
 of its own that sleeps until its next run.
 
 APScheduler ran them before: its scheduler thread woke for each due job, did its datetime and
@@ -43,7 +43,7 @@ def next_due(due: float, interval: float, now: float) -> float:
     return due
 
 
-class Periodic:
+class TimedJobs:
     def __init__(
         self,
         monotonic: Callable[[], float] = time.monotonic,
@@ -83,7 +83,7 @@ class Periodic:
             try:
                 job.func()
             except Exception:  # a bug, not an outage (jobs handle those): log, run again
-                log.exception("periodic job %s failed", job.name)
+                log.exception("timed job %s failed", job.name)
             due = next_due(due, job.interval, self._now())
             if self._wait(max(0.0, due - self._now())):
                 return
