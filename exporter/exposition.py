@@ -217,7 +217,10 @@ class Exposition:
         body = fmt.body
         if body is None or self.interval <= 0:
             body = self._render(fmt)
-        elif self._background:
+        if self._background and self.interval > 0:
+            # The first scrape too: renders before the second one (when no period is known
+            # yet) are the renderer's. Watched from the second scrape only, the second got
+            # the first's body, a whole scrape interval old.
             _renderer().watch(self)
         body_bytes = body.serve(
             gzip_ok, self._now(), self.renders, self.render_cpu_seconds, self._prefix, self._labels

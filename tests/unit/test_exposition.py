@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import random
 
+import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -173,6 +174,25 @@ def test_a_format_scraped_once_is_rendered_a_handful_of_times() -> None:
     # A scrape after a long gap gets a body at most half that gap old.
     run = Run().until(200, [0.0, 170.0])
     assert run.served[-1][1] <= 170 / 2
+
+
+def test_the_renderer_watches_a_format_from_its_first_scrape(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Else the second scrape gets the first's inline render, a scrape interval old."""
+    import exporter.exposition as exposition
+
+    watched: list[Exposition] = []
+
+    class Recorder:
+        def watch(self, expo: Exposition) -> None:
+            watched.append(expo)
+
+    monkeypatch.setattr(exposition, "_renderer", Recorder)
+    state = State(Config(), FakeClock())
+    expo = Exposition(build_registry(state), state.change_token, 1.0, Mono())
+    expo.get("text/plain", False)
+    assert watched == [expo] and expo.renders == 1
 
 
 def test_an_unchanged_state_is_rendered_every_refresh_at_most() -> None:
