@@ -321,11 +321,5 @@ def _print(part: str, figures: dict[str, float]) -> None:
     print(f"{part}: {shown}", flush=True)
 
 
-def _shown(v: object) -> str:
-    if isinstance(v, float):
-        return f"{v:,.3f}"
-    return f"{v:,}" if isinstance(v, int) else str(v)
-
-
 if __name__ == "__main__":
     raise SystemExit(main())
