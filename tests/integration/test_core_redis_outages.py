@@ -79,7 +79,7 @@ def test_broker_outage_and_recovery(
     )
     # The body is rendered once per render interval (1 s), in phase with the 1 s polls: the
     # body that first shows the third error may be only one interval (seen: 0.9997 s) younger
-    # read above. Growing is what matters: wait for more than that.
+    # than the one read above. Growing is what matters: wait for more than that.
     age2 = exporter.wait_value(
         "celery_exporter_snapshot_age_seconds", lambda v: v is not None and v > age1 + 1
     )
