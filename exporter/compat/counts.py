@@ -7,8 +7,8 @@ started) is observed on each task-started. Outcomes (succeeded, failed, retried,
 rejected) and runtimes are the ledger's, per node (ledger/hosts.py); compat/view.py joins
 both. A task's name, queue, sent time and ETA are remembered from its earlier events for the
 later ones (a task-started event names none of them), for the newest
-`--ledger-max-tasks / 4` task ids. Names, queues and hosts are bounded like the ledger's
-labels (folded into "other"), and so are their combinations (10 x --max-task-names). One
+`--ledger-max-tasks / 4` task ids. Names, queues and hosts are bounded by the ledger's
+`LabelGuard` (folded into "other"), and so are their combinations (10 x --max-task-names). One
 lock; nothing here does I/O.
 """
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from exporter.config import DEFAULT_BUCKETS, Config
 from exporter.decode import clean
 from exporter.decode.compat import host_part
-from exporter.ledger.guard import UNKNOWN
+from exporter.ledger.guard import OTHER, UNKNOWN, LabelGuard
 from exporter.ledger.hosts import compat_default_queue, cumulative, observe
 from exporter.taskdata import RECEIVED, SENT, STARTED, TaskUpdate
 
@@ -34,34 +34,13 @@ WAIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 30
 # A task whose name no event gave: the ledger's word, so one task has one name label here
 # (celery-exporter writes "None").
 NO_NAME = UNKNOWN
-OTHER = "other"
-UNKNOWN_HOST = "unknown"
+UNKNOWN_HOST = UNKNOWN
 
 Key = tuple[str, str, str]  # (name, hostname, queue_name)
 
 
 def wait_buckets(config: Config) -> tuple[float, ...]:
     return WAIT_BUCKETS if config.wait_buckets == DEFAULT_BUCKETS else config.wait_buckets
-
-
-class _Guard:
-    """Up to `limit` distinct values; later ones fold into "other" (counted)."""
-
-    __slots__ = ("limit", "overflow", "values")
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.values: set[str] = set()
-        self.overflow = 0
-
-    def __call__(self, value: str) -> str:
-        if value in self.values:
-            return value
-        if len(self.values) >= self.limit:
-            self.overflow += 1
-            return OTHER
-        self.values.add(value)
-        return value
 
 
 @dataclass(frozen=True)
@@ -86,9 +65,9 @@ class CompatCounts:
         self._max_tasks = max(1, config.ledger_max_tasks // 4)
         self._max_keys = max(1, 10 * config.max_task_names)
         self._guards = {
-            "name": _Guard(config.max_task_names),
-            "queue_name": _Guard(config.max_task_names),
-            "hostname": _Guard(config.max_workers),
+            "name": LabelGuard(config.max_task_names),
+            "queue_name": LabelGuard(config.max_task_names),
+            "hostname": LabelGuard(config.max_workers),
         }
         self._keys: set[Key] = set()
         self._key_overflow = 0
