@@ -12,7 +12,7 @@ What others use is exported here; the modules inside are the ledger's own:
   could count them again; last.py: last run times per task name
 - guard.py: label bounds; histograms.py: runtime and queue-wait histograms;
   window.py: the success-ratio window; hosts.py: outcomes per worker node, kept only for
-  `--compat danihodovic`
+  `--compat danihodovic`; churn.py: when a churned dict is copied to its live size
 
 The package imports nothing from sources, collectors or the API.
 """

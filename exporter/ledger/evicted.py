@@ -22,6 +22,8 @@ from __future__ import annotations
 import heapq
 import math
 
+from exporter.ledger.churn import Churn
+
 # Ids kept beyond `limit` before a trim: a few thousand, fewer for a small limit.
 MAX_SLACK = 4096
 
@@ -51,7 +53,9 @@ class EvictedIds:
         # (`task_id in evicted.ids`, no Python-level call; read from here each time: a trim
         # replaces it with a copy now and then).
         self.ids: dict[str, float] = {}
-        self._dropped = 0  # ids given up or pruned since `ids` was last copied
+        # Ids given up or pruned leave dead slots (churn.py): copied once as many have gone
+        # as are kept, it is sized for the live ones.
+        self._churn = Churn(limit)
         self._buckets: dict[int, _Bucket] = {}
         self._seconds: list[int] = []  # min-heap of the bucket keys
         self.given_up = 0
@@ -102,6 +106,7 @@ class EvictedIds:
             return
         self.trims += 1
         ids, buckets, seconds = self.ids, self._buckets, self._seconds
+        dropped = 0
         while excess > 0 and seconds:
             second = seconds[0]
             bucket = buckets[second]
@@ -120,19 +125,17 @@ class EvictedIds:
                 del ids[task_id]
             excess -= len(drop)
             self.given_up += len(drop)
-            self._dropped += len(drop)
-        self._compact()
+            dropped += len(drop)
+        self._deleted(dropped)
 
-    def _compact(self) -> None:
-        # Dropped ids leave dead slots that only a resize reclaims; a copy once as many
-        # have gone as are kept is sized for the live ones (as the ledger's entries).
-        if self._dropped >= self.limit:
-            self._dropped = 0
+    def _deleted(self, n: int) -> None:
+        if self._churn.deleted(n):
             self.ids = dict(self.ids)
 
     def prune(self, watermark: float) -> None:
         """Forget every id settled at or below the watermark (a reconcile covers them)."""
         ids, buckets, seconds = self.ids, self._buckets, self._seconds
+        dropped = 0
         while seconds and seconds[0] <= watermark:
             second = seconds[0]
             bucket = buckets[second]
@@ -141,7 +144,7 @@ class EvictedIds:
                 del buckets[second]
                 for task_id in bucket.ids:
                     del ids[task_id]
-                self._dropped += len(bucket.ids)
+                dropped += len(bucket.ids)
                 continue
             keep = [i for i in bucket.ids if ids[i] > watermark]
             for task_id in bucket.ids:
@@ -153,7 +156,7 @@ class EvictedIds:
                 heapq.heappop(seconds)
                 del buckets[second]
             break  # later buckets start at second + 1 > watermark
-        self._compact()
+        self._deleted(dropped)
 
     def _remove(self, task_id: str, settled: float) -> None:
         second = _second(settled)

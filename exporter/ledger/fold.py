@@ -146,24 +146,13 @@ def evict(t: LedgerTables, now: float) -> None:
         del t.entries[task_id]
         t.running.pop(task_id, None)
         t.evictions += 1
-        if not t.evictions % (t.max_tasks * 7 // 10 + 1):
-            t.entries = compacted(t.entries)
+        if t.churn.deleted():
+            t.entries = dict(t.entries)  # sized for what it holds (churn.py)
         # A counted result a reconcile could find again must stay known as counted.
         if t.backfill and e.settled is not None and e.settled > t.watermark:
             t.evicted.add(task_id, e.settled)
         if t.tracking:
             t.dirty.add(task_id)
-
-
-def compacted(d: dict[str, Entry]) -> dict[str, Entry]:
-    """A copy of a dict that evictions churn, sized for what it holds.
-
-    First-in first-out deletes leave dead slots that only a resize reclaims, and a resize of
-    a dict holding 200,000 entries allocates for 600,000: 15.4 MB of table. A copy is sized
-    for its live entries (7.7 MB), with room for 149,000 more inserts before the next resize:
-    one every 0.7 x max_tasks evictions comes first. A copy of a churned 200,000-entry dict
-    takes 20 ms (its keys are scattered): 0.15 us per eviction."""
-    return dict(d)
 
 
 def observe_running(
