@@ -26,10 +26,8 @@ at most one period old (or half the time since the scrape before it, if longer).
 An interval of 0 renders on every scrape (the old path, kept for comparison and for tests).
 
 `celery_exporter_metrics_render_age_seconds` is appended to every body as it is served, so
-the age of what a scrape got is in the scrape itself. The gzip form is kept as a deflate
-stream flushed but not finished, with its compressor: a scrape copies the compressor and
-finishes the stream with the age line (one gzip member with the right CRC: a second member
-would be lost on clients that read only the first, such as httpx).
+the age of what a scrape got is in the scrape itself. The body and its gzip form are
+rendered.py's `Body`.
 """
 
 from __future__ import annotations
@@ -39,14 +37,14 @@ import sys
 import threading
 import time
 import weakref
-import zlib
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 
-from exporter.naming import DEFAULT_PREFIX, renamed
+from exporter.naming import DEFAULT_PREFIX
+from exporter.rendered import EOF_LINE, Body, label_text
 from exporter.textformat import encoder_for
 
 REFRESH = 10.0  # seconds: re-render unchanged state this often (time-derived values)
@@ -70,92 +68,12 @@ LEAD = 0.5
 # before the scrape in between moved the period by its jitter (milliseconds to tens of them),
 # and a second wake-up for the difference made it two per scrape.
 REPLAN = LEAD / 2
-# zlib level 1: a 4.0 MB body compresses to about 6% of its size in ~15 ms; level 6 gains a
-# few percent for three times the CPU (measured with bench/scrape_bench.py, see RESULTS.md).
-GZIP_LEVEL = 1
 # The GIL switch interval while the renderer thread renders (CPython's default is 5 ms).
 # A scrape served meanwhile waits for the GIL each time its thread wakes (request read,
 # handler, write): up to one interval each, so ~20 ms per scrape at 5 ms, ~2 ms at 0.5 ms.
 # The render itself is barely slower (a switch costs microseconds, and only happens when
 # another thread asks). Set for the render only, then put back.
 RENDER_SWITCH_INTERVAL = 0.0005
-AGE_METRIC = "celery_exporter_metrics_render_age_seconds"
-_EOF = b"# EOF\n"
-
-
-def _tail(
-    openmetrics: bool, age: float, renders: int, cpu: float, prefix: str, labels: str
-) -> bytes:
-    """The families added as a body is served: its age, and the renderer's own cost, named
-    and labelled like every other family (--metric-prefix, --static-label)."""
-    lines = []
-    for name, kind, value, help_text in (
-        (AGE_METRIC, "gauge", age, "Seconds since the served /metrics body was rendered "
-         "(--metrics-render-interval)"),
-        ("celery_exporter_metrics_renders", "counter", renders,
-         "Renders of /metrics bodies, every format"),
-        ("celery_exporter_metrics_render_cpu_seconds", "counter", cpu,
-         "CPU seconds spent rendering /metrics bodies"),
-    ):  # fmt: skip
-        name = renamed(name, prefix)
-        family = name if openmetrics or kind != "counter" else f"{name}_total"
-        sample = f"{name}_total" if kind == "counter" else name
-        lines += [f"# HELP {family} {help_text}", f"# TYPE {family} {kind}"]
-        lines.append(f"{sample}{labels} {value}")
-    return ("\n".join(lines) + "\n").encode() + (_EOF if openmetrics else b"")
-
-
-def _label_text(labels: Mapping[str, str]) -> str:
-    if not labels:
-        return ""
-    esc = {
-        k: v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
-        for k, v in labels.items()
-    }
-    return "{" + ",".join(f'{k}="{v}"' for k, v in sorted(esc.items())) + "}"
-
-
-@dataclass(frozen=True)
-class Body:
-    """One rendered format (OpenMetrics without its `# EOF` line), plain and gzip-ready."""
-
-    content_type: str
-    plain: bytes
-    gzip_head: bytes  # a gzip stream of `plain`, flushed, not finished
-    compressor: zlib._Compress  # the state after `plain`: copied to finish a response
-    rendered_at: float  # monotonic seconds
-    openmetrics: bool
-    took: float = 0.0  # seconds the render took
-
-    @classmethod
-    def render(
-        cls,
-        content_type: str,
-        plain: bytes,
-        at: float,
-        openmetrics: bool,
-        now: Callable[[], float],
-    ) -> Body:
-        """The body of `plain`, rendered since `at`; `took` counts the compression too."""
-        compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: gzip wrapper
-        head = compressor.compress(plain) + compressor.flush(zlib.Z_SYNC_FLUSH)
-        return cls(content_type, plain, head, compressor, at, openmetrics, took=now() - at)
-
-    def serve(
-        self,
-        gzip_ok: bool,
-        now: float,
-        renders: int = 0,
-        cpu: float = 0.0,
-        prefix: str = DEFAULT_PREFIX,
-        labels: str = "",
-    ) -> bytes:
-        age = round(max(0.0, now - self.rendered_at), 3)
-        tail = _tail(self.openmetrics, age, renders, round(cpu, 6), prefix, labels)
-        if gzip_ok:
-            finish = self.compressor.copy()  # about 0.1 ms; the shared state stays unfinished
-            return self.gzip_head + finish.compress(tail) + finish.flush()
-        return self.plain + tail
 
 
 @dataclass
@@ -194,7 +112,7 @@ class Exposition:
         self._now = monotonic
         self._background = background  # False: only refresh() renders (tests drive it)
         self._prefix = prefix
-        self._labels = _label_text(static_labels or {})
+        self._labels = label_text(static_labels or {})
         self._formats: dict[str, _Format] = {}
         self._render_lock = threading.Lock()  # one render at a time per registry
         self.renders = 0
@@ -270,8 +188,8 @@ class Exposition:
             token = self._token()
             started, cpu = self._now(), time.thread_time()
             plain = fmt.encoder(self.registry)
-            if fmt.openmetrics and plain.endswith(_EOF):
-                plain = plain[: -len(_EOF)]
+            if fmt.openmetrics and plain.endswith(EOF_LINE):
+                plain = plain[: -len(EOF_LINE)]
             body = Body.render(fmt.content_type, plain, started, fmt.openmetrics, self._now)
             fmt.body, fmt.token = body, token
             self.renders += 1
