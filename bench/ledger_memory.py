@@ -84,16 +84,21 @@ def parts(ledger: Any) -> dict[str, float]:
 
     t = ledger._tables
     w = _Walk()
-    entries = list(t.entries.values())
+    values = list(t.entries.values())
+    entries = [e for e in values if not isinstance(e, bytes)]
+    records = [e for e in values if isinstance(e, bytes)]  # packed (exporter/ledger/packed.py)
+    aside = list(getattr(t, "extras", {}).values())
     slots = [s for s in Entry.__slots__ if s not in ("x", "name", "queue", "worker", "state")]
     out = {
         "entries_dict_table": w.size([t.entries]),
         "entry_objects": w.size(entries),
-        "extra_objects": w.size(e.x for e in entries),
+        "packed_records": w.size(records),
+        "packed_side": w.size([getattr(t, "extras", None), getattr(t, "warm", None)]),
+        "extra_objects": w.size([*(e.x for e in entries), *aside]),
         "task_id_keys": w.size(t.entries),
         "entry_floats_and_ints": w.size(getattr(e, s) for e in entries for s in slots),
         "extra_fields": w.size(
-            getattr(e.x, s) for e in entries if e.x is not None for s in Extra.__slots__
+            getattr(x, s) for x in [*(e.x for e in entries), *aside] for s in Extra.__slots__
         ),
         "order_deque": w.size([t.order]),
     }
@@ -123,7 +128,9 @@ def parts(ledger: Any) -> dict[str, float]:
     ) + w.size([*t.recent, *t.recent_failed, *t.dirty, *t.persisted])
     mb = {k: v / 1e6 for k, v in out.items()}
     mb["total"] = sum(mb.values())
-    mb["bytes_per_entry"] = sum(out.values()) / max(1, len(entries))
+    mb["bytes_per_entry"] = sum(out.values()) / max(1, len(values))
+    mb["packed"] = len(records)
+    mb["thaws"] = getattr(t, "thaws", 0)
     mb["held_tasks"] = len(p.held)
     return mb
 

@@ -17,6 +17,8 @@ run under the ledger's lock. `finish` is the label-dependent half of a task's en
 
 from __future__ import annotations
 
+from typing import cast
+
 from exporter.ledger.entry import SHARED_SEEN, Entry, shared_seen
 from exporter.ledger.guard import OTHER
 from exporter.ledger.hosts import KINDS as HOST_KINDS
@@ -151,7 +153,7 @@ def held(t: LedgerTables, task_id: str, e: Entry, effect: Effect, now: float) ->
         e.seen |= HELD
         if len(pending.held) > pending.limit:
             for oldest in pending.over():
-                release(t, oldest, t.entries[oldest], now, early=True)
+                release(t, oldest, held_entry(t, oldest), now, early=True)
     return True
 
 
@@ -172,6 +174,11 @@ def release(t: LedgerTables, task_id: str, e: Entry, now: float, early: bool = F
         t.dirty.add(task_id)
 
 
+def held_entry(t: LedgerTables, task_id: str) -> Entry:
+    """The entry of a held id: an object (packed.py never packs a held entry)."""
+    return cast(Entry, t.entries[task_id])
+
+
 def note_last(t: LedgerTables, e: Entry, counter: str, now: float) -> None:
     """A held state's last time per task name (beat's join), once its name is known."""
     state = _STATE_OF_COUNTER.get(counter)
@@ -190,4 +197,4 @@ def expire(t: LedgerTables, now: float) -> None:
     due = t.pending.at
     if due and due[0] <= now:
         for task_id in t.pending.due(now):
-            release(t, task_id, t.entries[task_id], now)
+            release(t, task_id, held_entry(t, task_id), now)

@@ -29,6 +29,7 @@ from exporter.ledger.entry import (
 )
 from exporter.ledger.guard import UNKNOWN
 from exporter.ledger.histograms import LabelFn
+from exporter.ledger.packed import cool, forget, settled_of, thaw
 from exporter.ledger.tables import LedgerTables
 from exporter.taskdata import (
     COUNTER_FOR_STATE,
@@ -55,6 +56,8 @@ def apply(t: LedgerTables, u: TaskUpdate, now: float, labels: LabelFn) -> bool:
     backfill = u.source == SOURCE_RECONCILE
     settle = u.timestamp if backfill and u.timestamp else now
     e = t.entries.get(task_id)
+    if isinstance(e, bytes):
+        e = thaw(t, task_id, e)  # a late update of a cold entry (packed.py)
     if e is None or e.seen & INSPECTED:  # (an entry only inspect knows is as new)
         # Only a backfill can be stale: a live message is news, however late it is.
         if backfill and bit & READY_MASK and (settle <= t.watermark or task_id in t.evicted.ids):
@@ -118,6 +121,10 @@ def apply(t: LedgerTables, u: TaskUpdate, now: float, labels: LabelFn) -> bool:
 def add(t: LedgerTables, task_id: str, e: Entry, now: float) -> Entry:
     t.entries[task_id] = e
     t.order.append(task_id)
+    warm = t.warm
+    warm.append(task_id)
+    if len(warm) > t.warm_size:
+        cool(t)  # the oldest warm entry is packed if it is settled (packed.py)
     if len(t.entries) > t.max_tasks:
         evict(t, now)
     return e
@@ -141,7 +148,9 @@ def evict(t: LedgerTables, now: float) -> None:
     while len(t.entries) > t.max_tasks and t.order:
         task_id = t.order.popleft()
         e = t.entries[task_id]
-        if e.seen & HELD:
+        if isinstance(e, bytes):
+            forget(t, task_id, e)  # (a packed entry is settled: nothing held, not running)
+        elif e.seen & HELD:
             release(t, task_id, e, now, early=True)  # its effects count before it goes
         del t.entries[task_id]
         t.running.pop(task_id, None)
@@ -149,8 +158,10 @@ def evict(t: LedgerTables, now: float) -> None:
         if t.churn.deleted():
             t.entries = dict(t.entries)  # sized for what it holds (churn.py)
         # A counted result a reconcile could find again must stay known as counted.
-        if t.backfill and e.settled is not None and e.settled > t.watermark:
-            t.evicted.add(task_id, e.settled)
+        if t.backfill:
+            settled = settled_of(e)
+            if settled is not None and settled > t.watermark:
+                t.evicted.add(task_id, settled)
         if t.tracking:
             t.dirty.add(task_id)
 
@@ -163,6 +174,8 @@ def observe_running(
     share = t.strings.share
     for task_id, name, queue, worker, started_at in tasks:
         e = t.entries.get(task_id)
+        if isinstance(e, bytes):
+            continue  # packed: finished, nothing held (the case below)
         if e is None:
             # Seen running before any source reported it: its names wait for them.
             e = add(t, task_id, Entry(STARTED if started_at else RECEIVED), now)

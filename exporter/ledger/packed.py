@@ -1,0 +1,163 @@
+"""Settled, cold entries kept packed: one `bytes` record in place of an `Entry` and its floats.
+
+Most of a full ledger is finished tasks that nothing touches again but the API's reads, the
+durable save, eviction and a rare late update. Each new entry's id joins the warm window
+(`LedgerTables.warm`, the newest `warm_size` ids: 20,000, a tenth of a default ledger); the
+one that falls out of it is packed if it is settled (a finished state, nothing held for it
+in pending.py, not created by inspect alone), its name, queue and worker have numbers in the
+ledger's `Strings` (bounded at SHARED_MAX) and its times and runtime are floats. Otherwise
+it stays an `Entry` and goes to the back of the window, to be tried again later.
+
+A record (`struct`, little-endian): one 64-bit head (`seen`'s 36 bits, then per time field
+3 bits: 0 none, k the k-th double below; then the EXTRA flag), name, queue and worker as
+16-bit string numbers (NONE: no value), then each distinct time once as a double (equal
+values, e.g. finished and updated, share one). A task's 5 distinct values (received,
+started, finished, settled, runtime) make 14 + 40 B, a 96 B object (pymalloc's class for a
+bytes of up to 63); an `Entry` with 4 floats is 256 B. What few tasks have (`Extra`: failure
+text, args, retries) waits in `LedgerTables.extras` under the id.
+
+Every reader goes through here: `entry_of` (an `Entry` to read: the object, or an unpacked
+copy), `thaw` (the fold's: the entry becomes an object again, back in the warm window),
+`settled_of` and `finished` (eviction, the durable save, reconcile's settled check: no
+unpacking), `forget` (an evicted record's side data). Functions run under the ledger's lock.
+"""
+
+from __future__ import annotations
+
+from struct import Struct
+
+from exporter.ledger.attribution import HELD, INSPECTED
+from exporter.ledger.entry import _NO_EXTRA, PENDING, READY_MASK, Entry, shared_seen
+from exporter.ledger.tables import LedgerTables
+
+NONE = 0xFFFF  # no name/queue/worker (Strings numbers stay below SHARED_MAX)
+_SEEN = (1 << 36) - 1  # SOURCE_SHIFT + MAX_SOURCES bits
+_TIMES_AT = 36
+_EXTRA = 1 << 57
+_NOT_PACKED = HELD | INSPECTED
+_HEAD = 14  # bytes before the doubles
+_RECORDS = tuple(Struct("<QHHH" + "d" * n) for n in range(8))
+_SETTLED = Struct("<d")
+# (the order of the 3-bit fields in the head)
+TIMES = (
+    "sent_at",
+    "received_at",
+    "started_at",
+    "finished_at",
+    "updated_at",
+    "settled",
+    "runtime",
+)
+_SETTLED_AT = _TIMES_AT + 3 * TIMES.index("settled")
+
+
+def pack(t: LedgerTables, task_id: str, e: Entry) -> bytes | None:
+    """The record of a settled entry (its `Extra` moved to `t.extras`), or None: keep it."""
+    seen = e.seen
+    if seen & _NOT_PACKED or not seen & READY_MASK:
+        return None
+    index = t.strings.index
+    name, queue, worker = e.name, e.queue, e.worker
+    n = NONE if name is None else index.get(name, -1)
+    q = NONE if queue is None else index.get(queue, -1)
+    w = NONE if worker is None else index.get(worker, -1)
+    if n < 0 or q < 0 or w < 0:
+        return None
+    head = seen
+    values: list[float] = []
+    at = _TIMES_AT
+    for v in (
+        e.sent_at,
+        e.received_at,
+        e.started_at,
+        e.finished_at,
+        e.updated_at,
+        e.settled,
+        e.runtime,
+    ):
+        if v is not None:
+            if v.__class__ is not float:
+                return None  # (an int runtime read back as a float would differ)
+            k = 0
+            for d in values:
+                k += 1
+                if v is d or (v == d and v):  # (0.0 and -0.0 are equal, not the same)
+                    break
+            else:
+                values.append(v)
+                k += 1
+            head |= k << at
+        at += 3
+    if e.x is not _NO_EXTRA:
+        head |= _EXTRA
+        t.extras[task_id] = e.x
+    return _RECORDS[len(values)].pack(head, n, q, w, *values)
+
+
+def unpack(t: LedgerTables, task_id: str, record: bytes) -> Entry:
+    """The entry a record holds (a new object; its `Extra` is the one kept aside)."""
+    head, n, q, w, *values = _RECORDS[(len(record) - _HEAD) >> 3].unpack(record)
+    e = Entry(PENDING)
+    e.seen = shared_seen(head & _SEEN)
+    strings = t.strings.values
+    e.name = None if n == NONE else strings[n]
+    e.queue = None if q == NONE else strings[q]
+    e.worker = None if w == NONE else strings[w]
+    at = _TIMES_AT
+    for field in TIMES:
+        k = (head >> at) & 7
+        if k:
+            setattr(e, field, values[k - 1])  # (equal times share one float again)
+        at += 3
+    if head & _EXTRA:
+        e.x = t.extras[task_id]
+    return e
+
+
+def entry_of(t: LedgerTables, task_id: str, value: Entry | bytes) -> Entry:
+    """An entry to read (not to change: an unpacked copy is not kept)."""
+    return unpack(t, task_id, value) if isinstance(value, bytes) else value
+
+
+def thaw(t: LedgerTables, task_id: str, record: bytes) -> Entry:
+    """A late update for a packed entry: it is an object again, back in the warm window."""
+    e = unpack(t, task_id, record)
+    if e.x is not _NO_EXTRA:
+        del t.extras[task_id]
+    t.entries[task_id] = e
+    t.warm.append(task_id)
+    t.thaws += 1
+    return e
+
+
+def settled_of(value: Entry | bytes) -> float | None:
+    """The settle time, of either form."""
+    if not isinstance(value, bytes):
+        return value.settled
+    k = (int.from_bytes(value[:8], "little") >> _SETTLED_AT) & 7
+    return _SETTLED.unpack_from(value, _HEAD + 8 * (k - 1))[0] if k else None
+
+
+def finished(value: Entry | bytes) -> bool:
+    """Whether a final state was seen (every record is of a finished task)."""
+    return isinstance(value, bytes) or bool(value.seen & READY_MASK)
+
+
+def forget(t: LedgerTables, task_id: str, record: bytes) -> None:
+    """An evicted record: its `Extra`, if any, goes too."""
+    if record[7] & (_EXTRA >> 56):
+        del t.extras[task_id]
+
+
+def cool(t: LedgerTables) -> None:
+    """The oldest id of the warm window leaves it: packed if it can be, else tried again
+    after the window's length (a running task, one whose effects wait for labels)."""
+    task_id = t.warm.popleft()
+    e = t.entries.get(task_id)
+    if e is None or isinstance(e, bytes):
+        return  # evicted (or already packed: an id added twice)
+    record = pack(t, task_id, e)
+    if record is None:
+        t.warm.append(task_id)
+    else:
+        t.entries[task_id] = record
