@@ -8,7 +8,7 @@ source bits are per ledger (`Strings`, `SourceBits`, kept in its tables); only t
 
 Per entry at 200,000 (bench/ledger_memory.py --parts): the `Entry` 128 B (12 slots; the
 retry counts moved to `Extra`, which few tasks need; state and sources kept in `seen`), its
-`seen` int shared.
+`seen` int shared. Settled entries out of the warm window are packed (packed.py).
 """
 
 from __future__ import annotations

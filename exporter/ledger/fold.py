@@ -2,8 +2,10 @@
 
 It owns de-duplication (a state of a task id counts once, whichever source reported it; a
 retry counts once per retry number), first-in first-out eviction, and what inspect teaches
-about running tasks. Which name and queue a count goes under, and when, is attribution.py's.
-Functions here work on the ledger's tables and run under the ledger's lock.
+about running tasks. Each new entry joins the warm window and pushes the oldest out to be
+packed (packed.py); an update of a packed entry thaws it first. Which name and queue a count
+goes under, and when, is attribution.py's. Functions here work on the ledger's tables and
+run under the ledger's lock.
 """
 
 from __future__ import annotations
@@ -125,6 +127,8 @@ def add(t: LedgerTables, task_id: str, e: Entry, now: float) -> Entry:
     warm.append(task_id)
     if len(warm) > t.warm_size:
         cool(t)  # the oldest warm entry is packed if it is settled (packed.py)
+        if len(warm) > t.warm_size:
+            cool(t)  # (a second one while late updates or unsettled ids made it longer)
     if len(t.entries) > t.max_tasks:
         evict(t, now)
     return e
