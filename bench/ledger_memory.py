@@ -18,6 +18,8 @@ flat out (~22,000 tasks/s), 5 s of tasks is more than the grace store's bound of
 so it stays full; `--rate` moves the ledger's clock as if the tasks came at that rate.
 `--batch N` hands the ledger N updates per `apply_many`, as the event consumer does with
 what it read in one wake-up (they then share one settle time), instead of one per call.
+`--late N` has the result pub/sub report each task's success again N tasks later (a second
+source's duplicate: a packed entry it reaches is unpacked, exporter/ledger/packed.py).
 
 Parts are counted by walking the ledger's tables with `sys.getsizeof`, each object once (a
 float or string shared by two fields counts in the first part that holds it), small objects
@@ -189,7 +191,7 @@ def _as_the_daemon() -> None:
 
 
 def tasks_child(
-    n: int, distinct_times: bool, show_parts: bool, rate: float, batch: int
+    n: int, distinct_times: bool, show_parts: bool, rate: float, batch: int, late: int = 0
 ) -> dict[str, Any]:
     from exporter.clock import FakeClock
     from exporter.taskdata import RECEIVED, STARTED, SUCCESS, TaskUpdate
@@ -220,6 +222,8 @@ def tasks_child(
             TaskUpdate(tid, STARTED, "events", timestamp=started, worker="w1@host"),
             TaskUpdate(tid, SUCCESS, "events", timestamp=done, runtime=runtime),
         )
+        if late and i >= late:  # --late: the result pub/sub reports a task `late` tasks later
+            pending.append(TaskUpdate(task_id(i - late), SUCCESS, "pubsub", timestamp=done))
         if len(pending) >= batch:
             if batch == 1:  # one update per call, as bench.ledger_bench
                 for u in pending:
@@ -238,6 +242,7 @@ def tasks_child(
         "entries": counts.entries,
         "held": counts.label_pending,
         "released_early": counts.label_overflow,
+        "thawed": getattr(ledger._tables, "thaws", 0),  # late updates of packed entries
     }
     if show_parts:
         out["parts"] = parts(ledger) | pymalloc()
@@ -330,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--batch", type=int, default=1, help="updates per apply_many (1: apply each)"
     )
+    parser.add_argument("--late", type=int, default=0, help="pub/sub repeats results N later")
     parser.add_argument("--parts", action="store_true", help="also walk the tables per part")
     parser.add_argument("--tree", help="import exporter from this checkout (before/after)")
     parser.add_argument("--tasks-child", type=int, default=None, help=argparse.SUPPRESS)
@@ -339,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, args.tree)
     if args.tasks_child is not None:
         child = tasks_child(
-            args.tasks_child, args.distinct_times, args.parts, args.rate, args.batch
+            args.tasks_child, args.distinct_times, args.parts, args.rate, args.batch, args.late
         )
         print(json.dumps(child))
         return 0
@@ -358,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         flags = ["--distinct-times"] if args.distinct_times else []
         flags += ["--rate", str(args.rate)] if args.rate else []
         flags += ["--batch", str(args.batch)]
+        flags += ["--late", str(args.late)] if args.late else []
         report["tasks"] = _child("--tasks-child", str(sizes["tasks"]), *flags, *extra)
         _print("tasks", report["tasks"])
     if "reconcile" in wanted:

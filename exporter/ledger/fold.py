@@ -57,9 +57,11 @@ def apply(t: LedgerTables, u: TaskUpdate, now: float, labels: LabelFn) -> bool:
     # Reconcile dates a result by its date_done; live sources settle it when heard.
     backfill = u.source == SOURCE_RECONCILE
     settle = u.timestamp if backfill and u.timestamp else now
-    e = t.entries.get(task_id)
-    if isinstance(e, bytes):
-        e = thaw(t, task_id, e)  # a late update of a cold entry (packed.py)
+    # (typed as the object it is after the next line: `__class__ is` costs a third of
+    # `isinstance`, 0.25% of the fold per update under callgrind, and mypy reads neither)
+    e: Entry | None = t.entries.get(task_id)  # type: ignore[assignment]
+    if e.__class__ is bytes:
+        e = thaw(t, task_id, e)  # a late update of a packed entry
     if e is None or e.seen & INSPECTED:  # (an entry only inspect knows is as new)
         # Only a backfill can be stale: a live message is news, however late it is.
         if backfill and bit & READY_MASK and (settle <= t.watermark or task_id in t.evicted.ids):
@@ -152,12 +154,14 @@ def evict(t: LedgerTables, now: float) -> None:
     while len(t.entries) > t.max_tasks and t.order:
         task_id = t.order.popleft()
         e = t.entries[task_id]
-        if isinstance(e, bytes):
-            forget(t, task_id, e)  # (a packed entry is settled: nothing held, not running)
-        elif e.seen & HELD:
-            release(t, task_id, e, now, early=True)  # its effects count before it goes
+        if isinstance(e, bytes):  # (a packed entry is settled: nothing held, not running)
+            if t.extras:  # (only tasks with an `Extra` have something aside)
+                forget(t, task_id, e)
+        else:
+            if e.seen & HELD:
+                release(t, task_id, e, now, early=True)  # its effects count before it goes
+            t.running.pop(task_id, None)
         del t.entries[task_id]
-        t.running.pop(task_id, None)
         t.evictions += 1
         if t.churn.deleted():
             t.entries = dict(t.entries)  # sized for what it holds (churn.py)
