@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from exporter.ledger.attribution import (
+    COOL_DUE,
     HELD,
     INSPECTED,
     count,
@@ -21,6 +22,7 @@ from exporter.ledger.attribution import (
     name_label,
     observed,
     release,
+    warm_again,
 )
 from exporter.ledger.entry import (
     BIT,
@@ -31,7 +33,7 @@ from exporter.ledger.entry import (
 )
 from exporter.ledger.guard import UNKNOWN
 from exporter.ledger.histograms import LabelFn
-from exporter.ledger.packed import cool, forget, settled_of, thaw
+from exporter.ledger.packed import cool, forget, thaw
 from exporter.ledger.tables import LedgerTables
 from exporter.taskdata import (
     COUNTER_FOR_STATE,
@@ -118,6 +120,8 @@ def apply(t: LedgerTables, u: TaskUpdate, now: float, labels: LabelFn) -> bool:
     # A finished entry stays: its `seen` is one shared int (inline; a held one's is shared
     # when it is released).
     if seen & READY_MASK and not seen & HELD:
+        if seen & COOL_DUE:
+            seen = warm_again(t, task_id, seen)  # settled out of the warm window: pack it
         e.seen = SHARED_SEEN.get(seen) or shared_seen(seen)
     return counted
 
@@ -127,10 +131,13 @@ def add(t: LedgerTables, task_id: str, e: Entry, now: float) -> Entry:
     t.order.append(task_id)
     warm = t.warm
     warm.append(task_id)
-    if len(warm) > t.warm_size:
+    # (as long again as the held ids: they are the newest, and waiting for them to be
+    # released first spares a failed try each, a third of the cost in a reconcile pass)
+    warm_size = t.warm_size + len(t.pending.held)
+    if len(warm) > warm_size:
         cool(t)  # the oldest warm entry is packed if it is settled (packed.py)
-        if len(warm) > t.warm_size:
-            cool(t)  # (a second one while late updates or unsettled ids made it longer)
+        if len(warm) > warm_size:
+            cool(t)  # (a second one while late updates or released ids made it longer)
     if len(t.entries) > t.max_tasks:
         evict(t, now)
     return e
@@ -155,21 +162,19 @@ def evict(t: LedgerTables, now: float) -> None:
         task_id = t.order.popleft()
         e = t.entries[task_id]
         if isinstance(e, bytes):  # (a packed entry is settled: nothing held, not running)
-            if t.extras:  # (only tasks with an `Extra` have something aside)
-                forget(t, task_id, e)
+            settled = forget(t, task_id, e)
         else:
             if e.seen & HELD:
                 release(t, task_id, e, now, early=True)  # its effects count before it goes
             t.running.pop(task_id, None)
+            settled = e.settled
         del t.entries[task_id]
         t.evictions += 1
         if t.churn.deleted():
             t.entries = dict(t.entries)  # sized for what it holds (churn.py)
         # A counted result a reconcile could find again must stay known as counted.
-        if t.backfill:
-            settled = settled_of(e)
-            if settled is not None and settled > t.watermark:
-                t.evicted.add(task_id, settled)
+        if t.backfill and settled is not None and settled > t.watermark:
+            t.evicted.add(task_id, settled)
         if t.tracking:
             t.dirty.add(task_id)
 

@@ -6,7 +6,8 @@ durable save, eviction and a rare late update. Each new entry's id joins the war
 one that falls out of it is packed if it is settled (a finished state, nothing held for it
 in pending.py, not created by inspect alone), its name, queue and worker have numbers in the
 ledger's `Strings` (bounded at SHARED_MAX) and its times and runtime are floats. Otherwise
-it stays an `Entry` and goes to the back of the window, to be tried again later.
+it stays an `Entry`, marked COOL_DUE: when it settles (it finishes, or its held effects are
+released) it goes back into the window (attribution.warm_again).
 
 A record (`struct`, little-endian): one 64-bit head (`seen`'s 36 bits, then per time field
 3 bits: 0 none, k the k-th double below; then the EXTRA flag), name, queue and worker as
@@ -18,15 +19,16 @@ text, args, retries) waits in `LedgerTables.extras` under the id.
 
 Every reader goes through here: `entry_of` (an `Entry` to read: the object, or an unpacked
 copy), `thaw` (the fold's: the entry becomes an object again, back in the warm window),
-`settled_of` and `finished` (eviction, the durable save, reconcile's settled check: no
-unpacking), `forget` (an evicted record's side data). Functions run under the ledger's lock.
+`settled_of` and `finished` (the durable save, reconcile's settled check: no unpacking),
+`forget` (eviction: a record's settle time, and its side data dropped). Functions run under
+the ledger's lock.
 """
 
 from __future__ import annotations
 
 from struct import Struct
 
-from exporter.ledger.attribution import HELD, INSPECTED
+from exporter.ledger.attribution import COOL_DUE, HELD, INSPECTED
 from exporter.ledger.entry import _NO_EXTRA, PENDING, READY_MASK, Entry, shared_seen
 from exporter.ledger.tables import LedgerTables
 
@@ -34,21 +36,22 @@ NONE = 0xFFFF  # no name/queue/worker (Strings numbers stay below SHARED_MAX)
 _SEEN = (1 << 36) - 1  # SOURCE_SHIFT + MAX_SOURCES bits
 _TIMES_AT = 36
 _EXTRA = 1 << 57
-_NOT_PACKED = HELD | INSPECTED
+_NOT_PACKED = HELD | INSPECTED | COOL_DUE
 _HEAD = 14  # bytes before the doubles
 _RECORDS = tuple(Struct("<QHHH" + "d" * n) for n in range(8))
 _SETTLED = Struct("<d")
-# (the order of the 3-bit fields in the head)
+# (the order of the 3-bit fields in the head; the settle time first: when there is one, it
+# is the first double, which eviction reads without decoding the head)
 TIMES = (
+    "settled",
     "sent_at",
     "received_at",
     "started_at",
     "finished_at",
     "updated_at",
-    "settled",
     "runtime",
 )
-_SETTLED_AT = _TIMES_AT + 3 * TIMES.index("settled")
+_SETTLED_BITS = 7 << (_TIMES_AT - 32)  # (in the head's fifth byte)
 
 
 def _code(*fields: int) -> int:
@@ -60,10 +63,10 @@ def _code(*fields: int) -> int:
 # live (received, started, finished = updated, settled, runtime), one a reconcile found
 # (finished = updated = settled, the same float), and one whose states came with one time
 # object (no timestamps: the batch's `now`, perhaps settled then too; the benches' streams).
-_HEARD = _code(0, 1, 2, 3, 3, 4, 5)
-_FOUND = _code(0, 0, 0, 1, 1, 1, 0)
-_ONE = _code(0, 1, 1, 1, 1, 2, 3)
-_ONE_ALL = _code(0, 1, 1, 1, 1, 1, 2)
+_HEARD = _code(1, 0, 2, 3, 4, 4, 5)
+_FOUND = _code(1, 0, 0, 0, 1, 1, 0)
+_ONE = _code(1, 0, 2, 2, 2, 2, 3)
+_ONE_ALL = _code(1, 0, 1, 1, 1, 1, 2)
 
 
 def pack(t: LedgerTables, task_id: str, e: Entry) -> bytes | None:
@@ -85,16 +88,16 @@ def pack(t: LedgerTables, task_id: str, e: Entry) -> bytes | None:
         sta, settled, rt = e.started_at, e.settled, e.runtime
         if rec is None:
             if settled is fin and sta is None and rt is None:
-                record = _RECORDS[1].pack(head | _FOUND, n, q, w, fin)
+                record = _RECORDS[1].pack(head | _FOUND, n, q, w, settled)
         elif rec is not sta and (
             float is rec.__class__ is sta.__class__ is settled.__class__ is rt.__class__
         ):
-            record = _RECORDS[5].pack(head | _HEARD, n, q, w, rec, sta, fin, settled, rt)
+            record = _RECORDS[5].pack(head | _HEARD, n, q, w, settled, rec, sta, fin, rt)
         elif rec is sta is fin and rt.__class__ is float:
             if settled is fin:
                 record = _RECORDS[2].pack(head | _ONE_ALL, n, q, w, fin, rt)
             elif settled.__class__ is float:
-                record = _RECORDS[3].pack(head | _ONE, n, q, w, fin, settled, rt)
+                record = _RECORDS[3].pack(head | _ONE, n, q, w, settled, fin, rt)
     if record is None:
         record = _pack_any(head, n, q, w, e)
         if record is None:
@@ -109,12 +112,12 @@ def _pack_any(head: int, n: int, q: int, w: int, e: Entry) -> bytes | None:
     values: list[float] = []
     at = _TIMES_AT
     for v in (
+        e.settled,
         e.sent_at,
         e.received_at,
         e.started_at,
         e.finished_at,
         e.updated_at,
-        e.settled,
         e.runtime,
     ):
         if v is not None:
@@ -173,8 +176,7 @@ def settled_of(value: Entry | bytes) -> float | None:
     """The settle time, of either form."""
     if not isinstance(value, bytes):
         return value.settled
-    k = (int.from_bytes(value[:8], "little") >> _SETTLED_AT) & 7
-    return _SETTLED.unpack_from(value, _HEAD + 8 * (k - 1))[0] if k else None
+    return _SETTLED.unpack_from(value, _HEAD)[0] if value[4] & _SETTLED_BITS else None
 
 
 def finished(value: Entry | bytes) -> bool:
@@ -182,21 +184,23 @@ def finished(value: Entry | bytes) -> bool:
     return isinstance(value, bytes) or bool(value.seen & READY_MASK)
 
 
-def forget(t: LedgerTables, task_id: str, record: bytes) -> None:
-    """An evicted record: its `Extra`, if any, goes too."""
+def forget(t: LedgerTables, task_id: str, record: bytes) -> float | None:
+    """An evicted record: its `Extra`, if any, goes too. Returns its settle time."""
     if record[7] & (_EXTRA >> 56):
         del t.extras[task_id]
+    return _SETTLED.unpack_from(record, _HEAD)[0] if record[4] & _SETTLED_BITS else None
 
 
 def cool(t: LedgerTables) -> None:
-    """The oldest id of the warm window leaves it: packed if it can be, else tried again
-    after the window's length (a running task, one whose effects wait for labels)."""
+    """The oldest id of the warm window leaves it: packed if it can be, else marked
+    COOL_DUE (a running task, one whose effects wait for labels), which puts it back in the
+    window once it settles (attribution.warm_again)."""
     task_id = t.warm.popleft()
     e = t.entries.get(task_id)
     if e is None or isinstance(e, bytes):
         return  # evicted (or already packed: an id added twice)
     record = pack(t, task_id, e)
     if record is None:
-        t.warm.append(task_id)
+        e.seen = shared_seen(e.seen | COOL_DUE)
     else:
         t.entries[task_id] = record
