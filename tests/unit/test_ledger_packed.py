@@ -305,3 +305,36 @@ def test_an_evicted_packed_entry_is_remembered_as_before() -> None:
     assert pair[0].below_watermark() == pair[1].below_watermark() == 20
     ids = [f"t{i}" for i in range(70)]
     assert pair[0].settled_ids(ids) == pair[1].settled_ids(ids) == set(ids)
+
+
+def test_an_entry_unsettled_when_it_left_the_window_is_packed_once_settled() -> None:
+    led = Ledger(clock=FakeClock(1000.0), max_tasks=1000)
+    t = led._tables
+    t.warm_size = 2
+    led.apply(U("long", STARTED, name="app.t", queue="q", worker="w"))
+    for i in range(5):
+        led.apply_many(_stream(1, first=i))
+    assert not isinstance(t.entries["long"], bytes) and "long" not in t.warm  # marked, out
+    assert led.apply(U("long", SUCCESS, runtime=1.0))
+    assert "long" in t.warm  # settled: back in the window
+    led.apply_many(_stream(3, first=10))
+    assert isinstance(t.entries["long"], bytes)
+    assert led.get("long").state == SUCCESS  # type: ignore[union-attr]
+    assert not led.apply(U("long", SUCCESS, SOURCE_PUBSUB))  # thawed, deduped
+    assert led.totals()["succeeded"] == 7  # (t0 and t10 failed)
+
+
+def test_the_window_spans_the_held_ids_and_released_ones_are_packed() -> None:
+    clock = FakeClock(1000.0)
+    led = Ledger(clock=clock, max_tasks=1000, label_grace=5.0)
+    t = led._tables
+    t.warm_size = 2
+    for i in range(10):  # results without a name: held for their labels
+        led.apply(U(f"r{i}", SUCCESS, SOURCE_PUBSUB, timestamp=1e3))
+    assert len(t.pending) == 10 and len(t.warm) == 10  # none tried while held
+    clock.advance(6.0)
+    led.apply_many(_stream(4))  # the grace ends: released, counted under "unknown"
+    assert sum(isinstance(t.entries[f"r{i}"], bytes) for i in range(10)) >= 4
+    led.apply_many(_stream(10, first=4))
+    assert all(isinstance(t.entries[f"r{i}"], bytes) for i in range(10))
+    assert led.totals()["succeeded"] == 10 + 11
