@@ -9,7 +9,7 @@ inspect alone), its name, queue and worker have numbers in the ledger's `Strings
 at SHARED_MAX) and its times and runtime are floats. Otherwise it stays an `Entry`, marked
 COOL_DUE: when it settles (it finishes, or its held effects are released) it goes back into
 the window (attribution.warm_again). Cost (bench/RESULTS.md, "Cold entries packed"): 0.3 us
-a pack, +6% instructions per task in a full ledger, +12-15% CPU at 200,000 entries.
+a pack, +6% instructions per task in a full ledger, +13-15% CPU at 200,000 entries.
 
 A record (`struct`, little-endian): one 64-bit head (`seen`'s 36 bits, then per time field
 3 bits: 0 none, k the k-th double below; then the EXTRA flag), name, queue and worker as
