@@ -1,12 +1,15 @@
 """The ledger's fold in isolation: memory per entry and CPU per task, for comparing layouts.
 
-    python -m bench.ledger_fold [--tasks N] [--no-tracemalloc] [--tree PATH]
+    python -m bench.ledger_fold [--tasks N] [--no-tracemalloc] [--tree PATH] [--max-tasks M]
 
 Folds N tasks (received, started, succeeded; events source, one `apply_many` per task)
 into a default-sized ledger with a fake clock and prints bytes per entry (tracemalloc) and
 CPU seconds. `--tree` imports `exporter` from another checkout (e.g. main), so two layouts
-can be measured side by side by the same interpreter; under `valgrind --tool=callgrind` with
-`--no-tracemalloc` it gives instruction counts (subtract a run with `--tasks 1`).
+can be measured side by side by the same interpreter; under `valgrind --tool=callgrind`
+with `--no-tracemalloc` it gives instruction counts (subtract a run with `--tasks 1`).
+`--max-tasks` below N makes every later task evict one (and, with packed.py, pack the one
+leaving the warm window, a tenth of M): the steady state of a full ledger. `--distinct-times`
+gives each event its own timestamp, as a real stream does.
 """
 
 from __future__ import annotations
@@ -23,6 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", type=int, default=100_000)
     parser.add_argument("--no-tracemalloc", action="store_true")
     parser.add_argument("--tree", help="import exporter from this checkout instead")
+    parser.add_argument("--max-tasks", type=int, default=200_000, help="the ledger's bound")
+    parser.add_argument(
+        "--distinct-times", action="store_true", help="a timestamp per event (default: one)"
+    )
     args = parser.parse_args(argv)
     if args.tree:
         sys.path.insert(0, args.tree)
@@ -36,20 +43,22 @@ def main(argv: list[str] | None = None) -> int:
     update, received, started, success = (
         data.TaskUpdate, data.RECEIVED, data.STARTED, data.SUCCESS
     )  # fmt: skip
-    ledger = Ledger(clock=FakeClock(1.7e9))
+    ledger = Ledger(clock=FakeClock(1.7e9), max_tasks=args.max_tasks)
     if not args.no_tracemalloc:
         tracemalloc.start()
     before = tracemalloc.take_snapshot() if tracemalloc.is_tracing() else None
     cpu = time.process_time()
     for i in range(args.tasks):
         tid = f"id{i}"
+        at = started_at = done = 1.7e9
+        if args.distinct_times:
+            at = 1.7e9 + i * 1e-3
+            started_at, done = at + 1e-4, at + 2e-4
         ledger.apply_many(
             [
-                update(
-                    tid, received, "events", name="app.t", queue="q", worker="w1", timestamp=1.7e9
-                ),
-                update(tid, started, "events", timestamp=1.7e9),
-                update(tid, success, "events", timestamp=1.7e9, runtime=0.01),
+                update(tid, received, "events", name="app.t", queue="q", worker="w1", timestamp=at),
+                update(tid, started, "events", timestamp=started_at),
+                update(tid, success, "events", timestamp=done, runtime=0.01),
             ]
         )
     cpu = time.process_time() - cpu

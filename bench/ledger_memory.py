@@ -18,6 +18,8 @@ flat out (~22,000 tasks/s), 5 s of tasks is more than the grace store's bound of
 so it stays full; `--rate` moves the ledger's clock as if the tasks came at that rate.
 `--batch N` hands the ledger N updates per `apply_many`, as the event consumer does with
 what it read in one wake-up (they then share one settle time), instead of one per call.
+`--late N` has the result pub/sub report each task's success again N tasks later (a second
+source's duplicate: a packed entry it reaches is unpacked, exporter/ledger/packed.py).
 
 Parts are counted by walking the ledger's tables with `sys.getsizeof`, each object once (a
 float or string shared by two fields counts in the first part that holds it), small objects
@@ -84,16 +86,21 @@ def parts(ledger: Any) -> dict[str, float]:
 
     t = ledger._tables
     w = _Walk()
-    entries = list(t.entries.values())
+    values = list(t.entries.values())
+    entries = [e for e in values if not isinstance(e, bytes)]
+    records = [e for e in values if isinstance(e, bytes)]  # packed (exporter/ledger/packed.py)
+    aside = list(getattr(t, "extras", {}).values())
     slots = [s for s in Entry.__slots__ if s not in ("x", "name", "queue", "worker", "state")]
     out = {
         "entries_dict_table": w.size([t.entries]),
         "entry_objects": w.size(entries),
-        "extra_objects": w.size(e.x for e in entries),
+        "packed_records": w.size(records),
+        "packed_side": w.size([getattr(t, "extras", None), getattr(t, "warm", None)]),
+        "extra_objects": w.size([*(e.x for e in entries), *aside]),
         "task_id_keys": w.size(t.entries),
         "entry_floats_and_ints": w.size(getattr(e, s) for e in entries for s in slots),
         "extra_fields": w.size(
-            getattr(e.x, s) for e in entries if e.x is not None for s in Extra.__slots__
+            getattr(x, s) for x in [*(e.x for e in entries), *aside] for s in Extra.__slots__
         ),
         "order_deque": w.size([t.order]),
     }
@@ -123,7 +130,9 @@ def parts(ledger: Any) -> dict[str, float]:
     ) + w.size([*t.recent, *t.recent_failed, *t.dirty, *t.persisted])
     mb = {k: v / 1e6 for k, v in out.items()}
     mb["total"] = sum(mb.values())
-    mb["bytes_per_entry"] = sum(out.values()) / max(1, len(entries))
+    mb["bytes_per_entry"] = sum(out.values()) / max(1, len(values))
+    mb["packed"] = len(records)
+    mb["thaws"] = getattr(t, "thaws", 0)
     mb["held_tasks"] = len(p.held)
     return mb
 
@@ -182,7 +191,7 @@ def _as_the_daemon() -> None:
 
 
 def tasks_child(
-    n: int, distinct_times: bool, show_parts: bool, rate: float, batch: int
+    n: int, distinct_times: bool, show_parts: bool, rate: float, batch: int, late: int = 0
 ) -> dict[str, Any]:
     from exporter.clock import FakeClock
     from exporter.taskdata import RECEIVED, STARTED, SUCCESS, TaskUpdate
@@ -213,6 +222,8 @@ def tasks_child(
             TaskUpdate(tid, STARTED, "events", timestamp=started, worker="w1@host"),
             TaskUpdate(tid, SUCCESS, "events", timestamp=done, runtime=runtime),
         )
+        if late and i >= late:  # --late: the result pub/sub reports a task `late` tasks later
+            pending.append(TaskUpdate(task_id(i - late), SUCCESS, "pubsub", timestamp=done))
         if len(pending) >= batch:
             if batch == 1:  # one update per call, as bench.ledger_bench
                 for u in pending:
@@ -231,6 +242,7 @@ def tasks_child(
         "entries": counts.entries,
         "held": counts.label_pending,
         "released_early": counts.label_overflow,
+        "thawed": getattr(ledger._tables, "thaws", 0),  # late updates of packed entries
     }
     if show_parts:
         out["parts"] = parts(ledger) | pymalloc()
@@ -323,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--batch", type=int, default=1, help="updates per apply_many (1: apply each)"
     )
+    parser.add_argument("--late", type=int, default=0, help="pub/sub repeats results N later")
     parser.add_argument("--parts", action="store_true", help="also walk the tables per part")
     parser.add_argument("--tree", help="import exporter from this checkout (before/after)")
     parser.add_argument("--tasks-child", type=int, default=None, help=argparse.SUPPRESS)
@@ -332,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, args.tree)
     if args.tasks_child is not None:
         child = tasks_child(
-            args.tasks_child, args.distinct_times, args.parts, args.rate, args.batch
+            args.tasks_child, args.distinct_times, args.parts, args.rate, args.batch, args.late
         )
         print(json.dumps(child))
         return 0
@@ -351,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         flags = ["--distinct-times"] if args.distinct_times else []
         flags += ["--rate", str(args.rate)] if args.rate else []
         flags += ["--batch", str(args.batch)]
+        flags += ["--late", str(args.late)] if args.late else []
         report["tasks"] = _child("--tasks-child", str(sizes["tasks"]), *flags, *extra)
         _print("tasks", report["tasks"])
     if "reconcile" in wanted:

@@ -8,8 +8,9 @@ What others use is exported here; the modules inside are the ledger's own:
   effect is counted under (held for a grace while unknown, pending.py)
 - reads.py: copies for collectors and the API; counts.py: `LedgerCounts`, that copy
 - durable.py: saved state encoded from and decoded into the tables
-- entry.py: one task id's compact memory; evicted.py: ids forgotten while a reconcile
-  could count them again; last.py: last run times per task name
+- entry.py: one task id's compact memory; packed.py: settled, cold entries as one bytes
+  record each (every reader of an entry goes through it); evicted.py: ids forgotten while
+  a reconcile could count them again; last.py: last run times per task name
 - guard.py: label bounds; histograms.py: runtime and queue-wait histograms;
   window.py: the success-ratio window; hosts.py: outcomes per worker node, kept only for
   `--compat danihodovic`; churn.py: when a churned dict is copied to its live size

@@ -20,6 +20,7 @@ from exporter.decode import clean
 from exporter.ledger.attribution import HELD
 from exporter.ledger.entry import FLAGS_MASK, Entry, shared_seen
 from exporter.ledger.histograms import Histogram
+from exporter.ledger.packed import cool, entry_of, settled_of
 from exporter.ledger.pending import Effect
 from exporter.ledger.saved_rows import COUNTERS, Repairs, decode_entry, is_count, last_row
 from exporter.ledger.tables import LedgerTables
@@ -28,10 +29,11 @@ log = logging.getLogger(__name__)
 VERSION = 1
 
 
-def _needed(e: Entry | None, watermark: float) -> bool:
+def _needed(e: Entry | bytes | None, watermark: float) -> bool:
     if e is None:
         return False
-    return e.settled is None or e.settled > watermark or bool(e.seen & HELD)
+    settled = settled_of(e)
+    return settled is None or settled > watermark or (isinstance(e, Entry) and bool(e.seen & HELD))
 
 
 def _encode(e: Entry, held: list[Effect]) -> str:
@@ -60,7 +62,7 @@ def export_state(t: LedgerTables) -> dict[str, Any]:
         e = t.entries.get(task_id)
         if _needed(e, w):
             assert e is not None
-            seen[task_id] = _encode(e, t.pending.effects(task_id))
+            seen[task_id] = _encode(entry_of(t, task_id, e), t.pending.effects(task_id))
             t.persisted.add(task_id)
         elif task_id in t.persisted and task_id not in t.evicted:
             # (an evicted id still above the watermark keeps its saved entry)
@@ -170,12 +172,18 @@ def import_state(t: LedgerTables, data: dict[str, Any], now: float) -> None:
             fixed.dropped += 1
         elif task_id not in t.entries:
             e, held = decoded
+            share = t.strings.share  # (shared names can be packed: packed.py)
+            e.name = e.name and share(e.name)
+            e.queue = e.queue and share(e.queue)
             t.entries[task_id] = e
             t.order.append(task_id)
+            t.warm.append(task_id)
             t.persisted.add(task_id)
             if held:  # effects that waited for labels when saved: held again, a fresh grace
                 e.seen = shared_seen(e.seen | HELD)
                 t.pending.restore(task_id, held, now)
+    for _ in range(len(t.warm) - t.warm_size):
+        cool(t)  # the oldest loaded entries are cold already
     if fixed.dropped or fixed.cleaned:
         log.warning(
             "saved ledger state: %d unreadable rows dropped, %d labels cleaned (an older "

@@ -8,7 +8,7 @@ source bits are per ledger (`Strings`, `SourceBits`, kept in its tables); only t
 
 Per entry at 200,000 (bench/ledger_memory.py --parts): the `Entry` 128 B (12 slots; the
 retry counts moved to `Extra`, which few tasks need; state and sources kept in `seen`), its
-`seen` int shared.
+`seen` int shared. Settled entries out of the warm window are packed (packed.py).
 """
 
 from __future__ import annotations
@@ -64,10 +64,13 @@ class Strings:
     one), so 200,000 entries do not hold 200,000 copies. Bounded: past the cap, no sharing.
     One per ledger (in its tables), used under the ledger's lock."""
 
-    __slots__ = ("_shared",)
+    __slots__ = ("_shared", "index", "values")
 
     def __init__(self) -> None:
         self._shared: dict[str, str] = {}
+        # Each shared string's number, and the strings by number (packed.py's records).
+        self.index: dict[str, int] = {}
+        self.values: list[str] = []
 
     def share(self, value: str) -> str:
         shared = self._shared.get(value)
@@ -75,6 +78,8 @@ class Strings:
             return shared
         if len(self._shared) < SHARED_MAX:
             self._shared[value] = value
+            self.index[value] = len(self.values)
+            self.values.append(value)
         return value
 
 

@@ -25,9 +25,9 @@ from exporter.clock import Clock, SystemClock
 from exporter.ledger import durable, fold, reads
 from exporter.ledger.attribution import expire, labels
 from exporter.ledger.counts import LedgerCounts
-from exporter.ledger.entry import READY_MASK, Entry
 from exporter.ledger.guard import UNKNOWN
 from exporter.ledger.hosts import HostCounts, HostView, compat_default_queue, hosts_for
+from exporter.ledger.packed import finished
 from exporter.ledger.tables import LedgerTables
 from exporter.taskdata import TaskRecord, TaskUpdate
 
@@ -137,12 +137,12 @@ class Ledger:
     def settled_ids(self, task_ids: Iterable[str | None]) -> set[str | None]:
         """Which of these ids (None: never) a reconcile need not read (finished or covered)."""
         with self._lock:
-            entries: dict[Any, Entry] = self._tables.entries
+            entries: dict[Any, Any] = self._tables.entries
             evicted: dict[Any, float] = self._tables.evicted.ids
             out = set()
             for task_id in task_ids:
                 e = entries.get(task_id)
-                if (e is not None and e.seen & READY_MASK) or task_id in evicted:
+                if (e is not None and finished(e)) or task_id in evicted:
                     out.add(task_id)
             return out
 

@@ -12,6 +12,7 @@ from exporter.ledger.counts import LedgerCounts
 from exporter.ledger.entry import Entry, record_of
 from exporter.ledger.guard import OTHER, UNKNOWN
 from exporter.ledger.hosts import HostView
+from exporter.ledger.packed import entry_of
 from exporter.ledger.tables import LedgerTables
 from exporter.taskdata import TaskRecord
 
@@ -75,8 +76,9 @@ def record(t: LedgerTables, task_id: str) -> TaskRecord | None:
     return _record(t, task_id, e) if e else None
 
 
-def _record(t: LedgerTables, task_id: str, e: Entry) -> TaskRecord:
+def _record(t: LedgerTables, task_id: str, value: Entry | bytes) -> TaskRecord:
     """The API's record, with the name label its counters use (without admitting it)."""
+    e = entry_of(t, task_id, value)
     rec = record_of(task_id, e, t.sources)
     names, name = t.guards["name"], e.name
     if not name:
@@ -90,7 +92,7 @@ def _record(t: LedgerTables, task_id: str, e: Entry) -> TaskRecord:
 
 def sent_time(t: LedgerTables, task_id: str) -> float | None:
     e = t.entries.get(task_id)
-    return e.sent_at if e else None
+    return entry_of(t, task_id, e).sent_at if e else None
 
 
 def recent(t: LedgerTables, failed_only: bool) -> list[TaskRecord]:

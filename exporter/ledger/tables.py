@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import deque
 
 from exporter.ledger.churn import Churn
-from exporter.ledger.entry import Entry, SourceBits, Strings
+from exporter.ledger.entry import Entry, Extra, SourceBits, Strings
 from exporter.ledger.evicted import EvictedIds
 from exporter.ledger.guard import UNKNOWN, LabelGuard
 from exporter.ledger.histograms import TaskHistograms
@@ -22,6 +22,9 @@ from exporter.ledger.hosts import HostCounts
 from exporter.ledger.last import LastTimes
 from exporter.ledger.pending import PendingLabels
 from exporter.ledger.window import OutcomeWindow
+
+# Ids in the warm window of a default ledger (a tenth of 200,000; bench/RESULTS.md).
+WARM_MAX = 20_000
 
 
 class LedgerTables:
@@ -35,6 +38,7 @@ class LedgerTables:
         "evicted",
         "evictions",
         "exceptions",
+        "extras",
         "guards",
         "hists",
         "hosts",
@@ -54,7 +58,10 @@ class LedgerTables:
         "sources",
         "strings",
         "tasks",
+        "thaws",
         "tracking",
+        "warm",
+        "warm_size",
         "watermark",
         "worker_label",
     )
@@ -79,8 +86,16 @@ class LedgerTables:
         self.worker_label = worker_label
         # Plain dict + first-seen order: cheaper per task than an OrderedDict. Eviction is
         # first-in first-out; a task evicted while open is simply counted on from scratch.
-        self.entries: dict[str, Entry] = {}
+        # Cold settled entries are packed `bytes` records (packed.py: read them through it).
+        self.entries: dict[str, Entry | bytes] = {}
         self.order: deque[str] = deque()
+        # The newest ids (and ones tried too early), oldest first: the one that leaves is
+        # packed if it can be (packed.cool). Extras of packed entries; late updates that
+        # unpacked one.
+        self.warm: deque[str] = deque()
+        self.warm_size = max(1, min(WARM_MAX, max_tasks // 10))
+        self.extras: dict[str, Extra] = {}
+        self.thaws = 0
         # Copied once every 0.7 x max_tasks evictions: room for 149,000 more inserts at
         # 200,000 before the next resize; a copy of a churned 200,000-entry dict takes 20 ms
         # (its keys are scattered), 0.15 us per eviction.
