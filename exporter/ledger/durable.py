@@ -60,7 +60,7 @@ def export_state(t: LedgerTables) -> dict[str, Any]:
         e = t.entries.get(task_id)
         if _needed(e, w):
             assert e is not None
-            seen[task_id] = _encode(e, t.pending.effects(task_id))
+            seen[task_id] = _encode(e, t.pending.effects(task_id, e))
             t.persisted.add(task_id)
         elif task_id in t.persisted and task_id not in t.evicted:
             # (an evicted id still above the watermark keeps its saved entry)
@@ -175,7 +175,7 @@ def import_state(t: LedgerTables, data: dict[str, Any], now: float) -> None:
             t.persisted.add(task_id)
             if held:  # effects that waited for labels when saved: held again, a fresh grace
                 e.seen = shared_seen(e.seen | HELD)
-                t.pending.restore(task_id, held, now)
+                t.pending.restore(task_id, e, held, now)
     if fixed.dropped or fixed.cleaned:
         log.warning(
             "saved ledger state: %d unreadable rows dropped, %d labels cleaned (an older "
