@@ -57,7 +57,7 @@ def apply(t: LedgerTables, u: TaskUpdate, now: float, labels: LabelFn) -> bool:
     e = t.entries.get(task_id)
     if e is None or e.seen & INSPECTED:  # (an entry only inspect knows is as new)
         # Only a backfill can be stale: a live message is news, however late it is.
-        if backfill and bit & READY_MASK and (settle <= t.watermark or task_id in t.evicted.ids):
+        if backfill and bit & READY_MASK and (settle <= t.watermark or task_id in t.evicted):
             t.below_watermark += 1
             return False
         if backfill and not bit & READY_MASK and t.evictions:

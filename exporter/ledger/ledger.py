@@ -138,7 +138,7 @@ class Ledger:
         """Which of these ids (None: never) a reconcile need not read (finished or covered)."""
         with self._lock:
             entries: dict[Any, Entry] = self._tables.entries
-            evicted: dict[Any, float] = self._tables.evicted.ids
+            evicted = self._tables.evicted
             out = set()
             for task_id in task_ids:
                 e = entries.get(task_id)
