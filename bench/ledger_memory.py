@@ -111,7 +111,7 @@ def parts(ledger: Any) -> dict[str, float]:
     )
     ev = t.evicted
     buckets = list(ev._buckets.values())
-    table = getattr(ev, "_keys", None) or getattr(ev, "ids", {})  # (both layouts)
+    table = getattr(ev, "keys", None) or getattr(ev, "ids", {})  # (both layouts)
     fields = [getattr(b, f) for b in buckets for f in ("ids", "keys", "times", "blob", "ends")
               if hasattr(b, f)]  # fmt: skip
     out["evicted_ids"] = (

@@ -58,16 +58,6 @@ class _Bucket:
         self.last = -math.inf  # the newest settle time in the bucket
         self.ordered = True  # ids are sorted by (settle time, arrival)
 
-    def append(self, key: int, settled: float, text: bytes) -> None:
-        self.keys.append(key)
-        self.times.append(settled)
-        self.blob += text
-        self.ends.append(len(self.blob))
-        if settled >= self.last:
-            self.last = settled
-        else:
-            self.ordered = False
-
     def text(self, i: int) -> bytes:
         return bytes(self.blob[self.ends[i - 1] if i else 0 : self.ends[i]])
 
@@ -93,8 +83,10 @@ def _second(settled: float) -> int:
 class EvictedIds:
     def __init__(self, limit: int) -> None:
         self.limit = limit  # sets slack and the trim threshold too
-        # hash(id) & MASK -> the bucket that holds the id (`in` checks the text there)
-        self._keys: dict[int, _Bucket] = {}
+        # hash(id) & MASK -> the bucket that holds the id, where `in` checks its text. Hot
+        # callers test `hash(id) & MASK in keys` first (a C-level miss: almost every id a
+        # pass reads), then `in`; read from here each time: a trim replaces it with a copy.
+        self.keys: dict[int, _Bucket] = {}
         # Ids given up or pruned leave dead slots (churn.py): copied once as many have gone
         # as are kept, it is sized for the live ones.
         self._churn = Churn(limit)
@@ -114,11 +106,11 @@ class EvictedIds:
         self._trim_at = limit + self.slack
 
     def __contains__(self, task_id: object) -> bool:
-        bucket = self._keys.get(hash(task_id) & MASK)
+        bucket = self.keys.get(hash(task_id) & MASK)
         return bucket is not None and self._find(bucket, task_id) is not None
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self.keys)
 
     def as_dict(self) -> dict[str, float]:
         """id -> settle time of every id kept (a copy, for tests and checks)."""
@@ -137,7 +129,7 @@ class EvictedIds:
 
     def add(self, task_id: str, settled: float) -> None:
         key = hash(task_id) & MASK
-        held = self._keys.get(key)
+        held = self.keys.get(key)
         if held is not None:
             i = self._find(held, task_id)
             if i is None:  # another id with this hash: not remembered (see above)
@@ -151,18 +143,27 @@ class EvictedIds:
         if bucket is None:
             bucket = self._buckets[second] = _Bucket()
             heapq.heappush(self._seconds, second)
-        bucket.append(key, settled, _text(task_id))
-        self._keys[key] = bucket
-        if len(self._keys) >= self._trim_at:
+        # (bucket.append inline: this runs once per result a reconcile evicts)
+        bucket.keys.append(key)
+        bucket.times.append(settled)
+        blob = bucket.blob
+        blob += task_id.encode("utf-8", "surrogatepass")
+        bucket.ends.append(len(blob))
+        if settled >= bucket.last:
+            bucket.last = settled
+        else:
+            bucket.ordered = False
+        self.keys[key] = bucket
+        if len(self.keys) >= self._trim_at:
             self.trim()
 
     def trim(self) -> None:
         """Give up the oldest-settled ids beyond `limit`."""
-        excess = len(self._keys) - self.limit
+        excess = len(self.keys) - self.limit
         if excess <= 0:
             return
         self.trims += 1
-        keys, buckets, seconds = self._keys, self._buckets, self._seconds
+        keys, buckets, seconds = self.keys, self._buckets, self._seconds
         dropped = 0
         while excess > 0 and seconds:
             second = seconds[0]
@@ -187,11 +188,11 @@ class EvictedIds:
 
     def _deleted(self, n: int) -> None:
         if self._churn.deleted(n):
-            self._keys = dict(self._keys)
+            self.keys = dict(self.keys)
 
     def prune(self, watermark: float) -> None:
         """Forget every id settled at or below the watermark (a reconcile covers them)."""
-        keys, buckets, seconds = self._keys, self._buckets, self._seconds
+        keys, buckets, seconds = self.keys, self._buckets, self._seconds
         dropped = 0
         while seconds and seconds[0] <= watermark:
             second = seconds[0]
@@ -217,7 +218,7 @@ class EvictedIds:
         self._deleted(dropped)
 
     def _remove(self, bucket: _Bucket, i: int) -> None:
-        del self._keys[bucket.keys[i]]
+        del self.keys[bucket.keys[i]]
         second = _second(bucket.times[i])
         bucket.keep([j for j in range(len(bucket.keys)) if j != i])
         if not bucket.keys:

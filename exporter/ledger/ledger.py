@@ -26,6 +26,7 @@ from exporter.ledger import durable, fold, reads
 from exporter.ledger.attribution import expire, labels
 from exporter.ledger.counts import LedgerCounts
 from exporter.ledger.entry import READY_MASK, Entry
+from exporter.ledger.evicted import MASK
 from exporter.ledger.guard import UNKNOWN
 from exporter.ledger.hosts import HostCounts, HostView, compat_default_queue, hosts_for
 from exporter.ledger.tables import LedgerTables
@@ -139,10 +140,13 @@ class Ledger:
         with self._lock:
             entries: dict[Any, Entry] = self._tables.entries
             evicted = self._tables.evicted
+            keys = evicted.keys  # (a C-level miss first: evicted.py)
             out = set()
             for task_id in task_ids:
                 e = entries.get(task_id)
-                if (e is not None and e.seen & READY_MASK) or task_id in evicted:
+                if (e is not None and e.seen & READY_MASK) or (
+                    hash(task_id) & MASK in keys and task_id in evicted
+                ):
                     out.add(task_id)
             return out
 
