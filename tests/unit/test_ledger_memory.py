@@ -20,6 +20,7 @@ from exporter.ledger.pending import (
     retried_code,
 )
 from exporter.taskdata import (
+    FAILURE,
     RECEIVED,
     RETRY,
     SOURCE_EVENTS,
@@ -255,3 +256,12 @@ def test_a_retry_outranks_a_later_start_and_every_state_reads_back() -> None:
         e.state = SUCCESS
         assert e.state == SUCCESS and e.seen & 0xFFFF == 0
     assert Entry("NOT_A_STATE").state == "PENDING"
+
+
+def test_equal_exception_types_are_one_object() -> None:
+    led = Ledger(clock=FakeClock())
+    for tid in ("a", "b"):
+        led.apply(U(tid, FAILURE, SOURCE_PUBSUB, name="t", queue="q",
+                    exception_type="".join(["Value", "Error"])))  # fmt: skip
+    a, b = led._tables.entries["a"], led._tables.entries["b"]
+    assert a.exc_type == "ValueError" and a.exc_type is b.exc_type
