@@ -106,8 +106,8 @@ def parts(ledger: Any) -> dict[str, float]:
         + w.size(held_values)
         + w.size(_flat(held_values))
         + w.size(_flat(_flat(held_values)))
-        + w.size(item for q in queues for item in q)
-        + w.size(_flat(item for q in queues for item in q))
+        + w.size(item for q in queues if hasattr(q, "popleft") for item in q)  # (no arrays)
+        + w.size(_flat(item for q in queues if hasattr(q, "popleft") for item in q))
     )
     ev = t.evicted
     buckets = list(ev._buckets.values())

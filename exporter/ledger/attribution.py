@@ -214,7 +214,6 @@ def note_last(t: LedgerTables, e: Entry, counter: str, now: float) -> None:
 
 def expire(t: LedgerTables, now: float) -> None:
     """Release every entry whose grace has ended (cheap when none has)."""
-    due = t.pending.at
-    if due and due[0] <= now:
+    if t.pending.next_at <= now:
         for task_id in t.pending.due(now):
             release(t, task_id, t.entries[task_id], now)

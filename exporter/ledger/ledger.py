@@ -107,8 +107,7 @@ class Ledger:
             self.changes += 1
             t = self._tables
             now = self._clock.time()
-            due = t.pending.at  # deadlines, oldest first
-            if due and due[0] <= now:  # (inline: this runs per event batch)
+            if t.pending.next_at <= now:  # (inline: this runs per event batch)
                 expire(t, now)
             apply, labels_of = fold.apply, self._labels
             return sum(apply(t, u, now, labels_of) for u in updates)

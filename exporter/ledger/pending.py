@@ -32,14 +32,17 @@ bound, so it stays O(limit) too. Nothing here locks: the ledger calls it under i
 Memory: the store fills to its bound whenever tasks arrive faster than limit / grace (10,000
 a second at the defaults), e.g. a cluster without task-sent events, whose tasks no source
 gives a queue, or a reconcile of results stored without a name. At the bound (50,000 ids,
-each with received, started, succeeded, a runtime and a window entry) that is 4.3 MB: per
-id a slot of the dict (whose table is sized for 87,000 at that bound) and three queue
-references (bench/ledger_memory.py --parts); it was 10.7 MB as a list of effects per id, and
-21.9 MB as (deadline, list of effect tuples) per id with (deadline, id) queue tuples.
+each with received, started, succeeded, a runtime and a window entry) that is 3.2 MB: per
+id a slot of the dict (whose table is sized for 87,000 at that bound), two queue references
+and a deadline double (bench/ledger_memory.py --parts); it was 10.7 MB as a list of effects
+per id, and 21.9 MB as (deadline, list of effect tuples) per id with (deadline, id) queue
+tuples.
 """
 
 from __future__ import annotations
 
+import math
+from array import array
 from collections import deque
 from typing import Any
 
@@ -123,6 +126,7 @@ class PendingLabels:
     __slots__ = (
         "_churn",
         "_deadline",
+        "_head",
         "_now",
         "at",
         "early",
@@ -131,6 +135,7 @@ class PendingLabels:
         "held",
         "ids",
         "limit",
+        "next_at",
         "unattributed",
     )
 
@@ -139,11 +144,15 @@ class PendingLabels:
         self.limit = max(1, limit)
         # id -> code (an int, shared), or [code, explicit effect, ...]
         self.held: dict[str, Any] = {}
-        # The deadline queue, oldest first, as three deques in step: `at[i]` is the deadline
-        # of `ids[i]`, held by the entry `entries[i]`; stale once that entry is released.
-        self.at: deque[float] = deque()
+        # The deadline queue, oldest first, in step: `at[_head + i]` is the deadline of
+        # `ids[i]`, held by the entry `entries[i]`; stale once that entry is released. The
+        # deadlines are doubles in an array (each ledger call has its own `now`, so a float
+        # object per id was 1.6 MB at the bound), popped by moving `_head`.
+        self.at = array("d")
+        self._head = 0
         self.ids: deque[str] = deque()
         self.entries: deque[Entry] = deque()
+        self.next_at = math.inf  # the oldest deadline queued: read by the ledger per call
         self._now = self._deadline = float("nan")  # the last `now` and its deadline
         # Taken ids leave dead slots in `held` (churn.py): copied every 0.7 x limit takes.
         self._churn = Churn(self.limit * 7 // 10)
@@ -162,7 +171,10 @@ class PendingLabels:
     def _queue(self, task_id: str, e: Entry, now: float) -> None:
         if len(self.ids) >= 2 * self.limit:
             self._compact()  # (before: this entry is not flagged HELD yet)
-        self.at.append(self._deadline if now == self._now else self._deadline_for(now))
+        deadline = self._deadline if now == self._now else self._deadline_for(now)
+        if not self.ids:
+            self.next_at = deadline
+        self.at.append(deadline)
         self.ids.append(task_id)
         self.entries.append(e)
 
@@ -223,37 +235,46 @@ class PendingLabels:
     def due(self, now: float) -> list[str]:
         """Ids whose grace has ended, oldest first (still held: the caller takes them)."""
         out: list[str] = []
-        at, ids, entries = self.at, self.ids, self.entries
-        while at and at[0] <= now:
-            at.popleft()
+        at, ids, entries, head = self.at, self.ids, self.entries, self._head
+        while ids and at[head] <= now:
+            head += 1
             task_id = ids.popleft()
             if entries.popleft().seen & HELD:
                 out.append(task_id)
+        self._popped(head)
         return out
 
     def over(self) -> list[str]:
         """The oldest ids beyond the bound (still held: the caller takes them)."""
         out: list[str] = []
         excess = len(self.held) - self.limit
-        at, ids, entries = self.at, self.ids, self.entries
+        ids, entries, head = self.ids, self.entries, self._head
         while excess > 0 and ids:
-            at.popleft()
+            head += 1
             task_id = ids.popleft()
             if entries.popleft().seen & HELD:
                 out.append(task_id)
                 excess -= 1
+        self._popped(head)
         return out
 
+    def _popped(self, head: int) -> None:
+        if head > 4096 and 2 * head > len(self.at):
+            del self.at[:head]
+            head = 0
+        self._head = head
+        self.next_at = self.at[head] if self.ids else math.inf
+
     def _compact(self) -> None:
-        # In place: the ledger keeps a reference to `at` for its cheap "anything due?" test.
         kept = [
             item
-            for item in zip(self.at, self.ids, self.entries, strict=True)
+            for item in zip(self.at[self._head :], self.ids, self.entries, strict=True)
             if item[2].seen & HELD
         ]
-        self.at.clear()
+        self.at = array("d", [k[0] for k in kept])
+        self._head = 0
         self.ids.clear()
         self.entries.clear()
-        self.at.extend(k[0] for k in kept)
         self.ids.extend(k[1] for k in kept)
         self.entries.extend(k[2] for k in kept)
+        self.next_at = self.at[0] if kept else math.inf
