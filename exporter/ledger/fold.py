@@ -75,8 +75,11 @@ def apply(t: LedgerTables, u: TaskUpdate, now: float, labels: LabelFn) -> bool:
         if e is None:
             e = add(t, task_id, Entry(state), now)
         e.seen &= ~INSPECTED
-    if e.seen & HELD and (u.runtime is not None or u.exception_type is not None):
-        t.pending.pin(task_id, e)  # held effects read these from the entry (pending.py)
+    if e.seen & HELD and (
+        (u.runtime is not None and e.runtime is not None)
+        or (u.exception_type is not None and e.x.exc_type is not None)
+    ):  # (a held runtime or exception type is the entry's: keep it before it changes)
+        t.pending.pin(task_id, e)
     sources = t.sources
     e.merge(u, now, sources.bits.get(u.source) or sources.bit(u.source), t.strings.share)
     if e.seen & HELD and labelled(t, e):

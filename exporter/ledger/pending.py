@@ -71,6 +71,7 @@ _ONCE = (1 << 11) - 1  # the bits above: one of each at most, else explicit
 _RETRIES = 11  # bits 11-16: how many retried increments (at most MAX_EFFECTS + 1)
 _RETRY_SUM = 17  # bits 17 and up: their sum
 RETRIED_ONCE = 1 << _RETRIES | 1 << _RETRY_SUM
+_NO_RETRIES = 1 << _RETRIES  # a code below it holds at most 11 effects
 COUNTER_CODE["retried"] = RETRIED_ONCE
 _PINNED = RUNTIME | EXCEPTION
 
@@ -81,15 +82,9 @@ _ONE[WIN_FAILED] = ("w", False, 0)
 _SIMPLE: tuple[tuple[Effect, ...], ...] = tuple(
     tuple(effect for bit, effect in sorted(_ONE.items()) if code & bit) for code in range(512)
 )
-# Codes are a few dozen values, mostly above the 256 CPython caches: one object per value.
-_SHARED: dict[int, int] = {}
-_SHARED_MAX = 4096
-
-
-def _shared(code: int) -> int:
-    if len(_SHARED) < _SHARED_MAX:
-        return _SHARED.setdefault(code, code)
-    return code
+# Codes are a few dozen values, mostly above the 256 CPython caches: one object per value,
+# looked up by index (a code with retries, rare, is its own object).
+_CODE_OBJECT: tuple[int, ...] = tuple(range(_NO_RETRIES))
 
 
 def retried_code(n: int) -> int:
@@ -186,14 +181,29 @@ class PendingLabels:
         held = self.held
         value = held.get(task_id)
         if value is None:
-            held[task_id] = (_SHARED.get(code) or _shared(code)) if extra is None else [code, extra]
-            self._queue(task_id, e, now)
+            if extra is not None:
+                held[task_id] = [code, extra]
+            else:
+                held[task_id] = _CODE_OBJECT[code] if code < _NO_RETRIES else code
+            # (the queue's append inline: once per held id)
+            ids = self.ids
+            if len(ids) >= 2 * self.limit:
+                self._compact()  # (before: this entry is not flagged HELD yet)
+            deadline = self._deadline if now == self._now else self._deadline_for(now)
+            if not ids:
+                self.next_at = deadline
+            self.at.append(deadline)
+            ids.append(task_id)
+            self.entries.append(e)
             return True
         if value.__class__ is int:
             if extra is None and not value & code & _ONCE:
                 value += code
-                held[task_id] = _SHARED.get(value) or _shared(value)
-                return value < 1 << _RETRIES or effect_count(value) <= MAX_EFFECTS
+                if value < _NO_RETRIES:
+                    held[task_id] = _CODE_OBJECT[value]
+                    return True
+                held[task_id] = value
+                return effect_count(value) <= MAX_EFFECTS
             value = held[task_id] = [value]
         if value[0] & code & _ONCE:  # a second one of a kind: its value now, explicitly
             value.extend(expand(code, e))
@@ -241,29 +251,33 @@ class PendingLabels:
             task_id = ids.popleft()
             if entries.popleft().seen & HELD:
                 out.append(task_id)
-        self._popped(head)
+        self._head = head
+        self.next_at = at[head] if ids else math.inf
+        if head > 4096 and 2 * head > len(at):
+            self._cut()
         return out
 
     def over(self) -> list[str]:
         """The oldest ids beyond the bound (still held: the caller takes them)."""
         out: list[str] = []
         excess = len(self.held) - self.limit
-        ids, entries, head = self.ids, self.entries, self._head
+        at, ids, entries, head = self.at, self.ids, self.entries, self._head
         while excess > 0 and ids:
             head += 1
             task_id = ids.popleft()
             if entries.popleft().seen & HELD:
                 out.append(task_id)
                 excess -= 1
-        self._popped(head)
+        self._head = head
+        self.next_at = at[head] if ids else math.inf
+        if head > 4096 and 2 * head > len(at):
+            self._cut()
         return out
 
-    def _popped(self, head: int) -> None:
-        if head > 4096 and 2 * head > len(self.at):
-            del self.at[:head]
-            head = 0
-        self._head = head
-        self.next_at = self.at[head] if self.ids else math.inf
+    def _cut(self) -> None:
+        """Drop the popped deadlines from the front of the array."""
+        del self.at[: self._head]
+        self._head = 0
 
     def _compact(self) -> None:
         kept = [
