@@ -18,7 +18,7 @@ out of order in it), so the cost per add is amortised O(1).
 
 Layout: a reconcile pass evicts and remembers ids all through the pass, and its end prunes
 them all. Kept as objects (the id string, its settle float), they sat among the entries made
-meanwhile, and pruning them left 13.7 MB of free blocks in pymalloc pools that the live
+meanwhile, and pruning them left 13.6 MB of free blocks in pymalloc pools that the live
 entries keep (after a 1M-result pass, bench/ledger_memory.py --parts). So an id is kept as
 its text in its bucket's `bytearray` and its settle time in an `array('d')` (one buffer
 per bucket: outside pymalloc once it holds a few dozen ids), found through a dict keyed by
