@@ -113,17 +113,21 @@ def parts(ledger: Any) -> dict[str, float]:
         + w.size(held_values)
         + w.size(_flat(held_values))
         + w.size(_flat(_flat(held_values)))
-        + w.size(item for q in queues for item in q)
-        + w.size(_flat(item for q in queues for item in q))
+        + w.size(item for q in queues if hasattr(q, "popleft") for item in q)  # (no arrays)
+        + w.size(_flat(item for q in queues if hasattr(q, "popleft") for item in q))
     )
     ev = t.evicted
     buckets = list(ev._buckets.values())
+    table = getattr(ev, "keys", None) or getattr(ev, "ids", {})  # (both layouts)
+    fields = [getattr(b, f) for b in buckets for f in ("ids", "keys", "times", "blob", "ends")
+              if hasattr(b, f)]  # fmt: skip
     out["evicted_ids"] = (
-        w.size([ev.ids, ev._buckets, ev._seconds])
-        + w.size(ev.ids)
-        + w.size(ev.ids.values())
+        w.size([table, ev._buckets, ev._seconds])
+        + w.size(table)
+        + w.size(v for v in table.values() if v.__class__ is float)
         + w.size(buckets)
-        + w.size(b.ids for b in buckets)
+        + w.size(fields)
+        + w.size(_flat(f for f in fields if isinstance(f, list)))
     )
     out["running_recent_dirty_persisted"] = w.size(
         [t.running, t.recent, t.recent_failed, t.dirty, t.persisted]

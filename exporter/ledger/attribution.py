@@ -9,10 +9,12 @@ held in `PendingLabels` (pending.py) until a source supplies both, or its grace
 entry is held at most once: after its release every later effect applies at once, so a task
 whose name never comes is delayed once, not at every state.
 
-Flags live in `Entry.seen` above the state bits: HELD (effects wait in `pending`) and
-RESOLVED (released once; never held again). Functions here work on the ledger's tables and
-run under the ledger's lock. `finish` is the label-dependent half of a task's end
-(exceptions, the success window, the recent lists).
+Flags live in `Entry.seen` above the state bits: HELD (effects wait in `pending`, which owns
+the flag: its queue reads it) and RESOLVED (released once; never held again). Held effects
+are codes (pending.py): a runtime or exception type the entry holds is read from it at
+release. Functions here work on the ledger's tables and run under the ledger's lock.
+`finish` is the label-dependent half of a task's end (exceptions, the success window, the
+recent lists).
 """
 
 from __future__ import annotations
@@ -20,22 +22,27 @@ from __future__ import annotations
 from exporter.ledger.entry import SHARED_SEEN, Entry, shared_seen
 from exporter.ledger.guard import OTHER
 from exporter.ledger.hosts import KINDS as HOST_KINDS
-from exporter.ledger.pending import Effect
+from exporter.ledger.pending import (
+    COUNTER_CODE,
+    EXCEPTION,
+    HELD,
+    RUNTIME,
+    WIN_FAILED,
+    WIN_OK,
+    Effect,
+    expand,
+    retried_code,
+)
 from exporter.ledger.tables import LedgerTables
 from exporter.taskdata import COUNTER_FOR_STATE, FAILURE, SUCCESS
 
-HELD = 1 << 12
+__all__ = ["HELD", "INSPECTED", "RESOLVED"]  # (HELD is pending.py's: its queue reads it)
 RESOLVED = 1 << 13
 INSPECTED = 1 << 14  # created by inspect, nothing counted yet: to dedup it is still unknown
 # Left the warm window unsettled (packed.cool): back into it once settled (`warm_again`).
 # Above the source bits: never saved, never in a packed record.
 COOL_DUE = 1 << 36
-# Shared effect tuples for the common cases: a waiting task then costs ~350 B, not ~600 B
-# (tracemalloc, 20,000 tasks with received/started/succeeded/runtime/window waiting).
 _STATE_OF_COUNTER = {c: s for s, c in COUNTER_FOR_STATE.items()}
-_ONE: dict[str, Effect] = {c: ("c", c, 1) for c in COUNTER_FOR_STATE.values()}
-_SUCCEEDED: Effect = ("w", True, 0)
-_FAILED: Effect = ("w", False, 0)
 
 
 # -- effects: applied now, or held while a label is unknown ------------------------------
@@ -45,8 +52,15 @@ def count(t: LedgerTables, task_id: str, e: Entry, counter: str, now: float, n: 
     waits = e.name is None or e.queue is None
     if not waits and e.worker is None and t.hosts is not None:
         waits = counter in HOST_KINDS  # --compat: an outcome waits for its worker too
-    if waits and held(t, task_id, e, _ONE[counter] if n == 1 else ("c", counter, n), now):
-        return
+    if waits:
+        if n == 1:
+            done = held(t, task_id, e, COUNTER_CODE[counter], now)
+        elif counter == "retried":
+            done = held(t, task_id, e, retried_code(n), now)
+        else:
+            done = held(t, task_id, e, 0, now, ("c", counter, n))
+        if done:
+            return
     # Admitted labels pass unchanged, so the guards are called only for new or folded ones.
     name = e.name if e.name in t.names.values else t.names(e.name)
     queue = e.queue or t.queues.default
@@ -95,9 +109,13 @@ def outcome(
     """A success or failure of an entry whose labels are unknown (the known case is
     inline in `finish`): the exception by name, and the window entry."""
     if failed:
-        hold_or_do(t, task_id, e, ("x", t.guards["exception"](e.exc_type), 0), now)
+        label = t.guards["exception"](e.exc_type)
+        if label == e.exc_type:  # (read from the entry at release: pending.py)
+            hold_or_do(t, task_id, e, EXCEPTION, now)
+        else:
+            hold_or_do(t, task_id, e, 0, now, ("x", label, 0))
     if recent:
-        hold_or_do(t, task_id, e, _FAILED if failed else _SUCCEEDED, now)
+        hold_or_do(t, task_id, e, WIN_FAILED if failed else WIN_OK, now)
 
 
 def observed(
@@ -105,14 +123,21 @@ def observed(
 ) -> None:
     """A runtime and/or a queue-wait observation of an entry whose labels are unknown."""
     if runtime is not None:
-        hold_or_do(t, task_id, e, ("r", runtime, 0), now)
+        if runtime is e.runtime:  # (read from the entry at release: pending.py)
+            hold_or_do(t, task_id, e, RUNTIME, now)
+        else:  # derived from receive times
+            hold_or_do(t, task_id, e, 0, now, ("r", runtime, 0))
     if wait is not None:
-        hold_or_do(t, task_id, e, ("q", wait, 0), now)
+        hold_or_do(t, task_id, e, 0, now, ("q", wait, 0))
 
 
-def hold_or_do(t: LedgerTables, task_id: str, e: Entry, effect: Effect, now: float) -> None:
-    if not held(t, task_id, e, effect, now):
-        do(t, e, effect, now)
+def hold_or_do(
+    t: LedgerTables, task_id: str, e: Entry, code: int, now: float, extra: Effect | None = None
+) -> None:
+    """Hold one effect (pending.py's code and/or an explicit one), or apply it now."""
+    if not held(t, task_id, e, code, now, extra):
+        for effect in expand([code, extra] if extra else code, e):
+            do(t, e, effect, now)
 
 
 def name_label(t: LedgerTables, e: Entry) -> str:
@@ -142,12 +167,14 @@ def do(t: LedgerTables, e: Entry, effect: Effect, now: float) -> None:
 
 
 # -- holding and releasing ---------------------------------------------------------------
-def held(t: LedgerTables, task_id: str, e: Entry, effect: Effect, now: float) -> bool:
+def held(
+    t: LedgerTables, task_id: str, e: Entry, code: int, now: float, extra: Effect | None = None
+) -> bool:
     """Hold the effect if the entry's labels may still come. False: apply it now."""
     pending = t.pending
     if not pending.grace or e.seen & RESOLVED:
         return False
-    if not pending.hold(task_id, effect, now):
+    if not pending.hold(task_id, e, code, now, extra):
         release(t, task_id, e, now, early=True)  # too many for one task
         return True
     if not e.seen & HELD:
@@ -161,7 +188,7 @@ def held(t: LedgerTables, task_id: str, e: Entry, effect: Effect, now: float) ->
 
 def release(t: LedgerTables, task_id: str, e: Entry, now: float, early: bool = False) -> None:
     """Apply the held effects under the labels known now; the entry is never held again."""
-    effects = t.pending.take(task_id)
+    effects = t.pending.take(task_id, e)  # (before the entry changes: some read it)
     seen = (e.seen & ~HELD) | RESOLVED
     if seen & COOL_DUE:
         seen = warm_again(t, task_id, seen)
@@ -202,8 +229,7 @@ def note_last(t: LedgerTables, e: Entry, counter: str, now: float) -> None:
 
 def expire(t: LedgerTables, now: float) -> None:
     """Release every entry whose grace has ended (cheap when none has)."""
-    due = t.pending.at
-    if due and due[0] <= now:
+    if t.pending.next_at <= now:
         for task_id in t.pending.due(now):
             # (held: an object, never packed: packed.py)
             release(t, task_id, t.entries[task_id], now)  # type: ignore[arg-type]

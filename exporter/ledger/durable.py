@@ -62,7 +62,8 @@ def export_state(t: LedgerTables) -> dict[str, Any]:
         e = t.entries.get(task_id)
         if _needed(e, w):
             assert e is not None
-            seen[task_id] = _encode(entry_of(t, task_id, e), t.pending.effects(task_id))
+            entry = entry_of(t, task_id, e)
+            seen[task_id] = _encode(entry, t.pending.effects(task_id, entry))
             t.persisted.add(task_id)
         elif task_id in t.persisted and task_id not in t.evicted:
             # (an evicted id still above the watermark keeps its saved entry)
@@ -181,7 +182,7 @@ def import_state(t: LedgerTables, data: dict[str, Any], now: float) -> None:
             t.persisted.add(task_id)
             if held:  # effects that waited for labels when saved: held again, a fresh grace
                 e.seen = shared_seen(e.seen | HELD)
-                t.pending.restore(task_id, held, now)
+                t.pending.restore(task_id, e, held, now)
     for _ in range(len(t.warm) - t.warm_size):
         cool(t)  # the oldest loaded entries are cold already
     if fixed.dropped or fixed.cleaned:

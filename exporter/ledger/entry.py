@@ -259,7 +259,7 @@ class Entry:
         if u.parent_id is not None:
             self.extra().parent_id = u.parent_id
         if u.exception_type is not None:
-            self.extra().exc_type = u.exception_type
+            self.extra().exc_type = share(u.exception_type)  # (one object per type)
         if u.exception_message is not None:
             self.extra().exc_msg = u.exception_message[:MAX_TEXT]
         if u.eta is not None:

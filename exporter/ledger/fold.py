@@ -31,6 +31,7 @@ from exporter.ledger.entry import (
     Entry,
     shared_seen,
 )
+from exporter.ledger.evicted import MASK
 from exporter.ledger.guard import UNKNOWN
 from exporter.ledger.histograms import LabelFn
 from exporter.ledger.packed import cool, forget, thaw
@@ -66,7 +67,14 @@ def apply(t: LedgerTables, u: TaskUpdate, now: float, labels: LabelFn) -> bool:
         e = thaw(t, task_id, e)  # a late update of a packed entry
     if e is None or e.seen & INSPECTED:  # (an entry only inspect knows is as new)
         # Only a backfill can be stale: a live message is news, however late it is.
-        if backfill and bit & READY_MASK and (settle <= t.watermark or task_id in t.evicted.ids):
+        if (
+            backfill
+            and bit & READY_MASK
+            and (
+                settle <= t.watermark
+                or (hash(task_id) & MASK in t.evicted.keys and task_id in t.evicted)
+            )
+        ):
             t.below_watermark += 1
             return False
         if backfill and not bit & READY_MASK and t.evictions:
@@ -76,6 +84,11 @@ def apply(t: LedgerTables, u: TaskUpdate, now: float, labels: LabelFn) -> bool:
         if e is None:
             e = add(t, task_id, Entry(state), now)
         e.seen &= ~INSPECTED
+    if e.seen & HELD and (
+        (u.runtime is not None and e.runtime is not None)
+        or (u.exception_type is not None and e.x.exc_type is not None)
+    ):  # (a held runtime or exception type is the entry's: keep it before it changes)
+        t.pending.pin(task_id, e)
     sources = t.sources
     e.merge(u, now, sources.bits.get(u.source) or sources.bit(u.source), t.strings.share)
     if e.seen & HELD and labelled(t, e):

@@ -25,6 +25,7 @@ from exporter.clock import Clock, SystemClock
 from exporter.ledger import durable, fold, reads
 from exporter.ledger.attribution import expire, labels
 from exporter.ledger.counts import LedgerCounts
+from exporter.ledger.evicted import MASK
 from exporter.ledger.guard import UNKNOWN
 from exporter.ledger.hosts import HostCounts, HostView, compat_default_queue, hosts_for
 from exporter.ledger.packed import finished
@@ -106,8 +107,7 @@ class Ledger:
             self.changes += 1
             t = self._tables
             now = self._clock.time()
-            due = t.pending.at  # deadlines, oldest first
-            if due and due[0] <= now:  # (inline: this runs per event batch)
+            if t.pending.next_at <= now:  # (inline: this runs per event batch)
                 expire(t, now)
             apply, labels_of = fold.apply, self._labels
             return sum(apply(t, u, now, labels_of) for u in updates)
@@ -137,12 +137,15 @@ class Ledger:
     def settled_ids(self, task_ids: Iterable[str | None]) -> set[str | None]:
         """Which of these ids (None: never) a reconcile need not read (finished or covered)."""
         with self._lock:
-            entries: dict[Any, Any] = self._tables.entries
-            evicted: dict[Any, float] = self._tables.evicted.ids
+            entries: dict[Any, Any] = self._tables.entries  # (an Entry or a packed record)
+            evicted = self._tables.evicted
+            keys = evicted.keys  # (a C-level miss first: evicted.py)
             out = set()
             for task_id in task_ids:
                 e = entries.get(task_id)
-                if (e is not None and finished(e)) or task_id in evicted:
+                if (e is not None and finished(e)) or (
+                    hash(task_id) & MASK in keys and task_id in evicted
+                ):
                     out.add(task_id)
             return out
 

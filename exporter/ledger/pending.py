@@ -6,37 +6,49 @@ immediate), but what that count is labelled with may still be unknown: without
 arrive on different connections in any order. So the ledger holds the label-dependent
 effects of such an entry (counter increments, exceptions by name, histogram observations,
 the success-window entry) here until a source supplies the name and queue, or the grace
-ends; the ledger then applies them under the labels known by then (`ledger.py` `_release`).
+ends; attribution.py then applies them under the labels known by then (`release`).
 
 Invariant: an effect is either held here or applied to the ledger's counters, never both and
 never neither; an id is in `held` exactly when its entry carries the HELD flag.
 
+What is held per id is one int (`code`), shared between ids that hold the same: a bit per
+counter of a state (each state of an entry counts once), a bit per success-window entry
+(success, failure), the number of retried increments and their sum, and two bits that say
+"the entry's own runtime" and "the entry's own exception type": those values are read from
+the entry when the effects are released or saved (`expand`). The fold pins them (`pin`:
+copied out as explicit effects) before an update that could change them merges into a held
+entry. Whatever the code cannot say (a runtime derived from receive times, a queue wait, an
+exception label other than the type itself, a saved effect read back, a second one of a
+kind) is kept as an explicit effect in a list [code, effect, ...], the rare case.
+
 Bound: at most `limit` ids are held (the ledger passes a quarter of --ledger-max-tasks), and
 each holds at most MAX_EFFECTS effects. Past either bound the oldest id (or the over-full
-one) is released early, and the ledger counts that as an overflow. The deadline queue may
-also hold stale items for ids released before their deadline; it is compacted once it is
-twice the bound, so it stays O(limit) too. Nothing here locks: the ledger calls it under its
-own lock.
+one) is released early, and the ledger counts that as an overflow. The deadline queue keeps
+(deadline, id, entry) items; an item is live while its entry carries HELD (an entry is held
+at most once in its life), so an id evicted, released and held again by a new entry is not
+released early by its old item. Stale items are compacted once the queue is twice the
+bound, so it stays O(limit) too. Nothing here locks: the ledger calls it under its own lock.
 
 Memory: the store fills to its bound whenever tasks arrive faster than limit / grace (10,000
 a second at the defaults), e.g. a cluster without task-sent events, whose tasks no source
-gives a queue, or a reconcile of results stored without a name. So an id holds one list
-(its deadline, its runtime as a bare float, then its other effects: the common ones are
-shared tuples, attribution.py), the deadline queue is two deques of plain references,
-and the deadline float is shared by every id held in the same ledger batch. At the bound
-(50,000 ids, each with received, started, succeeded, a runtime and a window entry) that is
-10.7 MB, 21.9 MB as (deadline, list of effect tuples) and (deadline, id) queue items
-(bench/ledger_memory.py --parts). Measured and not kept: a tuple rebuilt per effect (1.4 MB
-less, 1.5% more instructions per task), every effect kind packed through a function (0.45 s
-more CPU per 200,000 tasks).
+gives a queue, or a reconcile of results stored without a name. At the bound (50,000 ids,
+each with received, started, succeeded, a runtime and a window entry) that is 3.2 MB: per
+id a slot of the dict (whose table is sized for 87,000 at that bound), two queue references
+and a deadline double (bench/ledger_memory.py --parts); it was 10.7 MB as a list of effects
+per id, and 21.9 MB as (deadline, list of effect tuples) per id with (deadline, id) queue
+tuples.
 """
 
 from __future__ import annotations
 
+import math
+from array import array
 from collections import deque
 from typing import Any
 
 from exporter.ledger.churn import Churn
+from exporter.ledger.entry import BIT, Entry
+from exporter.taskdata import COUNTER_FOR_STATE
 
 # (kind, a, b): ("c", counter, n) a counter increment; ("x", exception label, 0) a failure by
 # exception; ("w", ok, at) a success-window entry; ("r" | "q", value, 0) a runtime or
@@ -46,36 +58,98 @@ Effect = tuple[str, Any, Any]
 # each. More than this within one grace is a retry storm or a hostile stream: release it.
 MAX_EFFECTS = 32
 
+HELD = 1 << 12  # `Entry.seen` flag: effects wait here (attribution.py sets and clears it)
+
+# -- the code: what an id holds, as one int ------------------------------------------------
+# Bits 0-6: the counter of a state, with the state's BIT (each state of an entry counts once).
+COUNTER_CODE: dict[str, int] = {COUNTER_FOR_STATE[s]: bit for s, bit in BIT.items()}
+WIN_OK = 1 << 7  # a success-window entry: succeeded
+WIN_FAILED = 1 << 8  # failed
+RUNTIME = 1 << 9  # a runtime observation: the entry's `runtime`
+EXCEPTION = 1 << 10  # a failure by exception, labelled with the entry's `exc_type`
+_ONCE = (1 << 11) - 1  # the bits above: one of each at most, else explicit
+_RETRIES = 11  # bits 11-16: how many retried increments (at most MAX_EFFECTS + 1)
+_RETRY_SUM = 17  # bits 17 and up: their sum
+RETRIED_ONCE = 1 << _RETRIES | 1 << _RETRY_SUM
+_NO_RETRIES = 1 << _RETRIES  # a code below it holds at most 11 effects
+COUNTER_CODE["retried"] = RETRIED_ONCE
+_PINNED = RUNTIME | EXCEPTION
+
+_ONE: dict[int, Effect] = {bit: ("c", c, 1) for c, bit in COUNTER_CODE.items() if bit < WIN_OK}
+_ONE[WIN_OK] = ("w", True, 0)
+_ONE[WIN_FAILED] = ("w", False, 0)
+# code & 511 -> its effects (shared tuples), built once
+_SIMPLE: tuple[tuple[Effect, ...], ...] = tuple(
+    tuple(effect for bit, effect in sorted(_ONE.items()) if code & bit) for code in range(512)
+)
+# Codes are a few dozen values, mostly above the 256 CPython caches: one object per value,
+# looked up by index (a code with retries, rare, is its own object).
+_CODE_OBJECT: tuple[int, ...] = tuple(range(_NO_RETRIES))
+
+
+def retried_code(n: int) -> int:
+    """The code of one retried increment of `n` (n >= 1)."""
+    return 1 << _RETRIES | n << _RETRY_SUM
+
+
+def effect_count(code: int) -> int:
+    return (code & _ONCE).bit_count() + (code >> _RETRIES & 63)
+
+
+def expand(value: Any, e: Entry) -> list[Effect]:
+    """The effects a held value stands for (fresh list). Derived ones read the entry now;
+    retried increments come back as as many increments with the same sum (what they add
+    to every counter, and how many label look-ups they make, are the same)."""
+    if value.__class__ is int:
+        code, extra = value, ()
+    else:
+        code, extra = value[0], value[1:]
+    out = list(_SIMPLE[code & 511])
+    if code & RUNTIME:
+        out.append(("r", e.runtime, 0))
+    if code & EXCEPTION:
+        out.append(("x", e.exc_type, 0))
+    k = code >> _RETRIES & 63
+    if k:
+        out.extend([("c", "retried", 1)] * (k - 1))
+        out.append(("c", "retried", (code >> _RETRY_SUM) - (k - 1)))
+    out.extend(extra)
+    return out
+
 
 class PendingLabels:
     __slots__ = (
         "_churn",
         "_deadline",
+        "_head",
         "_now",
         "at",
         "early",
+        "entries",
         "grace",
         "held",
         "ids",
         "limit",
+        "next_at",
         "unattributed",
     )
 
     def __init__(self, grace: float, limit: int) -> None:
         self.grace = grace
         self.limit = max(1, limit)
-        # id -> [deadline, runtime or None, effect, ...]: a task's (first) runtime effect is
-        # held as its bare float, the one effect that is not a shared tuple; it is handed
-        # back after the others (the order of a task's effects changes nothing).
-        self.held: dict[str, list[Any]] = {}
-        # The deadline queue, oldest first, as two deques in step: `at[i]` is the deadline of
-        # `ids[i]`. An item is stale when its id was released (or re-held with another
-        # deadline) since.
-        self.at: deque[float] = deque()
+        # id -> code (an int, shared), or [code, explicit effect, ...]
+        self.held: dict[str, Any] = {}
+        # The deadline queue, oldest first, in step: `at[_head + i]` is the deadline of
+        # `ids[i]`, held by the entry `entries[i]`; stale once that entry is released. The
+        # deadlines are doubles in an array (each ledger call has its own `now`, so a float
+        # object per id was 1.6 MB at the bound), popped by moving `_head`.
+        self.at = array("d")
+        self._head = 0
         self.ids: deque[str] = deque()
+        self.entries: deque[Entry] = deque()
+        self.next_at = math.inf  # the oldest deadline queued: read by the ledger per call
         self._now = self._deadline = float("nan")  # the last `now` and its deadline
-        # Taken ids leave dead slots in `held` (churn.py): 3.8 -> 1.9 MB of table at 50,000
-        # held when copied every 0.7 x limit takes, with room for 37,000 more before it grows.
+        # Taken ids leave dead slots in `held` (churn.py): copied every 0.7 x limit takes.
         self._churn = Churn(self.limit * 7 // 10)
         self.unattributed = 0  # tasks released without a name: counted under "unknown"
         self.early = 0  # tasks released before their grace ended (a bound)
@@ -89,91 +163,132 @@ class PendingLabels:
             self._now, self._deadline = now, now + self.grace
         return self._deadline
 
-    def hold(self, task_id: str, effect: Effect, now: float) -> bool:
-        """Hold one effect. Returns False when the id now holds too many (release it)."""
-        slot = self.held.get(task_id)
-        if slot is None:
-            deadline = self._deadline if now == self._now else self._deadline_for(now)
-            if effect[0] == "r" and effect[1].__class__ is float:
-                self.held[task_id] = [deadline, effect[1]]
+    def _queue(self, task_id: str, e: Entry, now: float) -> None:
+        if len(self.ids) >= 2 * self.limit:
+            self._compact()  # (before: this entry is not flagged HELD yet)
+        deadline = self._deadline if now == self._now else self._deadline_for(now)
+        if not self.ids:
+            self.next_at = deadline
+        self.at.append(deadline)
+        self.ids.append(task_id)
+        self.entries.append(e)
+
+    def hold(
+        self, task_id: str, e: Entry, code: int, now: float, extra: Effect | None = None
+    ) -> bool:
+        """Hold one effect: `code` (RUNTIME, EXCEPTION: the entry's value now) and/or an
+        explicit `extra`. Returns False when the id now holds too many (release it)."""
+        held = self.held
+        value = held.get(task_id)
+        if value is None:
+            if extra is not None:
+                held[task_id] = [code, extra]
             else:
-                self.held[task_id] = [deadline, None, effect]
+                held[task_id] = _CODE_OBJECT[code] if code < _NO_RETRIES else code
+            # (the queue's append inline: once per held id)
+            ids = self.ids
+            if len(ids) >= 2 * self.limit:
+                self._compact()  # (before: this entry is not flagged HELD yet)
+            deadline = self._deadline if now == self._now else self._deadline_for(now)
+            if not ids:
+                self.next_at = deadline
             self.at.append(deadline)
-            self.ids.append(task_id)
-            if len(self.ids) > 2 * self.limit:
-                self._compact()
+            ids.append(task_id)
+            self.entries.append(e)
             return True
-        if effect[0] == "r" and slot[1] is None and effect[1].__class__ is float:
-            slot[1] = effect[1]
+        if value.__class__ is int:
+            if extra is None and not value & code & _ONCE:
+                value += code
+                if value < _NO_RETRIES:
+                    held[task_id] = _CODE_OBJECT[value]
+                    return True
+                held[task_id] = value
+                return effect_count(value) <= MAX_EFFECTS
+            value = held[task_id] = [value]
+        if value[0] & code & _ONCE:  # a second one of a kind: its value now, explicitly
+            value.extend(expand(code, e))
         else:
-            slot.append(effect)
-        return len(slot) - (slot[1] is None) <= MAX_EFFECTS + 1
+            value[0] += code
+        if extra is not None:
+            value.append(extra)
+        return effect_count(value[0]) + len(value) - 1 <= MAX_EFFECTS
 
-    def restore(self, task_id: str, effects: list[Effect], now: float) -> None:
-        """Hold effects read back from saved state, with a fresh grace."""
+    def pin(self, task_id: str, e: Entry) -> None:
+        """The entry's runtime or exception type may change: keep the held ones explicitly."""
+        value = self.held.get(task_id)
+        if value is None:
+            return
+        code, rest = (value, []) if value.__class__ is int else (value[0], value[1:])
+        if code & _PINNED:
+            self.held[task_id] = [code & ~_PINNED, *rest, *expand(code & _PINNED, e)]
+
+    def restore(self, task_id: str, e: Entry, effects: list[Effect], now: float) -> None:
+        """Hold effects read back from saved state, with a fresh grace (explicitly: the
+        restored entry has no runtime or exception type to derive them from)."""
         if effects and task_id not in self.held:
-            deadline = self._deadline_for(now)
-            self.held[task_id] = [deadline, None, *effects[:MAX_EFFECTS]]
-            self.at.append(deadline)
-            self.ids.append(task_id)
+            self.held[task_id] = [0, *effects[:MAX_EFFECTS]]
+            self._queue(task_id, e, now)
 
-    def take(self, task_id: str) -> list[Effect]:
+    def take(self, task_id: str, e: Entry) -> list[Effect]:
         """The effects held for this id (none if it holds none), no longer held."""
-        slot = self.held.pop(task_id, None)
-        if slot is None:
+        value = self.held.pop(task_id, None)
+        if value is None:
             return []
         if self._churn.deleted():
             self.held = dict(self.held)
-        runtime = slot[1]
-        del slot[:2]  # (the list is no longer held: it becomes the answer)
-        if runtime is not None:
-            slot.append(("r", runtime, 0))
-        return slot
+        return expand(value, e)
 
-    def effects(self, task_id: str) -> list[Effect]:
-        slot = self.held.get(task_id)
-        if slot is None:
-            return []
-        out = slot[2:]
-        if slot[1] is not None:
-            out.append(("r", slot[1], 0))
-        return out
+    def effects(self, task_id: str, e: Entry) -> list[Effect]:
+        value = self.held.get(task_id)
+        return [] if value is None else expand(value, e)
 
     def due(self, now: float) -> list[str]:
         """Ids whose grace has ended, oldest first (still held: the caller takes them)."""
         out: list[str] = []
-        at, ids, held = self.at, self.ids, self.held
-        while at and at[0] <= now:
-            deadline = at.popleft()
+        at, ids, entries, head = self.at, self.ids, self.entries, self._head
+        while ids and at[head] <= now:
+            head += 1
             task_id = ids.popleft()
-            slot = held.get(task_id)
-            if slot is not None and slot[0] == deadline:
+            if entries.popleft().seen & HELD:
                 out.append(task_id)
+        self._head = head
+        self.next_at = at[head] if ids else math.inf
+        if head > 4096 and 2 * head > len(at):
+            self._cut()
         return out
 
     def over(self) -> list[str]:
         """The oldest ids beyond the bound (still held: the caller takes them)."""
         out: list[str] = []
         excess = len(self.held) - self.limit
-        at, ids, held = self.at, self.ids, self.held
+        at, ids, entries, head = self.at, self.ids, self.entries, self._head
         while excess > 0 and ids:
-            deadline = at.popleft()
+            head += 1
             task_id = ids.popleft()
-            slot = held.get(task_id)
-            if slot is not None and slot[0] == deadline:
+            if entries.popleft().seen & HELD:
                 out.append(task_id)
                 excess -= 1
+        self._head = head
+        self.next_at = at[head] if ids else math.inf
+        if head > 4096 and 2 * head > len(at):
+            self._cut()
         return out
 
+    def _cut(self) -> None:
+        """Drop the popped deadlines from the front of the array."""
+        del self.at[: self._head]
+        self._head = 0
+
     def _compact(self) -> None:
-        # In place: the ledger keeps a reference to `at` for its cheap "anything due?" test.
-        held = self.held
         kept = [
-            (deadline, task_id)
-            for deadline, task_id in zip(self.at, self.ids, strict=True)
-            if (slot := held.get(task_id)) is not None and slot[0] == deadline
+            item
+            for item in zip(self.at[self._head :], self.ids, self.entries, strict=True)
+            if item[2].seen & HELD
         ]
-        self.at.clear()
+        self.at = array("d", [k[0] for k in kept])
+        self._head = 0
         self.ids.clear()
-        self.at.extend(k[0] for k in kept)
+        self.entries.clear()
         self.ids.extend(k[1] for k in kept)
+        self.entries.extend(k[2] for k in kept)
+        self.next_at = self.at[0] if kept else math.inf
