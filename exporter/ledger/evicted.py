@@ -12,65 +12,31 @@ under its own lock.
 
 Why not a heap: at reconcile scale every new result evicts one entry, and a heap sift per
 add touched ~17 scattered tuples (2.5 us per result at 1M results, a third of the fold).
-Here an add is a dict insert and appends into the bucket of its settle second; a trim pops
-whole buckets oldest first and sorts only the one bucket it splits (and only if ids arrived
-out of order in it), so the cost per add is amortised O(1).
-
-Layout: a reconcile pass evicts and remembers ids all through the pass, and its end prunes
-them all. Kept as objects (the id string, its settle float), they sat among the entries made
-meanwhile, and pruning them left 13.6 MB of free blocks in pymalloc pools that the live
-entries keep (after a 1M-result pass, bench/ledger_memory.py --parts). So an id is kept as
-its text in its bucket's `bytearray` and its settle time in an `array('d')` (one buffer
-per bucket: outside pymalloc once it holds a few dozen ids), found through a dict keyed by
-the id's hash (`hash(id) & MASK`, 60 bits): one small int object per id, the only one. A
-hash shared with a remembered id of other text (one chance in ~10^13 per add at the bound) is
-not remembered and counts as given up, as a trim would.
+Here an add is a dict insert and a list append into the bucket of its settle second; a
+trim pops whole buckets oldest first and sorts only the one bucket it splits (and only if
+ids arrived out of order in it), so the cost per add is amortised O(1).
 """
 
 from __future__ import annotations
 
 import heapq
 import math
-from array import array
 
 from exporter.ledger.churn import Churn
 
 # Ids kept beyond `limit` before a trim: a few thousand, fewer for a small limit.
 MAX_SLACK = 4096
-MASK = (1 << 60) - 1  # an int of 60 bits takes 32 B, one of 64 bits 48 B
-
-
-def _text(task_id: str) -> bytes:
-    return task_id.encode("utf-8", "surrogatepass")
 
 
 class _Bucket:
-    """Ids settled within one second, in arrival order unless `ordered` says it was sorted:
-    `keys[i]` (the dict's key), settle time `times[i]`, text `blob[ends[i - 1]:ends[i]]`."""
+    """Ids settled within one second, in arrival order unless `ordered` says it was sorted."""
 
-    __slots__ = ("blob", "ends", "keys", "last", "ordered", "times")
+    __slots__ = ("ids", "last", "ordered")
 
-    def __init__(self) -> None:
-        self.keys: list[int] = []
-        self.times = array("d")
-        self.blob = bytearray()
-        self.ends = array("Q")
-        self.last = -math.inf  # the newest settle time in the bucket
+    def __init__(self, task_id: str, settled: float) -> None:
+        self.ids = [task_id]
+        self.last = settled  # the newest settle time in the bucket
         self.ordered = True  # ids are sorted by (settle time, arrival)
-
-    def text(self, i: int) -> bytes:
-        return bytes(self.blob[self.ends[i - 1] if i else 0 : self.ends[i]])
-
-    def keep(self, chosen: list[int]) -> None:
-        """Keep only the ids at these indexes, in this order."""
-        keys, times, ends, blob = self.keys, self.times, self.ends, self.blob
-        self.keys = [keys[i] for i in chosen]
-        self.times = array("d", [times[i] for i in chosen])
-        self.blob = bytearray()
-        self.ends = array("Q")
-        for i in chosen:
-            self.blob += blob[ends[i - 1] if i else 0 : ends[i]]
-            self.ends.append(len(self.blob))
 
 
 def _second(settled: float) -> int:
@@ -83,10 +49,10 @@ def _second(settled: float) -> int:
 class EvictedIds:
     def __init__(self, limit: int) -> None:
         self.limit = limit  # sets slack and the trim threshold too
-        # hash(id) & MASK -> the bucket that holds the id, where `in` checks its text. Hot
-        # callers test `hash(id) & MASK in keys` first (a C-level miss: almost every id a
-        # pass reads), then `in`; read from here each time: a trim replaces it with a copy.
-        self.keys: dict[int, _Bucket] = {}
+        # id -> settle time; a plain dict, so the ledger may test membership on it directly
+        # (`task_id in evicted.ids`, no Python-level call; read from here each time: a trim
+        # replaces it with a copy now and then).
+        self.ids: dict[str, float] = {}
         # Ids given up or pruned leave dead slots (churn.py): copied once as many have gone
         # as are kept, it is sized for the live ones.
         self._churn = Churn(limit)
@@ -106,81 +72,57 @@ class EvictedIds:
         self._trim_at = limit + self.slack
 
     def __contains__(self, task_id: object) -> bool:
-        bucket = self.keys.get(hash(task_id) & MASK)
-        return bucket is not None and self._find(bucket, task_id) is not None
+        return task_id in self.ids
 
     def __len__(self) -> int:
-        return len(self.keys)
-
-    def as_dict(self) -> dict[str, float]:
-        """id -> settle time of every id kept (a copy, for tests and checks)."""
-        out: dict[str, float] = {}
-        for bucket in self._buckets.values():
-            for i, when in enumerate(bucket.times):
-                out[bucket.text(i).decode("utf-8", "surrogatepass")] = when
-        return out
-
-    @staticmethod
-    def _find(bucket: _Bucket, task_id: object) -> int | None:
-        if task_id.__class__ is not str:
-            return None
-        i = bucket.keys.index(hash(task_id) & MASK)
-        return i if bucket.text(i) == _text(task_id) else None
+        return len(self.ids)
 
     def add(self, task_id: str, settled: float) -> None:
-        key = hash(task_id) & MASK
-        held = self.keys.get(key)
-        if held is not None:
-            i = self._find(held, task_id)
-            if i is None:  # another id with this hash: not remembered (see above)
-                self.given_up += 1
+        ids = self.ids
+        old = ids.get(task_id)
+        if old is not None:
+            if old >= settled:
                 return
-            if held.times[i] >= settled:
-                return
-            self._remove(held, i)  # evicted again, settled later (rare): move it
+            self._remove(task_id, old)  # evicted again, settled later (rare): move it
+        ids[task_id] = settled
         second = _second(settled)
         bucket = self._buckets.get(second)
         if bucket is None:
-            bucket = self._buckets[second] = _Bucket()
+            self._buckets[second] = _Bucket(task_id, settled)
             heapq.heappush(self._seconds, second)
-        # (bucket.append inline: this runs once per result a reconcile evicts)
-        bucket.keys.append(key)
-        bucket.times.append(settled)
-        blob = bucket.blob
-        blob += task_id.encode("utf-8", "surrogatepass")
-        bucket.ends.append(len(blob))
-        if settled >= bucket.last:
-            bucket.last = settled
         else:
-            bucket.ordered = False
-        self.keys[key] = bucket
-        if len(self.keys) >= self._trim_at:
+            bucket.ids.append(task_id)
+            if settled >= bucket.last:
+                bucket.last = settled
+            else:
+                bucket.ordered = False
+        if len(ids) >= self._trim_at:
             self.trim()
 
     def trim(self) -> None:
         """Give up the oldest-settled ids beyond `limit`."""
-        excess = len(self.keys) - self.limit
+        excess = len(self.ids) - self.limit
         if excess <= 0:
             return
         self.trims += 1
-        keys, buckets, seconds = self.keys, self._buckets, self._seconds
+        ids, buckets, seconds = self.ids, self._buckets, self._seconds
         dropped = 0
         while excess > 0 and seconds:
             second = seconds[0]
             bucket = buckets[second]
-            if len(bucket.keys) <= excess:
+            members = bucket.ids
+            if len(members) <= excess:
                 heapq.heappop(seconds)
                 del buckets[second]
-                drop = bucket.keys
+                drop = members
             else:
-                if not bucket.ordered:  # stable: ties stay in arrival order
-                    times = bucket.times
-                    bucket.keep(sorted(range(len(times)), key=times.__getitem__))
+                if not bucket.ordered:
+                    members.sort(key=ids.__getitem__)  # stable: ties stay in arrival order
                     bucket.ordered = True
-                drop = bucket.keys[:excess]
-                bucket.keep(list(range(excess, len(bucket.keys))))
-            for key in drop:
-                del keys[key]
+                drop = members[:excess]
+                del members[:excess]
+            for task_id in drop:
+                del ids[task_id]
             excess -= len(drop)
             self.given_up += len(drop)
             dropped += len(drop)
@@ -188,11 +130,11 @@ class EvictedIds:
 
     def _deleted(self, n: int) -> None:
         if self._churn.deleted(n):
-            self.keys = dict(self.keys)
+            self.ids = dict(self.ids)
 
     def prune(self, watermark: float) -> None:
         """Forget every id settled at or below the watermark (a reconcile covers them)."""
-        keys, buckets, seconds = self.keys, self._buckets, self._seconds
+        ids, buckets, seconds = self.ids, self._buckets, self._seconds
         dropped = 0
         while seconds and seconds[0] <= watermark:
             second = seconds[0]
@@ -200,28 +142,28 @@ class EvictedIds:
             if second + 1 <= watermark:  # the whole second is covered
                 heapq.heappop(seconds)
                 del buckets[second]
-                for key in bucket.keys:
-                    del keys[key]
-                dropped += len(bucket.keys)
+                for task_id in bucket.ids:
+                    del ids[task_id]
+                dropped += len(bucket.ids)
                 continue
-            times = bucket.times
-            kept = [i for i in range(len(times)) if times[i] > watermark]
-            for i in range(len(times)):
-                if times[i] <= watermark:
-                    del keys[bucket.keys[i]]
-            if kept:
-                bucket.keep(kept)  # a subsequence: its order (and `ordered`) still holds
+            keep = [i for i in bucket.ids if ids[i] > watermark]
+            for task_id in bucket.ids:
+                if ids[task_id] <= watermark:
+                    del ids[task_id]
+            if keep:
+                bucket.ids = keep  # a subsequence: its order (and `ordered`) still holds
             else:
                 heapq.heappop(seconds)
                 del buckets[second]
             break  # later buckets start at second + 1 > watermark
         self._deleted(dropped)
 
-    def _remove(self, bucket: _Bucket, i: int) -> None:
-        del self.keys[bucket.keys[i]]
-        second = _second(bucket.times[i])
-        bucket.keep([j for j in range(len(bucket.keys)) if j != i])
-        if not bucket.keys:
+    def _remove(self, task_id: str, settled: float) -> None:
+        second = _second(settled)
+        bucket = self._buckets[second]
+        bucket.ids.remove(task_id)
+        del self.ids[task_id]
+        if not bucket.ids:
             del self._buckets[second]
             self._seconds.remove(second)
             heapq.heapify(self._seconds)

@@ -25,7 +25,6 @@ from exporter.clock import Clock, SystemClock
 from exporter.ledger import durable, fold, reads
 from exporter.ledger.attribution import expire, labels
 from exporter.ledger.counts import LedgerCounts
-from exporter.ledger.evicted import MASK
 from exporter.ledger.guard import UNKNOWN
 from exporter.ledger.hosts import HostCounts, HostView, compat_default_queue, hosts_for
 from exporter.ledger.packed import finished
@@ -138,14 +137,11 @@ class Ledger:
         """Which of these ids (None: never) a reconcile need not read (finished or covered)."""
         with self._lock:
             entries: dict[Any, Any] = self._tables.entries  # (an Entry or a packed record)
-            evicted = self._tables.evicted
-            keys = evicted.keys  # (a C-level miss first: evicted.py)
+            evicted: dict[Any, float] = self._tables.evicted.ids
             out = set()
             for task_id in task_ids:
                 e = entries.get(task_id)
-                if (e is not None and finished(e)) or (
-                    hash(task_id) & MASK in keys and task_id in evicted
-                ):
+                if (e is not None and finished(e)) or task_id in evicted:
                     out.add(task_id)
             return out
 
