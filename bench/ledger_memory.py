@@ -118,16 +118,12 @@ def parts(ledger: Any) -> dict[str, float]:
     )
     ev = t.evicted
     buckets = list(ev._buckets.values())
-    table = getattr(ev, "keys", None) or getattr(ev, "ids", {})  # (both layouts)
-    fields = [getattr(b, f) for b in buckets for f in ("ids", "keys", "times", "blob", "ends")
-              if hasattr(b, f)]  # fmt: skip
     out["evicted_ids"] = (
-        w.size([table, ev._buckets, ev._seconds])
-        + w.size(table)
-        + w.size(v for v in table.values() if v.__class__ is float)
+        w.size([ev.ids, ev._buckets, ev._seconds])
+        + w.size(ev.ids)
+        + w.size(ev.ids.values())
         + w.size(buckets)
-        + w.size(fields)
-        + w.size(_flat(f for f in fields if isinstance(f, list)))
+        + w.size(b.ids for b in buckets)
     )
     out["running_recent_dirty_persisted"] = w.size(
         [t.running, t.recent, t.recent_failed, t.dirty, t.persisted]

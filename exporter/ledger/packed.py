@@ -190,7 +190,7 @@ def forget(t: LedgerTables, task_id: str, record: bytes) -> float | None:
     """An evicted record: its `Extra`, if any, goes too. Returns its settle time."""
     if record[7] & (_EXTRA >> 56):
         del t.extras[task_id]
-    return _SETTLED.unpack_from(record, _HEAD)[0] if record[4] & _SETTLED_BITS else None
+    return settled_of(record)
 
 
 def cool(t: LedgerTables) -> None:
