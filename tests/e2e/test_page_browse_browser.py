@@ -212,6 +212,8 @@ def test_detail_traceback_retry_chain_and_a_confirmed_plan(
     try:
         page.click(f"#t-rows a[href='#task/{failed}']")
         expect(page.locator("#d-title")).to_contain_text(failed)
+        # (the title can show before the fields are filled: wait for them, then read)
+        expect(page.locator("#d-fields")).to_contain_text("FAILURE")
         fields = page.inner_text("#d-fields")
         assert "FAILURE" in fields and c.queue in fields and c.worker.name in fields
         expect(page.locator("#d-fields dt:has-text('Retries') + dd")).to_have_text("2")
