@@ -118,13 +118,21 @@ def parts(ledger: Any) -> dict[str, float]:
     )
     ev = t.evicted
     buckets = list(ev._buckets.values())
-    out["evicted_ids"] = (
-        w.size([ev.ids, ev._buckets, ev._seconds])
-        + w.size(ev.ids)
-        + w.size(ev.ids.values())
-        + w.size(buckets)
-        + w.size(b.ids for b in buckets)
-    )
+    if hasattr(ev, "keys"):  # keys and settle times in arrays (ledger/evicted.py)
+        out["evicted_ids"] = (
+            w.size([ev.keys, ev._buckets, ev._seconds])
+            + w.size(ev.keys)
+            + w.size(buckets)
+            + w.size(a for b in buckets for a in (b.keys, b.times))
+        )
+    else:  # (older trees: the id strings and a float each)
+        out["evicted_ids"] = (
+            w.size([ev.ids, ev._buckets, ev._seconds])
+            + w.size(ev.ids)
+            + w.size(ev.ids.values())
+            + w.size(buckets)
+            + w.size(b.ids for b in buckets)
+        )
     out["running_recent_dirty_persisted"] = w.size(
         [t.running, t.recent, t.recent_failed, t.dirty, t.persisted]
     ) + w.size([*t.recent, *t.recent_failed, *t.dirty, *t.persisted])

@@ -31,6 +31,7 @@ from exporter.ledger.entry import (
     Entry,
     shared_seen,
 )
+from exporter.ledger.evicted import KEY_MASK
 from exporter.ledger.guard import UNKNOWN
 from exporter.ledger.histograms import LabelFn
 from exporter.ledger.packed import cool, forget, thaw
@@ -66,7 +67,11 @@ def apply(t: LedgerTables, u: TaskUpdate, now: float, labels: LabelFn) -> bool:
         e = thaw(t, task_id, e)  # a late update of a packed entry
     if e is None or e.seen & INSPECTED:  # (an entry only inspect knows is as new)
         # Only a backfill can be stale: a live message is news, however late it is.
-        if backfill and bit & READY_MASK and (settle <= t.watermark or task_id in t.evicted.ids):
+        if (
+            backfill
+            and bit & READY_MASK
+            and (settle <= t.watermark or hash(task_id) & KEY_MASK in t.evicted.keys)
+        ):
             t.below_watermark += 1
             return False
         if backfill and not bit & READY_MASK and t.evictions:

@@ -25,6 +25,7 @@ from exporter.clock import Clock, SystemClock
 from exporter.ledger import durable, fold, reads
 from exporter.ledger.attribution import expire, labels
 from exporter.ledger.counts import LedgerCounts
+from exporter.ledger.evicted import KEY_MASK
 from exporter.ledger.guard import UNKNOWN
 from exporter.ledger.hosts import HostCounts, HostView, compat_default_queue, hosts_for
 from exporter.ledger.packed import finished
@@ -137,11 +138,13 @@ class Ledger:
         """Which of these ids (None: never) a reconcile need not read (finished or covered)."""
         with self._lock:
             entries: dict[Any, Any] = self._tables.entries  # (an Entry or a packed record)
-            evicted: dict[Any, float] = self._tables.evicted.ids
+            evicted = self._tables.evicted.keys
             out = set()
             for task_id in task_ids:
                 e = entries.get(task_id)
-                if (e is not None and finished(e)) or task_id in evicted:
+                if (e is not None and finished(e)) or (
+                    task_id is not None and hash(task_id) & KEY_MASK in evicted
+                ):
                     out.add(task_id)
             return out
 

@@ -7,7 +7,7 @@ import random
 
 from exporter.clock import FakeClock
 from exporter.ledger import RECONCILE_MARGIN, Ledger
-from exporter.ledger.evicted import EvictedIds
+from exporter.ledger.evicted import EvictedIds, key
 from exporter.taskdata import SOURCE_PUBSUB, SOURCE_RECONCILE, SUCCESS, TaskUpdate
 
 
@@ -34,6 +34,19 @@ class Model:
         self.items = {k: v for k, v in self.items.items() if v[0] > watermark}
 
 
+_NAMES: dict[int, dict[int, str]] = {}
+
+
+def _contents(evicted: EvictedIds, n: int = 150) -> dict[str, float]:
+    """The ids of t0..t{n-1} remembered, with their settle times; no other key is kept."""
+    names = _NAMES.get(n) or _NAMES.setdefault(n, {key(f"t{i}"): f"t{i}" for i in range(n)})
+    times = {
+        k: at for b in evicted._buckets.values() for k, at in zip(b.keys, b.times, strict=True)
+    }
+    assert set(times) == evicted.keys and len(times) == len(evicted)  # each key in one bucket
+    return {names[k]: at for k, at in times.items()}
+
+
 def test_matches_the_one_at_a_time_model() -> None:
     rng = random.Random(7)
     for round_ in range(300):
@@ -52,7 +65,7 @@ def test_matches_the_one_at_a_time_model() -> None:
                 watermark = rng.randrange(40) + rng.choice([0.0, 0.5, 0.99])
                 fast.prune(watermark)
                 model.prune(watermark)
-            assert dict(fast.ids) == {k: v[0] for k, v in model.items.items()}, round_
+            assert _contents(fast) == {k: v[0] for k, v in model.items.items()}, round_
             assert len(fast) < limit + fast.slack
 
 
@@ -70,7 +83,7 @@ def test_bounded_and_keeps_the_newest_settled() -> None:
     evicted.trim()
     assert len(evicted) == 1000
     newest = sorted(ids, key=settled.__getitem__)[-1000:]
-    assert set(evicted.ids) == set(newest)
+    assert set(_contents(evicted, 10_000)) == set(newest)
     assert evicted.given_up == 9000
 
 
@@ -80,7 +93,7 @@ def test_same_settle_time_keeps_the_latest_evicted() -> None:
     for i in range(1000):
         evicted.add(f"t{i}", 5.0)
     evicted.trim()
-    assert set(evicted.ids) == {f"t{i}" for i in range(900, 1000)}
+    assert set(_contents(evicted, 1000)) == {f"t{i}" for i in range(900, 1000)}
 
 
 def test_prune_by_watermark_and_odd_times() -> None:
@@ -89,7 +102,7 @@ def test_prune_by_watermark_and_odd_times() -> None:
         evicted.add(f"t{i}", when)
     evicted.prune(1.5)
     assert "t0" not in evicted and "t1" not in evicted and "t4" not in evicted
-    assert {"t2", "t3", "t5"} <= set(evicted.ids)
+    assert {"t2", "t3", "t5"} <= set(_contents(evicted, 7))
     evicted.prune(2.0)
     assert "t2" not in evicted and "t3" in evicted
 
@@ -98,10 +111,10 @@ def test_evicted_again_later_moves_the_id() -> None:
     evicted = EvictedIds(10)
     evicted.add("a", 1.0)
     evicted.add("a", 0.5)  # older news changes nothing
-    assert evicted.ids == {"a": 1.0}
+    assert evicted.settled("a") == 1.0 and len(evicted) == 1
     evicted.add("a", 7.0)
     evicted.prune(2.0)
-    assert evicted.ids == {"a": 7.0}
+    assert evicted.settled("a") == 7.0 and len(evicted) == 1
     evicted.prune(7.0)
     assert len(evicted) == 0
 
@@ -135,3 +148,30 @@ def test_a_duplicate_after_eviction_is_not_counted_twice() -> None:
     ledger.reconcile_completed(clock.time())
     assert len(ledger._tables.evicted) == 0
     assert not ledger.apply(TaskUpdate(ids[0], SUCCESS, SOURCE_RECONCILE, timestamp=date[ids[0]]))
+
+
+def test_no_object_kept_per_id() -> None:
+    """An id is remembered by a 60-bit key, not by its string: the string can be freed."""
+    evicted = EvictedIds(1000)
+    task_id = "".join(["c0ffee", "-id"])  # (built at run time: not an interned constant)
+    evicted.add(task_id, 3.0)
+    assert all(type(k) is int and 0 <= k < 1 << 60 for k in evicted.keys)
+    import sys
+
+    assert sys.getrefcount(task_id) == 2  # this frame's name and the call's argument
+    assert "".join(["c0ffee", "-id"]) in evicted and None not in evicted
+    assert key(task_id) in evicted.keys
+
+
+def test_trim_splits_an_unordered_bucket_by_settle_time() -> None:
+    """Ids of one second arriving out of order: a trim keeps the newest-settled."""
+    evicted = EvictedIds(100)
+    rng = random.Random(5)
+    times = {f"t{i}": 9.0 + rng.random() for i in range(400)}
+    for task_id, at in times.items():
+        evicted.add(task_id, at)
+    evicted.trim()
+    newest = sorted(times, key=times.__getitem__)[-100:]
+    assert set(_contents(evicted, 400)) == set(newest)
+    evicted.prune(sorted(times.values())[-51])  # half of what is left
+    assert set(_contents(evicted, 400)) == set(newest[-50:])
