@@ -43,6 +43,14 @@ INSPECTED = 1 << 14  # created by inspect, nothing counted yet: to dedup it is s
 # Above the source bits: never saved, never in a packed record.
 COOL_DUE = 1 << 36
 _STATE_OF_COUNTER = {c: s for s, c in COUNTER_FOR_STATE.items()}
+# Seconds after a task settles by which every source that names it has spoken: its events
+# (a broker drops undelivered ones within seconds: Celery's event_queue_ttl is 5 s, and a
+# Redis pub/sub keeps none), inspect (only while it runs), its stored result. A result a
+# reconcile finds that settled longer ago than this plus --label-grace is labelled at once
+# instead of waiting out the grace: at a first start over 1M stored results, 50,000 of
+# them waited (the bound) and the rest were labelled early, each counted as an overflow.
+# The same margin as the reconcile watermark's (ledger.RECONCILE_MARGIN), for clock skew.
+NAMED_WITHIN = 120.0
 
 
 # -- effects: applied now, or held while a label is unknown ------------------------------
@@ -173,6 +181,14 @@ def held(
     """Hold the effect if the entry's labels may still come. False: apply it now."""
     pending = t.pending
     if not pending.grace or e.seen & RESOLVED:
+        return False
+    settled = e.settled
+    if settled is not None and not e.seen & HELD and settled < now - pending.grace - NAMED_WITHIN:
+        # Settled long before it was heard of (a result a reconcile found): every source
+        # that names a task has spoken by now, so waiting would only delay its counts.
+        e.seen |= RESOLVED
+        if e.name is None:
+            pending.unattributed += 1
         return False
     if not pending.hold(task_id, e, code, now, extra):
         release(t, task_id, e, now, early=True)  # too many for one task

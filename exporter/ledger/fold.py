@@ -108,12 +108,14 @@ def apply(t: LedgerTables, u: TaskUpdate, now: float, labels: LabelFn) -> bool:
     elif bit and not e.seen & bit:
         e.seen |= bit
         counted = True
-        count(t, task_id, e, COUNTER_FOR_STATE[state], now)
         if bit & READY_MASK:
-            e.settled = settle
+            e.settled = settle  # (before its count: attribution.held reads it)
+            count(t, task_id, e, COUNTER_FOR_STATE[state], now)
             finish(t, task_id, e, state, now, settle)
-        elif state == STARTED and not e.seen & READY_MASK:
-            t.running[task_id] = e
+        else:
+            count(t, task_id, e, COUNTER_FOR_STATE[state], now)
+            if state == STARTED and not e.seen & READY_MASK:
+                t.running[task_id] = e
         if e.name:  # (held until its name is known otherwise: attribution.release)
             t.last.note(name_label(t, e), state, min(u.timestamp or now, now))
     if u.retries and state != RETRY and state != SENT:

@@ -320,3 +320,38 @@ def test_inspect_before_any_source_keeps_the_names_without_counting() -> None:
     led.observe_running([("b", "t.slow", "long", "w1", 1.0)])
     assert not led.apply(U("b", STARTED, "reconcile", timestamp=clock.time()))
     assert led.apply(U("b", STARTED, SOURCE_EVENTS))  # a live source is news
+
+
+def test_a_result_settled_long_before_a_reconcile_found_it_is_labelled_at_once() -> None:
+    """Nothing names a task minutes after it settled: a backfill of old results neither
+    waits out the grace nor overflows the bound; a recent one still waits for its name."""
+    from exporter.ledger.attribution import NAMED_WITHIN
+    from exporter.taskdata import SOURCE_RECONCILE
+
+    clock = FakeClock(1_000_000.0)
+    led = ledger(clock, max_tasks=40)  # a bound of 10 waiting ids
+    led.expect_backfill()
+    old = clock.time() - GRACE - NAMED_WITHIN - 1
+    for i in range(30):
+        state = FAILURE if i % 3 == 0 else SUCCESS
+        led.apply(U(f"old{i}", state, SOURCE_RECONCILE, timestamp=old + i * 1e-3))
+    c = led.counts()
+    assert c.label_pending == 0 and c.label_overflow == 0 and c.unattributed == 30
+    assert labelled(led)["tasks"] == {
+        ("unknown", "unknown", "failed"): 10,
+        ("unknown", "unknown", "succeeded"): 20,
+    }
+    # A later state counts at once too (under the name it brings); the task is unattributed
+    # once, and its outcome is not counted again.
+    led.apply(U("old1", RECEIVED, name="app.t"))
+    tasks = labelled(led)["tasks"]
+    assert tasks[("app.t", "unknown", "received")] == 1 and len(tasks) == 3
+    assert led.counts().unattributed == 30 and led.counts().label_pending == 0
+    # A result settled within the margin may still be named by an event on its way.
+    recent = clock.time() - GRACE - NAMED_WITHIN + 1
+    led.apply(U("new", SUCCESS, SOURCE_RECONCILE, timestamp=recent))
+    assert led.counts().label_pending == 1
+    led.apply(U("new", RECEIVED, name="app.t"))
+    led.apply(U("new", SENT, name="app.t", queue="q"))
+    assert labelled(led)["tasks"][("app.t", "q", "succeeded")] == 1
+    assert led.counts().unattributed == 30
