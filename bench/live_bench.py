@@ -29,13 +29,18 @@ JSON Celery's Redis backend writes, without task names, dated two days ago:
 bench/stored_results.py). Ours reads them in its start-up reconcile pass, so its ledger holds
 min(N, --ledger-max-tasks) entries, and with N above the bound (200,000 by default) it is full:
 every task id of the window then evicts an old entry and moves one out of the warm window,
-which is packed (exporter/ledger/packed.py). The settle time starts only once every one of
-ours has completed that pass and released the results waiting for a name (--label-grace).
-Flower and the reference never read stored results: the prefill costs them nothing. The
-report gives ours' ledger entries at the start and end of the load window, the evictions in
-it (no metric counts packs; at a full ledger each eviction comes with one pack), the
-reconcile passes in it (the next periodic one, 300 s after start, should fall outside), and
-the CPU each spent before the window (start-up and that pass).
+which is packed (exporter/ledger/packed.py). The worker starts and the settle time begins
+only once every one of ours has logged the end of that pass (read from its log: polling
+/metrics would teach its renderer a scrape period other than --scrape-interval's; it logs
+the end of a pass of 10,000 keys or more, so N is 0 or at least that); the
+stored results carry no task name, so they wait --label-grace (5 s) for one within the
+settle time. Flower and the reference never read stored results: the prefill costs them
+nothing. The report gives ours' ledger entries at the start of the load window (from the
+last scrape: settle and idle seconds must exceed the grace and the scrape interval for it to
+show the start) and at its end (from a body rendered after it), the evictions in between (no
+metric counts packs; at a full ledger each new id evicts one entry and moves one out of the
+warm window), the reconcile passes in it (the next periodic one, 300 s after start, should
+fall outside), and the CPU each spent before the settle time (start-up and that pass).
 
 The machine may be loaded by other work: compare the ratios of one run, not absolute
 figures across runs. Counts are checked exact for every configuration of ours that counts
@@ -72,6 +77,9 @@ OURS = {
 }
 COMPAT = "ours: --compat danihodovic"  # with --compat: celery-exporter's families as well
 COUNTED = ("succeeded", "failed", "retried")
+# Ours' log line at the end of a complete pass, logged from 10 SCAN batches of keys on.
+RECONCILE_DONE = "reconcile: done"
+MIN_PREFILL = 10_000
 
 
 def cpu_seconds(pid: int) -> float:
@@ -99,6 +107,7 @@ class Watched:
     proc: subprocess.Popen[bytes] | None = None
     log: Any = None
     figures: dict[str, Any] = field(default_factory=dict)
+    last_body: str = ""  # what the last scrape of scrape_all got
 
     def start(self) -> None:
         # Kept open for the process's lifetime and removed in stop(): no context manager fits.
@@ -118,6 +127,10 @@ class Watched:
             return httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=5).text
         except httpx.HTTPError:
             return ""
+
+    def logged(self, text: str) -> bool:
+        """`text` is in the process's output so far (reading it costs the process nothing)."""
+        return text in Path(self.log.name).read_text(errors="replace")
 
     def alive(self) -> bool:
         assert self.proc is not None
@@ -212,16 +225,23 @@ LEDGER = {
 }
 
 
-def ledger_figures(p: Watched) -> dict[str, float | None]:
-    text = p.metrics()
+def ledger_figures(text: str) -> dict[str, float | None]:
     return {key: sample(text, name) for key, name in LEDGER.items()}
 
 
-def prefilled(p: Watched) -> bool:
-    """Ours has completed its start-up reconcile pass and released every result it held for
-    a name (stored results carry none; --label-grace later they count as unknown)."""
-    f = ledger_figures(p)
-    return (f["reconcile_runs"] or 0) >= 1 and not f["label_pending"]
+def rendered_since(p: Watched, t: float) -> str:
+    """A /metrics body of p rendered after monotonic time t (bodies are rendered ahead of the
+    expected scrape, exporter/exposition.py), polled with a deadline."""
+    body = ""
+
+    def fresh() -> bool:
+        nonlocal body
+        body = p.metrics()
+        age = sample(body, "celery_exporter_metrics_render_age_seconds")
+        return age is not None and age < time.monotonic() - t
+
+    wait(fresh, 60, f"{p.name} /metrics rendered after the window")
+    return body
 
 
 def wait(cond: Any, timeout: float, what: str) -> None:
@@ -281,7 +301,7 @@ def scrape_all(procs: list[Watched], interval: float, stop: threading.Event) -> 
     """Scrape every process's /metrics every `interval` seconds until `stop`."""
     while not stop.is_set():
         for p in procs:
-            p.metrics()
+            p.last_body = p.metrics()
         stop.wait(interval)
 
 
@@ -314,9 +334,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             wait(lambda p=p: p.alive() and bool(p.metrics()), 300, f"{p.name} /metrics")
         ours = [p for p in procs if p.name.startswith("ours")]
         if args.prefill:
+            # From the log, not /metrics: polling /metrics would teach ours' renderer a
+            # scrape period other than --scrape-interval's (exporter/exposition.py).
             for p in ours:
                 what = f"{p.name}'s start-up reconcile of {args.prefill} results"
-                wait(lambda p=p: p.alive() and prefilled(p), 120 + args.prefill / 1000, what)
+                done = lambda p=p: p.alive() and p.logged(RECONCILE_DONE)  # noqa: E731
+                wait(done, 120 + args.prefill / 1000, what)
                 p.figures["cpu_s_before"] = p.cpu()
         worker = Worker(env, concurrency=args.concurrency, extra=("-E",)).wait_ready()
         if args.scrape_interval > 0:  # as Prometheus does: every process, every interval
@@ -332,7 +355,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             p.figures["idle_ms_per_s"] = (p.cpu() - idle0[p.name]) / idle_wall * 1e3
         app = celery_app(env)
         client = redis.Redis.from_url(url)
-        start = {p.name: (ledger_figures(p), our_counts(p.metrics())) for p in ours}
+        # The last scrape's body (idle: nothing moved since), or one scrape when none scrapes.
+        bodies = {p.name: p.last_body or p.metrics() for p in ours}
+        start = {p.name: (ledger_figures(bodies[p.name]), our_counts(bodies[p.name])) for p in ours}
         load0 = {p.name: p.cpu() for p in procs}
         t0 = time.monotonic()
         ids: list[str] = []
@@ -348,9 +373,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 cpu_ms_per_task=spent / args.tasks * 1e3,
                 rss_mb=rss_mb(p.proc.pid) if p.proc else 0.0,
             )
+        t_end = time.monotonic()
         for p in ours:
-            before, after = start[p.name][0], ledger_figures(p)
+            before, after = start[p.name][0], ledger_figures(rendered_since(p, t_end))
             p.figures["ledger"] = {
+                "label_pending_start": before["label_pending"],
                 "entries_start": before["entries"],
                 "entries_end": after["entries"],
                 "evictions": (after["evictions"] or 0) - (before["evictions"] or 0),
@@ -420,6 +447,7 @@ def show(report: dict[str, Any]) -> None:
                 f"{name:34} ledger {_n(led['entries_start'])} -> {_n(led['entries_end'])} entries"
                 f" over the load window, {led['evictions']:.0f} evicted (and as many packed at a"
                 f" full ledger), {led['reconcile_runs']:.0f} reconcile passes in it"
+                + f", {_n(led['label_pending_start'])} waiting for a name at its start"
                 + (f"; {before:.2f} s CPU from start to the prefill's end" if before else "")
             )
     full = report["processes"]["ours: everything on"]
@@ -468,9 +496,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         type=int,
         default=0,
         help="stored results written into the backend before the exporters start (default 0;"
-        " 250000 fills ours' default 200,000-entry ledger before the window)",
+        f" 250000 fills ours' default 200,000-entry ledger before the window; at least"
+        f" {MIN_PREFILL}, which ours logs the end of)",
     )
     args = parser.parse_args(argv)
+    if 0 < args.prefill < MIN_PREFILL:
+        parser.error(f"--prefill takes 0 or at least {MIN_PREFILL}")
     small = args.small
     args.tasks = args.tasks or (40 if small else 3000)
     args.idle_seconds = args.idle_seconds if args.idle_seconds is not None else (2 if small else 30)
