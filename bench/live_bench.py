@@ -29,18 +29,21 @@ JSON Celery's Redis backend writes, without task names, dated two days ago:
 bench/stored_results.py). Ours reads them in its start-up reconcile pass, so its ledger holds
 min(N, --ledger-max-tasks) entries, and with N above the bound (200,000 by default) it is full:
 every task id of the window then evicts an old entry and moves one out of the warm window,
-which is packed (exporter/ledger/packed.py). The worker starts and the settle time begins
-only once every one of ours has logged the end of that pass (read from its log: polling
-/metrics would teach its renderer a scrape period other than --scrape-interval's; it logs
-the end of a pass of 10,000 keys or more, so N is 0 or at least that); the
-stored results carry no task name, so they wait --label-grace (5 s) for one within the
-settle time. Flower and the reference never read stored results: the prefill costs them
-nothing. The report gives ours' ledger entries at the start of the load window (from the
-last scrape: settle and idle seconds must exceed the grace and the scrape interval for it to
-show the start) and at its end (from a body rendered after it), the evictions in between (no
-metric counts packs; at a full ledger each new id evicts one entry and moves one out of the
-warm window), the reconcile passes in it (the next periodic one, 300 s after start, should
-fall outside), and the CPU each spent before the settle time (start-up and that pass).
+which is packed (exporter/ledger/packed.py). The worker starts only once every one of ours
+has logged the end of that pass (it logs passes of 10,000 keys or more, so N is 0 or at
+least that), released the results that waited --label-grace for a name, and scanned no key
+for 3 s (a pub/sub reconnect during a long pass asks for one more pass). Flower and the
+reference never read stored results: the prefill costs them nothing.
+
+The bench reads ours' /metrics itself in OpenMetrics, the format the scrapes do not use: each
+format has its own render plan (exporter/exposition.py), and reads every 0.2-1 s would teach
+the text format's a period other than the scrape interval's. For each of ours the report
+gives, from just before the worker starts to the end of the load window: ledger entries
+(start, end: a body rendered after the window), evictions (no metric counts packs; at a full
+ledger each new id evicts one entry and moves one out of the warm window) and completed
+reconcile passes, with those logged inside the load window itself (the periodic one comes
+300 s after start); and the CPU it spent from its start to the prefill's end (start-up and
+that pass).
 
 The machine may be loaded by other work: compare the ratios of one run, not absolute
 figures across runs. Counts are checked exact for every configuration of ours that counts
@@ -107,7 +110,6 @@ class Watched:
     proc: subprocess.Popen[bytes] | None = None
     log: Any = None
     figures: dict[str, Any] = field(default_factory=dict)
-    last_body: str = ""  # what the last scrape of scrape_all got
 
     def start(self) -> None:
         # Kept open for the process's lifetime and removed in stop(): no context manager fits.
@@ -120,17 +122,22 @@ class Watched:
             stderr=subprocess.STDOUT,
         )
 
-    def metrics(self) -> str:
+    def metrics(self, openmetrics: bool = False) -> str:
+        """A /metrics body; `openmetrics`: the bench's own reads of ours, in the format the
+        scrapes (text) do not use, so they leave the renderer's plan for the scrapes as it is
+        (each format has its own, exporter/exposition.py)."""
         import httpx
 
+        headers = {"Accept": "application/openmetrics-text; version=1.0.0"} if openmetrics else {}
+        url = f"http://127.0.0.1:{self.port}/metrics"
         try:
-            return httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=5).text
+            return httpx.get(url, headers=headers, timeout=5).text
         except httpx.HTTPError:
             return ""
 
-    def logged(self, text: str) -> bool:
-        """`text` is in the process's output so far (reading it costs the process nothing)."""
-        return text in Path(self.log.name).read_text(errors="replace")
+    def logged(self, text: str) -> int:
+        """How often `text` is in the process's output so far (reading it costs it nothing)."""
+        return Path(self.log.name).read_text(errors="replace").count(text)
 
     def alive(self) -> bool:
         assert self.proc is not None
@@ -154,11 +161,18 @@ class Watched:
             os.unlink(self.log.name)
 
 
-def our_counts(text: str) -> Counter[str]:
-    from prometheus_client.parser import text_string_to_metric_families
+def families(text: str) -> Any:
+    """The metric families of a text or OpenMetrics body."""
+    if text.rstrip().endswith("# EOF"):
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families
+    else:
+        from prometheus_client.parser import text_string_to_metric_families
+    return text_string_to_metric_families(text)
 
+
+def our_counts(text: str) -> Counter[str]:
     out: Counter[str] = Counter()
-    for family in text_string_to_metric_families(text):
+    for family in families(text):
         for s in family.samples:
             for counter in COUNTED:
                 if s.name == f"celery_task_{counter}_total":
@@ -207,10 +221,8 @@ def all_stored(client: Any, ids: list[str]) -> Callable[[], bool]:
 
 
 def sample(text: str, name: str) -> float | None:
-    """The value of an unlabelled sample in a /metrics text (None: not there)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    for family in text_string_to_metric_families(text):
+    """The value of an unlabelled sample in a /metrics body (None: not there)."""
+    for family in families(text):
         for s in family.samples:
             if s.name == name and not s.labels:
                 return float(s.value)
@@ -222,6 +234,7 @@ LEDGER = {
     "evictions": "celery_exporter_ledger_evictions_total",
     "reconcile_runs": "celery_exporter_reconcile_runs_total",
     "label_pending": "celery_exporter_label_pending_tasks",
+    "keys_scanned": "celery_exporter_reconcile_keys_scanned_total",
 }
 
 
@@ -236,12 +249,30 @@ def rendered_since(p: Watched, t: float) -> str:
 
     def fresh() -> bool:
         nonlocal body
-        body = p.metrics()
+        body = p.metrics(openmetrics=True)
         age = sample(body, "celery_exporter_metrics_render_age_seconds")
         return age is not None and age < time.monotonic() - t
 
     wait(fresh, 60, f"{p.name} /metrics rendered after the window")
     return body
+
+
+def quiet(p: Watched, polls: int = 3) -> Callable[[], bool]:
+    """A condition, polled every second: ours has completed a reconcile pass, holds no
+    result waiting for a name, and scanned no key over the last `polls` reads (no pass runs:
+    a pub/sub reconnect asks for one more, sources/results.py)."""
+    scanned: list[float | None] = []
+
+    def done() -> bool:
+        f = ledger_figures(p.metrics(openmetrics=True))
+        scanned.append(f["keys_scanned"])
+        settled = (f["reconcile_runs"] or 0) >= 1 and f["label_pending"] == 0
+        if not (settled and len(scanned) >= polls and len(set(scanned[-polls:])) == 1):
+            time.sleep(1.0)
+            return False
+        return True
+
+    return done
 
 
 def wait(cond: Any, timeout: float, what: str) -> None:
@@ -301,7 +332,7 @@ def scrape_all(procs: list[Watched], interval: float, stop: threading.Event) -> 
     """Scrape every process's /metrics every `interval` seconds until `stop`."""
     while not stop.is_set():
         for p in procs:
-            p.last_body = p.metrics()
+            p.metrics()
         stop.wait(interval)
 
 
@@ -334,13 +365,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             wait(lambda p=p: p.alive() and bool(p.metrics()), 300, f"{p.name} /metrics")
         ours = [p for p in procs if p.name.startswith("ours")]
         if args.prefill:
-            # From the log, not /metrics: polling /metrics would teach ours' renderer a
-            # scrape period other than --scrape-interval's (exporter/exposition.py).
             for p in ours:
                 what = f"{p.name}'s start-up reconcile of {args.prefill} results"
-                done = lambda p=p: p.alive() and p.logged(RECONCILE_DONE)  # noqa: E731
+                done = lambda p=p: p.alive() and p.logged(RECONCILE_DONE) > 0  # noqa: E731
                 wait(done, 120 + args.prefill / 1000, what)
+            for p in ours:
+                wait(quiet(p), 120, f"{p.name} settled after its reconcile")
                 p.figures["cpu_s_before"] = p.cpu()
+        # Ours' ledger and counts before the worker starts (read once in OpenMetrics).
+        start = {}
+        for p in ours:
+            body = p.metrics(openmetrics=True)
+            start[p.name] = (ledger_figures(body), our_counts(body))
         worker = Worker(env, concurrency=args.concurrency, extra=("-E",)).wait_ready()
         if args.scrape_interval > 0:  # as Prometheus does: every process, every interval
             threading.Thread(
@@ -355,9 +391,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             p.figures["idle_ms_per_s"] = (p.cpu() - idle0[p.name]) / idle_wall * 1e3
         app = celery_app(env)
         client = redis.Redis.from_url(url)
-        # The last scrape's body (idle: nothing moved since), or one scrape when none scrapes.
-        bodies = {p.name: p.last_body or p.metrics() for p in ours}
-        start = {p.name: (ledger_figures(bodies[p.name]), our_counts(bodies[p.name])) for p in ours}
+        passes0 = {p.name: p.logged(RECONCILE_DONE) for p in ours}
         load0 = {p.name: p.cpu() for p in procs}
         t0 = time.monotonic()
         ids: list[str] = []
@@ -375,6 +409,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
         t_end = time.monotonic()
         for p in ours:
+            passes = p.logged(RECONCILE_DONE) - passes0[p.name]
             before, after = start[p.name][0], ledger_figures(rendered_since(p, t_end))
             p.figures["ledger"] = {
                 "label_pending_start": before["label_pending"],
@@ -382,12 +417,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "entries_end": after["entries"],
                 "evictions": (after["evictions"] or 0) - (before["evictions"] or 0),
                 "reconcile_runs": (after["reconcile_runs"] or 0) - (before["reconcile_runs"] or 0),
+                "logged_passes_in_window": passes,
             }
         for p in ours:
             if not p.name.startswith("ours: both off"):
                 # Exact once every source caught up; the reconcile-only one is not waited for.
                 def counted(p: Watched = p) -> dict[str, int]:
-                    now, then = our_counts(p.metrics()), start[p.name][1]
+                    now, then = our_counts(p.metrics(openmetrics=True)), start[p.name][1]
                     return {k: now[k] - then[k] for k in now if now[k] != then[k]}
 
                 with contextlib.suppress(RuntimeError):
@@ -444,10 +480,10 @@ def show(report: dict[str, Any]) -> None:
             led = f["ledger"]
             before = f.get("cpu_s_before")
             print(
-                f"{name:34} ledger {_n(led['entries_start'])} -> {_n(led['entries_end'])} entries"
-                f" over the load window, {led['evictions']:.0f} evicted (and as many packed at a"
-                f" full ledger), {led['reconcile_runs']:.0f} reconcile passes in it"
-                + f", {_n(led['label_pending_start'])} waiting for a name at its start"
+                f"{name:34} ledger {_n(led['entries_start'])} -> {_n(led['entries_end'])} entries,"
+                f" {led['evictions']:.0f} evicted, {led['reconcile_runs']:.0f} reconcile passes"
+                f" (from the worker's start; {led['logged_passes_in_window']} in the load window),"
+                f" {_n(led['label_pending_start'])} waiting for a name at the start"
                 + (f"; {before:.2f} s CPU from start to the prefill's end" if before else "")
             )
     full = report["processes"]["ours: everything on"]
