@@ -35,10 +35,11 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from bench.stored_results import fill, task_id
 
 FULL = {"tasks": 1_000_000, "reconcile": 1_000_000}
 SMALL = {"tasks": 20_000, "reconcile": 5_000}
@@ -55,11 +56,6 @@ def _state(clock: Any = None, **cfg: Any) -> Any:
     from exporter.state import State
 
     return State(Config(broker_url="redis://127.0.0.1:1/0", **cfg), clock=clock)
-
-
-def task_id(i: int) -> str:
-    """A canonical UUID, distinct per i and the same in every run."""
-    return str(uuid.UUID(int=(i * 0x9E3779B97F4A7C15 + 0x5F0C4A7E) % (1 << 128), version=4))
 
 
 class _Walk:
@@ -287,38 +283,6 @@ def reconcile_child(url: str, n: int, show_parts: bool) -> dict[str, Any]:
     return out
 
 
-def _fill(url: str, n: int) -> None:
-    import redis
-
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    for start in range(0, n, 5000):
-        pipe = client.pipeline(transaction=False)
-        for i in range(start, min(n, start + 5000)):
-            tid = task_id(i)
-            status = "FAILURE" if i % 10 == 0 else "SUCCESS"
-            pipe.set(f"celery-task-meta-{tid}", _result(tid, i, status))
-        pipe.execute()
-    client.close()
-
-
-def _result(tid: str, i: int, status: str) -> bytes:
-    failed = status == "FAILURE"
-    return json.dumps(
-        {
-            "status": status,
-            "result": {"exc_type": "ValueError", "exc_message": [f"bad {i}"]} if failed else i,
-            "traceback": "Traceback (most recent call last):\n  ...\nValueError"
-            if failed
-            else None,
-            "children": [],
-            "date_done": f"2026-11-28T10:{i // 60000 % 60:02d}:{i // 1000 % 60:02d}"
-            f".{i % 1000:03d}000+00:00",
-            "task_id": tid,
-        }
-    ).encode()
-
-
 def _child(*args: str) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, "-m", "bench.ledger_memory", *args],
@@ -382,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         server.start()
         try:
             url = f"{server.url}/5"
-            _fill(url, sizes["reconcile"])
+            fill(url, sizes["reconcile"])
             n = str(sizes["reconcile"])
             report["reconcile"] = _child("--reconcile-child", url, n, *extra)
             _print("reconcile", report["reconcile"])

@@ -5,6 +5,7 @@
     python -m bench.live_bench --flower CELERY_BIN --reference-python PY --reference-dir DIR
     python -m bench.live_bench --compat --only-full   # --compat danihodovic beside the default
     python -m bench.live_bench --baseline REV         # ours at commit REV beside the tree's
+    python -m bench.live_bench --prefill 250000       # ours' ledger full before the window
 
 One private redis-server is broker and result backend; one real prefork worker (`-c 2`,
 `-E`) runs tests/app/tasks.py. Side by side, as separate processes watching the same
@@ -23,9 +24,35 @@ never by wall time:
 Every process's /metrics is scraped every `--scrape-interval` seconds (15, as Prometheus
 would; 0: never), during the idle window and the load alike.
 
+`--prefill N` writes N stored results into the result backend before anything starts (the
+JSON Celery's Redis backend writes, without task names, dated two days ago:
+bench/stored_results.py). Ours reads them in its start-up reconcile pass, so its ledger holds
+min(N, --ledger-max-tasks) entries, and with N above the bound (200,000 by default) it is full:
+every task id of the window then evicts an old entry and moves one out of the warm window,
+which is packed (exporter/ledger/packed.py). The worker starts only once every one of ours
+has logged the end of that pass (it logs passes of 10,000 keys or more, so N is 0 or at
+least that), released the results that waited --label-grace for a name, and scanned no key
+for 3 s (a pub/sub reconnect during a long pass asks for one more pass). Then 100 warm-up
+tasks run before the settle time: the first ledger write after the prefill has the keeper's
+next save drop the 50,000 ids that the nameless results left saved while they waited (their
+release in a read is no change to save for), a one-off ~80 ms that would otherwise land in the
+load window. Flower and the reference never read stored results: the prefill costs them
+nothing.
+
+The bench reads ours' /metrics itself in OpenMetrics, the format the scrapes do not use: each
+format has its own render plan (exporter/exposition.py), and reads every 0.2-1 s would teach
+the text format's a period other than the scrape interval's. For each of ours the report
+gives, from the end of the warm-up to the end of the load window: ledger entries
+(start, end: a body rendered after the window), evictions (no metric counts packs; at a full
+ledger each new id evicts one entry and moves one out of the warm window) and completed
+reconcile passes, with those logged inside the load window itself (the periodic one comes
+300 s after start); and the CPU it spent from its start to the prefill's end (start-up and
+that pass).
+
 The machine may be loaded by other work: compare the ratios of one run, not absolute
 figures across runs. Counts are checked exact for every configuration of ours that counts
-tasks (every one but both-off before its first reconcile, which is after 300 s).
+tasks (every one but both-off before its first reconcile, which is after 300 s): what each
+counted during the load window against what was sent.
 """
 
 from __future__ import annotations
@@ -40,7 +67,9 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +84,10 @@ OURS = {
 }
 COMPAT = "ours: --compat danihodovic"  # with --compat: celery-exporter's families as well
 COUNTED = ("succeeded", "failed", "retried")
+# Ours' log line at the end of a complete pass, logged from 10 SCAN batches of keys on.
+RECONCILE_DONE = "reconcile: done"
+MIN_PREFILL = 10_000
+WARMUP_TASKS = 100  # with --prefill, before the settle time
 
 
 def cpu_seconds(pid: int) -> float:
@@ -94,13 +127,22 @@ class Watched:
             stderr=subprocess.STDOUT,
         )
 
-    def metrics(self) -> str:
+    def metrics(self, openmetrics: bool = False) -> str:
+        """A /metrics body; `openmetrics`: the bench's own reads of ours, in the format the
+        scrapes (text) do not use, so they leave the renderer's plan for the scrapes as it is
+        (each format has its own, exporter/exposition.py)."""
         import httpx
 
+        headers = {"Accept": "application/openmetrics-text; version=1.0.0"} if openmetrics else {}
+        url = f"http://127.0.0.1:{self.port}/metrics"
         try:
-            return httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=5).text
+            return httpx.get(url, headers=headers, timeout=5).text
         except httpx.HTTPError:
             return ""
+
+    def logged(self, text: str) -> int:
+        """How often `text` is in the process's output so far (reading it costs it nothing)."""
+        return Path(self.log.name).read_text(errors="replace").count(text)
 
     def alive(self) -> bool:
         assert self.proc is not None
@@ -124,11 +166,18 @@ class Watched:
             os.unlink(self.log.name)
 
 
-def our_counts(text: str) -> Counter[str]:
-    from prometheus_client.parser import text_string_to_metric_families
+def families(text: str) -> Any:
+    """The metric families of a text or OpenMetrics body."""
+    if text.rstrip().endswith("# EOF"):
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families
+    else:
+        from prometheus_client.parser import text_string_to_metric_families
+    return text_string_to_metric_families(text)
 
+
+def our_counts(text: str) -> Counter[str]:
     out: Counter[str] = Counter()
-    for family in text_string_to_metric_families(text):
+    for family in families(text):
         for s in family.samples:
             for counter in COUNTED:
                 if s.name == f"celery_task_{counter}_total":
@@ -136,30 +185,98 @@ def our_counts(text: str) -> Counter[str]:
     return out
 
 
-def send_tasks(app: Any, n: int) -> Counter[str]:
-    """n tasks: every tenth fails, every tenth (another one) retries once; the truth."""
+def send_tasks(app: Any, n: int, ids: list[str]) -> Counter[str]:
+    """n tasks: every tenth fails, every tenth (another one) retries once; the truth. Their
+    ids are appended to `ids`."""
     truth: Counter[str] = Counter()
     with app.producer_or_acquire() as producer:
         for i in range(n):
             if i % 10 == 3:
-                app.send_task("tests.fail_permanent", (), producer=producer)
+                sent = app.send_task("tests.fail_permanent", (), producer=producer)
                 truth["failed"] += 1
             elif i % 10 == 7:
-                app.send_task("tests.retry_once", (i,), producer=producer)
+                sent = app.send_task("tests.retry_once", (i,), producer=producer)
                 truth["retried"] += 1
                 truth["succeeded"] += 1
             else:
-                app.send_task("tests.add", (i, 1), producer=producer)
+                sent = app.send_task("tests.add", (i, 1), producer=producer)
                 truth["succeeded"] += 1
+            ids.append(sent.id)
     return truth
 
 
-def final_results(client: Any) -> int:
-    done = 0
-    for key in client.scan_iter(match="celery-task-meta-*", count=1000):
-        raw = client.get(key)
-        if raw and json.loads(raw).get("status") in ("SUCCESS", "FAILURE"):
-            done += 1
+def all_stored(client: Any, ids: list[str]) -> Callable[[], bool]:
+    """A condition: every one of `ids` has its final result stored. Reads only those keys
+    (a prefilled backend holds many more), and each only until it is final."""
+    pending = list(ids)
+
+    def done() -> bool:
+        nonlocal pending
+        still = []
+        for start in range(0, len(pending), 1000):
+            chunk = pending[start : start + 1000]
+            raws = client.mget([f"celery-task-meta-{t}" for t in chunk])
+            for tid, raw in zip(chunk, raws, strict=True):
+                if not raw or json.loads(raw).get("status") not in ("SUCCESS", "FAILURE"):
+                    still.append(tid)
+        pending = still
+        return not pending
+
+    return done
+
+
+def sample(text: str, name: str) -> float | None:
+    """The value of an unlabelled sample in a /metrics body (None: not there)."""
+    for family in families(text):
+        for s in family.samples:
+            if s.name == name and not s.labels:
+                return float(s.value)
+    return None
+
+
+LEDGER = {
+    "entries": "celery_exporter_ledger_entries",
+    "evictions": "celery_exporter_ledger_evictions_total",
+    "reconcile_runs": "celery_exporter_reconcile_runs_total",
+    "label_pending": "celery_exporter_label_pending_tasks",
+    "keys_scanned": "celery_exporter_reconcile_keys_scanned_total",
+}
+
+
+def ledger_figures(text: str) -> dict[str, float | None]:
+    return {key: sample(text, name) for key, name in LEDGER.items()}
+
+
+def rendered_since(p: Watched, t: float) -> str:
+    """A /metrics body of p rendered after monotonic time t (bodies are rendered ahead of the
+    expected scrape, exporter/exposition.py), polled with a deadline."""
+    body = ""
+
+    def fresh() -> bool:
+        nonlocal body
+        body = p.metrics(openmetrics=True)
+        age = sample(body, "celery_exporter_metrics_render_age_seconds")
+        return age is not None and age < time.monotonic() - t
+
+    wait(fresh, 60, f"{p.name} /metrics rendered after the window")
+    return body
+
+
+def quiet(p: Watched, polls: int = 3) -> Callable[[], bool]:
+    """A condition, polled every second: ours has completed a reconcile pass, holds no
+    result waiting for a name, and scanned no key over the last `polls` reads (no pass runs:
+    a pub/sub reconnect asks for one more, sources/results.py)."""
+    scanned: list[float | None] = []
+
+    def done() -> bool:
+        f = ledger_figures(p.metrics(openmetrics=True))
+        scanned.append(f["keys_scanned"])
+        settled = (f["reconcile_runs"] or 0) >= 1 and f["label_pending"] == 0
+        if not (settled and len(scanned) >= polls and len(set(scanned[-polls:])) == 1):
+            time.sleep(1.0)
+            return False
+        return True
+
     return done
 
 
@@ -233,6 +350,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     server = RedisServer()
     server.start()
     url = f"{server.url}/0"
+    if args.prefill:
+        from bench.stored_results import fill
+
+        t0 = time.monotonic()
+        # Well in the past: older than anything the window sends, as after a restart.
+        fill(url, args.prefill, datetime.now(timezone.utc) - timedelta(days=2), flush=False)
+        print(f"live: {args.prefill} stored results written in {time.monotonic() - t0:.0f}s")
     env = {"TEST_BROKER_URL": url, "TEST_BACKEND_URL": url}
     scratch = tempfile.TemporaryDirectory(prefix="live-bench-")
     baseline = checkout(args.baseline, Path(scratch.name)) if args.baseline else None
@@ -244,7 +368,38 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             p.start()
         for p in procs:
             wait(lambda p=p: p.alive() and bool(p.metrics()), 300, f"{p.name} /metrics")
+        ours = [p for p in procs if p.name.startswith("ours")]
+        if args.prefill:
+            for p in ours:
+                what = f"{p.name}'s start-up reconcile of {args.prefill} results"
+                done = lambda p=p: p.alive() and p.logged(RECONCILE_DONE) > 0  # noqa: E731
+                wait(done, 120 + args.prefill / 1000, what)
+            for p in ours:
+                wait(quiet(p), 120, f"{p.name} settled after its reconcile")
+                p.figures["cpu_s_before"] = p.cpu()
         worker = Worker(env, concurrency=args.concurrency, extra=("-E",)).wait_ready()
+        app = celery_app(env)
+        client = redis.Redis.from_url(url)
+        if args.prefill:
+            # A few tasks first: the first ledger write after the prefill has the keeper's
+            # save drop the ids the prefill's nameless results left saved (released by a read,
+            # which does not count as a change), a one-off; the settle time holds that save.
+            base = {p.name: our_counts(p.metrics(openmetrics=True)) for p in ours}
+            warm_ids: list[str] = []
+            warm = send_tasks(app, WARMUP_TASKS, warm_ids)
+            wait(all_stored(client, warm_ids), 60, "the warm-up tasks' results")
+            for p in ours:
+                if not p.name.startswith("ours: both off"):
+
+                    def warmed(p: Watched = p) -> bool:
+                        return our_counts(p.metrics(openmetrics=True)) - base[p.name] == warm
+
+                    wait(warmed, 30, f"{p.name} counting the warm-up")
+        # Ours' ledger and counts before the settle time (read in OpenMetrics).
+        start = {}
+        for p in ours:
+            body = p.metrics(openmetrics=True)
+            start[p.name] = (ledger_figures(body), our_counts(body))
         if args.scrape_interval > 0:  # as Prometheus does: every process, every interval
             threading.Thread(
                 target=scrape_all, args=(procs, args.scrape_interval, stop), daemon=True
@@ -256,12 +411,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         idle_wall = time.monotonic() - t0
         for p in procs:
             p.figures["idle_ms_per_s"] = (p.cpu() - idle0[p.name]) / idle_wall * 1e3
-        app = celery_app(env)
-        client = redis.Redis.from_url(url)
+        passes0 = {p.name: p.logged(RECONCILE_DONE) for p in ours}
         load0 = {p.name: p.cpu() for p in procs}
         t0 = time.monotonic()
-        truth = send_tasks(app, args.tasks)
-        wait(lambda: final_results(client) >= args.tasks, 60 + args.tasks / 10, "all results")
+        ids: list[str] = []
+        truth = send_tasks(app, args.tasks, ids)
+        wait(all_stored(client, ids), 60 + args.tasks / 10, "all results")
         drained = time.monotonic() - t0
         time.sleep(args.tail_seconds)
         for p in procs:
@@ -272,15 +427,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 cpu_ms_per_task=spent / args.tasks * 1e3,
                 rss_mb=rss_mb(p.proc.pid) if p.proc else 0.0,
             )
-        for p in procs:
-            if p.name.startswith("ours") and not p.name.startswith("ours: both off"):
+        t_end = time.monotonic()
+        for p in ours:
+            passes = p.logged(RECONCILE_DONE) - passes0[p.name]
+            before, after = start[p.name][0], ledger_figures(rendered_since(p, t_end))
+            p.figures["ledger"] = {
+                "label_pending_start": before["label_pending"],
+                "entries_start": before["entries"],
+                "entries_end": after["entries"],
+                "evictions": (after["evictions"] or 0) - (before["evictions"] or 0),
+                "reconcile_runs": (after["reconcile_runs"] or 0) - (before["reconcile_runs"] or 0),
+                "logged_passes_in_window": passes,
+            }
+        for p in ours:
+            if not p.name.startswith("ours: both off"):
                 # Exact once every source caught up; the reconcile-only one is not waited for.
-                def exact(p: Watched = p) -> bool:
-                    return our_counts(p.metrics()) == truth
+                def counted(p: Watched = p) -> dict[str, int]:
+                    now, then = our_counts(p.metrics(openmetrics=True)), start[p.name][1]
+                    return {k: now[k] - then[k] for k in now if now[k] != then[k]}
 
                 with contextlib.suppress(RuntimeError):
-                    wait(exact, 30, f"{p.name} counts")
-                p.figures["counts"] = dict(our_counts(p.metrics()))
+                    wait(lambda counted=counted: counted() == truth, 30, f"{p.name} counts")
+                p.figures["counts"] = counted()
                 p.figures["counts_exact"] = p.figures["counts"] == dict(truth)
         report: dict[str, Any] = {
             "tasks": args.tasks,
@@ -289,13 +457,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "idle_s": idle_wall,
             "tail_s": args.tail_seconds,
             "concurrency": args.concurrency,
+            "prefill": args.prefill,
             "processes": {p.name: p.figures for p in procs},
         }
-        ours = report["processes"]["ours: everything on"]
+        full = report["processes"]["ours: everything on"]
         for p in procs:
             if not p.name.startswith("ours") and p.figures["cpu_ms_per_task"]:
                 p.figures["ours_cheaper_x"] = p.figures["cpu_ms_per_task"] / max(
-                    ours["cpu_ms_per_task"], 1e-9
+                    full["cpu_ms_per_task"], 1e-9
                 )
         report["scrape_interval"] = args.scrape_interval
         return report
@@ -312,7 +481,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def show(report: dict[str, Any]) -> None:
     print(
         f"live: {report['tasks']} tasks {report['truth']}, drained in {report['drained_s']:.1f}s,"
-        f" idle window {report['idle_s']:.0f}s, tail {report['tail_s']:.0f}s"
+        f" idle window {report['idle_s']:.0f}s, tail {report['tail_s']:.0f}s,"
+        f" {report['prefill']} stored results prefilled"
     )
     print(f"{'process':34} {'idle ms/s':>9} {'CPU s':>7} {'ms/task':>8} {'RSS MB':>7}  notes")
     for name, f in report["processes"].items():
@@ -325,6 +495,17 @@ def show(report: dict[str, Any]) -> None:
             f"{name:34} {f['idle_ms_per_s']:9.2f} {f['cpu_s']:7.2f} {f['cpu_ms_per_task']:8.3f}"
             f" {f['rss_mb']:7.1f}  {'; '.join(notes)}"
         )
+    for name, f in report["processes"].items():
+        if "ledger" in f:
+            led = f["ledger"]
+            before = f.get("cpu_s_before")
+            print(
+                f"{name:34} ledger {_n(led['entries_start'])} -> {_n(led['entries_end'])} entries,"
+                f" {led['evictions']:.0f} evicted, {led['reconcile_runs']:.0f} reconcile passes"
+                f" (from the worker's start; {led['logged_passes_in_window']} in the load window),"
+                f" {_n(led['label_pending_start'])} waiting for a name at the start"
+                + (f"; {before:.2f} s CPU from start to the prefill's end" if before else "")
+            )
     full = report["processes"]["ours: everything on"]
     compat = report["processes"].get(COMPAT)
     if compat:
@@ -341,6 +522,10 @@ def show(report: dict[str, Any]) -> None:
         f"live: the reference's published ~0.3 ms CPU per event is ~{reference:.1f} ms per task"
         f" (5 events each): ours {ours:.3f} ms/task, {reference / max(ours, 1e-9):.1f}x cheaper"
     )
+
+
+def _n(value: float | None) -> str:
+    return "?" if value is None else f"{value:,.0f}"
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -362,7 +547,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--only-full", action="store_true", help="of ours, only everything on (and --compat)"
     )
+    parser.add_argument(
+        "--prefill",
+        type=int,
+        default=0,
+        help="stored results written into the backend before the exporters start (default 0;"
+        f" 250000 fills ours' default 200,000-entry ledger before the window; at least"
+        f" {MIN_PREFILL}, which ours logs the end of)",
+    )
     args = parser.parse_args(argv)
+    if 0 < args.prefill < MIN_PREFILL:
+        parser.error(f"--prefill takes 0 or at least {MIN_PREFILL}")
     small = args.small
     args.tasks = args.tasks or (40 if small else 3000)
     args.idle_seconds = args.idle_seconds if args.idle_seconds is not None else (2 if small else 30)

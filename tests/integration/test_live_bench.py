@@ -39,3 +39,21 @@ def test_live_bench_beside_a_baseline_commit() -> None:
     assert set(report["processes"]) == {full, f"{full} @HEAD"}
     for name, figures in report["processes"].items():
         assert figures["counts"] == report["truth"], name
+
+
+def test_live_bench_with_a_prefilled_full_ledger(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--prefill`: the load window starts with ours' ledger full, so every task evicts one
+    entry; counts are still what the window sent, not the stored results read at start."""
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server is not installed")
+    monkeypatch.setenv("CE_LEDGER_MAX_TASKS", "1000")
+    # Stored results carry no task name: counted at once, not after 5 s (the bench waits).
+    monkeypatch.setenv("CE_LABEL_GRACE", "0")
+    report = live_bench.main(["--small", "--only-full", "--prefill", "10000"])
+    figures = report["processes"][next(iter(live_bench.OURS))]
+    assert figures["counts"] == report["truth"]
+    assert figures["ledger"]["entries_start"] == figures["ledger"]["entries_end"] == 1000
+    assert figures["ledger"]["evictions"] == report["tasks"]
+    assert figures["ledger"]["reconcile_runs"] == 0
+    assert figures["ledger"]["label_pending_start"] == 0
+    assert figures["cpu_s_before"] > 0
