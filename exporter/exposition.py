@@ -20,9 +20,12 @@ took (`DUTY`): a busy cluster is rendered at most once per interval and never mo
 the time. A scrape that does not come when expected (or before a second scrape, when no period
 is known) is waited for with renders twice as far from the last scrape each time (1, 2, 4, 8 s
 after it...), so a format scraped once, or no longer, costs a handful of renders, and one not
-scraped in `IDLE_AFTER` seconds is not rendered at all. The first scrape of a format renders
-it once, inline. So a body served on time is about `LEAD` old, and one served early or late
-at most one period old (or half the time since the scrape before it, if longer).
+scraped in `IDLE_AFTER` seconds is not rendered at all. Once scraped again, a format is
+rendered at most one (smoothed) period after its last render: a period estimated too long,
+after a missed scrape, planned each render after the next scrape and so never rendered
+(bodies a minute old). The first scrape of a format renders it once, inline. So a body
+served on time is about `LEAD` old, and one served early or late at most one period old
+(or half the time since the scrape before it, if longer).
 An interval of 0 renders on every scrape (the old path, kept for comparison and for tests).
 
 `celery_exporter_metrics_render_age_seconds` is appended to every body as it is served, so
@@ -87,8 +90,8 @@ class _Format:
     # Seconds between scrapes of this format, smoothed by halves (None until a second
     # scrape): from a first gap of 3 s to scrapes every 15 s in four scrapes, not eight (each
     # scrape while it is too short costs a render more). An HA pair scraping out of phase
-    # gives about half its scrape interval: two renders per interval, each body at most half
-    # an interval old.
+    # gives about half its scrape interval: two or three renders per interval, each body at
+    # most half an interval old.
     period: float | None = None
     checked_at: float = 0.0  # when the renderer last considered this format (rendered or not)
 
@@ -181,6 +184,12 @@ class Exposition:
             expected = fmt.asked_at + fmt.period - lead
             # the next scrape expected, then the one after it, then further apart
             due = expected if expected > last + REPLAN else max(due, expected + fmt.period)
+            if fmt.asked_at > last:
+                # Scraped since the last render: a period estimated too long (after a missed
+                # scrape, a slow start) would plan each render after the next scrape, which
+                # plans it later again, so the same body was served for minutes. Not later
+                # than a period after the last render, then.
+                due = min(due, last + fmt.period)
         return max(floor, due)
 
     def _render(self, fmt: _Format) -> Body:
