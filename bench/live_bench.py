@@ -33,10 +33,10 @@ which is packed (exporter/ledger/packed.py). The worker starts only once every o
 has logged the end of that pass (it logs passes of 10,000 keys or more, so N is 0 or at
 least that), released the results that waited --label-grace for a name, and scanned no key
 for 3 s (a pub/sub reconnect during a long pass asks for one more pass). Then 100 warm-up
-tasks run before the settle time: the first ledger write after the prefill has the keeper's
-next save drop the 50,000 ids that the nameless results left saved while they waited (their
-release in a read is no change to save for), a one-off ~80 ms that would otherwise land in the
-load window. Flower and the reference never read stored results: the prefill costs them
+tasks run before the settle time, so that a one-off of the first ledger write after the
+prefill lands outside the load window: before d4d5c37, when two-day-old nameless results
+still waited --label-grace, the keeper's next save dropped the 50,000 ids they left saved
+(~80 ms). Flower and the reference never read stored results: the prefill costs them
 nothing.
 
 The bench reads ours' /metrics itself in OpenMetrics, the format the scrapes do not use: each
@@ -263,7 +263,7 @@ def rendered_since(p: Watched, t: float) -> str:
 
 
 def quiet(p: Watched, polls: int = 3) -> Callable[[], bool]:
-    """A condition, polled every second: ours has completed a reconcile pass, holds no
+    """A condition, to poll every second: ours has completed a reconcile pass, holds no
     result waiting for a name, and scanned no key over the last `polls` reads (no pass runs:
     a pub/sub reconnect asks for one more, sources/results.py)."""
     scanned: list[float | None] = []
@@ -272,20 +272,17 @@ def quiet(p: Watched, polls: int = 3) -> Callable[[], bool]:
         f = ledger_figures(p.metrics(openmetrics=True))
         scanned.append(f["keys_scanned"])
         settled = (f["reconcile_runs"] or 0) >= 1 and f["label_pending"] == 0
-        if not (settled and len(scanned) >= polls and len(set(scanned[-polls:])) == 1):
-            time.sleep(1.0)
-            return False
-        return True
+        return settled and len(scanned) >= polls and len(set(scanned[-polls:])) == 1
 
     return done
 
 
-def wait(cond: Any, timeout: float, what: str) -> None:
+def wait(cond: Any, timeout: float, what: str, every: float = 0.2) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.2)
+        time.sleep(every)
 
 
 def checkout(rev: str, into: Path) -> Path:
@@ -375,15 +372,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 done = lambda p=p: p.alive() and p.logged(RECONCILE_DONE) > 0  # noqa: E731
                 wait(done, 120 + args.prefill / 1000, what)
             for p in ours:
-                wait(quiet(p), 120, f"{p.name} settled after its reconcile")
+                wait(quiet(p), 120, f"{p.name} settled after its reconcile", every=1.0)
                 p.figures["cpu_s_before"] = p.cpu()
         worker = Worker(env, concurrency=args.concurrency, extra=("-E",)).wait_ready()
         app = celery_app(env)
         client = redis.Redis.from_url(url)
         if args.prefill:
-            # A few tasks first: the first ledger write after the prefill has the keeper's
-            # save drop the ids the prefill's nameless results left saved (released by a read,
-            # which does not count as a change), a one-off; the settle time holds that save.
+            # A few tasks first: a one-off of the first ledger write after the prefill (a
+            # keeper save, see the module docstring) falls in the settle time, not the window.
             base = {p.name: our_counts(p.metrics(openmetrics=True)) for p in ours}
             warm_ids: list[str] = []
             warm = send_tasks(app, WARMUP_TASKS, warm_ids)

@@ -174,7 +174,7 @@ class EvictedIds:
                 heapq.heappop(seconds)
                 del buckets[second]
             break  # later buckets start at second + 1 > watermark
-        if not keys and len(buckets) == 0:
+        if not keys:
             self.keys = set()  # (a set keeps its largest table: give it back)
 
     def _moved(self, k: int, settled: float) -> bool:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from exporter.clock import FakeClock
 from exporter.ledger import Ledger
+from exporter.ledger.attribution import NAMED_WITHIN
 from exporter.taskdata import (
     FAILURE,
     RECEIVED,
@@ -24,6 +25,7 @@ from exporter.taskdata import (
     SOURCE_EVENTS,
     SOURCE_INSPECT,
     SOURCE_PUBSUB,
+    SOURCE_RECONCILE,
     STARTED,
     SUCCESS,
     TaskUpdate,
@@ -325,9 +327,6 @@ def test_inspect_before_any_source_keeps_the_names_without_counting() -> None:
 def test_a_result_settled_long_before_a_reconcile_found_it_is_labelled_at_once() -> None:
     """Nothing names a task minutes after it settled: a backfill of old results neither
     waits out the grace nor overflows the bound; a recent one still waits for its name."""
-    from exporter.ledger.attribution import NAMED_WITHIN
-    from exporter.taskdata import SOURCE_RECONCILE
-
     clock = FakeClock(1_000_000.0)
     led = ledger(clock, max_tasks=40)  # a bound of 10 waiting ids
     led.expect_backfill()

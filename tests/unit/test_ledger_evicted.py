@@ -4,6 +4,7 @@ the ledger built on it never counts a result twice after its entry was evicted."
 from __future__ import annotations
 
 import random
+import sys
 
 from exporter.clock import FakeClock
 from exporter.ledger import RECONCILE_MARGIN, Ledger
@@ -156,8 +157,6 @@ def test_no_object_kept_per_id() -> None:
     task_id = "".join(["c0ffee", "-id"])  # (built at run time: not an interned constant)
     evicted.add(task_id, 3.0)
     assert all(type(k) is int and 0 <= k < 1 << 60 for k in evicted.keys)
-    import sys
-
     assert sys.getrefcount(task_id) == 2  # this frame's name and the call's argument
     assert "".join(["c0ffee", "-id"]) in evicted and None not in evicted
     assert key(task_id) in evicted.keys
