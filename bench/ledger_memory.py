@@ -85,6 +85,9 @@ def parts(ledger: Any) -> dict[str, float]:
     values = list(t.entries.values())
     entries = [e for e in values if not isinstance(e, bytes)]
     records = [e for e in values if isinstance(e, bytes)]  # packed (exporter/ledger/packed.py)
+    cold = getattr(t, "cold", None)  # (packed records in their own store: ledger/cold.py)
+    if cold is not None:
+        records = [r for r in cold._ring if r is not None]
     aside = list(getattr(t, "extras", {}).values())
     slots = [s for s in Entry.__slots__ if s not in ("x", "name", "queue", "worker", "state")]
     out = {
@@ -98,8 +101,11 @@ def parts(ledger: Any) -> dict[str, float]:
         "extra_fields": w.size(
             getattr(x, s) for x in [*(e.x for e in entries), *aside] for s in Extra.__slots__
         ),
-        "order_deque": w.size([t.order]),
+        "order_deque": w.size([getattr(t, "order", None)]),
     }
+    if cold is not None:
+        out["cold_table_and_ring"] = w.size([cold._keys, cold._pos, cold._ring])
+        out["warm_and_cool_due"] = w.size([t.warm_entries, t.cool_due]) + w.size(t.cool_due)
     p = t.pending
     held_values = list(p.held.values())
     queues = [getattr(p, n) for n in ("order", "at", "ids") if hasattr(p, n)]  # (layouts)
@@ -134,7 +140,7 @@ def parts(ledger: Any) -> dict[str, float]:
     ) + w.size([*t.recent, *t.recent_failed, *t.dirty, *t.persisted])
     mb = {k: v / 1e6 for k, v in out.items()}
     mb["total"] = sum(mb.values())
-    mb["bytes_per_entry"] = sum(out.values()) / max(1, len(values))
+    mb["bytes_per_entry"] = sum(out.values()) / max(1, len(values) + len(cold or ()))
     mb["packed"] = len(records)
     mb["thaws"] = getattr(t, "thaws", 0)
     mb["held_tasks"] = len(p.held)

@@ -197,8 +197,8 @@ def held(
         e.seen |= HELD
         if len(pending.held) > pending.limit:
             for oldest in pending.over():
-                e_old = t.entries[oldest]  # (held: an object, never packed: packed.py)
-                release(t, oldest, e_old, now, early=True)  # type: ignore[arg-type]
+                # (held: an object, never packed: packed.py)
+                release(t, oldest, t.entries[oldest], now, early=True)
     return True
 
 
@@ -207,7 +207,7 @@ def release(t: LedgerTables, task_id: str, e: Entry, now: float, early: bool = F
     effects = t.pending.take(task_id, e)  # (before the entry changes: some read it)
     seen = (e.seen & ~HELD) | RESOLVED
     if seen & COOL_DUE:
-        seen = warm_again(t, task_id, seen)
+        seen = warm_again(t, task_id, e, seen)
     e.seen = SHARED_SEEN.get(seen) or shared_seen(seen)
     if early:
         t.pending.early += 1
@@ -221,12 +221,13 @@ def release(t: LedgerTables, task_id: str, e: Entry, now: float, early: bool = F
         t.dirty.add(task_id)
 
 
-def warm_again(t: LedgerTables, task_id: str, seen: int) -> int:
+def warm_again(t: LedgerTables, task_id: str, e: Entry, seen: int) -> int:
     """An entry that left the warm window unsettled may be settled now (released, or
     finished): back into the window, to be packed when it leaves it (packed.py). Returns
     its `seen` without COOL_DUE. Not retried before: 50,000 held ids cycling through the
     window cost the reconcile pass 15% more CPU."""
     t.warm.append(task_id)
+    t.warm_entries.append(e)
     return seen & ~COOL_DUE
 
 
@@ -248,4 +249,4 @@ def expire(t: LedgerTables, now: float) -> None:
     if t.pending.next_at <= now:
         for task_id in t.pending.due(now):
             # (held: an object, never packed: packed.py)
-            release(t, task_id, t.entries[task_id], now)  # type: ignore[arg-type]
+            release(t, task_id, t.entries[task_id], now)

@@ -20,7 +20,7 @@ from exporter.decode import clean
 from exporter.ledger.attribution import HELD
 from exporter.ledger.entry import FLAGS_MASK, Entry, shared_seen
 from exporter.ledger.histograms import Histogram
-from exporter.ledger.packed import cool, entry_of, settled_of
+from exporter.ledger.packed import cool, entry_of, ids, lookup, settled_of
 from exporter.ledger.pending import Effect
 from exporter.ledger.saved_rows import COUNTERS, Repairs, decode_entry, is_count, last_row
 from exporter.ledger.tables import LedgerTables
@@ -54,12 +54,12 @@ def export_state(t: LedgerTables) -> dict[str, Any]:
     if not t.tracking:
         # First save: from now on changes are tracked; write everything needed once.
         t.tracking = True
-        t.dirty.update(t.entries)
+        t.dirty.update(ids(t))
     w = t.watermark
     seen: dict[str, str] = {}
     drop: list[str] = []
     for task_id in t.dirty:
-        e = t.entries.get(task_id)
+        e = lookup(t, task_id)
         if _needed(e, w):
             assert e is not None
             entry = entry_of(t, task_id, e)
@@ -73,17 +73,17 @@ def export_state(t: LedgerTables) -> dict[str, Any]:
     if w != t.persisted_watermark:
         # The watermark moved: entries it now covers need not be kept any more.
         for task_id in list(t.persisted):
-            if not _needed(t.entries.get(task_id), w) and task_id not in t.evicted:
+            if not _needed(lookup(t, task_id), w) and task_id not in t.evicted:
                 drop.append(task_id)
                 t.persisted.discard(task_id)
         t.persisted_watermark = w
-    if len(t.persisted) > len(t.entries) + len(t.evicted):
+    if len(t.persisted) > len(t.entries) + len(t.cold) + len(t.evicted):
         # Some saved ids are neither entries nor remembered evicted ids: evicted ids that the
         # bounded evicted-id memory gave up after they were saved (a long reconcile pass
         # evicts and gives up many). Sweep them, so the store stays as bounded as the ledger.
-        entries, evicted = t.entries, t.evicted
+        evicted = t.evicted
         for task_id in [i for i in t.persisted if i not in evicted]:
-            if not _needed(entries.get(task_id), w):
+            if not _needed(lookup(t, task_id), w):
                 drop.append(task_id)
                 t.persisted.discard(task_id)
     counters = {
@@ -171,14 +171,14 @@ def import_state(t: LedgerTables, data: dict[str, Any], now: float) -> None:
         decoded = decode_entry(encoded) if isinstance(task_id, str) else None
         if decoded is None:
             fixed.dropped += 1
-        elif task_id not in t.entries:
+        elif task_id not in t.entries and task_id not in t.cold:
             e, held = decoded
             share = t.strings.share  # (shared names can be packed: packed.py)
             e.name = e.name and share(e.name)
             e.queue = e.queue and share(e.queue)
             t.entries[task_id] = e
-            t.order.append(task_id)
             t.warm.append(task_id)
+            t.warm_entries.append(e)
             t.persisted.add(task_id)
             if held:  # effects that waited for labels when saved: held again, a fresh grace
                 e.seen = shared_seen(e.seen | HELD)

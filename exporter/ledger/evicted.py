@@ -108,7 +108,10 @@ class EvictedIds:
         return None  # (unreachable: every key is in one bucket)
 
     def add(self, task_id: str, settled: float) -> None:
-        k = hash(task_id) & KEY_MASK
+        self.add_key(hash(task_id) & KEY_MASK, settled)
+
+    def add_key(self, k: int, settled: float) -> None:
+        """Remember an id by its key (`key(id)`: what the cold store keeps, cold.py)."""
         keys = self.keys
         if k in keys and not self._moved(k, settled):
             return

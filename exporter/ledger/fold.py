@@ -1,7 +1,8 @@
 """The ledger's write side: one `TaskUpdate` folded into the tables, counted at most once.
 
 It owns de-duplication (a state of a task id counts once, whichever source reported it; a
-retry counts once per retry number), first-in first-out eviction, and what inspect teaches
+retry counts once per retry number), eviction (settled entries first in, first out; open
+ones only when none is packed: tables.py), and what inspect teaches
 about running tasks. Each new entry joins the warm window and pushes the oldest out to be
 packed (packed.py); an update of a packed entry thaws it first. Which name and queue a count
 goes under, and when, is attribution.py's. Functions here work on the ledger's tables and
@@ -24,6 +25,7 @@ from exporter.ledger.attribution import (
     release,
     warm_again,
 )
+from exporter.ledger.cold import id_of, key_of
 from exporter.ledger.entry import (
     BIT,
     READY_MASK,
@@ -34,7 +36,7 @@ from exporter.ledger.entry import (
 from exporter.ledger.evicted import KEY_MASK
 from exporter.ledger.guard import UNKNOWN
 from exporter.ledger.histograms import LabelFn
-from exporter.ledger.packed import cool, forget, thaw
+from exporter.ledger.packed import cool, forget, settled_of, thaw
 from exporter.ledger.tables import LedgerTables
 from exporter.taskdata import (
     COUNTER_FOR_STATE,
@@ -62,9 +64,11 @@ def apply(t: LedgerTables, u: TaskUpdate, now: float, labels: LabelFn) -> bool:
     settle = u.timestamp if backfill and u.timestamp else now
     # (typed as the object it is after the next line: `__class__ is` costs a third of
     # `isinstance`, 0.25% of the fold per update under callgrind, and mypy reads neither)
-    e: Entry | None = t.entries.get(task_id)  # type: ignore[assignment]
-    if e.__class__ is bytes:
-        e = thaw(t, task_id, e)  # a late update of a packed entry
+    e = t.entries.get(task_id)
+    if e is None:
+        record = t.cold.take(task_id)
+        if record is not None:
+            e = thaw(t, task_id, record)  # a late update of a packed entry
     if e is None or e.seen & INSPECTED:  # (an entry only inspect knows is as new)
         # Only a backfill can be stale: a live message is news, however late it is.
         if (
@@ -133,16 +137,16 @@ def apply(t: LedgerTables, u: TaskUpdate, now: float, labels: LabelFn) -> bool:
     # when it is released).
     if seen & READY_MASK and not seen & HELD:
         if seen & COOL_DUE:
-            seen = warm_again(t, task_id, seen)  # settled out of the warm window: pack it
+            seen = warm_again(t, task_id, e, seen)  # settled out of the warm window: pack it
         e.seen = SHARED_SEEN.get(seen) or shared_seen(seen)
     return counted
 
 
 def add(t: LedgerTables, task_id: str, e: Entry, now: float) -> Entry:
     t.entries[task_id] = e
-    t.order.append(task_id)
     warm = t.warm
     warm.append(task_id)
+    t.warm_entries.append(e)
     # (as long again as the held ids: they are the newest, and waiting for them to be
     # released first spares a failed try each, a third of the cost in a reconcile pass)
     warm_size = t.warm_size + len(t.pending.held)
@@ -150,7 +154,7 @@ def add(t: LedgerTables, task_id: str, e: Entry, now: float) -> Entry:
         cool(t)  # the oldest warm entry is packed if it is settled (packed.py)
         if len(warm) > warm_size:
             cool(t)  # (a second one while late updates or released ids made it longer)
-    if len(t.entries) > t.max_tasks:
+    if len(t.entries) + len(t.cold) > t.max_tasks:
         evict(t, now)
     return e
 
@@ -170,25 +174,63 @@ def raise_retries(t: LedgerTables, task_id: str, e: Entry, floor: int, now: floa
 
 
 def evict(t: LedgerTables, now: float) -> None:
-    while len(t.entries) > t.max_tasks and t.order:
-        task_id = t.order.popleft()
-        e = t.entries[task_id]
-        if isinstance(e, bytes):  # (a packed entry is settled: nothing held, not running)
-            settled = forget(t, task_id, e)
+    """Forget the oldest entries until the ledger is within its bound: first in, first out
+    in the order they left the warm window (tables.py)."""
+    cold = t.cold
+    while len(t.entries) + len(cold) > t.max_tasks:
+        task_id = _oldest_open(t)
+        if task_id is None and cold:  # (a packed entry is settled: nothing held, not running)
+            record = cold.pop_oldest()
+            task_id = forget(t, record)
+            settled = settled_of(record)
+            k = key_of(record)
+            if t.tracking:
+                t.dirty.add(task_id or id_of(record))
         else:
+            if task_id is None:
+                task_id = _oldest_warm(t)
+                if task_id is None:
+                    return
+            e = t.entries.pop(task_id)
             if e.seen & HELD:
                 release(t, task_id, e, now, early=True)  # its effects count before it goes
             t.running.pop(task_id, None)
             settled = e.settled
-        del t.entries[task_id]
+            k = hash(task_id) & KEY_MASK
+            if t.churn.deleted():
+                t.entries = dict(t.entries)  # sized for what it holds (churn.py)
+            if t.tracking:
+                t.dirty.add(task_id)
         t.evictions += 1
-        if t.churn.deleted():
-            t.entries = dict(t.entries)  # sized for what it holds (churn.py)
         # A counted result a reconcile could find again must stay known as counted.
         if t.backfill and settled is not None and settled > t.watermark:
-            t.evicted.add(task_id, settled)
-        if t.tracking:
-            t.dirty.add(task_id)
+            t.evicted.add_key(k, settled)
+
+
+def _oldest_open(t: LedgerTables) -> str | None:
+    """The id of the oldest entry that left the window open, if it left before every
+    packed record still stored."""
+    due, entries = t.cool_due, t.entries
+    while due:
+        at, task_id, e = due[0]
+        if entries.get(task_id) is not e or not e.seen & COOL_DUE:
+            due.popleft()  # (settled and back in the window, or gone)
+        elif t.cold.before(at):
+            return None
+        else:
+            due.popleft()
+            return task_id
+    return None
+
+
+def _oldest_warm(t: LedgerTables) -> str | None:
+    """The id of the warm window's oldest entry (nothing older is left)."""
+    warm, objects, entries = t.warm, t.warm_entries, t.entries
+    while warm:
+        task_id = warm.popleft()
+        if entries.get(task_id) is objects.popleft():  # (not a later entry of the id)
+            return task_id
+    return None
 
 
 def observe_running(
@@ -199,7 +241,7 @@ def observe_running(
     share = t.strings.share
     for task_id, name, queue, worker, started_at in tasks:
         e = t.entries.get(task_id)
-        if isinstance(e, bytes):
+        if e is None and task_id in t.cold:
             continue  # packed: finished, nothing held (the case below)
         if e is None:
             # Seen running before any source reported it: its names wait for them.

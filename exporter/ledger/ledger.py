@@ -28,7 +28,7 @@ from exporter.ledger.counts import LedgerCounts
 from exporter.ledger.evicted import KEY_MASK
 from exporter.ledger.guard import UNKNOWN
 from exporter.ledger.hosts import HostCounts, HostView, compat_default_queue, hosts_for
-from exporter.ledger.packed import finished
+from exporter.ledger.packed import finished, ids
 from exporter.ledger.tables import LedgerTables
 from exporter.taskdata import TaskRecord, TaskUpdate
 
@@ -125,7 +125,7 @@ class Ledger:
         """A save failed: write every needed entry and re-check drops on the next one."""
         with self._lock:
             t = self._tables
-            t.dirty.update(t.entries)
+            t.dirty.update(ids(t))
             t.dirty.update(t.persisted)
             t.persisted_watermark = -1.0
 
@@ -137,13 +137,15 @@ class Ledger:
     def settled_ids(self, task_ids: Iterable[str | None]) -> set[str | None]:
         """Which of these ids (None: never) a reconcile need not read (finished or covered)."""
         with self._lock:
-            entries: dict[Any, Any] = self._tables.entries  # (an Entry or a packed record)
-            evicted = self._tables.evicted.keys
+            entries: dict[Any, Any] = self._tables.entries
+            cold, evicted = self._tables.cold, self._tables.evicted.keys
             out = set()
             for task_id in task_ids:
                 e = entries.get(task_id)
-                if (e is not None and finished(e)) or (
-                    task_id is not None and hash(task_id) & KEY_MASK in evicted
+                if (
+                    (e is not None and finished(e))
+                    or (task_id is not None and hash(task_id) & KEY_MASK in evicted)
+                    or (e is None and task_id in cold)  # (every packed entry is finished)
                 ):
                     out.add(task_id)
             return out

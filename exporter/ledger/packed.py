@@ -19,20 +19,24 @@ started, finished, settled, runtime) make 14 + 40 B, a 96 B object (pymalloc's c
 bytes of up to 63); an `Entry` with 4 floats is 256 B. What few tasks have (`Extra`: failure
 text, args, retries) waits in `LedgerTables.extras` under the id.
 
-Every reader goes through here: `entry_of` (an `Entry` to read: the object, or an unpacked
-copy), `thaw` (the fold's: the entry becomes an object again, back in the warm window),
-`settled_of` and `finished` (the durable save, reconcile's settled check: no unpacking),
-`forget` (eviction: a record's settle time, and its side data dropped). Functions run under
-the ledger's lock.
+Packed records live in the ledger's `ColdStore` (cold.py), not in `LedgerTables.entries`:
+the store keeps the id in the record, so no id string stays behind. Every reader goes
+through here: `lookup` (an entry's object or record), `entry_of` (an `Entry` to read: the
+object, or an unpacked copy), `thaw` (the fold's: the entry becomes an object again, back in
+the warm window), `settled_of` and `finished` (the durable save, reconcile's settled check:
+no unpacking), `forget` (eviction: a record's settle time, and its side data dropped).
+Functions run under the ledger's lock.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from struct import Struct
 
 from exporter.ledger.attribution import COOL_DUE, HELD, INSPECTED
+from exporter.ledger.cold import id_of, packed_len
 from exporter.ledger.entry import _NO_EXTRA, PENDING, READY_MASK, Entry, shared_seen
-from exporter.ledger.tables import LedgerTables
+from exporter.ledger.tables import COOL_DUE_MIN, LedgerTables
 
 NONE = 0xFFFF  # no name/queue/worker (Strings numbers stay below SHARED_MAX)
 _SEEN = (1 << 36) - 1  # SOURCE_SHIFT + MAX_SOURCES bits
@@ -140,7 +144,7 @@ def _pack_any(head: int, n: int, q: int, w: int, e: Entry) -> bytes | None:
 
 def unpack(t: LedgerTables, task_id: str, record: bytes) -> Entry:
     """The entry a record holds (a new object; its `Extra` is the one kept aside)."""
-    head, n, q, w, *values = _RECORDS[(len(record) - _HEAD) >> 3].unpack(record)
+    head, n, q, w, *values = _RECORDS[(packed_len(record) - _HEAD) >> 3].unpack_from(record)
     e = Entry(PENDING)
     e.seen = shared_seen(head & _SEEN)
     strings = t.strings.values
@@ -158,18 +162,31 @@ def unpack(t: LedgerTables, task_id: str, record: bytes) -> Entry:
     return e
 
 
+def lookup(t: LedgerTables, task_id: str) -> Entry | bytes | None:
+    """The entry of an id: its object, its stored record, or None (not known)."""
+    e = t.entries.get(task_id)
+    return e if e is not None else t.cold.get(task_id)
+
+
+def ids(t: LedgerTables) -> list[str]:
+    """Every id the ledger holds (a packed one's is read back from its record)."""
+    return [*t.entries, *t.cold.ids()]
+
+
 def entry_of(t: LedgerTables, task_id: str, value: Entry | bytes) -> Entry:
     """An entry to read (not to change: an unpacked copy is not kept)."""
     return unpack(t, task_id, value) if isinstance(value, bytes) else value
 
 
 def thaw(t: LedgerTables, task_id: str, record: bytes) -> Entry:
-    """A late update for a packed entry: it is an object again, back in the warm window."""
+    """A late update for a packed entry (taken out of the store): it is an object again,
+    back in the warm window."""
     e = unpack(t, task_id, record)
     if e.x is not _NO_EXTRA:
         del t.extras[task_id]
     t.entries[task_id] = e
     t.warm.append(task_id)
+    t.warm_entries.append(e)
     t.thaws += 1
     return e
 
@@ -186,23 +203,45 @@ def finished(value: Entry | bytes) -> bool:
     return isinstance(value, bytes) or bool(value.seen & READY_MASK)
 
 
-def forget(t: LedgerTables, task_id: str, record: bytes) -> float | None:
-    """An evicted record: its `Extra`, if any, goes too. Returns its settle time."""
+def forget(t: LedgerTables, record: bytes) -> str | None:
+    """An evicted record: its `Extra`, if any, goes too. Returns its id when it had one
+    (else None: reading the id back is left to whoever needs it)."""
     if record[7] & (_EXTRA >> 56):
+        task_id = id_of(record)
         del t.extras[task_id]
-    return settled_of(record)
+        return task_id
+    return None
 
 
 def cool(t: LedgerTables) -> None:
-    """The oldest id of the warm window leaves it: packed if it can be, else marked
-    COOL_DUE (a running task, one whose effects wait for labels), which puts it back in the
-    window once it settles (attribution.warm_again)."""
+    """The oldest id of the warm window leaves it: packed into the cold store if it can be,
+    else marked COOL_DUE (a running task, one whose effects wait for labels), which puts it
+    back in the window once it settles (attribution.warm_again). Until then its id waits in
+    `cool_due`, where eviction finds the oldest open entries once no packed one is left."""
     task_id = t.warm.popleft()
-    e = t.entries.get(task_id)
-    if e is None or isinstance(e, bytes):
-        return  # evicted (or already packed: an id added twice)
+    e = t.warm_entries.popleft()
+    if t.entries.get(task_id) is not e:
+        return  # evicted, or packed already (an id added twice), or a later entry of the id
     record = pack(t, task_id, e)
-    if record is None:
+    if record is not None and t.cold.put(task_id, record):
+        del t.entries[task_id]
+        if t.churn.deleted():
+            t.entries = dict(t.entries)  # sized for what it holds (churn.py)
+        return
+    if record is not None and e.x is not _NO_EXTRA:
+        del t.extras[task_id]  # (packed, but its id cannot be stored: it stays as it was)
+    if not e.seen & COOL_DUE:
         e.seen = shared_seen(e.seen | COOL_DUE)
-    else:
-        t.entries[task_id] = record
+        due = t.cool_due
+        due.append((t.cold.tail(), task_id, e))  # (older than every record stored from here)
+        if len(due) > t.cool_due_at:
+            _sweep(t)
+
+
+def _sweep(t: LedgerTables) -> None:
+    """Drop from `cool_due` the ids settled (back in the window) or evicted since; it is
+    swept again when it has doubled, so each id costs O(1) on average."""
+    entries = t.entries
+    kept = [(at, i, e) for at, i, e in t.cool_due if entries.get(i) is e and e.seen & COOL_DUE]
+    t.cool_due = deque(kept)
+    t.cool_due_at = max(COOL_DUE_MIN, 2 * len(kept))

@@ -12,7 +12,7 @@ from exporter.ledger.counts import LedgerCounts
 from exporter.ledger.entry import Entry, record_of
 from exporter.ledger.guard import OTHER, UNKNOWN
 from exporter.ledger.hosts import HostView
-from exporter.ledger.packed import entry_of
+from exporter.ledger.packed import entry_of, lookup
 from exporter.ledger.tables import LedgerTables
 from exporter.taskdata import TaskRecord
 
@@ -24,7 +24,7 @@ def counts(t: LedgerTables, now: float) -> LedgerCounts:
     return LedgerCounts(
         tasks=dict(t.tasks),
         exceptions=dict(t.exceptions),
-        entries=len(t.entries),
+        entries=len(t.entries) + len(t.cold),
         evictions=t.evictions,
         overflowed_names=t.guards["name"].overflow,
         tasks_by_worker=dict(t.by_worker),
@@ -72,8 +72,8 @@ def success_ratio(t: LedgerTables, now: float, window: float | None) -> dict[str
 
 
 def record(t: LedgerTables, task_id: str) -> TaskRecord | None:
-    e = t.entries.get(task_id)
-    return _record(t, task_id, e) if e else None
+    e = lookup(t, task_id)
+    return _record(t, task_id, e) if e is not None else None
 
 
 def _record(t: LedgerTables, task_id: str, value: Entry | bytes) -> TaskRecord:
@@ -91,8 +91,8 @@ def _record(t: LedgerTables, task_id: str, value: Entry | bytes) -> TaskRecord:
 
 
 def sent_time(t: LedgerTables, task_id: str) -> float | None:
-    e = t.entries.get(task_id)
-    return entry_of(t, task_id, e).sent_at if e else None
+    e = lookup(t, task_id)
+    return entry_of(t, task_id, e).sent_at if e is not None else None
 
 
 def recent(t: LedgerTables, failed_only: bool) -> list[TaskRecord]:
@@ -103,7 +103,7 @@ def recent(t: LedgerTables, failed_only: bool) -> list[TaskRecord]:
     out: list[TaskRecord] = []
     seen: set[str] = set()
     for task_id in reversed(ids):
-        e = t.entries.get(task_id)
+        e = lookup(t, task_id)
         if e is not None and task_id not in seen:
             seen.add(task_id)
             out.append(_record(t, task_id, e))

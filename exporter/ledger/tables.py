@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import deque
 
 from exporter.ledger.churn import Churn
+from exporter.ledger.cold import ColdStore
 from exporter.ledger.entry import Entry, Extra, SourceBits, Strings
 from exporter.ledger.evicted import EvictedIds
 from exporter.ledger.guard import UNKNOWN, LabelGuard
@@ -25,6 +26,9 @@ from exporter.ledger.window import OutcomeWindow
 
 # Ids in the warm window of a default ledger (a tenth of 200,000; bench/RESULTS.md).
 WARM_MAX = 20_000
+# `cool_due` is swept of ids that settled or went once it is twice as long as after the
+# last sweep, and never below this.
+COOL_DUE_MIN = 1024
 
 
 class LedgerTables:
@@ -33,6 +37,9 @@ class LedgerTables:
         "below_watermark",
         "by_worker",
         "churn",
+        "cold",
+        "cool_due",
+        "cool_due_at",
         "dirty",
         "entries",
         "evicted",
@@ -45,7 +52,6 @@ class LedgerTables:
         "last",
         "max_tasks",
         "names",
-        "order",
         "outcomes",
         "pass_position",
         "pending",
@@ -61,6 +67,7 @@ class LedgerTables:
         "thaws",
         "tracking",
         "warm",
+        "warm_entries",
         "warm_size",
         "watermark",
         "worker_label",
@@ -84,21 +91,27 @@ class LedgerTables:
     ) -> None:
         self.max_tasks = max_tasks
         self.worker_label = worker_label
-        # Plain dict + first-seen order: cheaper per task than an OrderedDict. Eviction is
-        # first-in first-out; a task evicted while open is simply counted on from scratch.
-        # Cold settled entries are packed `bytes` records (packed.py: read them through it).
-        self.entries: dict[str, Entry | bytes] = {}
-        self.order: deque[str] = deque()
+        # Entries as objects: the warm window, and older ones still open (running, or
+        # effects waiting for labels). Settled ones leave the window packed into `cold`
+        # (cold.py, packed.py: read them through packed.lookup). Eviction is first in,
+        # first out, in the order entries left the window (fold.evict): the oldest packed
+        # record or the oldest open entry, whichever left first; the window's oldest only
+        # when neither is left. A task evicted while open is simply counted on from scratch.
+        self.entries: dict[str, Entry] = {}
+        self.cold = ColdStore()
         # The newest ids (and ones tried too early), oldest first: the one that leaves is
-        # packed if it can be (packed.cool). Extras of packed entries; late updates that
-        # unpacked one.
+        # packed if it can be (packed.cool); ids that left it open, oldest first, each with
+        # the cold store's tail when it left (swept of stale ones, packed._sweep). Extras of
+        # packed entries; late updates that unpacked one.
         self.warm: deque[str] = deque()
+        self.warm_entries: deque[Entry] = deque()  # (each id's entry when it joined)
         self.warm_size = max(1, min(WARM_MAX, max_tasks // 10))
+        self.cool_due: deque[tuple[int, str, Entry]] = deque()
+        self.cool_due_at = COOL_DUE_MIN
         self.extras: dict[str, Extra] = {}
         self.thaws = 0
-        # Copied once every 0.7 x max_tasks evictions: room for 149,000 more inserts at
-        # 200,000 before the next resize; a copy of a churned 200,000-entry dict takes 20 ms
-        # (its keys are scattered), 0.15 us per eviction.
+        # Copied once every 0.7 x max_tasks deletes (packs and evictions): a copy of a
+        # churned dict of the 20,000 warm entries takes a few ms.
         self.churn = Churn(max_tasks * 7 // 10 + 1)
         # (name, queue, counter) -> total; with --task-worker-label also per hostname
         self.tasks: dict[tuple[str, str, str], int] = {}

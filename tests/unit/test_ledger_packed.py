@@ -12,7 +12,7 @@ from exporter.clock import FakeClock
 from exporter.ledger import Ledger
 from exporter.ledger.attribution import HELD, INSPECTED, RESOLVED
 from exporter.ledger.entry import BIT, SHARED_MAX, STATE_NAMES, Entry, Extra, shared_seen
-from exporter.ledger.packed import entry_of, finished, pack, settled_of, unpack
+from exporter.ledger.packed import entry_of, finished, ids, lookup, pack, settled_of, unpack
 from exporter.ledger.tables import LedgerTables
 from exporter.taskdata import (
     FAILURE,
@@ -56,10 +56,15 @@ def _settled_entry(t: LedgerTables, state: str = SUCCESS) -> Entry:
     return e
 
 
+def _stored(t: LedgerTables, record: bytes | None) -> bytes:
+    """A packed record as the cold store keeps it (with its id and key)."""
+    assert isinstance(record, bytes) and t.cold.put("a", record)
+    return t.cold.take("a") or b""
+
+
 def _round_trip(t: LedgerTables, e: Entry) -> Entry:
     before = _fields(e)
-    record = pack(t, "a", e)
-    assert isinstance(record, bytes)
+    record = _stored(t, pack(t, "a", e))
     back = unpack(t, "a", record)
     assert _fields(back) == before
     for field in ("sent_at", "received_at", "started_at", "finished_at", "updated_at"):
@@ -102,7 +107,7 @@ def test_shared_times_absent_fields_and_signed_zeros_round_trip() -> None:
     assert back.received_at is back.settled  # one float object again
     assert repr(back.runtime) == "-0.0" and repr(back.sent_at) == "0.0"
     e.runtime = float("nan")
-    assert repr(unpack(t, "a", pack(t, "a", e) or b"").runtime) == "nan"
+    assert repr(unpack(t, "a", _stored(t, pack(t, "a", e))).runtime) == "nan"
 
 
 def test_a_result_reconcile_found_is_one_double() -> None:
@@ -187,7 +192,7 @@ def _both(pair: tuple[Ledger, Ledger], updates: list[TaskUpdate]) -> list[int]:
 
 
 def _packed(led: Ledger) -> int:
-    return sum(isinstance(v, bytes) for v in led._tables.entries.values())
+    return len(led._tables.cold)
 
 
 def _stream(n: int, ts: float = 1000.0, first: int = 0) -> list[TaskUpdate]:
@@ -271,17 +276,19 @@ def test_records_and_saved_state_read_the_same_packed_or_not() -> None:
     saved = [led.export_state() for led in pair]
     assert saved[0] == saved[1]
     t = pair[0]._tables
-    for tid, value in t.entries.items():
+    for tid in ids(t):
         assert pair[0].get(tid) == pair[1].get(tid)
         assert pair[0].sent_time(tid) == pair[1].sent_time(tid)
-        assert entry_of(t, tid, value).state == pair[1]._tables.entries[tid].state  # type: ignore[union-attr]
+        value = lookup(t, tid)
+        assert value is not None
+        assert entry_of(t, tid, value).state == pair[1]._tables.entries[tid].state
     loaded = _pair()
     for led in loaded:
         led.import_state(saved[0])
     assert _packed(loaded[0]) > 80  # loaded entries are cold at once
     again = [led.export_state() for led in loaded]
     assert again[0] == again[1] and again[0]["seen"].keys() == saved[0]["seen"].keys()
-    for tid in pair[0]._tables.entries:
+    for tid in ids(t):
         assert loaded[0].get(tid) == loaded[1].get(tid)
     found = U("t1", SUCCESS, SOURCE_RECONCILE, timestamp=1001.2)
     assert not any(led.apply(found) for led in loaded)
@@ -296,7 +303,7 @@ def test_an_evicted_packed_entry_is_remembered_as_before() -> None:
     _same(pair)
     evicted = [{f"t{i}" for i in range(70) if f"t{i}" in led._tables.evicted} for led in pair]
     assert evicted[0] == evicted[1] and len(evicted[0]) == 20
-    assert pair[0]._tables.extras.keys() <= pair[0]._tables.entries.keys()
+    assert pair[0]._tables.extras.keys() <= set(pair[0]._tables.cold.ids())
     late = [
         U(f"t{i}", FAILURE if i % 5 == 0 else SUCCESS, SOURCE_RECONCILE, timestamp=1e3 + i + 0.2)
         for i in range(70)
@@ -314,11 +321,11 @@ def test_an_entry_unsettled_when_it_left_the_window_is_packed_once_settled() -> 
     led.apply(U("long", STARTED, name="app.t", queue="q", worker="w"))
     for i in range(5):
         led.apply_many(_stream(1, first=i))
-    assert not isinstance(t.entries["long"], bytes) and "long" not in t.warm  # marked, out
+    assert "long" in t.entries and "long" not in t.warm  # marked, out
     assert led.apply(U("long", SUCCESS, runtime=1.0))
     assert "long" in t.warm  # settled: back in the window
     led.apply_many(_stream(3, first=10))
-    assert isinstance(t.entries["long"], bytes)
+    assert "long" in t.cold and "long" not in t.entries
     assert led.get("long").state == SUCCESS  # type: ignore[union-attr]
     assert not led.apply(U("long", SUCCESS, SOURCE_PUBSUB))  # thawed, deduped
     assert led.totals()["succeeded"] == 7  # (t0 and t10 failed)
@@ -334,7 +341,7 @@ def test_the_window_spans_the_held_ids_and_released_ones_are_packed() -> None:
     assert len(t.pending) == 10 and len(t.warm) == 10  # none tried while held
     clock.advance(6.0)
     led.apply_many(_stream(4))  # the grace ends: released, counted under "unknown"
-    assert sum(isinstance(t.entries[f"r{i}"], bytes) for i in range(10)) >= 4
+    assert sum(f"r{i}" in t.cold for i in range(10)) >= 4
     led.apply_many(_stream(10, first=4))
-    assert all(isinstance(t.entries[f"r{i}"], bytes) for i in range(10))
+    assert all(f"r{i}" in t.cold for i in range(10))
     assert led.totals()["succeeded"] == 10 + 11

@@ -1,0 +1,172 @@
+"""The cold store (exporter/ledger/cold.py) against a plain dict, and the ledger's eviction
+order with packed and open entries mixed."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from typing import Any
+
+import pytest
+
+from exporter.clock import FakeClock
+from exporter.ledger import Ledger
+from exporter.ledger import cold as cold_mod
+from exporter.ledger.cold import ColdStore, id_of, key_of, packed_len
+from exporter.ledger.evicted import KEY_MASK
+from exporter.taskdata import RECEIVED, STARTED, SUCCESS, TaskUpdate
+
+
+def _ids(rng: random.Random, n: int) -> list[str]:
+    """UUIDs (canonical and not), short and long ids, non-ASCII and a lone surrogate."""
+    out = []
+    for i in range(n):
+        kind = i % 6
+        if kind < 2:
+            out.append(str(uuid.UUID(int=rng.getrandbits(128))))
+        elif kind == 2:
+            out.append(str(uuid.UUID(int=rng.getrandbits(128))).upper())  # not canonical
+        elif kind == 3:
+            out.append(f"t{i}")
+        elif kind == 4:
+            out.append("ü" * rng.randrange(1, 120) + str(i))
+        else:
+            out.append(f"\ud800{i}")
+    return out
+
+
+def _check(store: ColdStore, model: dict[str, bytes]) -> None:
+    assert len(store) == len(model)
+    assert list(store.ids()) == list(model)  # oldest first
+    for task_id, packed in model.items():
+        record = store.get(task_id)
+        assert record is not None and record[: packed_len(record)] == packed
+        assert id_of(record) == task_id and key_of(record) == hash(task_id) & KEY_MASK
+        assert task_id in store
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_store_holds_what_a_dict_would_in_any_order_of_operations(seed: int) -> None:
+    rng = random.Random(seed)
+    store, model = ColdStore(), dict[str, bytes]()
+    pool = _ids(rng, 3000)
+    for step in range(12_000):
+        roll = rng.random()
+        task_id = rng.choice(pool)
+        if roll < 0.5:
+            if task_id not in model:
+                packed = rng.randbytes(rng.choice((22, 30, 54, 70)))
+                assert store.put(task_id, packed)
+                model[task_id] = packed
+        elif roll < 0.7:
+            taken = store.take(task_id)
+            held = model.pop(task_id, b"")
+            assert (taken is None) == (held == b"")
+            assert taken is None or taken[: packed_len(taken)] == held
+        elif roll < 0.95:
+            if model:
+                oldest = next(iter(model))
+                record = store.pop_oldest()
+                assert id_of(record) == oldest
+                del model[oldest]
+        else:
+            assert store.get(task_id) is None or task_id in model
+        if step % 1000 == 0:
+            _check(store, model)
+    _check(store, model)
+    for task_id in pool:
+        assert (store.get(task_id) is not None) == (task_id in model)
+
+
+def test_ids_alike_in_their_table_bits_stay_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ids whose hashes agree in the table's 32 bits probe one chain; each finds its own
+    record, and taking any of them keeps the others reachable (backward-shift deletion)."""
+    store, model = ColdStore(), {}
+    ids = [f"same{i}" for i in range(40)]
+
+    class Same(str):
+        def __hash__(self) -> int:
+            return 7 + (int(self[4:]) << 40)  # equal low 32 bits, different keys
+
+    for i, task_id in enumerate(ids):
+        assert store.put(Same(task_id), bytes([i]) * 22)
+        model[task_id] = bytes([i]) * 22
+    for task_id in ids[::3]:
+        assert store.take(Same(task_id)) is not None
+        del model[task_id]
+        for other in model:
+            record = store.get(Same(other))
+            assert record is not None and record[:22] == model[other]
+    assert store.get(Same("same999")) is None
+
+
+def test_ids_that_cannot_be_stored_are_refused() -> None:
+    store = ColdStore()
+    assert not store.put("x" * 256, b"r" * 22)  # over 255 bytes
+    assert not store.put("é" * 128, b"r" * 22)  # 256 bytes of UTF-8
+    assert store.put("é" * 127, b"r" * 22) and len(store) == 1
+
+
+def test_positions_wrap_at_two_to_the_32(monkeypatch: pytest.MonkeyPatch) -> None:
+    store, model = ColdStore(), {}
+    store._base = 0xFFFFFFFF - 5000  # (as after four billion packs)
+    rng = random.Random(1)
+    for task_id in _ids(rng, 20_000):
+        store.put(task_id, b"p" * 22)
+        model[task_id] = b"p" * 22
+        if len(model) > 3000:
+            oldest = next(iter(model))
+            assert id_of(store.pop_oldest()) == oldest
+            del model[oldest]
+    assert store._base < 20_000  # wrapped
+    _check(store, model)
+    assert store.before(store.tail()) and not store.before(store._base)
+
+
+def test_a_uuid_takes_16_bytes_and_any_other_id_its_text() -> None:
+    store = ColdStore()
+    u = str(uuid.uuid4())
+    store.put(u, b"p" * 22)
+    store.put(u.upper(), b"p" * 22)
+    assert len(store.get(u) or b"") == 22 + 16 + 9
+    assert len(store.get(u.upper()) or b"") == 22 + 36 + 9
+    assert cold_mod._raw_id("0x" + u[2:]) == (("0x" + u[2:]).encode(), 36)  # not a UUID
+
+
+# -- the ledger: eviction order with packed and open entries ------------------------------
+def U(task_id: str, state: str, **kw: Any) -> TaskUpdate:
+    return TaskUpdate(task_id, state, "events", **kw)
+
+
+def test_eviction_is_first_in_first_out_across_packed_and_open_entries() -> None:
+    """A task still running when it left the warm window is evicted in its turn among the
+    packed ones (not kept forever, not evicted early), and the bound always holds."""
+    led = Ledger(clock=FakeClock(1000.0), max_tasks=20)
+    t = led._tables
+    t.warm_size = 2
+    order = []
+    for i in range(60):
+        tid = f"t{i}"
+        order.append(tid)
+        led.apply(U(tid, RECEIVED, name="app.t", queue="q", worker="w"))
+        led.apply(U(tid, STARTED))
+        if i % 7:  # every 7th keeps running
+            led.apply(U(tid, SUCCESS, runtime=0.1))
+        assert len(t.entries) + len(t.cold) <= 20
+        kept = [x for x in order if led.get(x) is not None]
+        assert kept == order[-len(kept) :]  # the newest ones, whatever their form
+    assert len(t.cold) > 10 and {"t42", "t49", "t56"} <= t.entries.keys()
+    running = {x for x, *_ in led.running_tasks()}
+    assert running == {f"t{i}" for i in range(40, 60) if i % 7 == 0}
+
+
+def test_a_stale_window_reference_never_evicts_a_later_entry_of_its_id() -> None:
+    led = Ledger(clock=FakeClock(1000.0), max_tasks=4)
+    t = led._tables
+    t.warm_size = 1
+    for i in range(6):
+        led.apply(U(f"a{i}", SUCCESS, name="n", queue="q"))
+    led.apply(U("a0", SUCCESS, name="n", queue="q"))  # evicted long ago: a new entry
+    assert led.get("a0") is not None
+    led.apply(U("a0", RECEIVED, name="n", queue="q"))
+    assert led.get("a0") is not None and len(t.entries) + len(t.cold) == 4
