@@ -25,7 +25,7 @@ from exporter.ledger.attribution import (
     release,
     warm_again,
 )
-from exporter.ledger.cold import id_of, key_of
+from exporter.ledger.cold import id_of
 from exporter.ledger.entry import (
     BIT,
     READY_MASK,
@@ -36,7 +36,7 @@ from exporter.ledger.entry import (
 from exporter.ledger.evicted import KEY_MASK
 from exporter.ledger.guard import UNKNOWN
 from exporter.ledger.histograms import LabelFn
-from exporter.ledger.packed import cool, forget, settled_of, thaw
+from exporter.ledger.packed import cool, forget, thaw
 from exporter.ledger.tables import LedgerTables
 from exporter.taskdata import (
     COUNTER_FOR_STATE,
@@ -154,7 +154,7 @@ def add(t: LedgerTables, task_id: str, e: Entry, now: float) -> Entry:
         cool(t)  # the oldest warm entry is packed if it is settled (packed.py)
         if len(warm) > warm_size:
             cool(t)  # (a second one while late updates or released ids made it longer)
-    if len(t.entries) + len(t.cold) > t.max_tasks:
+    if len(t.entries) + t.cold.live > t.max_tasks:
         evict(t, now)
     return e
 
@@ -177,15 +177,13 @@ def evict(t: LedgerTables, now: float) -> None:
     """Forget the oldest entries until the ledger is within its bound: first in, first out
     in the order they left the warm window (tables.py)."""
     cold = t.cold
-    while len(t.entries) + len(cold) > t.max_tasks:
-        task_id = _oldest_open(t)
-        if task_id is None and cold:  # (a packed entry is settled: nothing held, not running)
+    for _ in range(len(t.entries) + cold.live - t.max_tasks):
+        task_id = _oldest_open(t) if t.cool_due else None
+        if task_id is None and cold.live:  # (a packed entry is settled: nothing held, not running)
             record = cold.pop_oldest()
-            task_id = forget(t, record)
-            settled = settled_of(record)
-            k = key_of(record)
+            settled, k = forget(t, record)
             if t.tracking:
-                t.dirty.add(task_id or id_of(record))
+                t.dirty.add(id_of(record))
         else:
             if task_id is None:
                 task_id = _oldest_warm(t)

@@ -17,7 +17,8 @@ A record (`struct`, little-endian): one 64-bit head (`seen`'s 36 bits, then per 
 values, e.g. finished and updated, share one). A task's 5 distinct values (received,
 started, finished, settled, runtime) make 14 + 40 B, a 96 B object (pymalloc's class for a
 bytes of up to 63); an `Entry` with 4 floats is 256 B. What few tasks have (`Extra`: failure
-text, args, retries) waits in `LedgerTables.extras` under the id.
+text, args, retries) waits in `LedgerTables.extras` under the id's key (evicted.key: a
+32 B int where the id's string is 96 B; the record keeps the key).
 
 Packed records live in the ledger's `ColdStore` (cold.py), not in `LedgerTables.entries`:
 the store keeps the id in the record, so no id string stays behind. Every reader goes
@@ -34,8 +35,9 @@ from collections import deque
 from struct import Struct
 
 from exporter.ledger.attribution import COOL_DUE, HELD, INSPECTED
-from exporter.ledger.cold import id_of, packed_len
+from exporter.ledger.cold import packed_len
 from exporter.ledger.entry import _NO_EXTRA, PENDING, READY_MASK, Entry, shared_seen
+from exporter.ledger.evicted import KEY_MASK
 from exporter.ledger.tables import COOL_DUE_MIN, LedgerTables
 
 NONE = 0xFFFF  # no name/queue/worker (Strings numbers stay below SHARED_MAX)
@@ -46,6 +48,7 @@ _NOT_PACKED = HELD | INSPECTED | COOL_DUE
 _HEAD = 14  # bytes before the doubles
 _RECORDS = tuple(Struct("<QHHH" + "d" * n) for n in range(8))
 _SETTLED = Struct("<d")
+_KEY = Struct("<q")  # (a stored record's key: cold.py)
 # (the order of the 3-bit fields in the head; the settle time first: when there is one, it
 # is the first double, which eviction reads without decoding the head)
 TIMES = (
@@ -109,7 +112,7 @@ def pack(t: LedgerTables, task_id: str, e: Entry) -> bytes | None:
         if record is None:
             return None
     if head & _EXTRA:
-        t.extras[task_id] = e.x
+        t.extras[hash(task_id) & KEY_MASK] = e.x
     return record
 
 
@@ -158,7 +161,7 @@ def unpack(t: LedgerTables, task_id: str, record: bytes) -> Entry:
             setattr(e, field, values[k - 1])  # (equal times share one float again)
         at += 3
     if head & _EXTRA:
-        e.x = t.extras[task_id]
+        e.x = t.extras[hash(task_id) & KEY_MASK]
     return e
 
 
@@ -183,7 +186,7 @@ def thaw(t: LedgerTables, task_id: str, record: bytes) -> Entry:
     back in the warm window."""
     e = unpack(t, task_id, record)
     if e.x is not _NO_EXTRA:
-        del t.extras[task_id]
+        del t.extras[hash(task_id) & KEY_MASK]
     t.entries[task_id] = e
     t.warm.append(task_id)
     t.warm_entries.append(e)
@@ -203,14 +206,12 @@ def finished(value: Entry | bytes) -> bool:
     return isinstance(value, bytes) or bool(value.seen & READY_MASK)
 
 
-def forget(t: LedgerTables, record: bytes) -> str | None:
-    """An evicted record: its `Extra`, if any, goes too. Returns its id when it had one
-    (else None: reading the id back is left to whoever needs it)."""
+def forget(t: LedgerTables, record: bytes) -> tuple[float | None, int]:
+    """An evicted record: its `Extra`, if any, goes too. Returns its settle time and key."""
+    k: int = _KEY.unpack_from(record, len(record) - 9)[0]
     if record[7] & (_EXTRA >> 56):
-        task_id = id_of(record)
-        del t.extras[task_id]
-        return task_id
-    return None
+        del t.extras[k]
+    return _SETTLED.unpack_from(record, _HEAD)[0] if record[4] & _SETTLED_BITS else None, k
 
 
 def cool(t: LedgerTables) -> None:
@@ -229,7 +230,7 @@ def cool(t: LedgerTables) -> None:
             t.entries = dict(t.entries)  # sized for what it holds (churn.py)
         return
     if record is not None and e.x is not _NO_EXTRA:
-        del t.extras[task_id]  # (packed, but its id cannot be stored: it stays as it was)
+        del t.extras[hash(task_id) & KEY_MASK]  # (packed, but its id cannot be stored)
     if not e.seen & COOL_DUE:
         e.seen = shared_seen(e.seen | COOL_DUE)
         due = t.cool_due

@@ -98,7 +98,7 @@ class LedgerTables:
         # record or the oldest open entry, whichever left first; the window's oldest only
         # when neither is left. A task evicted while open is simply counted on from scratch.
         self.entries: dict[str, Entry] = {}
-        self.cold = ColdStore()
+        self.cold = ColdStore(max_tasks)
         # The newest ids (and ones tried too early), oldest first: the one that leaves is
         # packed if it can be (packed.cool); ids that left it open, oldest first, each with
         # the cold store's tail when it left (swept of stale ones, packed._sweep). Extras of
@@ -108,7 +108,7 @@ class LedgerTables:
         self.warm_size = max(1, min(WARM_MAX, max_tasks // 10))
         self.cool_due: deque[tuple[int, str, Entry]] = deque()
         self.cool_due_at = COOL_DUE_MIN
-        self.extras: dict[str, Extra] = {}
+        self.extras: dict[int, Extra] = {}
         self.thaws = 0
         # Copied once every 0.7 x max_tasks deletes (packs and evictions): a copy of a
         # churned dict of the 20,000 warm entries takes a few ms.

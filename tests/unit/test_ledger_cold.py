@@ -11,7 +11,6 @@ import pytest
 
 from exporter.clock import FakeClock
 from exporter.ledger import Ledger
-from exporter.ledger import cold as cold_mod
 from exporter.ledger.cold import ColdStore, id_of, key_of, packed_len
 from exporter.ledger.evicted import KEY_MASK
 from exporter.taskdata import RECEIVED, STARTED, SUCCESS, TaskUpdate
@@ -124,13 +123,27 @@ def test_positions_wrap_at_two_to_the_32(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_a_uuid_takes_16_bytes_and_any_other_id_its_text() -> None:
+    """Only the canonical form (lowercase, dashes in place) is kept as 16 bytes: anything
+    else keeps its text, so every id reads back exactly as it came."""
     store = ColdStore()
-    u = str(uuid.uuid4())
-    store.put(u, b"p" * 22)
-    store.put(u.upper(), b"p" * 22)
+    u = "0123abcd-4567-89ef-0123-456789abcdef"
+    look_alike = [
+        u.upper(),
+        u[:9] + "A" + u[10:],  # one capital
+        u[:9] + "g" + u[10:],  # not hex
+        u[:9] + " " + u[10:],  # a space (which bytes.fromhex would skip)
+        u[:8] + "0" + u[9:13] + "-" + u[14:],  # a dash moved
+        "0x" + u[2:],
+        u.replace("-", ""),
+        "01234567-8901-2345-6789-012345678901",  # digits only: canonical too
+    ]
+    for task_id in [u, *look_alike]:
+        assert store.put(task_id, b"p" * 22)
     assert len(store.get(u) or b"") == 22 + 16 + 9
-    assert len(store.get(u.upper()) or b"") == 22 + 36 + 9
-    assert cold_mod._raw_id("0x" + u[2:]) == (("0x" + u[2:]).encode(), 36)  # not a UUID
+    assert len(store.get(look_alike[-1]) or b"") == 22 + 16 + 9
+    for task_id in look_alike[:-1]:
+        assert len(store.get(task_id) or b"") == 22 + len(task_id) + 9
+    assert list(store.ids()) == [u, *look_alike]
 
 
 # -- the ledger: eviction order with packed and open entries ------------------------------

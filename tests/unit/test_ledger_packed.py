@@ -12,6 +12,7 @@ from exporter.clock import FakeClock
 from exporter.ledger import Ledger
 from exporter.ledger.attribution import HELD, INSPECTED, RESOLVED
 from exporter.ledger.entry import BIT, SHARED_MAX, STATE_NAMES, Entry, Extra, shared_seen
+from exporter.ledger.evicted import key
 from exporter.ledger.packed import entry_of, finished, ids, lookup, pack, settled_of, unpack
 from exporter.ledger.tables import LedgerTables
 from exporter.taskdata import (
@@ -149,7 +150,7 @@ def test_extra_retries_and_failure_text_are_kept_aside() -> None:
     x.parent_id, x.eta, x.retries = "p", 98.0, 2
     e.set_retries(3, 1, 2)
     back = _round_trip(t, e)
-    assert back.x is x and t.extras == {"a": x}
+    assert back.x is x and t.extras == {key("a"): x}
     assert back.retry_total == 3 and back.retry_ev == 1 and back.retry_other == 2
 
 
@@ -165,7 +166,7 @@ def test_what_must_stay_an_object_is_not_packed() -> None:
         e.seen |= flag
         assert pack(t, "a", e) is None
     e = _settled_entry(t)
-    e.runtime = 2  # type: ignore[assignment]  # an int would come back a float
+    e.runtime = 2  # an int would come back a float
     assert pack(t, "a", e) is None
     for i in range(SHARED_MAX):  # the interner is full: a new name has no number
         t.strings.share(f"n{i}")
@@ -303,7 +304,7 @@ def test_an_evicted_packed_entry_is_remembered_as_before() -> None:
     _same(pair)
     evicted = [{f"t{i}" for i in range(70) if f"t{i}" in led._tables.evicted} for led in pair]
     assert evicted[0] == evicted[1] and len(evicted[0]) == 20
-    assert pair[0]._tables.extras.keys() <= set(pair[0]._tables.cold.ids())
+    assert pair[0]._tables.extras.keys() <= {key(i) for i in pair[0]._tables.cold.ids()}
     late = [
         U(f"t{i}", FAILURE if i % 5 == 0 else SUCCESS, SOURCE_RECONCILE, timestamp=1e3 + i + 0.2)
         for i in range(70)
