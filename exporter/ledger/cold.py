@@ -28,7 +28,8 @@ from __future__ import annotations
 from array import array
 from binascii import Error as BinasciiError
 from binascii import a2b_hex
-from collections.abc import Iterator
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
 from struct import Struct
 
 from exporter.ledger.evicted import KEY_MASK
@@ -275,6 +276,29 @@ class ColdStore:
                 i = j
         keys[i] = 0
         return record
+
+    def holes(self) -> int:
+        """Ring slots left by `take` that eviction has not yet passed."""
+        return len(self._ring) - self._head - self.live
+
+    def compact(self) -> Callable[[int], int]:
+        """Close the ring's holes (positions change; the table is rebuilt). Returns what an
+        old position becomes: the new position of the first record stored at or after it,
+        so a stamp from `tail` keeps its place among the records."""
+        ring, head, base = self._ring, self._head, self._base
+        kept = [at - head for at in range(head, len(ring)) if ring[at] is not None]
+        self._ring = [ring[head + at] for at in kept]
+        self._base = new_base = (base + head) & _POS
+        self._head = 0
+        self._resize(self._slots)
+
+        def remap(position: int) -> int:
+            at = (position - new_base) & _POS
+            if at >= 1 << 31:
+                return position  # (older than every record: stays older)
+            return (new_base + bisect_left(kept, at)) & _POS
+
+        return remap
 
     def _find(self, task_id: str) -> int:
         """The table slot of this id, or -1."""

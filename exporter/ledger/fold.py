@@ -66,9 +66,7 @@ def apply(t: LedgerTables, u: TaskUpdate, now: float, labels: LabelFn) -> bool:
     # `isinstance`, 0.25% of the fold per update under callgrind, and mypy reads neither)
     e = t.entries.get(task_id)
     if e is None:
-        record = t.cold.take(task_id)
-        if record is not None:
-            e = thaw(t, task_id, record)  # a late update of a packed entry
+        e = thaw(t, task_id)  # a late update of a packed entry (else None: a new id)
     if e is None or e.seen & INSPECTED:  # (an entry only inspect knows is as new)
         # Only a backfill can be stale: a live message is news, however late it is.
         if (

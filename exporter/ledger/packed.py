@@ -181,9 +181,19 @@ def entry_of(t: LedgerTables, task_id: str, value: Entry | bytes) -> Entry:
     return unpack(t, task_id, value) if isinstance(value, bytes) else value
 
 
-def thaw(t: LedgerTables, task_id: str, record: bytes) -> Entry:
-    """A late update for a packed entry (taken out of the store): it is an object again,
-    back in the warm window."""
+def thaw(t: LedgerTables, task_id: str) -> Entry | None:
+    """A late update for a packed entry: taken out of the store, it is an object again,
+    back in the warm window. None: the id is not packed."""
+    cold = t.cold
+    record = cold.take(task_id)
+    if record is None:
+        return None
+    if cold.holes() > cold.live + COOL_DUE_MIN:
+        # Holes in the ring from earlier thaws, more than it holds: closed up, or a ledger
+        # that never evicts would keep a slot per thaw. The open entries' eviction turns
+        # move with the positions.
+        remap = cold.compact()
+        t.cool_due = deque((remap(at), i, e) for at, i, e in t.cool_due)
     e = unpack(t, task_id, record)
     if e.x is not _NO_EXTRA:
         del t.extras[hash(task_id) & KEY_MASK]

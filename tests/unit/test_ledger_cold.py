@@ -183,3 +183,57 @@ def test_a_stale_window_reference_never_evicts_a_later_entry_of_its_id() -> None
     assert led.get("a0") is not None
     led.apply(U("a0", RECEIVED, name="n", queue="q"))
     assert led.get("a0") is not None and len(t.entries) + len(t.cold) == 4
+
+
+def test_compaction_closes_the_holes_and_keeps_order_and_stamps() -> None:
+    store, rng = ColdStore(1000), random.Random(3)
+    ids = _ids(rng, 3000)
+    stamps = {}
+    for n, task_id in enumerate(ids):
+        if n % 97 == 0:
+            stamps[n] = store.tail()  # (as cool_due stamps an entry that left open)
+        assert store.put(task_id, b"p" * 22)
+    for _ in range(400):
+        store.pop_oldest()
+    for task_id in ids[400::3]:
+        assert store.take(task_id) is not None
+    kept = [t for n, t in enumerate(ids) if n >= 400 and (n - 400) % 3]
+    assert store.holes() == len(ids[400::3])
+    remap = store.compact()
+    assert store.holes() == 0 and list(store.ids()) == kept and len(store) == len(kept)
+    for task_id in kept:
+        assert store.get(task_id) is not None
+    for n, stamp in stamps.items():
+        older = sum(1 for m, t in enumerate(ids) if m < n and m >= 400 and (m - 400) % 3)
+        if n <= 400:  # older than every record left: still older than the oldest
+            assert not store.before(remap(stamp))
+        else:  # after exactly the records stored before it
+            assert (remap(stamp) - store.tail() + len(kept)) & 0xFFFFFFFF == older
+
+
+def test_thaws_in_a_ledger_that_never_evicts_leave_no_growing_ring() -> None:
+    """Late updates of packed entries unpack them and new (running) tasks push them out of
+    the window to be packed again: a hole in the ring per thaw, with no eviction to pass
+    them. They are closed once they outnumber the records, and the running tasks' eviction
+    turns move with the positions."""
+    led = Ledger(clock=FakeClock(1000.0), max_tasks=100_000)
+    t = led._tables
+    t.warm_size = 2
+    for i in range(300):
+        led.apply(U(f"t{i}", SUCCESS, name="app.t", queue="q"))
+    most, at = 0, 0
+    for n in range(3000):
+        while f"t{at % 300}" not in t.cold:
+            at += 1
+        assert not led.apply(U(f"t{at % 300}", SUCCESS, name="app.t", queue="q"))  # a thaw
+        led.apply(U(f"r{n}", STARTED, name="app.r", queue="q"))  # runs on, never packed
+        most = max(most, t.cold.holes() - len(t.cold))
+    assert t.thaws == 3000 and 0 < most <= 1024 + 1
+    assert led.totals()["succeeded"] == 300 and led.counts().evictions == 0
+    assert all(led.get(f"t{i}") is not None for i in range(300))
+    # The running tasks left the window before the packed ones still stored: they go first.
+    t.max_tasks = len(t.entries) + len(t.cold) - 2000
+    led.apply(U("last", SUCCESS, name="app.t", queue="q"))  # 2,001 go
+    running = {x for x, *_ in led.running_tasks()}
+    assert running == {f"r{n}" for n in range(2001, 3000)}
+    assert all(led.get(f"t{i}") is not None for i in range(300))
