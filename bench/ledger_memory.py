@@ -104,7 +104,7 @@ def parts(ledger: Any) -> dict[str, float]:
         "order_deque": w.size([getattr(t, "order", None)]),
     }
     if cold is not None:
-        out["cold_table_and_ring"] = w.size([cold._keys, cold._pos, cold._ring, cold._counts])
+        out["cold_table_and_ring"] = w.size([cold._keys, cold._pos, cold._ring, cold.counts])
         out["warm_and_cool_due"] = w.size([t.warm_entries, t.cool_due]) + w.size(t.cool_due)
     p = t.pending
     held_values = list(p.held.values())
