@@ -15,10 +15,10 @@ A record (`struct`, little-endian): one 64-bit head (`seen`'s 36 bits, then per 
 3 bits: 0 none, k the k-th double below; then the EXTRA flag), name, queue and worker as
 16-bit string numbers (NONE: no value), then each distinct time once as a double (equal
 values, e.g. finished and updated, share one). A task's 5 distinct values (received,
-started, finished, settled, runtime) make 14 + 40 B, a 96 B object (pymalloc's class for a
-bytes of up to 63); an `Entry` with 4 floats is 256 B. What few tasks have (`Extra`: failure
-text, args, retries) waits in `LedgerTables.extras` under the id's key (evicted.key: a
-32 B int where the id's string is 96 B; the record keeps the key).
+started, finished, settled, runtime) make 14 + 40 B (the cold store adds the id and its
+key: 112 B in all, cold.py); an `Entry` with 4 floats is 256 B. What few tasks have
+(`Extra`: failure text, args, retries) waits in `LedgerTables.extras` under the id's key
+(evicted.key: a 32 B int where the id's string is 96 B; the record keeps the key).
 
 Packed records live in the ledger's `ColdStore` (cold.py), not in `LedgerTables.entries`:
 the store keeps the id in the record, so no id string stays behind. Every reader goes
@@ -35,7 +35,7 @@ from collections import deque
 from struct import Struct
 
 from exporter.ledger.attribution import COOL_DUE, HELD, INSPECTED
-from exporter.ledger.cold import packed_len
+from exporter.ledger.cold import key_of, packed_len
 from exporter.ledger.entry import _NO_EXTRA, PENDING, READY_MASK, Entry, shared_seen
 from exporter.ledger.evicted import KEY_MASK
 from exporter.ledger.tables import COOL_DUE_MIN, LedgerTables
@@ -48,7 +48,6 @@ _NOT_PACKED = HELD | INSPECTED | COOL_DUE
 _HEAD = 14  # bytes before the doubles
 _RECORDS = tuple(Struct("<QHHH" + "d" * n) for n in range(8))
 _SETTLED = Struct("<d")
-_KEY = Struct("<q")  # (a stored record's key: cold.py)
 # (the order of the 3-bit fields in the head; the settle time first: when there is one, it
 # is the first double, which eviction reads without decoding the head)
 TIMES = (
@@ -218,7 +217,7 @@ def finished(value: Entry | bytes) -> bool:
 
 def forget(t: LedgerTables, record: bytes) -> tuple[float | None, int]:
     """An evicted record: its `Extra`, if any, goes too. Returns its settle time and key."""
-    k: int = _KEY.unpack_from(record, len(record) - 9)[0]
+    k = key_of(record)
     if record[7] & (_EXTRA >> 56):
         del t.extras[k]
     return _SETTLED.unpack_from(record, _HEAD)[0] if record[4] & _SETTLED_BITS else None, k
@@ -228,7 +227,7 @@ def cool(t: LedgerTables) -> None:
     """The oldest id of the warm window leaves it: packed into the cold store if it can be,
     else marked COOL_DUE (a running task, one whose effects wait for labels), which puts it
     back in the window once it settles (attribution.warm_again). Until then its id waits in
-    `cool_due`, where eviction finds the oldest open entries once no packed one is left."""
+    `cool_due`, stamped with the store's tail: its turn for eviction (fold.evict)."""
     task_id = t.warm.popleft()
     e = t.warm_entries.popleft()
     if t.entries.get(task_id) is not e:
