@@ -18,76 +18,26 @@ A lookup that finds the key's bits compares the stored id, so two ids alike in t
 are still two entries. Python's string hash is keyed per process, so no outsider can aim ids at one
 probe chain. Nothing here locks: the ledger calls it under its own lock.
 
-A record is the packed one (packed.py), then the id, the key (`<q`) and one byte: 0 for a
-UUID, else the id's length in bytes (an id over 255 bytes is not stored: its entry stays an
-object). A record taken out (`take`) leaves a hole in the ring that `pop_oldest` skips.
+A record is the packed one (packed.py), then its id and key (stored_id.py; an id over 255
+bytes is not stored: its entry stays an object). A record taken out (`take`) leaves a hole
+in the ring that `pop_oldest` skips, and holes are closed (`compact`) when the fold finds
+them outnumbering the records.
 """
 
 from __future__ import annotations
 
 from array import array
-from binascii import Error as BinasciiError
-from binascii import a2b_hex
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
-from struct import Struct
 
 from exporter.ledger.evicted import KEY_MASK
+from exporter.ledger.stored_id import id_of, id_tail, key_of
 
-_TAIL = Struct("<qB")  # key, id code
-_UUID_TAIL = Struct("<16sqB")  # a UUID's 16 bytes, key, 0
 _POS = _LOW = 0xFFFFFFFF  # ring positions are kept modulo 2^32 (the ring is far shorter)
 # Table slots per record the store is sized for: at most 55% full (a miss probes ~2.5 slots;
 # at 70% it was ~5.6 and a 1M-result reconcile pass took 40% longer than with a dict).
 _SLOTS_PER_RECORD = 1.8
 _MIN_TABLE = 1024
-
-
-def _tail(task_id: str, key: int) -> bytes | None:
-    """What follows the packed record: the id, its key and its code (0: a UUID in 16
-    bytes, else the length of its UTF-8 text), or None: too long to store."""
-    if (
-        len(task_id) == 36
-        and task_id[8] == "-"
-        and task_id[13] == "-"
-        and task_id[18] == "-"
-        and task_id[23] == "-"
-    ):
-        # Canonical (the form id_of writes back) when the 32 others are lowercase hex
-        # digits and reads back as they were (no capitals: a2b_hex takes those too).
-        # (A regex took 1.5x as long, str.islower 2x.)
-        digits = task_id.replace("-", "")
-        if len(digits) == 32:
-            try:
-                raw = a2b_hex(digits)
-            except BinasciiError:
-                raw = b""
-            if raw.hex() == digits:
-                return _UUID_TAIL.pack(raw, key, 0)
-    raw = task_id.encode("utf-8", "surrogatepass")
-    if not 0 < len(raw) < 256:
-        return None
-    return raw + _TAIL.pack(key, len(raw))
-
-
-def id_of(record: bytes) -> str:
-    """The task id a stored record carries."""
-    code = record[-1]
-    if code == 0:
-        h = record[-25:-9].hex()
-        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-    return record[-9 - code : -9].decode("utf-8", "surrogatepass")
-
-
-def key_of(record: bytes) -> int:
-    k: int = _TAIL.unpack_from(record, len(record) - 9)[0]
-    return k
-
-
-def packed_len(record: bytes) -> int:
-    """The length of the packed record inside a stored one."""
-    code = record[-1]
-    return len(record) - 9 - (code or 16)
 
 
 class ColdStore:
@@ -186,7 +136,7 @@ class ColdStore:
         """Store a packed record under a new id. False: this id cannot be stored here."""
         key = hash(task_id) & KEY_MASK
         k = key & _LOW
-        tail = _tail(task_id, key)
+        tail = id_tail(task_id, key)
         if tail is None or not k:  # (0 marks a free slot: 1 id in 2^32 stays an object)
             return False
         if self.live >= self._grow_at:
@@ -250,7 +200,7 @@ class ColdStore:
             head = 0
         self._head = head
         keys, pos, slots = self._keys, self._pos, self._slots
-        key = _TAIL.unpack_from(record, len(record) - 9)[0]
+        key = key_of(record)
         counts, j = self.counts, (key >> 32) & self.mask
         if counts[j] < 255:
             counts[j] -= 1

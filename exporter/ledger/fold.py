@@ -25,7 +25,6 @@ from exporter.ledger.attribution import (
     release,
     warm_again,
 )
-from exporter.ledger.cold import id_of
 from exporter.ledger.entry import (
     BIT,
     READY_MASK,
@@ -37,6 +36,7 @@ from exporter.ledger.evicted import KEY_MASK
 from exporter.ledger.guard import UNKNOWN
 from exporter.ledger.histograms import LabelFn
 from exporter.ledger.packed import cool, forget, thaw
+from exporter.ledger.stored_id import id_of
 from exporter.ledger.tables import LedgerTables
 from exporter.taskdata import (
     COUNTER_FOR_STATE,

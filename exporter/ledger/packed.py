@@ -35,9 +35,9 @@ from collections import deque
 from struct import Struct
 
 from exporter.ledger.attribution import COOL_DUE, HELD, INSPECTED
-from exporter.ledger.cold import key_of, packed_len
 from exporter.ledger.entry import _NO_EXTRA, PENDING, READY_MASK, Entry, shared_seen
 from exporter.ledger.evicted import KEY_MASK
+from exporter.ledger.stored_id import key_of, packed_len
 from exporter.ledger.tables import COOL_DUE_MIN, LedgerTables
 
 NONE = 0xFFFF  # no name/queue/worker (Strings numbers stay below SHARED_MAX)

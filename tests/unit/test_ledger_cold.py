@@ -11,8 +11,9 @@ import pytest
 
 from exporter.clock import FakeClock
 from exporter.ledger import Ledger
-from exporter.ledger.cold import ColdStore, id_of, key_of, packed_len
+from exporter.ledger.cold import ColdStore
 from exporter.ledger.evicted import KEY_MASK
+from exporter.ledger.stored_id import id_of, key_of, packed_len
 from exporter.taskdata import RECEIVED, STARTED, SUCCESS, TaskUpdate
 
 
