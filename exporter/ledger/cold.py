@@ -15,8 +15,8 @@ its UTF-8 text) and its key, and the store is:
   tombstones to sweep).
 
 A lookup that finds the key's bits compares the stored id, so two ids alike in those bits
-are still two entries. Python's string hash is keyed per process, so no outsider can aim ids at one
-probe chain. Nothing here locks: the ledger calls it under its own lock.
+are still two entries. Python's string hash is keyed per process, so no outsider can aim
+ids at one probe chain. Nothing here locks: the ledger calls it under its own lock.
 
 A record is the packed one (packed.py), then its id and key (stored_id.py; an id over 255
 bytes is not stored: its entry stays an object). A record taken out (`take`) leaves a hole
