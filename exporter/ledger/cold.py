@@ -41,12 +41,9 @@ _MIN_TABLE = 1024
 
 
 class ColdStore:
-    """Records by id. `live` is how many it holds, `counts` and `mask` its filter: no
-    record's id has `counts[(hash(id) >> 32) & mask] == 0`, so a caller with many ids to
-    look up may skip the call for those (read them, never set them). Each lookup,
-    insert and removal probes inline: at a million per reconcile pass, a call saved per
-    operation is a few percent of the pass (bench/RESULTS.md, "Cold entries without
-    strings")."""
+    """Records by id. `live` is how many it holds, `counts` and `mask` its counting
+    filter: no stored record's id has `counts[(hash(id) >> 32) & mask] == 0`, so most
+    lookups of ids it does not hold end after one byte (read them, never set them)."""
 
     __slots__ = (
         "_base",
@@ -90,23 +87,7 @@ class ColdStore:
     def has(self, task_id: str) -> bool:
         """`task_id in store`, as a method: the `in` operator reaches a Python method
         through a C slot, which costs twice the probe (callgrind)."""
-        h = hash(task_id)
-        if not self.counts[(h >> 32) & self.mask]:
-            return False
-        k = h & _LOW
-        keys, slots = self._keys, self._slots
-        i = k % slots
-        while True:  # (the probe of _find, inline: every id a reconcile reads asks it)
-            found = keys[i]
-            if not found:
-                return False
-            if found == k:
-                record = self._ring[(self._pos[i] - self._base) & _POS]
-                if record is not None and id_of(record) == task_id:
-                    return True
-            i += 1
-            if i == slots:
-                i = 0
+        return self._find(task_id) >= 0
 
     def get(self, task_id: str) -> bytes | None:
         i = self._find(task_id)
@@ -144,45 +125,22 @@ class ColdStore:
         counts, j = self.counts, (key >> 32) & self.mask
         if counts[j] < 255:
             counts[j] += 1
-        keys, slots = self._keys, self._slots
-        i = k % slots
-        while keys[i]:
-            i += 1
-            if i == slots:
-                i = 0
-        keys[i] = k
         ring = self._ring
-        self._pos[i] = (self._base + len(ring)) & _POS
+        self._place(k, (self._base + len(ring)) & _POS)
         ring.append(packed + tail)
         self.live += 1
         return True
 
     def take(self, task_id: str) -> bytes | None:
         """Remove the record of this id and return it (None: not stored)."""
-        h = hash(task_id)
-        counts, j = self.counts, (h >> 32) & self.mask
-        if not counts[j]:
+        i = self._find(task_id)
+        if i < 0:
             return None
-        k = h & _LOW
-        keys, slots = self._keys, self._slots
-        i = k % slots
-        while True:  # (the probe of _find, inline: every new id of the fold misses here)
-            found = keys[i]
-            if not found:
-                return None
-            if found == k:
-                at = (self._pos[i] - self._base) & _POS
-                record = self._ring[at]
-                if record is not None and id_of(record) == task_id:
-                    self._ring[at] = None  # (a hole pop_oldest skips)
-                    self._delete(i)
-                    self.live -= 1
-                    if counts[j] < 255:
-                        counts[j] -= 1
-                    return record
-            i += 1
-            if i == slots:
-                i = 0
+        at = (self._pos[i] - self._base) & _POS
+        record = self._ring[at]
+        self._ring[at] = None  # (a hole pop_oldest skips)
+        self._drop(i, hash(task_id) & KEY_MASK)
+        return record
 
     def pop_oldest(self) -> bytes:
         """Remove the oldest record and return it (the store must not be empty)."""
@@ -201,32 +159,13 @@ class ColdStore:
         self._head = head
         keys, pos, slots = self._keys, self._pos, self._slots
         key = key_of(record)
-        counts, j = self.counts, (key >> 32) & self.mask
-        if counts[j] < 255:
-            counts[j] -= 1
         k = key & _LOW
         i = k % slots
         while keys[i] != k or pos[i] != position:
             i += 1
             if i == slots:
                 i = 0
-        self.live -= 1
-        # Free slot i, moving back the entries after it that probed past it (_delete,
-        # inline: this runs once per eviction).
-        j = i
-        while True:
-            j += 1
-            if j == slots:
-                j = 0
-            k = keys[j]
-            if not k:
-                break
-            home = k % slots
-            if (home <= i < j) or (i < j < home) or (j < home <= i):
-                keys[i] = k
-                pos[i] = pos[j]
-                i = j
-        keys[i] = 0
+        self._drop(i, key)
         return record
 
     def holes(self) -> int:
@@ -272,8 +211,13 @@ class ColdStore:
             if i == slots:
                 i = 0
 
-    def _delete(self, i: int) -> None:
-        """Free slot i, moving back the entries after it that probed past it."""
+    def _drop(self, i: int, key: int) -> None:
+        """Forget the record of `key` at slot i: its count in the filter, and the slot,
+        moving back the entries after it that probed past it."""
+        self.live -= 1
+        counts, c = self.counts, (key >> 32) & self.mask
+        if counts[c] < 255:  # (a full count never goes down)
+            counts[c] -= 1
         keys, pos, slots = self._keys, self._pos, self._slots
         j = i
         while True:
@@ -292,19 +236,23 @@ class ColdStore:
         keys[i] = 0
 
     def _resize(self, slots: int) -> None:
-        keys = self._keys = array("I", bytes(4 * slots))
-        pos = self._pos = array("I", bytes(4 * slots))
+        self._keys = array("I", bytes(4 * slots))
+        self._pos = array("I", bytes(4 * slots))
         self._slots = slots
         self._grow_at = int(slots / _SLOTS_PER_RECORD)
         base, ring = self._base, self._ring
         for at in range(self._head, len(ring)):
             record = ring[at]
             if record is not None:
-                k = key_of(record) & _LOW
-                i = k % slots
-                while keys[i]:
-                    i += 1
-                    if i == slots:
-                        i = 0
-                keys[i] = k
-                pos[i] = (base + at) & _POS
+                self._place(key_of(record) & _LOW, (base + at) & _POS)
+
+    def _place(self, k: int, position: int) -> None:
+        """Put key bits `k` and a ring position in the first free slot from k's home."""
+        keys, slots = self._keys, self._slots
+        i = k % slots
+        while keys[i]:
+            i += 1
+            if i == slots:
+                i = 0
+        keys[i] = k
+        self._pos[i] = position

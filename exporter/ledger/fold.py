@@ -64,9 +64,7 @@ def apply(t: LedgerTables, u: TaskUpdate, now: float, labels: LabelFn) -> bool:
     settle = u.timestamp if backfill and u.timestamp else now
     e = t.entries.get(task_id)
     if e is None:
-        cold = t.cold  # (its filter inline: most new ids are told without a call)
-        if cold.counts[(hash(task_id) >> 32) & cold.mask]:
-            e = thaw(t, task_id)  # a late update of a packed entry (else None: a new id)
+        e = thaw(t, task_id)  # a late update of a packed entry (else None: a new id)
     if e is None or e.seen & INSPECTED:  # (an entry only inspect knows is as new)
         # Only a backfill can be stale: a live message is news, however late it is.
         if (

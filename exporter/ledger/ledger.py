@@ -138,20 +138,14 @@ class Ledger:
         """Which of these ids (None: never) a reconcile need not read (finished or covered)."""
         with self._lock:
             entries: dict[Any, Any] = self._tables.entries
-            cold, evicted = self._tables.cold, self._tables.evicted.keys
-            has, counts, mask = cold.has, cold.counts, cold.mask  # (the filter inline)
+            has, evicted = self._tables.cold.has, self._tables.evicted.keys
             out = set()
             for task_id in task_ids:
                 e = entries.get(task_id)
                 if (
                     (e is not None and finished(e))
                     or (task_id is not None and hash(task_id) & KEY_MASK in evicted)
-                    or (
-                        e is None
-                        and task_id is not None
-                        and counts[(hash(task_id) >> 32) & mask]
-                        and has(task_id)  # (every packed entry is finished)
-                    )
+                    or (e is None and task_id is not None and has(task_id))  # (finished)
                 ):
                     out.add(task_id)
             return out
