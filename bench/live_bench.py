@@ -21,6 +21,9 @@ never by wall time:
   10% retried once;
 - RSS at the end.
 
+`--threads` adds ours' CPU per task for each of its threads over the load window
+(bench/threads.py: names from py-spy when it is installed).
+
 Every process's /metrics is scraped every `--scrape-interval` seconds (15, as Prometheus
 would; 0: never), during the idle window and the load alike.
 
@@ -72,6 +75,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+
+from bench import threads
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_CPU_PER_EVENT = 0.3e-3  # seconds, danihodovic/celery-exporter's published figure
@@ -409,6 +414,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             p.figures["idle_ms_per_s"] = (p.cpu() - idle0[p.name]) / idle_wall * 1e3
         passes0 = {p.name: p.logged(RECONCILE_DONE) for p in ours}
         load0 = {p.name: p.cpu() for p in procs}
+        per0 = {p.name: threads.sample(p.proc.pid) for p in ours if args.threads and p.proc}
         t0 = time.monotonic()
         ids: list[str] = []
         truth = send_tasks(app, args.tasks, ids)
@@ -424,6 +430,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 rss_mb=rss_mb(p.proc.pid) if p.proc else 0.0,
             )
         t_end = time.monotonic()
+        for p in ours:
+            if p.name in per0 and p.proc:
+                wall = t_end - t0
+                rows = threads.per_thread(
+                    per0[p.name], threads.sample(p.proc.pid), wall, threads.names(p.proc.pid)
+                )  # (ms/s over the window, as ms per task below)
+                p.figures["threads"] = [
+                    (n, cpu * wall / args.tasks, w * wall / args.tasks) for n, cpu, w in rows
+                ]
         for p in ours:
             passes = p.logged(RECONCILE_DONE) - passes0[p.name]
             before, after = start[p.name][0], ledger_figures(rendered_since(p, t_end))
@@ -502,6 +517,13 @@ def show(report: dict[str, Any]) -> None:
                 f" {_n(led['label_pending_start'])} waiting for a name at the start"
                 + (f"; {before:.2f} s CPU from start to the prefill's end" if before else "")
             )
+    for name, f in report["processes"].items():
+        if f.get("threads"):
+            print(f"{name}, per thread over the load window (schedstat), per task:")
+            print(f"  {'thread':40} {'CPU ms':>8} {'wake-ups':>8}")
+            for thread, ms, woke in f["threads"]:
+                if ms >= 0.0005:
+                    print(f"  {thread:40} {ms:8.4f} {woke:8.3f}")
     full = report["processes"]["ours: everything on"]
     compat = report["processes"].get(COMPAT)
     if compat:
@@ -540,6 +562,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--reference-python", help="python of a celery-exporter venv")
     parser.add_argument("--reference-dir", help="a danihodovic/celery-exporter checkout")
     parser.add_argument("--compat", action="store_true", help="add ours with --compat danihodovic")
+    parser.add_argument(
+        "--threads", action="store_true", help="ours' CPU per thread (names need py-spy)"
+    )
     parser.add_argument(
         "--only-full", action="store_true", help="of ours, only everything on (and --compat)"
     )
