@@ -178,7 +178,9 @@ def evict(t: LedgerTables, now: float) -> None:
         if task_id is None and cold.live:  # (a packed entry is settled: nothing held, not running)
             record = cold.pop_oldest()
             settled, k = forget(t, record)
-            if t.tracking:
+            if t.tracking and (
+                settled is None or settled > t.persisted_watermark or k in t.evicted.keys
+            ):  # (else the last save kept no row of it: durable.export_state)
                 t.dirty.add(id_of(record))
         else:
             if task_id is None:
