@@ -6,7 +6,7 @@ is `base64`, kombu's default on Redis), `content-type`, `content-encoding`, `hea
 a list of them. Only `application/json` in UTF-8 is decoded; anything else (pickle above all)
 is counted as skipped and never decoded, and what does not parse is counted, never raised.
 Nesting is bounded by orjson (it refuses documents deeper than 1,024) and nothing here walks
-an event; the events source (`sources/events.parse_event`) cleans every field it keeps with
+an event; the events decoder (`decode/events.parse_event`) cleans every field it keeps with
 `exporter.decode.clean`, as the result decoder does.
 
 Each event then gets what Celery's `EventReceiver.event_from_message` adds, so the events

@@ -1,5 +1,5 @@
 """Total decoder for `--compat danihodovic`: the reading celery-exporter makes of an event that
-this exporter's own parse (`sources/events.parse_event`) does not: the host part of a node
+this exporter's own parse (`decode/events.parse_event`) does not: the host part of a node
 name. Never raises.
 """
 

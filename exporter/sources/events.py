@@ -1,11 +1,10 @@
 """Celery events source: task-* events into ledger updates; worker events into worker
 liveness (State.workers) and the "-E is off" check (events_check.py).
 
-Every field is guarded: events for tasks whose earlier events were missed, a success without
-`runtime` (or with a non-number), timestamps from hosts whose clock is far off (replaced by
-the time the exporter received the event), non-string names. The Celery receiver itself
-(or the lean Redis consumer, which hands over whole batches) lives in celery_io/; this module
-never imports Celery.
+Each event is decoded by the events decoder (decode/events.py: every field guarded); events
+for tasks whose earlier events were missed fold in like any other. The Celery receiver
+itself (or the lean Redis consumer, which hands over whole batches) lives in celery_io/;
+this module never imports Celery.
 """
 
 from __future__ import annotations
@@ -19,38 +18,15 @@ from typing import Any
 from exporter.background import Background
 from exporter.compat import counts_for
 from exporter.decode import clean
+from exporter.decode.events import STATE_OF_EVENT, event_timestamp, parse_event
 from exporter.keeper.gate import StartGate
 from exporter.sources.base import SourceStats, Tally
 from exporter.sources.events_check import EventsEnabledCheck
 from exporter.state import State
-from exporter.taskdata import (
-    FAILURE,
-    RECEIVED,
-    REJECTED,
-    RETRY,
-    REVOKED,
-    SENT,
-    SOURCE_EVENTS,
-    STARTED,
-    SUCCESS,
-    TRACEBACK_MAX,
-    UPDATE_DEFAULTS,
-    TaskUpdate,
-    update_from,
-)
+from exporter.taskdata import SOURCE_EVENTS, TaskUpdate
 
 log = logging.getLogger(__name__)
 
-STATE_OF_EVENT = {
-    "task-sent": SENT,
-    "task-received": RECEIVED,
-    "task-started": STARTED,
-    "task-succeeded": SUCCESS,
-    "task-failed": FAILURE,
-    "task-retried": RETRY,
-    "task-revoked": REVOKED,
-    "task-rejected": REJECTED,
-}
 # Counters are published from the receiver thread after a batch with task events when
 # FLUSH_INTERVAL has passed, and by a timed job every FLUSH_BACKSTOP seconds for the last
 # batch before a quiet spell. The job used to run every second: each APScheduler run cost
@@ -61,74 +37,8 @@ STATE_OF_EVENT = {
 # event type's first count is published at once: its series appears).
 FLUSH_INTERVAL = 1.0
 FLUSH_BACKSTOP = 10.0
-MAX_SKEW = 86_400.0  # a timestamp further than this from the receive time is not believed
 _EVENT_TYPES = frozenset(STATE_OF_EVENT) | {"worker-online", "worker-heartbeat", "worker-offline"}
-
-
-_num = clean.finite
 _text = clean.label
-
-
-# celery.exceptions.Reject's repr (no class name in it): a task that raised Reject without
-# requeue fails with it, and its result's exc_type says "Reject".
-REJECT_REPR = "reject requeue="
-
-
-def exception_type(text: Any) -> str | None:
-    """`"ValueError('x')"` (the repr an event carries) -> `"ValueError"`."""
-    if not isinstance(text, str) or not text:
-        return None
-    if text.startswith(REJECT_REPR):  # so one task's class is the same from either source
-        return "Reject"
-    head = text[:300].split("(", 1)[0].strip()
-    head = head.rsplit(".", 1)[-1]
-    return clean.label(head, 200) if head.isidentifier() else None
-
-
-def event_timestamp(event: dict[str, Any]) -> float | None:
-    ts = clean.in_range(_num(event.get("timestamp")))
-    received = clean.in_range(_num(event.get("local_received")))
-    if ts is None:
-        return received
-    if received is not None and abs(ts - received) > MAX_SKEW:
-        return received
-    return ts
-
-
-def parse_event(event: dict[str, Any]) -> TaskUpdate | None:
-    """The ledger update a task-* event means; None for worker events and junk."""
-    kind = event.get("type")
-    state = STATE_OF_EVENT.get(kind) if isinstance(kind, str) else None
-    task_id = clean.label(event.get("uuid"), 256)
-    if state is None or task_id is None or len(task_id) > 255:
-        return None
-    hostname = _text(event.get("hostname"))
-    retries = event.get("retries")
-    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries < 1_000_000:
-        retries = None
-    runtime = _num(event.get("runtime"))
-    exc = event.get("exception")
-    failed = state in (FAILURE, RETRY)
-    # Built from a complete field dict: TaskUpdate's frozen __init__ was the hottest line of
-    # the event path (taskdata.update_from).
-    values = dict(UPDATE_DEFAULTS)
-    values["task_id"] = task_id
-    values["state"] = state
-    values["source"] = SOURCE_EVENTS
-    values["timestamp"] = event_timestamp(event)
-    values["name"] = _text(event.get("name"))
-    values["queue"] = _text(event.get("queue")) or _text(event.get("routing_key"))
-    # task-sent's hostname is the producer's, not a worker's
-    values["worker"] = hostname if state != SENT else None
-    values["runtime"] = runtime if runtime is not None and runtime >= 0 else None
-    values["retries"] = retries if state in (SENT, RECEIVED) else None
-    values["eta"] = clean.epoch(event.get("eta"))
-    values["exception_type"] = exception_type(exc) if failed else None
-    values["exception_message"] = clean.text(exc, 2000) if failed else None
-    values["traceback"] = clean.text(event.get("traceback"), TRACEBACK_MAX) if failed else None
-    values["parent_id"] = _text(event.get("parent_id"), 255)
-    values["root_id"] = _text(event.get("root_id"), 255)
-    return update_from(values)
 
 
 class EventsSource:

@@ -310,9 +310,9 @@ def test_hostile_values_in_every_new_field_render_as_text(browser: Any, serve: A
 
     import fakeredis
 
+    from exporter.decode.events import parse_event
     from exporter.decode.records import parse_result
     from exporter.snapshot import PollHealth, QueueSnapshot, Snapshot
-    from exporter.sources.events import parse_event
     from tests.support.api import make_app, make_config, new_state
 
     config = make_config()

@@ -156,8 +156,8 @@ def test_hostile_values_in_every_new_field_come_back_clean_and_bounded() -> None
     # The sources hand the ledger decoded updates: decode as pub/sub and events do.
     import json
 
+    from exporter.decode.events import parse_event
     from exporter.decode.records import parse_result
-    from exporter.sources.events import parse_event
 
     record = {
         "status": "FAILURE",

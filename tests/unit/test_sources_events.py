@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 
 from exporter.clock import FakeClock
 from exporter.config import Config
+from exporter.decode.events import exception_type, parse_event
 from exporter.keeper.gate import StartGate
-from exporter.sources.events import EventsSource, exception_type, parse_event
+from exporter.sources.events import EventsSource
 from exporter.sources.events_check import EventsEnabledCheck
 from exporter.state import State
 from exporter.taskdata import FAILURE, RETRY, SENT, SUCCESS, TaskUpdate
@@ -46,6 +47,35 @@ def test_fields_guarded() -> None:
     assert u is not None and u.name is None and u.retries is None and u.eta is not None
     u = parse_event(ev("task-sent", name="t", queue="q1", retries=0))
     assert u is not None and u.state == SENT and u.worker is None and u.queue == "q1"
+
+
+OPTIONAL = ("name", "queue", "routing_key", "eta", "parent_id", "root_id", "retries", "runtime")
+
+
+def test_absent_or_bad_fields_keep_their_defaults() -> None:
+    """Absent (no cleaner called) and present but unusable (cleaned to None) read alike."""
+    fields = ("name", "queue", "eta", "parent_id", "root_id", "retries", "runtime")
+    for bad in (None, {}, 5, "", [1], True, -1.0):
+        u = parse_event(ev("task-received", **dict.fromkeys(OPTIONAL, bad)))
+        assert u is not None
+        got = {f: getattr(u, f) for f in fields}
+        if bad == 5:  # an int is a retry count, and a runtime on a received event
+            assert got == {**dict.fromkeys(fields), "retries": 5, "runtime": 5.0}
+        else:
+            assert got == dict.fromkeys(fields), bad
+    for kind in ("task-started", "task-succeeded", "task-failed"):
+        u = parse_event(ev(kind))
+        assert u is not None and u.worker == "w1@h" and u.name is None and u.queue is None
+        assert u.exception_type is u.exception_message is u.traceback is None
+    u = parse_event(ev("task-received", queue=7, routing_key="rk"))
+    assert u is not None and u.queue == "rk"  # (an unusable queue falls back to the key)
+    u = parse_event(ev("task-received", routing_key="rk"))
+    assert u is not None and u.queue == "rk"
+    u = parse_event(ev("task-started", retries=3))
+    assert u is not None and u.retries is None  # (only sent and received number attempts)
+    u = parse_event(ev("task-received", retries=1_000_000, parent_id="p", root_id="r" * 300))
+    assert u is not None and u.retries is None and u.parent_id == "p"
+    assert u.root_id == "r" * 255
 
 
 def test_clock_skew_far_off_uses_receive_time() -> None:
