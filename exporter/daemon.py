@@ -24,7 +24,7 @@ from exporter.celery_io import CeleryIO, CeleryReader
 from exporter.clock import Clock
 from exporter.config import Config
 from exporter.config_checks import ConfigError, parse_listen
-from exporter.gcpause import map_large_blocks
+from exporter.gcpause import map_large_blocks, settle
 from exporter.http import create_app
 from exporter.keeper import build_keeper
 from exporter.poller import Poller
@@ -101,10 +101,12 @@ class Daemon:
         # The keeper of saved state loads before any source counts (its gate) and saves
         # last; it is started and stopped beside the sources, not as one of them.
         self.keeper, gate = build_keeper(self.state)
-        self.sources: list[Source] = build_sources(
-            self.state, self.io, gate, self.keeper.save if self.keeper else None
-        )
+        self.sources: list[Source] = build_sources(self.state, self.io, gate, self._after_pass)
         self.scheduler = TimedJobs()  # the poll and each service's jobs, a thread each
+        # Start-up objects frozen out of the collector's walks (gcpause.settle), after the
+        # first poll and the first reconcile pass; run() arms it, so tests that drive a
+        # Daemon's jobs never freeze their own process.
+        self._settle_after: set[str] = set()
         self._sockets: list[tuple[socket.socket, bool, bool]] = []  # (sock, metrics, api)
         self._servers: list[_Server] = []
 
@@ -148,6 +150,18 @@ class Daemon:
         except Exception:
             # A bug, not an outage (those are handled inside): log it, keep polling.
             log.exception("poll failed unexpectedly")
+        self._settle("poll")
+
+    def _after_pass(self) -> None:
+        """After each complete reconcile pass: the keeper saves (and the first settles)."""
+        if self.keeper:
+            self.keeper.save()
+        self._settle("reconcile")
+
+    def _settle(self, after: str) -> None:
+        if after in self._settle_after:
+            self._settle_after.discard(after)
+            settle()
 
     def stop_background(self) -> None:
         self.scheduler.stop()
@@ -162,6 +176,7 @@ class Daemon:
 
     def run(self) -> int:
         map_large_blocks()  # freed ledger tables go back to the system (gcpause.py)
+        self._settle_after = {"poll", "reconcile"}
         self.start_background()
         try:
             asyncio.run(self._serve())

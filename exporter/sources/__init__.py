@@ -47,7 +47,8 @@ def build_sources(
     """Events (when --events and a Celery app), pub/sub and reconcile (Redis backend).
 
     `gate` is the keeper's start gate (none: nothing saved to wait for, count at once);
-    `after_reconcile` runs after each complete reconcile pass (the keeper's save)."""
+    `after_reconcile` runs after each complete reconcile pass (the daemon: the keeper's save,
+    and gcpause.settle after the first)."""
     config = state.config
     if gate is None:
         gate = StartGate()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,7 +11,7 @@ import fakeredis
 import pytest
 
 from exporter.config import Config
-from exporter.gcpause import gc_paused
+from exporter.gcpause import gc_paused, settle
 from exporter.keeper.gate import StartGate
 from exporter.sources.reconcile import ReconcileSource
 from exporter.state import State
@@ -100,3 +101,47 @@ def test_large_blocks_are_mapped_on_their_own_on_glibc() -> None:
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         pytest.skip("mallopt is glibc's")
     assert map_large_blocks()  # mallopt answers 1 when it took the setting
+
+
+def test_settle_collects_garbage_then_freezes_what_is_left() -> None:
+    class Node:
+        me: object
+
+    garbage, kept = Node(), Node()
+    garbage.me, kept.me = garbage, kept  # two cycles: one unreachable, one alive
+    gone = weakref.ref(garbage)
+    del garbage
+    try:
+        settle()
+        assert gone() is None  # collected, not frozen
+        assert gc.get_freeze_count() > 0
+        assert not any(o is kept for o in gc.get_objects())  # out of every walk
+    finally:
+        gc.unfreeze()
+
+
+def test_the_daemon_settles_once_after_its_first_poll_and_pass_when_running(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from exporter import daemon as daemon_module
+    from exporter.daemon import Daemon
+
+    calls: list[int] = []
+    monkeypatch.setattr(daemon_module, "settle", lambda: calls.append(1))
+    d = Daemon(Config(result_backend=None))
+    try:
+        monkeypatch.setattr(d.poller, "poll", lambda: None)
+        monkeypatch.setattr(d.inspected, "run", lambda: None)
+        monkeypatch.setattr(d.state.trends, "sample", lambda *a: None)
+        d._poll()
+        d._after_pass()
+        assert calls == []  # not armed: a test's own process is never frozen
+        d._settle_after = {"poll", "reconcile"}  # (what run() arms)
+        d._poll()
+        d._poll()
+        assert calls == [1]
+        d._after_pass()
+        d._after_pass()
+        assert calls == [1, 1]
+    finally:
+        d.io.close()
