@@ -22,7 +22,9 @@ never by wall time:
 - RSS at the end.
 
 `--threads` adds ours' CPU per task for each of its threads over the load window
-(bench/threads.py: names from py-spy when it is installed).
+(bench/threads.py: names from py-spy when it is installed); `--gc` the cyclic collector's
+collections in ours during the load window, per generation, with their CPU (a probe loaded
+into ours at start: bench/gcprobe).
 
 Every process's /metrics is scraped every `--scrape-interval` seconds (15, as Prometheus
 would; 0: never), during the idle window and the load alike.
@@ -99,6 +101,25 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU of the whole process (all threads), from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def gc_in_window(
+    p: Watched, start: float, end: float, tasks: int
+) -> tuple[dict[str, list[float]], int]:
+    """`--gc`: ours' collections between `start` and `end` (wall), from its probe's log
+    (bench/gcprobe): per generation, [collections, their CPU in ms, us of it a task]; and
+    how many collections the log holds in all (0: the probe was not loaded)."""
+    out: dict[str, list[float]] = {}
+    path = p.env.get("GC_PROBE_LOG")
+    lines = Path(path).read_text().splitlines() if path and Path(path).exists() else []
+    for line in lines:
+        at, generation, spent, *_ = line.split()
+        if start <= float(at) <= end:
+            row = out.setdefault(f"gen{generation}", [0, 0.0, 0.0])
+            row[0] += 1
+            row[1] += float(spent) / 1e3
+            row[2] += float(spent) / tasks
+    return out, len(lines)
 
 
 def rss_mb(pid: int) -> float:
@@ -314,6 +335,9 @@ def watched(args: argparse.Namespace, url: str, baseline: Path | None = None) ->
             argv = [sys.executable, "-m", "exporter", "--broker-url", url, "--result-backend", url]
             argv += ["--instance", f"live{len(procs)}", "--host", "127.0.0.1", "--port", str(port)]
             env = {"PYTHONPATH": str(tree)}
+            if args.gc:  # (the probe's sitecustomize first on the path: bench/gcprobe)
+                env["PYTHONPATH"] = f"{ROOT / 'bench' / 'gcprobe'}{os.pathsep}{tree}"
+                env["GC_PROBE_LOG"] = str(Path(args.gc_dir) / f"live{len(procs)}.gc")
             procs.append(Watched(name + suffix, [*argv, *extra], port, cwd=tree, env=env))
     return procs + peers(args, url)
 
@@ -361,6 +385,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"live: {args.prefill} stored results written in {time.monotonic() - t0:.0f}s")
     env = {"TEST_BROKER_URL": url, "TEST_BACKEND_URL": url}
     scratch = tempfile.TemporaryDirectory(prefix="live-bench-")
+    args.gc_dir = scratch.name  # (--gc: the probes' logs)
     baseline = checkout(args.baseline, Path(scratch.name)) if args.baseline else None
     procs = watched(args, url, baseline)
     stop = threading.Event()
@@ -415,6 +440,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         passes0 = {p.name: p.logged(RECONCILE_DONE) for p in ours}
         load0 = {p.name: p.cpu() for p in procs}
         per0 = {p.name: threads.sample(p.proc.pid) for p in ours if args.threads and p.proc}
+        wall0 = time.time()
         t0 = time.monotonic()
         ids: list[str] = []
         truth = send_tasks(app, args.tasks, ids)
@@ -430,6 +456,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 rss_mb=rss_mb(p.proc.pid) if p.proc else 0.0,
             )
         t_end = time.monotonic()
+        if args.gc:
+            for p in ours:
+                p.figures["gc"], p.figures["gc_logged"] = gc_in_window(
+                    p, wall0, wall0 + (t_end - t0), args.tasks
+                )
         for p in ours:
             if p.name in per0 and p.proc:
                 wall = t_end - t0
@@ -524,6 +555,13 @@ def show(report: dict[str, Any]) -> None:
             for thread, ms, woke in f["threads"]:
                 if ms >= 0.0005:
                     print(f"  {thread:40} {ms:8.4f} {woke:8.3f}")
+    for name, f in report["processes"].items():
+        if "gc" in f:
+            rows = ", ".join(
+                f"{g}: {n:.0f} in {ms:.1f} ms ({us:.1f} us a task)"
+                for g, (n, ms, us) in sorted(f["gc"].items())
+            )
+            print(f"{name}, collections in the load window: {rows or 'none'}")
     full = report["processes"]["ours: everything on"]
     compat = report["processes"].get(COMPAT)
     if compat:
@@ -564,6 +602,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--compat", action="store_true", help="add ours with --compat danihodovic")
     parser.add_argument(
         "--threads", action="store_true", help="ours' CPU per thread (names need py-spy)"
+    )
+    parser.add_argument(
+        "--gc", action="store_true", help="ours' cyclic-GC collections (bench/gcprobe)"
     )
     parser.add_argument(
         "--only-full", action="store_true", help="of ours, only everything on (and --compat)"

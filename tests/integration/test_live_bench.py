@@ -34,11 +34,14 @@ def test_live_bench_small_run(capsys: pytest.CaptureFixture[str]) -> None:
 def test_live_bench_beside_a_baseline_commit() -> None:
     if not shutil.which("redis-server"):
         pytest.skip("redis-server is not installed")
-    report = live_bench.main(["--small", "--only-full", "--baseline", "HEAD"])
+    report = live_bench.main(["--small", "--only-full", "--baseline", "HEAD", "--threads", "--gc"])
     full = next(iter(live_bench.OURS))
     assert set(report["processes"]) == {full, f"{full} @HEAD"}
     for name, figures in report["processes"].items():
         assert figures["counts"] == report["truth"], name
+        # Both trees ran with the probe (start-up collects), and each thread was read.
+        assert figures["gc_logged"] > 0 and isinstance(figures["gc"], dict), name
+        assert sum(ms for _, ms, _ in figures["threads"]) > 0, name
 
 
 def test_live_bench_with_a_prefilled_full_ledger(monkeypatch: pytest.MonkeyPatch) -> None:
