@@ -1,4 +1,5 @@
-"""`gc_paused()`: the cyclic garbage collector switched off around a large batch job.
+"""`gc_paused()`: the cyclic garbage collector switched off around a large batch job; and
+`settle()`: what start-up leaves frozen out of its later walks.
 
 A reconcile pass allocates millions of short-lived objects (decoded results, updates) while
 the ledger holds hundreds of thousands of long-lived entries. The allocations keep
