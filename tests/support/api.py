@@ -15,9 +15,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from exporter.api import build_router, install_error_handlers
+from exporter.apicounters import ApiCounters
 from exporter.celery_io import CeleryIO
 from exporter.clock import FakeClock
 from exporter.config import Config
+from exporter.remediation.service import Remediation
 from exporter.remediation.store import PlanStore
 from exporter.snapshot import PollHealth, QueueSnapshot, RunningTask, Snapshot, WorkerSnapshot
 from exporter.state import State
@@ -168,6 +170,13 @@ class PlanEnv:
     def decide(self, plan: dict[str, Any], decision: str = "approve", digest: str | None = None):  # type: ignore[no-untyped-def]
         body = {"plan_id": plan["id"], "digest": digest or plan["digest"], "decision": decision}
         return self.client.post("/api/approve", json=body, headers=HEAD_O)
+
+    def remediation(self) -> Remediation:
+        """The service behind /api/approve, called directly: a crash test's BaseException
+        escaping the TestClient's per-request portal stops its event loop, and the request
+        then raised either that exception or "This portal is not running", by thread timing."""
+        store = PlanStore(self.redis)
+        return Remediation(self.state, self.io, self.redis, store, self.state.attached(ApiCounters))
 
     def waiting(self, queue: str = "celery") -> list[dict[str, Any]]:
         """Messages sitting in the in-memory broker queue (drained)."""

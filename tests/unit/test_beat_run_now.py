@@ -187,7 +187,7 @@ def test_crash_between_send_and_record_sends_an_entry_once(
 
     monkeypatch.setattr(run_entry.control, "send_entry", send_then_die)
     with pytest.raises(Crash):
-        env.decide(plan)
+        env.remediation().decide("operator#test", plan["id"], plan["digest"])
     monkeypatch.undo()
     env.redis.delete(f"celery-ops-exporter:plan:{plan['id']}:lease")  # the process is gone
     [sent] = env.waiting("beatq")

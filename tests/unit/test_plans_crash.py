@@ -12,11 +12,9 @@ from typing import Any
 
 import pytest
 
-from exporter.apicounters import ApiCounters
 from exporter.decode.plans import read_claim
 from exporter.remediation import executor, journal
 from exporter.remediation.plan import DOUBT_HOLD_SECONDS
-from exporter.remediation.service import Remediation
 from exporter.remediation.store import PlanStore
 from tests.support.api import HEAD_V, T0, PlanEnv, failure
 
@@ -35,14 +33,9 @@ def _env() -> PlanEnv:
     return env
 
 
-def _remediation(env: PlanEnv) -> Remediation:
-    store = PlanStore(env.redis)
-    return Remediation(env.state, env.io, env.redis, store, env.state.attached(ApiCounters))
-
-
 def _approve_and_crash(env: PlanEnv, plan: dict[str, Any]) -> None:
     with pytest.raises(Crash):
-        _remediation(env).decide("operator#test", plan["id"], plan["digest"])
+        env.remediation().decide("operator#test", plan["id"], plan["digest"])
     # The process is gone: its lease expires (here at once, instead of after LEASE_SECONDS).
     assert env.redis.delete(f"{PREFIX}plan:{plan['id']}:lease") == 1
 
